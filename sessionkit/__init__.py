@@ -1,0 +1,42 @@
+"""sessionkit: keep notebook work alive across runtimes that end.
+
+The public names most users need are importable from here; each lives in the
+module named after the idea it implements (``clock``, ``store``, ``errors``, ...).
+"""
+
+from __future__ import annotations
+
+from .clock import Clock, FakeClock, ScaledClock, SystemClock
+from .errors import (
+    Conflict,
+    CorruptRecord,
+    InvalidKey,
+    LeaseLost,
+    SessionkitError,
+    SessionkitWarning,
+    StoreError,
+)
+from .store import ABSENT, Record, Store, known_schemes, open_store, register_scheme
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ABSENT",
+    "Clock",
+    "Conflict",
+    "CorruptRecord",
+    "FakeClock",
+    "InvalidKey",
+    "LeaseLost",
+    "Record",
+    "ScaledClock",
+    "SessionkitError",
+    "SessionkitWarning",
+    "Store",
+    "StoreError",
+    "SystemClock",
+    "__version__",
+    "known_schemes",
+    "open_store",
+    "register_scheme",
+]

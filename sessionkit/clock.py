@@ -1,0 +1,137 @@
+"""Time, in one place: a monotonic clock for durations and a UTC wall clock for records.
+
+Everything in sessionkit that reads time takes a ``Clock``, so logic can be tested
+with ``FakeClock`` (advanced by hand) and demos can run a 12-hour runtime in a
+minute with ``ScaledClock(720)``. Durations (lease expiry, checkpoint intervals)
+use ``monotonic()`` only; ``now()`` is for timestamps people read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Optional, Protocol, runtime_checkable
+
+__all__ = ["Clock", "SystemClock", "FakeClock", "ScaledClock", "SYSTEM_CLOCK"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What sessionkit needs of time."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back; only differences mean anything."""
+
+    def now(self) -> datetime:
+        """The current wall-clock time, timezone-aware, in UTC."""
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's time."""
+
+
+class SystemClock:
+    """The real clocks of this machine."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+def _check_aware(value: datetime, name: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{name}={value!r} has no time zone: pass an aware datetime, "
+            f"e.g. datetime(2026, 1, 1, tzinfo=timezone.utc)"
+        )
+    return value.astimezone(timezone.utc)
+
+
+class FakeClock:
+    """A clock that moves only when told: ``advance(seconds)`` or ``sleep(seconds)``.
+
+    ``sleep`` advances the clock instead of waiting, so a loop that sleeps between
+    polls runs instantly and deterministically in tests. Thread-safe.
+    """
+
+    def __init__(self, start: Optional[datetime] = None, monotonic_start: float = 1000.0) -> None:
+        self._wall = _check_aware(start, "start") if start is not None else datetime(
+            2026, 1, 1, tzinfo=timezone.utc
+        )
+        self._mono = float(monotonic_start)
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._mono
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._wall
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks forward by ``seconds`` (must not be negative)."""
+        if seconds < 0:
+            raise ValueError(f"FakeClock.advance({seconds!r}): time cannot go back")
+        with self._lock:
+            self._mono += seconds
+            self._wall += timedelta(seconds=seconds)
+
+    def set_wall(self, value: datetime) -> None:
+        """Jump the wall clock only (as NTP might); the monotonic clock is untouched."""
+        with self._lock:
+            self._wall = _check_aware(value, "value")
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.advance(seconds)
+
+    def __repr__(self) -> str:
+        return f"FakeClock(now={self.now().isoformat()}, monotonic={self.monotonic()})"
+
+
+class ScaledClock:
+    """A clock that runs ``factor`` times faster than ``base`` (720: 12 h pass in 60 s).
+
+    Both its monotonic and its wall time start from the base clock's values at
+    creation and advance ``factor`` times as fast; ``sleep(s)`` waits ``s / factor``
+    real seconds. Used by demos and notebook tests to live through a whole runtime.
+    """
+
+    def __init__(self, factor: float, base: Optional[Clock] = None) -> None:
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool):
+            raise TypeError(f"ScaledClock factor must be a number, got {type(factor).__name__}")
+        if not factor > 0 or factor == float("inf"):
+            raise ValueError(f"ScaledClock factor must be a finite number > 0, got {factor!r}")
+        self.factor = float(factor)
+        self.base: Clock = base if base is not None else SYSTEM_CLOCK
+        self._mono0 = self.base.monotonic()
+        self._wall0 = self.base.now()
+
+    def monotonic(self) -> float:
+        return self._mono0 + (self.base.monotonic() - self._mono0) * self.factor
+
+    def now(self) -> datetime:
+        elapsed = (self.base.monotonic() - self._mono0) * self.factor
+        return self._wall0 + timedelta(seconds=elapsed)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.base.sleep(seconds / self.factor)
+
+    def __repr__(self) -> str:
+        return f"ScaledClock({self.factor:g})"

@@ -1,0 +1,85 @@
+"""Every error sessionkit raises, under one root: ``SessionkitError``.
+
+Each message names the key, path or value that is wrong and says what to do,
+because the person reading it is usually in a notebook with no debugger.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class SessionkitError(Exception):
+    """Root of all sessionkit errors: ``except SessionkitError`` catches ours only."""
+
+
+class SessionkitWarning(UserWarning):
+    """Warnings about setups that work but are not safe (e.g. a mounted Drive)."""
+
+
+class InvalidKey(SessionkitError, ValueError):
+    """A store key that is not a clean relative ``/``-separated name."""
+
+    def __init__(self, key: object, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(
+            f"invalid store key {key!r}: {reason}. Keys are relative names such as "
+            f"'jobs/train/manifest': non-empty segments separated by '/', "
+            f"without '.', '..', backslashes or NUL."
+        )
+
+
+class StoreError(SessionkitError):
+    """A store could not do what was asked (I/O failure, corrupt record, ...)."""
+
+    def __init__(self, message: str, *, key: Optional[str] = None) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class Conflict(StoreError):
+    """A conditional write or delete found another version than it expected.
+
+    ``expected`` is the version the caller passed (or ``ABSENT``); ``actual`` is
+    the version found (``None`` when the key does not exist).
+    """
+
+    def __init__(self, key: str, expected: object, actual: Optional[str]) -> None:
+        self.expected = expected
+        self.actual = actual
+        found = "no record" if actual is None else f"version {actual!r}"
+        want = f"version {expected!r}" if isinstance(expected, str) else "no record (create only)"
+        super().__init__(
+            f"conflict on {key!r}: expected {want}, found {found}. Another writer got "
+            f"there first: read the key again and retry, or stop if you lost a lease.",
+            key=key,
+        )
+
+
+class CorruptRecord(StoreError):
+    """A stored record could not be decoded (truncated, foreign or damaged file)."""
+
+    def __init__(self, key: str, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(
+            f"record {key!r} at {where} is unreadable: {reason}. Nothing was changed; "
+            f"move the file away (or write the key again) to recover.",
+            key=key,
+        )
+
+
+class LeaseLost(SessionkitError):
+    """This writer's lease was taken over (a higher fencing token exists): stop."""
+
+    def __init__(self, name: str, token: Optional[int], newer: Optional[int], what: str = "") -> None:
+        self.name = name
+        self.token = token
+        self.newer = newer
+        doing = f" while {what}" if what else ""
+        super().__init__(
+            f"lease {name!r} lost{doing}: this writer holds token {token}, the store has "
+            f"token {newer}. Another runtime is primary now; this one must stop writing."
+        )
+

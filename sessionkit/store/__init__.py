@@ -1,0 +1,72 @@
+"""Stores, chosen by URL scheme from a small registry (as papermill's iorw and fsspec do).
+
+``open_store("/path")`` or ``open_store("file:///path")`` opens a local folder;
+``open_store("memory://NAME")`` an in-process store. Each backend is one module
+implementing the contract in ``base``; it is imported only when its scheme is used,
+so optional dependencies (PyDrive2 for Drive) are needed only by their users.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from typing import Callable, Union
+
+from .base import ABSENT, Expect, Record, Store
+
+__all__ = ["ABSENT", "Expect", "Record", "Store", "open_store", "register_scheme", "known_schemes"]
+
+Opener = Callable[[str], Store]
+
+# scheme -> "module:function" (imported on first use) or an opener callable
+_registry: dict[str, Union[str, Opener]] = {
+    "file": "sessionkit.store.local:open_local",
+    "memory": "sessionkit.store.memory:open_memory",
+}
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def register_scheme(scheme: str, opener: Union[str, Opener]) -> None:
+    """Make ``open_store`` open ``scheme://...`` URLs with ``opener(url)``.
+
+    ``opener`` is a callable or a ``"module:function"`` string imported on first use.
+    """
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+        raise ValueError(f"invalid URL scheme {scheme!r}: use lowercase letters, digits, '+', '.', '-'")
+    _registry[scheme] = opener
+
+
+def known_schemes() -> list[str]:
+    """The schemes ``open_store`` understands, sorted."""
+    return sorted(_registry)
+
+
+def open_store(url_or_path: "Union[str, os.PathLike[str], Store]") -> Store:
+    """Open the store at a URL or folder path (see the module docstring).
+
+    A plain path (or ``file://``) opens a local folder store, created when missing.
+    An unknown scheme raises ValueError listing the known ones. A ``Store`` is
+    returned as it is, so functions can take either.
+    """
+    if isinstance(url_or_path, Store):
+        return url_or_path
+    if isinstance(url_or_path, os.PathLike):
+        url_or_path = os.fspath(url_or_path)
+    if not isinstance(url_or_path, str):
+        raise TypeError(f"open_store needs a URL or a path, not {type(url_or_path).__name__}")
+    if not url_or_path.strip():
+        raise ValueError("open_store needs a URL or a folder path, got an empty string")
+    match = _SCHEME.match(url_or_path)
+    scheme = match.group(1).lower() if match else "file"
+    opener = _registry.get(scheme)
+    if opener is None:
+        raise ValueError(
+            f"unknown store scheme {scheme!r} in {url_or_path!r}; known schemes: "
+            f"{', '.join(s + '://' for s in known_schemes())} (or a plain folder path)"
+        )
+    if isinstance(opener, str):
+        module_name, _, attr = opener.partition(":")
+        opener = getattr(importlib.import_module(module_name), attr)
+    return opener(url_or_path)

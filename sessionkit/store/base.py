@@ -1,0 +1,177 @@
+"""The Store contract: the one seam between sessionkit and where its state lives.
+
+A store maps keys (relative ``/``-separated names) to records: bytes plus an
+opaque version string. Four operations, all backends alike:
+
+- ``get(key)`` returns ``Record(data, version)`` or ``None``;
+- ``put(key, data, expect=...)`` writes atomically and durably and returns the new
+  version; ``expect=None`` writes unconditionally, ``expect=ABSENT`` only creates,
+  ``expect=<version>`` is a compare-and-swap; a mismatch raises ``Conflict``;
+- ``delete(key, expect=...)`` removes a record, with the same conditions;
+- ``list(prefix)`` returns the sorted keys that start with ``prefix``.
+
+Versions never repeat for a key, even after a delete, so a compare-and-swap can
+never succeed against a record that was replaced in between (no ABA).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from ..errors import Conflict, InvalidKey
+
+__all__ = ["ABSENT", "Expect", "Record", "Store", "check_key", "check_prefix", "check_data",
+           "check_expect", "match_expect"]
+
+
+class _Absent:
+    """Type of ``ABSENT``: the expectation that a key holds no record."""
+
+    _instance: Optional["_Absent"] = None
+
+    def __new__(cls) -> "_Absent":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __reduce__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT = _Absent()
+"""Pass as ``expect=ABSENT`` to create a record only if the key holds none."""
+
+Expect = Union[None, _Absent, str]
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a key holds: its bytes and the version that names exactly those bytes."""
+
+    data: bytes
+    version: str = field()
+
+    def __repr__(self) -> str:
+        return f"Record(version={self.version!r}, {len(self.data)} bytes)"
+
+
+_MAX_KEY_LENGTH = 1024
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it is a clean relative name, else raise ``InvalidKey``.
+
+    The rules are the same for every backend, so a key that works on a local
+    folder works on Drive too, and no key can reach outside a store's root.
+    """
+    if not isinstance(key, str):
+        raise InvalidKey(key, f"a key must be a str, not {type(key).__name__}")
+    if not key:
+        raise InvalidKey(key, "it is empty")
+    if len(key) > _MAX_KEY_LENGTH:
+        raise InvalidKey(key[:40] + "...", f"it is longer than {_MAX_KEY_LENGTH} characters")
+    if "\x00" in key:
+        raise InvalidKey(key, "it contains a NUL character")
+    if "\\" in key:
+        raise InvalidKey(key, "it contains a backslash (use '/' between segments)")
+    if key.startswith("/"):
+        raise InvalidKey(key, "it is absolute (starts with '/')")
+    for segment in key.split("/"):
+        if segment == "":
+            raise InvalidKey(key, "it has an empty segment ('//' or a trailing '/')")
+        if segment in (".", ".."):
+            raise InvalidKey(key, f"it has a {segment!r} segment")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in segment):
+            raise InvalidKey(key, "it contains a control character")
+    return key
+
+
+def check_prefix(prefix: object) -> str:
+    """A list prefix: '' (everything) or the start of a key (it may end with '/')."""
+    if not isinstance(prefix, str):
+        raise InvalidKey(prefix, f"a prefix must be a str, not {type(prefix).__name__}")
+    if prefix == "":
+        return prefix
+    check_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
+def check_data(key: str, data: object) -> bytes:
+    """Return ``data`` as ``bytes``; anything but bytes-like raises TypeError naming the key."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(
+        f"put {key!r}: data must be bytes, not {type(data).__name__}; "
+        f"encode text first (e.g. json.dumps(obj).encode())"
+    )
+
+
+def check_expect(key: str, expect: object) -> Expect:
+    """``expect`` must be None, ABSENT or a version string."""
+    if expect is None or expect is ABSENT or isinstance(expect, str):
+        return expect  # type: ignore[return-value]
+    raise TypeError(
+        f"{key!r}: expect must be None, sessionkit.ABSENT or a version string "
+        f"(Record.version), not {type(expect).__name__}"
+    )
+
+
+def match_expect(key: str, expect: Expect, actual: Optional[str]) -> None:
+    """Raise ``Conflict`` unless ``actual`` (the current version, None if absent) meets ``expect``."""
+    if expect is None:
+        return
+    if expect is ABSENT:
+        if actual is not None:
+            raise Conflict(key, expect, actual)
+    elif actual != expect:
+        raise Conflict(key, expect, actual)
+
+
+class Store(abc.ABC):
+    """A key-value store of versioned records. See the module docstring for the contract."""
+
+    #: The URL this store was opened from (for messages and records).
+    url: str = ""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> Optional[Record]:
+        """The record at ``key``, or ``None`` if there is none."""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes, *, expect: Expect = None) -> str:
+        """Write ``data`` at ``key`` atomically and durably; return the new version.
+
+        Raises ``Conflict`` when ``expect`` is ``ABSENT`` and a record exists, or is
+        a version and the record holds another one (or none).
+        """
+
+    @abc.abstractmethod
+    def delete(self, key: str, *, expect: Expect = None) -> bool:
+        """Remove ``key``; return whether a record was removed.
+
+        With ``expect=<version>`` the record must hold that version (else
+        ``Conflict``); with ``expect=ABSENT`` there must be no record.
+        """
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """All keys that start with ``prefix``, sorted."""
+
+    def close(self) -> None:
+        """Release resources; the store must not be used afterwards."""
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

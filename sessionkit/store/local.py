@@ -1,0 +1,349 @@
+"""Local folder store: the embedded default. A plain path or ``file://`` URL.
+
+Each key is one file; a put writes a temporary file in the same folder, flushes
+and fsyncs it, renames it over the old file and fsyncs the folder, so a reader
+sees the old record or the new one, never a torn one, and the record survives a
+crash or power loss once ``put`` returns. Writes to one key are serialised by an
+``flock`` on a lock file beside it, which makes compare-and-swap correct across
+the processes of one machine. File layout and record format: ``docs/format.md``.
+
+Not for coordination across machines: a folder shared over NFS or a mounted
+Google Drive (``/content/drive``) does not give these guarantees to other
+machines. A mounted Drive in particular writes to the VM's disk first and syncs
+later, so opening one warns once.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import time
+import warnings
+import zlib
+from pathlib import Path
+from typing import Iterator, Optional
+from urllib.parse import quote, unquote
+
+from ..errors import CorruptRecord, InvalidKey, SessionkitWarning, StoreError
+from .base import Expect, Record, Store, check_data, check_expect, check_key, check_prefix, match_expect
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; reported clearly when a store is opened
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["LocalStore", "open_local", "MOUNTED_DRIVE_ROOT"]
+
+SUFFIX = ".skv"
+_TMP_MARK = "%tmp-"  # '%' + non-hex never comes out of quote(), so no key can clash
+_LOCK_MARK = "%lock"
+_MAGIC = b"SKV1"
+_SAFE = "-_.~!$&'()+,;=@ "  # kept as-is in file names; everything else is %-encoded
+_MAX_NAME = 200  # bytes of an encoded segment; leaves room for suffixes under 255
+TEMP_MAX_AGE = 3600.0  # seconds after which a crashed writer's temp file is removed
+MOUNTED_DRIVE_ROOT = Path("/content/drive")
+UNREADABLE = "unreadable"  # the version reported for a damaged or foreign record file
+
+_warned_roots: set[str] = set()
+
+
+def encode_segment(key: str, segment: str) -> str:
+    """File-system name of one key segment (reversible with ``unquote``).
+
+    Non-ASCII and unsafe characters are %-encoded, so names are portable ASCII.
+    A name ending in the record suffix gets its last letter encoded, so a folder
+    name can never equal a record's file name.
+    """
+    name = quote(segment, safe=_SAFE)
+    if name.endswith(SUFFIX):
+        name = name[:-1] + "%76"  # 'v'
+    if len(name) > _MAX_NAME:
+        raise InvalidKey(key, f"segment {segment[:30]!r}... is too long for a local folder store "
+                              f"({len(name)} bytes after encoding, at most {_MAX_NAME})")
+    return name
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some file systems (e.g. certain network mounts) cannot fsync a folder;
+        # the rename is still atomic there, only its durability is up to them.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _encode_record(version: str, data: bytes) -> bytes:
+    header = b"%s %s %d %08x\n" % (_MAGIC, version.encode("ascii"), len(data), zlib.crc32(data))
+    return header + data
+
+
+class LocalStore(Store):
+    """A store in a folder of this machine (created when missing)."""
+
+    def __init__(self, root: "str | os.PathLike[str]") -> None:
+        if fcntl is None:
+            raise StoreError(
+                f"the local folder store at {root} needs POSIX file locks (Linux, macOS, "
+                f"Colab); this platform has none. Use memory:// for experiments."
+            )
+        self.root = Path(root).expanduser().absolute()
+        self.url = self.root.as_uri()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store folder {self.root}: {exc.strerror}") from exc
+        if not self.root.is_dir():
+            raise StoreError(f"{self.root} is not a folder: give a folder path for the store")
+        self.on_mounted_drive = self.root == MOUNTED_DRIVE_ROOT or MOUNTED_DRIVE_ROOT in self.root.parents
+        if self.on_mounted_drive and str(self.root) not in _warned_roots:
+            _warned_roots.add(str(self.root))
+            warnings.warn(
+                f"the store {self.root} is on a mounted Google Drive: its writes reach Drive "
+                f"only later (drive.flush_and_unmount() forces them), so a checkpoint there is "
+                f"not durable when written and other runtimes may see it late or never. Fine "
+                f"for one runtime; for handover across runtimes use a gdrive:// store.",
+                SessionkitWarning,
+                stacklevel=3,
+            )
+
+    # -- paths -----------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        segments = check_key(key).split("/")
+        names = [encode_segment(key, s) for s in segments]
+        names[-1] += SUFFIX
+        return self.root.joinpath(*names)
+
+    def path_of(self, key: str) -> Path:
+        """The file that holds ``key`` (for messages and tools; do not write it directly)."""
+        return self._path(key)
+
+    # -- reading ---------------------------------------------------------------
+
+    def get(self, key: str) -> Optional[Record]:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            return None
+        except IsADirectoryError:
+            raise CorruptRecord(key, str(path), "it is a folder, not a record file") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key!r} at {path}: {exc.strerror}", key=key) from exc
+        return self._decode(key, path, raw)
+
+    def _decode(self, key: str, path: Path, raw: bytes) -> Record:
+        end = raw.find(b"\n", 0, 256)
+        if end < 0:
+            raise CorruptRecord(key, str(path), "no sessionkit record header")
+        parts = raw[:end].split(b" ")
+        if len(parts) != 4 or parts[0] != _MAGIC:
+            raise CorruptRecord(key, str(path), "not a sessionkit record (bad header)")
+        try:
+            version = parts[1].decode("ascii")
+            length = int(parts[2])
+            crc = int(parts[3], 16)
+        except ValueError:
+            raise CorruptRecord(key, str(path), "malformed record header") from None
+        data = raw[end + 1:]
+        if len(data) != length:
+            raise CorruptRecord(key, str(path), f"truncated: {len(data)} of {length} bytes")
+        if zlib.crc32(data) != crc:
+            raise CorruptRecord(key, str(path), "checksum mismatch (damaged file)")
+        return Record(data, version)
+
+    def _current_version(self, key: str, path: Path) -> Optional[str]:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.readline(256)
+        except FileNotFoundError:
+            return None
+        parts = head.rstrip(b"\n").split(b" ")
+        if len(parts) != 4 or parts[0] != _MAGIC:
+            return UNREADABLE  # a plain put may replace it; a conditional one conflicts
+        return parts[1].decode("ascii", "replace")
+
+    # -- writing ---------------------------------------------------------------
+
+    def _ensure_dir(self, folder: Path) -> None:
+        if folder.is_dir():
+            return
+        created = []
+        probe = folder
+        while not probe.exists() and probe != self.root:
+            created.append(probe)
+            probe = probe.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for made in created:  # make each new folder's entry durable in its parent
+            _fsync_dir(made.parent)
+
+    def _locked(self, path: Path) -> "_KeyLock":
+        return _KeyLock(path.with_name(path.name + _LOCK_MARK))
+
+    def put(self, key: str, data: bytes, *, expect: Expect = None) -> str:
+        path = self._path(key)
+        data = check_data(key, data)
+        check_expect(key, expect)
+        try:
+            self._ensure_dir(path.parent)
+        except (NotADirectoryError, FileExistsError) as exc:
+            raise StoreError(f"cannot write {key!r}: a file stands where its folder "
+                             f"{path.parent} should be", key=key) from exc
+        with self._locked(path):
+            current = self._current_version(key, path)
+            match_expect(key, expect, current)
+            version = _next_version(current)
+            tmp = path.with_name(f"{path.name}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(_encode_record(version, data))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except OSError as exc:
+                _remove_quietly(tmp)
+                raise StoreError(f"cannot write {key!r} at {path}: {exc.strerror}; the "
+                                 f"previous record is unchanged", key=key) from exc
+            _fsync_dir(path.parent)
+            return version
+
+    def delete(self, key: str, *, expect: Expect = None) -> bool:
+        path = self._path(key)
+        check_expect(key, expect)
+        if not path.parent.is_dir():
+            match_expect(key, expect, None)
+            return False
+        with self._locked(path):
+            current = self._current_version(key, path)
+            match_expect(key, expect, current)
+            if current is None:
+                return False
+            os.unlink(path)
+            _fsync_dir(path.parent)
+            return True
+
+    # -- listing ---------------------------------------------------------------
+
+    def list(self, prefix: str = "") -> list[str]:
+        check_prefix(prefix)
+        start_key = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.root
+        if start_key:
+            start = self.root.joinpath(*(encode_segment(prefix, s) for s in start_key.split("/")))
+        found = [k for k in self._walk(start, start_key) if k.startswith(prefix)]
+        return sorted(found)
+
+    def _walk(self, folder: Path, key_prefix: str) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        now = time.time()
+        for entry in entries:
+            name = entry.name
+            if _TMP_MARK in name:
+                self._sweep_temp(entry, now)
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                segment = _decode_name(key_prefix, name)
+                if segment is not None:
+                    yield from self._walk(Path(entry.path), _join(key_prefix, segment))
+            elif name.endswith(SUFFIX):
+                segment = _decode_name(key_prefix, name[: -len(SUFFIX)])
+                if segment is not None:
+                    yield _join(key_prefix, segment)
+
+    @staticmethod
+    def _sweep_temp(entry: "os.DirEntry[str]", now: float) -> None:
+        """Remove a temp file a crashed writer left, once it is surely abandoned."""
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime > TEMP_MAX_AGE:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            return  # another process swept it first
+
+    def sweep(self, max_age: float = TEMP_MAX_AGE) -> int:
+        """Remove temp files older than ``max_age`` seconds everywhere; return how many."""
+        removed = 0
+        cutoff = time.time() - max_age
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                if _TMP_MARK in name:
+                    path = os.path.join(folder, name)
+                    try:
+                        if os.stat(path).st_mtime < cutoff:
+                            os.unlink(path)
+                            removed += 1
+                    except FileNotFoundError:
+                        continue
+        return removed
+
+
+class _KeyLock:
+    """An exclusive ``flock`` on a key's lock file, held for one read-check-write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> "_KeyLock":
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)  # closing releases the flock
+
+
+def _decode_name(key_prefix: str, name: str) -> Optional[str]:
+    """The key segment a file-system name stands for, or None for names that are not ours
+    (a foreign file, or one that decodes to something no key can contain)."""
+    segment = unquote(name)
+    try:
+        check_key(_join(key_prefix, segment))
+        if "/" in segment or encode_segment(segment, segment) != name:
+            return None
+    except InvalidKey:
+        return None
+    return segment
+
+
+def _join(prefix: str, segment: str) -> str:
+    return f"{prefix}/{segment}" if prefix else segment
+
+
+def _next_version(current: Optional[str]) -> str:
+    """``<sequence>.<random>``: the sequence helps people read; the random part makes
+    versions unique even when a key is deleted and written again."""
+    seq = 0
+    if current:
+        head = current.split(".", 1)[0]
+        seq = int(head) if head.isdigit() else 0
+    return f"{seq + 1}.{secrets.token_hex(8)}"
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+
+
+def open_local(url: str) -> LocalStore:
+    """Open a plain path or a ``file://`` URL as a local folder store."""
+    if url.startswith("file://"):
+        rest = url[len("file://"):]
+        if rest and not rest.startswith("/"):
+            raise ValueError(f"{url!r}: only local file URLs are supported, e.g. file:///data/store")
+        return LocalStore(unquote(rest) or "/")
+    return LocalStore(url)
