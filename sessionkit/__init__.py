@@ -16,6 +16,7 @@ from .errors import (
     SessionkitWarning,
     StoreError,
 )
+from .jobs import Job
 from .store import ABSENT, Record, Store, known_schemes, open_store, register_scheme
 
 __version__ = "0.1.0"
@@ -27,6 +28,7 @@ __all__ = [
     "CorruptRecord",
     "FakeClock",
     "InvalidKey",
+    "Job",
     "LeaseLost",
     "Record",
     "ScaledClock",

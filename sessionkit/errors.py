@@ -60,9 +60,10 @@ class Conflict(StoreError):
 class CorruptRecord(StoreError):
     """A stored record could not be decoded (truncated, foreign or damaged file)."""
 
-    def __init__(self, key: str, where: str, reason: str) -> None:
+    def __init__(self, key: str, where: str, reason: str, version: Optional[str] = None) -> None:
         self.where = where
         self.reason = reason
+        self.version = version  # the damaged record's version, when its header says
         super().__init__(
             f"record {key!r} at {where} is unreadable: {reason}. Nothing was changed; "
             f"move the file away (or write the key again) to recover.",

@@ -62,5 +62,43 @@ def read_loop(url: str, seconds: str) -> None:
     print(json.dumps({"reads": reads, "last": last, "backwards": backwards}), flush=True)
 
 
+
+def job_worker(url: str, job_id: str, log_path: str, items: str, every: str, item_seconds: str) -> None:
+    """Run a job whose body appends each item to a log; print 'started' once tracking."""
+    from sessionkit import Job
+
+    job = Job(url, job_id, checkpoint_items=int(every), checkpoint_every=3600)
+    pause = float(item_seconds)
+    with open(log_path, "a") as log, job:
+        print("started", flush=True)
+        for item in job.track(range(int(items)), display=False):
+            log.write(f"{item}\n")
+            log.flush()
+            if pause:
+                time.sleep(pause)
+    print(json.dumps({"status": job.status, "done": job.done}), flush=True)
+
+
+def failing_script(url: str) -> None:
+    """A script whose loop body raises, with no `with job:`: sys.excepthook records it."""
+    from sessionkit import Job
+
+    job = Job(url, "fails", checkpoint_items=10)
+    for item in job.track(range(100), display=False):
+        if item == 42:
+            raise RuntimeError("disk full at item 42")
+
+
+def text_view(n: str) -> None:
+    """Track n no-op items with the default display (stderr is a pipe in the test)."""
+    import tempfile
+
+    from sessionkit import Job
+
+    job = Job(tempfile.mkdtemp(), "quiet")
+    for _ in job.track(range(int(n))):
+        pass
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])

@@ -110,6 +110,11 @@ def test_damaged_record_can_be_replaced_by_a_plain_put_but_not_by_cas(store):
         store.put("k", b"new", expect=v)
     with pytest.raises(Conflict):
         store.put("k", b"new", expect=sessionkit.ABSENT)
+    with pytest.raises(CorruptRecord) as info:
+        store.get("k")
+    store.put("k", b"cas", expect=info.value.version)  # the damaged record's version works
+    assert store.get("k").data == b"cas"
+    store.path_of("k").write_bytes(b"junk again")
     store.put("k", b"new")
     assert store.get("k").data == b"new"
 

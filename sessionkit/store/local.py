@@ -144,21 +144,21 @@ class LocalStore(Store):
     def _decode(self, key: str, path: Path, raw: bytes) -> Record:
         end = raw.find(b"\n", 0, 256)
         if end < 0:
-            raise CorruptRecord(key, str(path), "no sessionkit record header")
+            raise CorruptRecord(key, str(path), "no sessionkit record header", UNREADABLE)
         parts = raw[:end].split(b" ")
         if len(parts) != 4 or parts[0] != _MAGIC:
-            raise CorruptRecord(key, str(path), "not a sessionkit record (bad header)")
+            raise CorruptRecord(key, str(path), "not a sessionkit record (bad header)", UNREADABLE)
         try:
             version = parts[1].decode("ascii")
             length = int(parts[2])
             crc = int(parts[3], 16)
         except ValueError:
-            raise CorruptRecord(key, str(path), "malformed record header") from None
+            raise CorruptRecord(key, str(path), "malformed record header", UNREADABLE) from None
         data = raw[end + 1:]
         if len(data) != length:
-            raise CorruptRecord(key, str(path), f"truncated: {len(data)} of {length} bytes")
+            raise CorruptRecord(key, str(path), f"truncated: {len(data)} of {length} bytes", version)
         if zlib.crc32(data) != crc:
-            raise CorruptRecord(key, str(path), "checksum mismatch (damaged file)")
+            raise CorruptRecord(key, str(path), "checksum mismatch (damaged file)", version)
         return Record(data, version)
 
     def _current_version(self, key: str, path: Path) -> Optional[str]:

@@ -1,0 +1,108 @@
+"""Events: what happened, as versioned JSON lines in append-only segments, one writer each.
+
+Each writer (a session, or a process running a job) owns ``events/<writer>/``
+and nobody else writes there, so appending needs no coordination. Events are
+buffered in memory and written by ``flush()`` (the job flushes at each
+checkpoint): the open segment is rewritten with the new lines until it holds
+``segment_events`` events or ``segment_bytes`` bytes, then the next segment
+starts, so a flush costs one put bounded by the segment size and the number of
+files grows with the events, not with the flushes. Format: ``docs/format.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from typing import Any, Optional
+
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import Conflict, StoreError
+from .store import ABSENT, Store
+
+__all__ = ["EVENT_FORMAT", "EventLog", "new_writer_id", "segment_key"]
+
+EVENT_FORMAT = 1
+
+
+def new_writer_id(prefix: str = "proc") -> str:
+    """An unguessable writer id (events of one writer go under ``events/<id>/``)."""
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def segment_key(writer: str, number: int) -> str:
+    return f"events/{writer}/{number:08d}.jsonl"
+
+
+class EventLog:
+    """Buffers events of one writer and appends them to its segments on ``flush()``.
+
+    ``context`` fields (e.g. session and role) are added to every event.
+    Thread-safe: heartbeats and the job loop may emit from different threads.
+    """
+
+    def __init__(self, store: Store, writer: Optional[str] = None, *, clock: Optional[Clock] = None,
+                 context: Optional[dict[str, Any]] = None, segment_events: int = 1000,
+                 segment_bytes: int = 256 * 1024) -> None:
+        if segment_events < 1 or segment_bytes < 1024:
+            raise ValueError("segment_events must be >= 1 and segment_bytes >= 1024")
+        self.store = store
+        self.writer = writer or new_writer_id()
+        self.clock = clock or SYSTEM_CLOCK
+        self.context = dict(context or {})
+        self.segment_events = segment_events
+        self.segment_bytes = segment_bytes
+        self._lock = threading.Lock()
+        self._pending: list[bytes] = []
+        self._segment = 0  # number of the open segment
+        self._lines: list[bytes] = []  # what the open segment holds in the store
+        self._size = 0
+        self._version: Any = ABSENT
+        self._seq = 0
+        self._resume_numbering()
+
+    def _resume_numbering(self) -> None:
+        """A writer id reused (e.g. a session restarted) continues after its last segment."""
+        existing = self.store.list(f"events/{self.writer}/")
+        if existing:
+            last = existing[-1].rsplit("/", 1)[-1].split(".", 1)[0]
+            self._segment = int(last) + 1 if last.isdigit() else len(existing)
+
+    def emit(self, kind: str, **data: Any) -> dict[str, Any]:
+        """Record an event of ``kind`` with JSON-able ``data``; written at the next flush."""
+        with self._lock:
+            self._seq += 1
+            event = {"v": EVENT_FORMAT, "ts": self.clock.now().isoformat(), "kind": kind,
+                     "writer": self.writer, "seq": self._seq, **self.context, "data": data}
+            self._pending.append(json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n")
+            return event
+
+    @property
+    def pending(self) -> int:
+        """Events emitted and not yet written."""
+        return len(self._pending)
+
+    def flush(self) -> int:
+        """Write the buffered events; return how many were written (one put, or none)."""
+        with self._lock:
+            if not self._pending:
+                return 0
+            pending, self._pending = self._pending, []
+            try:
+                if len(self._lines) >= self.segment_events or self._size >= self.segment_bytes:
+                    self._segment += 1
+                    self._lines, self._size, self._version = [], 0, ABSENT
+                lines = self._lines + pending
+                data = b"".join(lines)
+                key = segment_key(self.writer, self._segment)
+                try:
+                    self._version = self.store.put(key, data, expect=self._version)
+                except Conflict as exc:
+                    raise StoreError(
+                        f"event segment {key!r} was changed by another writer; each writer id "
+                        f"must be used by one process only", key=key) from exc
+                self._lines, self._size = lines, len(data)
+                return len(pending)
+            except BaseException:
+                self._pending = pending + self._pending  # keep them for the next flush
+                raise

@@ -1,0 +1,181 @@
+"""Which items of a job are done: in memory, and as immutable segments in the store.
+
+Items are identified either by position (the default: done positions are kept
+as sorted ``[start, end)`` ranges, so a million items done in order take a few
+bytes) or by string keys. Each checkpoint writes one new segment holding only
+the items done since the last one; segments are then merged tier by tier (the
+newest two whenever the older is at most twice the newer, like a binary
+counter), so a job keeps O(log n) segments and each item is rewritten O(log n)
+times: checkpoint cost follows the new items, not all items done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from ..errors import CorruptRecord, StoreError
+from ..store import ABSENT, Store
+
+__all__ = ["Ranges", "Segment", "SegmentList", "SegmentMissing", "POSITION", "KEY"]
+
+log = logging.getLogger("sessionkit.jobs")
+
+POSITION = "position"
+KEY = "key"
+
+
+class SegmentMissing(CorruptRecord):
+    """A done segment a manifest names is not in the store: the manifest read is stale
+    (another writer merged and removed it) or the store lost it."""
+
+
+class Ranges:
+    """A set of non-negative ints as sorted, disjoint, non-touching ``[start, end)`` ranges."""
+
+    __slots__ = ("spans",)
+
+    def __init__(self, spans: Iterable[Iterable[int]] = ()) -> None:
+        self.spans: list[list[int]] = []
+        for span in sorted(list(s) for s in spans):
+            self._append(*span)
+
+    def _append(self, start: int, end: int) -> None:
+        if end <= start:
+            return
+        if self.spans and start <= self.spans[-1][1]:
+            self.spans[-1][1] = max(self.spans[-1][1], end)
+        else:
+            self.spans.append([start, end])
+
+    def update(self, other: "Ranges") -> None:
+        merged = Ranges()
+        for span in sorted(self.spans + other.spans):
+            merged._append(*span)
+        self.spans = merged.spans
+
+    def __contains__(self, n: int) -> bool:
+        i = bisect_right(self.spans, [n, float("inf")]) - 1
+        return i >= 0 and self.spans[i][0] <= n < self.spans[i][1]
+
+    def __len__(self) -> int:
+        return sum(end - start for start, end in self.spans)
+
+    def gaps(self) -> Iterable[tuple[int, Optional[int]]]:
+        """The spans not in the set, from 0 on; the last one is open (end None)."""
+        pos = 0
+        for start, end in self.spans:
+            if start > pos:
+                yield pos, start
+            pos = max(pos, end)
+        yield pos, None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ranges) and self.spans == other.spans
+
+    def __repr__(self) -> str:
+        return f"Ranges({self.spans})"
+
+
+@dataclass
+class Segment:
+    """One done segment as the manifest names it."""
+
+    name: str
+    count: int
+
+    def to_json(self) -> list:
+        return [self.name, self.count]
+
+
+def _encode(mode: str, ranges: Optional[Ranges], keys: Optional[list[str]]) -> bytes:
+    if mode == POSITION:
+        body = {"v": 1, "ranges": ranges.spans if ranges else []}
+    else:
+        body = {"v": 1, "keys": keys or []}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class SegmentList:
+    """The segments of one job's done-set under ``jobs/<id>/done/``."""
+
+    MERGE_RATIO = 2
+
+    def __init__(self, store: Store, prefix: str, mode: str, segments: Iterable[Segment] = ()) -> None:
+        self.store = store
+        self.prefix = prefix  # "jobs/<id>/done/"
+        self.mode = mode
+        self.segments = list(segments)
+        self.bytes_written = 0
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    def read(self, segment: Segment) -> tuple[Ranges, list[str]]:
+        """The items in one segment; a missing or damaged one is a ``CorruptRecord``."""
+        key = self.key(segment.name)
+        record = self.store.get(key)
+        if record is None:
+            raise SegmentMissing(key, self.store.url, "the manifest names a done segment that is missing")
+        try:
+            body = json.loads(record.data)
+            if self.mode == POSITION:
+                return Ranges(body["ranges"]), []
+            keys = body["keys"]
+            if not all(isinstance(k, str) for k in keys):
+                raise TypeError("keys must be strings")
+            return Ranges(), keys
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptRecord(key, self.store.url, f"not a done segment ({exc})",
+                                record.version) from None
+
+    def load(self) -> tuple[Ranges, set[str]]:
+        """Everything done, read from all segments."""
+        ranges, keys = Ranges(), set()
+        for segment in self.segments:
+            r, k = self.read(segment)
+            ranges.update(r)
+            keys.update(k)
+        return ranges, keys
+
+    def _write(self, ranges: Optional[Ranges], keys: Optional[list[str]], count: int) -> Segment:
+        name = f"{secrets.token_hex(8)}.json"
+        data = _encode(self.mode, ranges, keys)
+        self.store.put(self.key(name), data, expect=ABSENT)
+        self.bytes_written += len(data)
+        return Segment(name, count)
+
+    def append(self, ranges: Optional[Ranges], keys: Optional[list[str]],
+               count: int) -> tuple[list[Segment], list[Segment]]:
+        """Write the items done since the last checkpoint as a new segment, then merge
+        tiers. Returns (dropped, written): the segments no longer in the list (to delete
+        once no manifest generation names them) and every segment this call wrote."""
+        if count <= 0:
+            return [], []
+        written = [self._write(ranges, keys, count)]
+        self.segments.append(written[0])
+        dropped: list[Segment] = []
+        while len(self.segments) >= 2 and self.segments[-2].count <= self.MERGE_RATIO * self.segments[-1].count:
+            older, newer = self.segments[-2], self.segments[-1]
+            r1, k1 = self.read(older)
+            r2, k2 = self.read(newer)
+            r1.update(r2)
+            merged_keys = list(dict.fromkeys(k1 + k2)) if self.mode == KEY else None
+            merged = self._write(r1, merged_keys, older.count + newer.count)
+            written.append(merged)
+            self.segments[-2:] = [merged]
+            dropped += [older, newer]
+        written_names = {s.name for s in written}
+        return [s for s in dropped if s.name not in written_names], written
+
+    def delete(self, segments: Iterable[Segment]) -> None:
+        """Remove segments no manifest names any more (garbage: a failure is only logged)."""
+        for segment in segments:
+            try:
+                self.store.delete(self.key(segment.name))
+            except StoreError as exc:
+                log.info("could not remove done segment %s: %s", self.key(segment.name), exc)

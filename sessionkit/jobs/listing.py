@@ -1,0 +1,82 @@
+"""Finding jobs in a store, and removing finished ones."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Iterable, Optional, Union
+
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import Conflict, CorruptRecord
+from ..store import Store, open_store
+from .manifest import FINISHED, load, manifest_key
+
+log = logging.getLogger("sessionkit.jobs")
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What a job's manifest says, without opening the job."""
+
+    id: str
+    status: str
+    done: int
+    total: Optional[int]
+    stage: Optional[str]
+    created: Optional[str]
+    updated: Optional[str]
+    token: Optional[int]
+    error: Optional[str]
+
+
+def job_ids(store: Store) -> list[str]:
+    return sorted({k.split("/")[1] for k in store.list("jobs/")
+                   if k.count("/") == 2 and k.endswith("/manifest")})
+
+
+def list_jobs(store: Union[Store, str]) -> list[JobInfo]:
+    """Every readable job in the store, sorted by id; unreadable ones are logged and left out."""
+    store = open_store(store)
+    out = []
+    for job_id in job_ids(store):
+        try:
+            loaded = load(store, job_id)
+        except CorruptRecord as exc:
+            log.warning("leaving out job %r: %s", job_id, exc)
+            continue
+        if loaded is None:
+            continue
+        m = loaded.manifest
+        error = m.get("error")
+        out.append(JobInfo(job_id, m["status"], m["done"], m.get("total"), m.get("stage"),
+                           m.get("created"), m.get("updated"), m.get("token"),
+                           error.get("message") if isinstance(error, dict) else None))
+    return out
+
+
+def clear(store: Union[Store, str], older_than: timedelta = timedelta(hours=24),
+          statuses: Iterable[str] = FINISHED, *, clock: Optional[Clock] = None) -> list[str]:
+    """Remove jobs in ``statuses`` not updated for ``older_than``; return their ids.
+
+    The manifest goes first, by compare-and-swap, so a job that moved on meanwhile is
+    kept; then the job's other records.
+    """
+    store = open_store(store)
+    statuses = tuple(statuses)
+    cutoff = ((clock or SYSTEM_CLOCK).now() - older_than).isoformat()
+    cleared = []
+    for info in list_jobs(store):
+        if info.status not in statuses or (info.updated or "") > cutoff:
+            continue
+        record = store.get(manifest_key(info.id))
+        if record is None:
+            continue
+        try:
+            store.delete(manifest_key(info.id), expect=record.version)
+        except Conflict:
+            continue  # updated just now: not old any more
+        for key in store.list(f"jobs/{info.id}/"):
+            store.delete(key)
+        cleared.append(info.id)
+    return cleared

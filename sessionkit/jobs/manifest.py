@@ -1,0 +1,130 @@
+"""A job's manifest: the one small, contended record that says where the job stands.
+
+``jobs/<id>/manifest`` is written by compare-and-swap at every checkpoint;
+``jobs/<id>/manifest.prev`` holds the generation before it, so a damaged
+manifest falls back one generation (with a warning) instead of stopping the job.
+Everything in it is JSON; its fields are listed in ``docs/format.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..errors import CorruptRecord, InvalidKey, SessionkitError, SessionkitWarning
+from ..store import Store
+from ..store.base import check_key
+
+MANIFEST_FORMAT = 1
+STATUSES = ("pending", "running", "paused", "completed", "failed", "cancelled")
+ACTIVE = ("running", "paused")
+FINISHED = ("completed", "failed", "cancelled")
+TRANSITIONS = {
+    "pending": {"running", "paused", "cancelled"},
+    "running": {"paused", "completed", "failed", "cancelled"},
+    "paused": {"running", "cancelled"},
+    "failed": {"running", "cancelled"},
+    "completed": {"running"},  # new items appeared in the source
+    "cancelled": set(),
+}
+
+
+class InvalidTransition(SessionkitError, ValueError):
+    """A status change the job's life cycle does not allow."""
+
+    def __init__(self, job: str, current: str, wanted: str) -> None:
+        self.job, self.current, self.wanted = job, current, wanted
+        allowed = ", ".join(sorted(TRANSITIONS.get(current, ()))) or "nothing (final)"
+        super().__init__(f"job {job!r} cannot go from {current!r} to {wanted!r}; "
+                         f"from {current!r} it can go to: {allowed}")
+
+
+def check_job_id(job_id: object) -> str:
+    if not isinstance(job_id, str) or not job_id or "/" in job_id:
+        raise InvalidKey(job_id, "a job id must be one non-empty name without '/'")
+    check_key(f"jobs/{job_id}/manifest")
+    return job_id
+
+
+def manifest_key(job_id: str) -> str:
+    return f"jobs/{job_id}/manifest"
+
+
+def prev_key(job_id: str) -> str:
+    return f"jobs/{job_id}/manifest.prev"
+
+
+def control_key(job_id: str) -> str:
+    return f"jobs/{job_id}/control"
+
+
+def encode(manifest: dict[str, Any]) -> bytes:
+    return json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode(key: str, where: str, data: bytes, version: Optional[str]) -> dict[str, Any]:
+    """Parse and check a manifest; anything foreign or newer is a ``CorruptRecord``."""
+    try:
+        m = json.loads(data)
+    except ValueError as exc:
+        raise CorruptRecord(key, where, f"not JSON ({exc})", version) from None
+    if not isinstance(m, dict) or m.get("kind") != "sessionkit.job":
+        raise CorruptRecord(key, where, "not a sessionkit job manifest", version)
+    if not isinstance(m.get("format"), int) or m["format"] > MANIFEST_FORMAT:
+        raise CorruptRecord(key, where, f"manifest format {m.get('format')!r} is newer than this "
+                                        f"sessionkit understands ({MANIFEST_FORMAT}): upgrade sessionkit",
+                            version)
+    for field, types in (("status", str), ("generation", int), ("segments", list), ("done", int),
+                         ("state", dict), ("blobs", dict)):
+        if not isinstance(m.get(field), types):
+            raise CorruptRecord(key, where, f"field {field!r} is missing or of the wrong type", version)
+    if m.get("mode") not in (None, "position", "key"):
+        raise CorruptRecord(key, where, f"unknown item mode {m.get('mode')!r}", version)
+    if m["status"] not in STATUSES:
+        raise CorruptRecord(key, where, f"unknown status {m['status']!r}", version)
+    return m
+
+
+@dataclass
+class Loaded:
+    """A manifest as read: its content, raw bytes, and the version to compare-and-swap against."""
+
+    manifest: dict[str, Any]
+    raw: bytes
+    version: str  # version of jobs/<id>/manifest (even when the content came from .prev)
+    fell_back: bool = False
+
+
+def load(store: Store, job_id: str) -> Optional[Loaded]:
+    """Read a job's manifest, falling back to the previous generation if it is damaged.
+
+    Returns None for a job that does not exist. Raises ``CorruptRecord`` naming
+    both keys when neither generation can be read.
+    """
+    key = manifest_key(job_id)
+    try:
+        record = store.get(key)
+        if record is None:
+            return None
+        return Loaded(decode(key, store.url, record.data, record.version), record.data, record.version)
+    except CorruptRecord as damaged:
+        if damaged.version is None:
+            raise
+        pkey = prev_key(job_id)
+        prev = store.get(pkey)
+        if prev is None:
+            raise CorruptRecord(key, store.url, f"{damaged.reason}; and there is no previous "
+                                                f"generation ({pkey!r}) to fall back to",
+                                damaged.version) from damaged
+        try:
+            manifest = decode(pkey, store.url, prev.data, prev.version)
+        except CorruptRecord as also:
+            raise CorruptRecord(key, store.url, f"{damaged.reason}; the previous generation "
+                                                f"{pkey!r} is unreadable too ({also.reason})",
+                                damaged.version) from damaged
+        warnings.warn(f"job {job_id!r}: {damaged}. Using the previous generation "
+                      f"({manifest['generation']}) from {pkey!r}; items done since then "
+                      f"will run again.", SessionkitWarning, stacklevel=4)
+        return Loaded(manifest, prev.data, damaged.version, fell_back=True)

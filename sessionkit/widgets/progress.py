@@ -1,0 +1,54 @@
+"""``JobProgress``: a job's progress as an ipywidgets bar with a one-line summary."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as widgets
+
+from ..jobs.progress import Progress
+from .text import describe
+
+COLOURS = {"running": "#1f77b4", "pending": "#1f77b4", "completed": "#2ca02c", "failed": "#d62728",
+           "paused": "#9e9e9e", "cancelled": "#9e9e9e"}
+
+
+def _snapshot(source: Any) -> Progress:
+    return source if isinstance(source, Progress) else source.progress
+
+
+class JobProgress:
+    """Bar, done/total, rate, ETA, stage and a status colour (running blue, completed green,
+    failed red, paused or cancelled grey). Give it a Job or a Progress snapshot; the job
+    calls ``update`` from the loop's thread."""
+
+    def __init__(self, job_or_progress: Any) -> None:
+        p = _snapshot(job_or_progress)
+        self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0,
+                                         layout=widgets.Layout(width="40%"))
+        self.label = widgets.HTML()
+        self.widget = widgets.HBox([self.bar, self.label])
+        self.update(p)
+
+    def show(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _ipython_display_(self) -> None:  # displaying the object shows the widget
+        self.show()
+
+    def update(self, progress: Progress) -> None:
+        fraction = progress.fraction
+        self.bar.value = fraction if fraction is not None else (1.0 if progress.status == "completed" else 0.0)
+        self.bar.style.bar_color = COLOURS.get(progress.status, "#9e9e9e")
+        self.bar.description = progress.status
+        self.label.value = f"<code>{html.escape(describe(progress))}</code>"
+
+    @property
+    def colour(self) -> str:
+        return self.bar.style.bar_color
+
+    def close(self) -> None:
+        """Leave the final state on the page (nothing to release)."""

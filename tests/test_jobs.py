@@ -1,0 +1,438 @@
+"""Job logic on the memory store and a fake clock; the local store where files matter."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from datetime import timedelta
+
+import pytest
+
+import sessionkit
+from sessionkit import FakeClock, Job, LeaseLost, SessionkitWarning, jobs
+from sessionkit.jobs import InvalidTransition
+from sessionkit.jobs.doneset import Ranges
+from sessionkit.store.memory import MemoryStore
+from sessionkit.widgets.text import TextProgress
+
+
+class Token:
+    """The smallest lease a job needs: an int ``token`` (the real Lease comes with sessions)."""
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+
+@pytest.fixture
+def store():
+    return MemoryStore()
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def run(job, items, upto=None, **kw):
+    seen = []
+    for x in job.track(items, display=False, **kw):
+        if upto is not None and x == upto:
+            break
+        seen.append(x)
+    return seen
+
+
+def test_fresh_job_is_pending_then_completes(store):
+    job = Job(store, "a")
+    assert job.status == "pending" and job.done == 0
+    assert run(job, range(10)) == list(range(10))
+    assert job.status == "completed" and job.done == 10 and job.total == 10
+
+
+def test_item_is_done_only_when_the_loop_asks_for_the_next(store):
+    job = Job(store, "a")
+    assert run(job, range(10), upto=4) == [0, 1, 2, 3]
+    job.record_outcome(None)  # what IPython's post_run_cell does when the cell had no error
+    assert job.status == "paused" and job.done == 4
+    again = Job(store, "a")
+    assert run(again, range(10)) == [4, 5, 6, 7, 8, 9]
+    assert again.progress.skipped == 4
+
+
+def test_a_raising_body_inside_with_job_fails_the_job_and_propagates(store):
+    job = Job(store, "a", checkpoint_items=3)
+    with pytest.raises(ZeroDivisionError):
+        with job:
+            for x in job.track(range(10), display=False):
+                if x == 5:
+                    1 / 0
+    assert job.status == "failed" and job.done == 5
+    stored = jobs.list(store)[0]
+    assert stored.status == "failed" and "division" in stored.error
+    assert run(Job(store, "a"), range(10)) == [5, 6, 7, 8, 9]  # failed -> running again
+
+
+def test_keyboard_interrupt_pauses(store):
+    job = Job(store, "a")
+    with pytest.raises(KeyboardInterrupt):
+        with job:
+            for x in job.track(range(10), display=False):
+                if x == 3:
+                    raise KeyboardInterrupt
+    assert job.status == "paused" and job.done == 3
+
+
+def test_keyed_items_may_complete_in_any_order(store):
+    job = Job(store, "k")
+    assert run(job, ["c", "a", "b", "d"], upto="b", key=str) == ["c", "a"]
+    job.record_outcome(None)
+    job = Job(store, "k")
+    assert run(job, ["d", "b", "a", "c", "e"], key=str) == ["d", "b", "e"]
+    assert job.done == 5 and job.status == "completed"
+
+
+def test_key_mode_cannot_change(store):
+    job = Job(store, "k")
+    run(job, ["a"], key=str)
+    with pytest.raises(ValueError, match="key="):
+        Job(store, "k").track(["a"])
+
+
+def test_new_items_after_completion_are_run(store):
+    job = Job(store, "grow")
+    run(job, ["a", "b"], key=str)
+    assert run(Job(store, "grow"), ["a", "b", "c"], key=str) == ["c"]
+    assert run(Job(store, "grow"), ["a", "b", "c"], key=str) == []
+
+
+def test_checkpoint_every_items(store):
+    job = Job(store, "c", checkpoint_items=10, checkpoint_every=1e9)
+    generations = []
+    for x in job.track(range(35), display=False):
+        generations.append(json.loads(store.get("jobs/c/manifest").data)["generation"])
+    # the claim at start is generation 1; then one checkpoint per 10 items
+    assert generations[0] == 1 and generations[10] == 2 and generations[20] == 3 and generations[30] == 4
+
+
+def test_checkpoint_every_seconds_on_a_fake_clock(store, clock):
+    job = Job(store, "t", checkpoint_every=2.0, clock=clock)
+    stored_done = []
+    for x in job.track(range(20), display=False):
+        clock.advance(0.5)
+        stored_done.append(json.loads(store.get("jobs/t/manifest").data)["done"])
+    # each item takes 0.5 s: a checkpoint every 2 s holds every 4th item count
+    assert stored_done[:12] == [0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8]
+
+
+def test_state_is_saved_with_the_done_set(store):
+    job = Job(store, "s", checkpoint_items=5)
+    seen = []
+    for x in job.track(range(12), display=False):
+        stored = Job(store, "s")  # what a crash right now would resume from
+        seen.append((stored.done, stored.state.get("last")))
+        job.state["last"] = x
+    # every checkpoint holds the state as it was after its last done item
+    assert seen[5] == (5, 4) and seen[9] == (5, 4) and seen[10] == (10, 9)
+    assert all(last is None or last == done - 1 for done, last in seen)
+    assert Job(store, "s").state == {"last": 11}
+
+
+def test_state_must_be_json(store):
+    job = Job(store, "s")
+    job.state["bad"] = object()
+    with pytest.raises(TypeError, match="'bad'.*save_blob"):
+        job.checkpoint()
+    assert Job(store, "s").state == {}
+
+
+def test_params_are_fixed_at_creation(store):
+    Job(store, "p", params={"lr": 0.1})
+    assert Job(store, "p", params={"lr": 0.1}).params == {"lr": 0.1}
+    assert Job(store, "p").params == {"lr": 0.1}
+    with pytest.raises(ValueError, match="lr"):
+        Job(store, "p", params={"lr": 0.2})
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"checkpoint_every": 0}, "checkpoint_every"),
+    ({"checkpoint_items": 0}, "checkpoint_items"),
+    ({"total": -1}, "total"),
+])
+def test_bad_arguments(store, kw, match):
+    with pytest.raises(ValueError, match=match):
+        Job(store, "x", **kw)
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "..", None])
+def test_bad_job_ids(store, bad):
+    with pytest.raises(ValueError):
+        Job(store, bad)
+
+
+def test_status_transitions_are_validated(store):
+    job = Job(store, "st")
+    job.set_status("cancelled")
+    with pytest.raises(InvalidTransition, match="'cancelled' to 'running'"):
+        job.set_status("running")
+    with pytest.raises(jobs.JobCancelled):
+        job.track([1])
+
+
+def test_stages_are_numbered_and_shown(store):
+    job = Job(store, "stg")
+    job.stage("scan")
+    job.stage("process")
+    p = job.progress
+    assert (p.stage, p.stage_index, p.stages) == ("process", 2, 2)
+    job.stage("scan")
+    assert job.progress.stage_index == 1
+
+
+def test_progress_rate_eta_bytes(store, clock):
+    job = Job(store, "r", clock=clock, checkpoint_every=1e9)
+    for x in job.track(range(100), display=False):
+        clock.advance(0.1)
+        job.add_bytes(10)
+        if x == 50:
+            p = job.progress
+            assert p.rate == pytest.approx(10, rel=0.05)
+            assert p.eta == pytest.approx((100 - p.done) / p.rate)
+            assert p.bytes == 510
+    assert job.progress.elapsed == pytest.approx(10.0, abs=0.2)
+
+
+def test_fencing_a_lower_token_cannot_write_after_a_higher_one(store):
+    old = Job(store, "f", lease=Token(3), checkpoint_items=5)
+    gen = old.track(range(100), display=False)
+    for x in gen:
+        if x == 7:
+            break_at = x
+            break
+    new = Job(store, "f", lease=Token(4))
+    it = new.track(range(100), display=False)
+    next(it)  # the new holder claims the job (token 4 is in the store now)
+    before = store.get("jobs/f/manifest")
+    with pytest.raises(LeaseLost) as info:
+        old.checkpoint()
+    assert (info.value.token, info.value.newer) == (3, 4)
+    assert store.get("jobs/f/manifest") == before, "the stale writer wrote nothing"
+    assert break_at == 7
+
+
+def test_fencing_stops_a_running_loop(store):
+    old = Job(store, "f2", lease=Token(3), checkpoint_items=5)
+    seen = []
+    with pytest.raises(LeaseLost):
+        for x in old.track(range(100), display=False):
+            seen.append(x)
+            if x == 2:
+                Job(store, "f2", lease=Token(4)).checkpoint()
+    assert seen == [0, 1, 2, 3, 4]  # stopped at its next checkpoint, after item 4
+
+
+def test_a_new_holder_takes_in_a_checkpoint_written_after_it_opened_the_job(store):
+    old = Job(store, "h", lease=Token(1), checkpoint_items=1)
+    new = Job(store, "h", lease=Token(2))  # opened early: sees nothing done
+    run(old, range(10), upto=6)  # the old holder checkpoints items 0..5 afterwards
+    assert run(new, range(10)) == [6, 7, 8, 9]
+    assert new.done == 10
+
+
+def test_two_writers_without_a_lease_keep_both_sets_of_work(store):
+    a = Job(store, "both", checkpoint_items=1)
+    b = Job(store, "both", checkpoint_items=1)
+    ia = a.track(["x", "y", "z"], key=str, display=False)
+    ib = b.track(["p", "q"], key=str, display=False)
+    next(ia); next(ia)
+    next(ib); next(ib)
+    list(ia); list(ib)
+    final = Job(store, "both")
+    assert run(final, ["x", "y", "z", "p", "q"], key=str) == []
+
+
+def test_corrupted_manifest_falls_back_to_the_previous_generation(tmp_path):
+    url = str(tmp_path / "store")
+    job = Job(url, "c", checkpoint_items=10)
+    run(job, range(100), upto=35)  # checkpoints at 30 and, leaving the loop, at 35
+    store = sessionkit.open_store(url)
+    path = store.path_of("jobs/c/manifest")
+    path.write_bytes(path.read_bytes()[:-5])  # truncated
+    with pytest.warns(SessionkitWarning, match="previous generation") as record:
+        again = Job(url, "c")
+    assert "jobs/c/manifest" in str(record[0].message)
+    assert again.done == 30  # the generation before the last checkpoint (35 -> 30)
+    assert run(again, range(100))[0] == 30
+    assert again.status == "completed"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Job(url, "c").done == 100
+
+
+def test_foreign_manifest_with_no_previous_generation_is_a_clear_error(store):
+    store.put("jobs/x/manifest", b"{not json")
+    with pytest.raises(sessionkit.CorruptRecord, match="jobs/x/manifest"):
+        Job(store, "x")
+
+
+def test_blobs_are_saved_with_checkpoints_and_generations_kept(store):
+    job = Job(store, "b", keep_blobs=2)
+    for i in range(4):
+        job.save_blob("model", {"weights": [i] * 100})
+        job.checkpoint()
+    assert job.load_blob("model") == {"weights": [3] * 100}
+    blob_keys = store.list("jobs/b/blobs/")
+    assert len(blob_keys) <= 3  # two kept, plus one the previous generation still names
+
+
+def test_a_blob_that_cannot_be_loaded_falls_back_to_the_previous_generation(store):
+    job = Job(store, "b")
+    old = job.save_blob("model", [1, 2, 3])
+    job.checkpoint()
+    new = job.save_blob("model", [4, 5, 6])
+    job.checkpoint()
+    store.put(f"jobs/b/blobs/{new}", b"garbage")
+    with pytest.warns(SessionkitWarning, match=new):
+        assert Job(store, "b").load_blob("model") == [1, 2, 3]
+    store.put(f"jobs/b/blobs/{old}", b"garbage")
+    with pytest.warns(SessionkitWarning), pytest.raises(jobs.BlobError, match="model"):
+        Job(store, "b").load_blob("model")
+
+
+def test_unknown_blob(store):
+    job = Job(store, "b")
+    assert job.load_blob("nothing", default=None) is None
+    with pytest.raises(KeyError, match="nothing"):
+        job.load_blob("nothing")
+
+
+def test_numpy_blobs_load_without_pickle(store):
+    np = pytest.importorskip("numpy")
+    job = Job(store, "np")
+    arr = np.arange(12.0).reshape(3, 4)
+    job.save_blob("arr", arr)
+    job.checkpoint()
+    assert job._m["blobs"]["arr"][0]["format"] == "numpy"
+    assert (Job(store, "np").load_blob("arr") == arr).all()
+
+
+def test_blob_pointer_is_not_current_until_a_checkpoint(store):
+    job = Job(store, "b")
+    job.save_blob("m", 1)
+    job.checkpoint()
+    job.save_blob("m", 2)  # no checkpoint: a crash now keeps 1 with its done items
+    assert Job(store, "b").load_blob("m") == 1
+
+
+def test_checkpoint_cost_follows_new_items_not_all_done(store):
+    job = Job(store, "cost", checkpoint_items=100, checkpoint_every=1e9)
+    sizes = []
+    for x in job.track(range(20_000), key=str, display=False):
+        if x % 100 == 99:
+            sizes.append(job._segments.bytes_written)
+    per_checkpoint = [b - a for a, b in zip(sizes, sizes[1:])]
+    early = sum(per_checkpoint[:20]) / 20
+    late = sum(per_checkpoint[-20:]) / 20
+    # tiered merging rewrites each key O(log n) times: late checkpoints cost a few times
+    # the early ones, not 100x as rewriting the whole set would
+    assert late < 8 * early, (early, late)
+    assert len(job._segments.segments) <= 12
+
+
+def test_position_done_set_is_ranges(store):
+    job = Job(store, "r", checkpoint_items=1000)
+    run(job, range(100_000))
+    m = json.loads(store.get("jobs/r/manifest").data)
+    assert len(m["segments"]) <= 3 and len(store.get("jobs/r/manifest").data) < 2000
+
+
+def test_ranges():
+    r = Ranges([[5, 10], [0, 2], [9, 12], [12, 13]])
+    assert r.spans == [[0, 2], [5, 13]] and len(r) == 10
+    assert 5 in r and 12 in r and 13 not in r and 3 not in r
+    assert list(r.gaps()) == [(2, 5), (13, None)]
+
+
+def test_latest_prefers_active_then_recently_completed(store, clock):
+    a = Job(store, "old-done", clock=clock)
+    run(a, range(3))
+    clock.advance(3600)
+    b = Job(store, "paused", clock=clock)
+    run(b, range(5), upto=2)
+    b.record_outcome(None)
+    clock.advance(60)
+    c = Job(store, "new-done", clock=clock)
+    run(c, range(3))
+    assert Job.latest(store, clock=clock).id == "paused"
+    clock.advance(1)
+    b.set_status("cancelled")
+    assert Job.latest(store, clock=clock).id == "new-done"
+    clock.advance(600)
+    assert Job.latest(store, clock=clock).id == "paused"  # most recent overall (cancelled later)
+    assert Job.latest(MemoryStore()) is None
+
+
+def test_clear_removes_old_finished_jobs(store, clock):
+    done = Job(store, "done", clock=clock)
+    run(done, range(3))
+    live = Job(store, "live", clock=clock)
+    run(live, range(3), upto=1)
+    live.record_outcome(None)
+    assert jobs.clear(store, older_than=timedelta(hours=1), clock=clock) == []
+    clock.advance(7200)
+    assert jobs.clear(store, older_than=timedelta(hours=1), clock=clock) == ["done"]
+    assert store.list("jobs/done/") == []
+    assert [i.id for i in jobs.list(store)] == ["live"]
+
+
+def test_request_validates(store):
+    Job(store, "j")
+    with pytest.raises(ValueError, match="stop"):
+        jobs.request(store, "j", "stop")
+    with pytest.raises(LookupError, match="nope"):
+        jobs.request(store, "nope", "pause")
+
+
+def test_events_record_the_job_life(store):
+    job = Job(store, "ev")
+    job.stage("process")
+    run(job, range(10))
+    lines = [json.loads(line) for k in store.list("events/") for line in store.get(k).data.splitlines()]
+    kinds = [e["kind"] for e in lines]
+    assert kinds[0] == "job.created"
+    assert {"job.status", "job.stage", "job.checkpoint"} <= set(kinds)
+    assert all(e["v"] == 1 and e["data"]["job"] == "ev" for e in lines)
+    statuses = [(e["data"]["from"], e["data"]["to"]) for e in lines if e["kind"] == "job.status"]
+    assert statuses == [("pending", "running"), ("running", "completed")]
+
+
+def test_text_view_on_a_terminal_rewrites_one_line(store):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    clock = FakeClock()
+    job = Job(store, "tv", clock=clock)
+    for _ in job.track(range(1000), display=TextProgress(stream=out)):
+        clock.advance(0.01)
+    text = out.getvalue()
+    assert text.count("\n") == 1 and text.count("\r") >= 2 and "1000/1000" in text
+
+
+def test_job_progress_widget_colours(store):
+    pytest.importorskip("ipywidgets")
+    from sessionkit.widgets import JobProgress
+
+    job = Job(store, "w")
+    view = JobProgress(job)
+    assert view.colour == "#1f77b4"
+    run(job, range(5))
+    view.update(job.progress)
+    assert view.colour == "#2ca02c" and view.bar.value == 1.0 and "5/5" in view.label.value
+    job2 = Job(store, "w2")
+    with pytest.raises(RuntimeError):
+        with job2:
+            for _ in job2.track(range(5), display=view):
+                raise RuntimeError("x")
+    assert view.colour == "#d62728"

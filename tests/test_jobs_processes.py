@@ -1,0 +1,120 @@
+"""Jobs across real processes: SIGKILL at random moments, control from another process."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import sessionkit
+from sessionkit import jobs
+from sessionkit.jobs.doneset import SegmentList, Segment
+
+WORKERS = str(Path(__file__).with_name("_workers.py"))
+pytestmark = pytest.mark.slow
+
+
+def start(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, WORKERS, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def done_positions(url: str, job_id: str) -> set[int]:
+    store = sessionkit.open_store(url)
+    m = json.loads(store.get(f"jobs/{job_id}/manifest").data)
+    segments = SegmentList(store, f"jobs/{job_id}/done/", m["mode"] or "position",
+                           [Segment(n, c) for n, c in m["segments"]])
+    ranges, _ = segments.load()
+    return {i for a, b in ranges.spans for i in range(a, b)}
+
+
+def test_sigkilled_job_loses_nothing_and_redoes_at_most_one_interval(tmp_path):
+    url, log = str(tmp_path / "store"), tmp_path / "items.log"
+    items, every = 5000, 100
+    rng = random.Random(7)
+    kills, runs = 0, 0
+    redone_per_run = []
+    while True:
+        before = Counter(int(x) for x in log.read_text().split()) if log.exists() else Counter()
+        proc = start("job_worker", url, "crash", log, items, every, 0.0002)
+        runs += 1
+        assert proc.stdout.readline().strip() == "started", proc.stderr.read()
+        time.sleep(rng.uniform(0.0, 0.25))
+        if proc.poll() is None and kills < 40:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        out, err = proc.communicate(timeout=120)
+        after = Counter(int(x) for x in log.read_text().split())
+        redone_per_run.append(sum(1 for i, c in after.items() if c > 1 and before[i] >= 1
+                                  and after[i] > before[i]))
+        logged = set(after)
+        assert done_positions(url, "crash") <= logged, "an item was marked done but never processed"
+        if proc.returncode == 0:
+            assert json.loads(out.splitlines()[-1]) == {"status": "completed", "done": items}, err
+            break
+        assert proc.returncode == -signal.SIGKILL, err
+        assert runs < 200
+    final = Counter(int(x) for x in log.read_text().split())
+    assert set(final) == set(range(items)), "every item was processed"
+    assert kills >= 20
+    # one checkpoint interval is `every` items; +1 for the item in flight at the kill
+    assert max(redone_per_run) <= every + 1, redone_per_run
+    assert sum(redone_per_run) > 0, "kills landed between checkpoints"
+
+
+def test_pause_and_cancel_from_another_process(tmp_path):
+    url, log = str(tmp_path / "store"), tmp_path / "items.log"
+    proc = start("job_worker", url, "ctl", log, 2000, 50, 0.005)
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(0.5)
+    jobs.request(url, "ctl", "pause")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    result = json.loads(out.splitlines()[-1])
+    assert result["status"] == "paused" and 0 < result["done"] < 2000
+    processed = len(log.read_text().split())
+    assert processed == result["done"], "the checkpoint holds exactly what was processed"
+
+    # tracked again while the pause request stands: it stays paused and runs nothing
+    proc = start("job_worker", url, "ctl", log, 2000, 50, 0.005)
+    out, err = proc.communicate(timeout=30)
+    assert json.loads(out.splitlines()[-1])["status"] == "paused"
+    assert len(log.read_text().split()) == processed
+
+    jobs.request(url, "ctl", "resume")
+    proc = start("job_worker", url, "ctl", log, 2000, 50, 0.005)
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(0.5)
+    jobs.request(url, "ctl", "cancel")
+    out, err = proc.communicate(timeout=30)
+    result = json.loads(out.splitlines()[-1])
+    assert result["status"] == "cancelled" and processed < result["done"] < 2000
+    assert len(log.read_text().split()) == result["done"]
+    with pytest.raises(jobs.JobCancelled, match="ctl"):
+        sessionkit.Job(url, "ctl").track(range(10))
+
+
+def test_an_uncaught_error_in_a_script_marks_the_job_failed(tmp_path):
+    url = str(tmp_path / "store")
+    proc = start("failing_script", url)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "disk full at item 42" in err
+    job = sessionkit.Job(url, "fails")
+    assert job.status == "failed" and job.done == 42
+    assert "disk full" in job.progress.error
+
+
+def test_text_view_on_a_pipe_prints_a_bounded_number_of_lines():
+    proc = start("text_view", 1_000_000)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    lines = err.splitlines()
+    assert 2 <= len(lines) <= 15, lines
+    assert "1000000/1000000" in lines[-1] and "completed" in lines[-1]
