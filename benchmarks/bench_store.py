@@ -37,7 +37,7 @@ def run() -> Section:
         "Median of repeated calls. Baseline: a bare durable write (temp file, fsync, "
         "rename, fsync of the folder) and a bare read of the same bytes, in the same run.",
     )
-    section.table.append(["size", "raw put", "store put", "ratio", "raw get", "store get", "ratio"])
+    table = section.table("size", "raw put", "store put", "ratio", "raw get", "store get", "ratio")
     with tempfile.TemporaryDirectory() as tmp:
         store = LocalStore(os.path.join(tmp, "store"))
         for label, size, repeat in [("1 KB", 1024, 300), ("1 MB", 1 << 20, 60), ("10 MB", 10 << 20, 10)]:
@@ -46,7 +46,7 @@ def run() -> Section:
             put = median_time(lambda: store.put("bench/value", data), repeat)
             raw_get = median_time(lambda: _raw_get(tmp), repeat)
             get = median_time(lambda: store.get("bench/value"), repeat)
-            section.table.append([
+            table.append([
                 label, f"{raw_put * 1e3:.2f} ms", f"{put * 1e3:.2f} ms", f"{put / raw_put:.2f}",
                 f"{raw_get * 1e3:.3f} ms", f"{get * 1e3:.3f} ms", f"{get / raw_get:.2f}",
             ])

@@ -28,15 +28,21 @@ class Bar:
 class Section:
     title: str
     intro: str
-    table: list[list[str]] = field(default_factory=list)  # first row is the header
+    tables: list[list[list[str]]] = field(default_factory=list)  # each: header row, then rows
     bars: list[Bar] = field(default_factory=list)
+
+    def table(self, *header: str) -> list[list[str]]:
+        """Start a table with ``header``; append rows to the list returned."""
+        rows = [list(header)]
+        self.tables.append(rows)
+        return rows
 
     def markdown(self) -> str:
         out = [f"## {self.title}", "", self.intro, ""]
-        if self.table:
-            out.append("| " + " | ".join(self.table[0]) + " |")
-            out.append("|" + " --- |" * len(self.table[0]))
-            out.extend("| " + " | ".join(row) + " |" for row in self.table[1:])
+        for table in self.tables:
+            out.append("| " + " | ".join(table[0]) + " |")
+            out.append("|" + " --- |" * len(table[0]))
+            out.extend("| " + " | ".join(row) + " |" for row in table[1:])
             out.append("")
         if self.bars:
             out.append("| bar | measured | limit | holds |")

@@ -100,5 +100,16 @@ def text_view(n: str) -> None:
         pass
 
 
+def suspended_at_exit(url: str) -> None:
+    """Leave a loop suspended mid-job and let the interpreter exit."""
+    from sessionkit import Job
+
+    job = Job(url, "suspended", checkpoint_every=3600)
+    it = job.track(range(100), display=False)
+    for _ in range(30):
+        next(it)
+    globals()["keep"] = it  # still referenced at exit
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])

@@ -436,3 +436,22 @@ def test_job_progress_widget_colours(store):
             for _ in job2.track(range(5), display=view):
                 raise RuntimeError("x")
     assert view.colour == "#d62728"
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(st.lists(st.text()))
+def test_done_key_segments_round_trip_any_strings(keys):
+    from sessionkit.jobs.doneset import _decode_keys, _encode
+
+    assert _decode_keys(_encode("key", None, keys)) == keys
+
+
+@given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 50))))
+def test_ranges_hold_exactly_the_union(spans):
+    spans = [[a, a + n] for a, n in spans]
+    r = Ranges(spans)
+    expected = {i for a, b in spans for i in range(a, b)}
+    assert {i for a, b in r.spans for i in range(a, b)} == expected and len(r) == len(expected)
+    assert all(b < c for (_, b), (c, _) in zip(r.spans, r.spans[1:])), "disjoint, not touching"

@@ -118,3 +118,13 @@ def test_text_view_on_a_pipe_prints_a_bounded_number_of_lines():
     lines = err.splitlines()
     assert 2 <= len(lines) <= 15, lines
     assert "1000000/1000000" in lines[-1] and "completed" in lines[-1]
+
+
+def test_a_loop_suspended_at_interpreter_exit_is_checkpointed_cleanly(tmp_path):
+    url = str(tmp_path / "store")
+    proc = start("suspended_at_exit", url)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and err == "", err
+    job = sessionkit.Job(url, "suspended")
+    # items 0..28 finished (the loop asked for item 29); item 29 was in flight
+    assert job.status == "paused" and job.done == 29

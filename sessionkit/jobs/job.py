@@ -118,6 +118,7 @@ class Job:
         self._rate = RateMeter()
         self._view: Any = None
         self._interrupted = False
+        self._active: Optional["weakref.ref[Iterator[Any]]"] = None
         self._last = {"checkpoint": 0.0, "view": 0.0, "control": 0.0, "event": -1e18}
         self._n_at_checkpoint = 0
         self._load_or_create(total, params)
@@ -299,9 +300,9 @@ class Job:
             if self._m.get("total") is None and hasattr(iterable, "__len__"):
                 self._m["total"] = len(iterable)  # type: ignore[arg-type]
             self._view = _make_view(self, display)
-        if key is None:
-            return self._track_positions(iterable)
-        return self._track_keys(iterable, key)
+        gen = self._track_positions(iterable) if key is None else self._track_keys(iterable, key)
+        self._active = weakref.ref(gen)  # closed at interpreter exit if still suspended
+        return gen
 
     def _start(self) -> bool:
         """Begin a run: honour control requests, mark running. False if the job must not run."""
@@ -444,6 +445,8 @@ class Job:
 
     def _finish(self, finished: bool) -> None:
         """End of a run: set the status, checkpoint, refresh the view."""
+        if sys.is_finalizing():
+            return  # too late to write safely; _at_exit closed every loop it could before this
         with self._lock:
             if self.status == "running":
                 if finished:
@@ -781,10 +784,11 @@ def _at_exit() -> None:
     """Checkpoint jobs still tracking when the interpreter exits; settle interrupted ones."""
     for job in list(_live_jobs):
         try:
+            gen = job._active() if job._active is not None else None
+            if gen is not None:
+                gen.close()  # a loop still suspended: finish it now, while modules still work
             if job._interrupted:
                 job.record_outcome(None)
-            elif job.status == "running" and (job._fresh_ranges.spans or job._fresh_keys):
-                job.checkpoint()
         except (SessionkitError, OSError) as exc:
             log.warning("could not checkpoint job %r at exit: %s", job.id, exc)
 
