@@ -17,6 +17,7 @@ from .errors import (
     StoreError,
 )
 from .jobs import Job
+from .lease import Lease, LeaseTimeout
 from .store import ABSENT, Record, Store, known_schemes, open_store, register_scheme
 
 __version__ = "0.1.0"
@@ -29,7 +30,9 @@ __all__ = [
     "FakeClock",
     "InvalidKey",
     "Job",
+    "Lease",
     "LeaseLost",
+    "LeaseTimeout",
     "Record",
     "ScaledClock",
     "SessionkitError",

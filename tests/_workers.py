@@ -111,5 +111,28 @@ def suspended_at_exit(url: str) -> None:
     globals()["keep"] = it  # still referenced at exit
 
 
+def lease_job(url: str, holder: str, log_path: str, items: str, item_seconds: str, ttl: str) -> None:
+    """Take the 'primary' lease (waiting for it), then run job 'work' fenced by it.
+    Prints 'holding <token> <wall time>' once it holds the lease."""
+    from sessionkit import Job, Lease, LeaseLost
+
+    lease = Lease(url, "primary", holder=holder, ttl=float(ttl), retry_period=float(ttl) / 8)
+    token = lease.acquire()
+    lease.start_renewing()
+    print(f"holding {token} {time.time()}", flush=True)
+    job = Job(url, "work", lease=lease, checkpoint_items=5, checkpoint_every=3600)
+    try:
+        with open(log_path, "a") as log:
+            for item in job.track(range(int(items)), display=False):
+                log.write(f"{item} {token}\n")
+                log.flush()
+                time.sleep(float(item_seconds))
+    except LeaseLost as exc:
+        print(f"lost {exc}", flush=True)
+        return
+    lease.release()
+    print(json.dumps({"status": job.status, "done": job.done}), flush=True)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])

@@ -215,9 +215,11 @@ class Job:
         return base
 
     def _token(self) -> Optional[int]:
+        """The fencing token to write with; a lease past its renew deadline raises LeaseLost."""
         if self.lease is None:
             return None
-        token = getattr(self.lease, "token", None)
+        check = getattr(self.lease, "check", None)
+        token = check() if check is not None else getattr(self.lease, "token", None)
         if token is not None and not isinstance(token, int):
             raise TypeError(f"lease.token must be an int, got {type(token).__name__}")
         return token
@@ -414,6 +416,8 @@ class Job:
         return self._slow(n, n)
 
     def _slow(self, n: int, counter: int) -> int:
+        if self.lease is not None and getattr(self.lease, "held", True) is False:
+            self._token()  # raises LeaseLost: a holder past its renew deadline stops working
         now = self.clock.monotonic()
         instant = self._rate.update(n, now)
         last = self._last

@@ -1,0 +1,350 @@
+"""Leases with fencing tokens: at most one holder acts at a time, and a stale one is fenced.
+
+Modelled on client-go's leaderelection. The lock record (``leases/<name>``,
+JSON: holder, token, ttl, timestamps) is separate from the logic that acquires
+and renews it. Rules:
+
+- Expiry is judged on the *observer's own* monotonic clock, from the moment it
+  saw the record change (``observed_at``), never by reading another machine's
+  wall clock: a record that has not changed for ``ttl`` seconds of my time is
+  expired. Wall-clock timestamps in the record are for people only.
+- A holder believes it holds the lease only until ``renew_deadline`` seconds
+  after it *started* its last successful renewal; after that it stops acting as
+  holder by itself (``held`` is False, ``on_lost`` is called), even if it cannot
+  reach the store to find out. Because ``ttl > renew_deadline``, the holder
+  gives up before anyone else may take over (with clocks that run at the same
+  rate; their offsets do not matter).
+- Every acquisition writes ``token = previous token + 1`` by compare-and-swap,
+  so tokens strictly increase per lease name and each is issued at most once.
+  Lease records are never deleted (a deleted record would restart tokens at 1).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import Conflict, CorruptRecord, LeaseLost, SessionkitError, StoreError
+from .events import EventLog
+from .store import ABSENT, Store, open_store
+from .store.base import check_key
+
+__all__ = ["Lease", "LeaseRecord", "LeaseTimeout", "read_lease"]
+
+log = logging.getLogger("sessionkit.lease")
+RENEW_EVENT_EVERY = 20  # lease.renewed events are sampled: one per this many renewals
+
+
+class LeaseTimeout(SessionkitError, TimeoutError):
+    """``acquire(timeout=...)`` gave up: someone else holds the lease."""
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """What ``leases/<name>`` holds. Times are wall-clock ISO strings, for people only."""
+
+    holder: Optional[str]  # None once released
+    token: int
+    ttl: float
+    acquired: str
+    renewed: str
+
+    def encode(self) -> bytes:
+        return json.dumps({"v": 1, "holder": self.holder, "token": self.token, "ttl": self.ttl,
+                           "acquired": self.acquired, "renewed": self.renewed}).encode()
+
+    @classmethod
+    def decode(cls, key: str, where: str, data: bytes, version: str) -> "LeaseRecord":
+        try:
+            body = json.loads(data)
+            token = body["token"]
+            if not isinstance(token, int) or token < 0 or isinstance(token, bool):
+                raise ValueError(f"token {token!r} is not a count")
+            holder = body["holder"]
+            if holder is not None and not isinstance(holder, str):
+                raise ValueError("holder is not a string")
+            return cls(holder, token, float(body["ttl"]), str(body["acquired"]), str(body["renewed"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptRecord(key, where, f"not a lease record ({exc})", version) from None
+
+
+def lease_key(name: str) -> str:
+    if not isinstance(name, str) or "/" in name:
+        raise ValueError(f"a lease name must be one name without '/', got {name!r}")
+    return check_key(f"leases/{name}")
+
+
+def read_lease(store: Store, name: str) -> Optional[LeaseRecord]:
+    """The lease record as stored, or None (for status views; judge expiry with a Lease)."""
+    key = lease_key(name)
+    record = store.get(key)
+    if record is None:
+        return None
+    return LeaseRecord.decode(key, store.url, record.data, record.version)
+
+
+class Lease:
+    """A named lease in ``store`` held by ``holder`` (a unique id, e.g. the session id).
+
+    ``ttl``: how long a record may stay unchanged before observers take it over.
+    ``renew_deadline``: how long after its last successful renewal began the holder
+    keeps acting (default 2/3 of ttl). ``retry_period``: how often to try (default
+    ttl/7.5, as client-go's 15 s / 2 s). Validated: ttl > renew_deadline > 1.2 × retry_period.
+    """
+
+    def __init__(self, store: Any, name: str, *, holder: str, ttl: float = 60.0,
+                 renew_deadline: Optional[float] = None, retry_period: Optional[float] = None,
+                 clock: Optional[Clock] = None, on_lost: Optional[Callable[["Lease"], None]] = None,
+                 events: Optional[EventLog] = None, allow_unsafe_mount: bool = False) -> None:
+        self.store = open_store(store)
+        self.name = name
+        self.key = lease_key(name)
+        if not isinstance(holder, str) or not holder:
+            raise ValueError(f"holder must be a non-empty id string, got {holder!r}")
+        self.holder = holder
+        ttl = float(ttl)
+        renew_deadline = float(renew_deadline) if renew_deadline is not None else ttl * 2 / 3
+        retry_period = float(retry_period) if retry_period is not None else ttl / 7.5
+        if not ttl > renew_deadline:
+            raise ValueError(f"lease {name!r}: ttl ({ttl:g} s) must be greater than renew_deadline "
+                             f"({renew_deadline:g} s), so a holder gives up before others take over")
+        if not renew_deadline > 1.2 * retry_period:
+            raise ValueError(f"lease {name!r}: renew_deadline ({renew_deadline:g} s) must be greater "
+                             f"than 1.2 x retry_period ({retry_period:g} s), so a renewal can be "
+                             f"retried before the deadline")
+        if not retry_period > 0:
+            raise ValueError(f"lease {name!r}: retry_period must be > 0, got {retry_period:g}")
+        if getattr(self.store, "on_mounted_drive", False) and not allow_unsafe_mount:
+            raise SessionkitError(
+                f"lease {name!r}: the store {self.store.url} is on a mounted Google Drive, which "
+                f"syncs late and cannot arbitrate between runtimes. Use a gdrive:// store for "
+                f"handover across runtimes (or allow_unsafe_mount=True for one runtime only).")
+        self.ttl, self.renew_deadline, self.retry_period = ttl, renew_deadline, retry_period
+        self.clock = clock or SYSTEM_CLOCK
+        self.on_lost = on_lost
+        self.events = events
+        self.token: Optional[int] = None
+        self._lock = threading.RLock()
+        self._version: Optional[str] = None  # version of the record as last seen
+        self._mine: Optional[str] = None  # version this holder last wrote: renew/release CAS on it
+        self._record: Optional[LeaseRecord] = None
+        self._observed_at: Optional[float] = None  # my monotonic time when I saw it change
+        self._renewed_at: Optional[float] = None  # start of my last successful renewal
+        self._renewals = 0
+        self._renewer: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+
+    # -- observing -------------------------------------------------------------
+
+    def _observe(self) -> Optional[LeaseRecord]:
+        """Read the record; note when it changed, on my clock."""
+        record = self.store.get(self.key)
+        now = self.clock.monotonic()
+        if record is None:
+            self._version, self._record, self._observed_at = None, None, now
+            return None
+        if record.version != self._version:
+            self._record = LeaseRecord.decode(self.key, self.store.url, record.data, record.version)
+            self._version, self._observed_at = record.version, now
+        return self._record
+
+    @property
+    def held(self) -> bool:
+        """True while this holder may act: it holds the lease and its last successful
+        renewal began less than ``renew_deadline`` ago on its own clock."""
+        with self._lock:
+            return (self.token is not None and self._renewed_at is not None
+                    and self.clock.monotonic() - self._renewed_at < self.renew_deadline)
+
+    def expires_in(self) -> Optional[float]:
+        """Seconds until this observer may take the lease over (None if free or never seen)."""
+        with self._lock:
+            if self._record is None or self._record.holder is None or self._observed_at is None:
+                return None
+            return self.ttl - (self.clock.monotonic() - self._observed_at)
+
+    @property
+    def record(self) -> Optional[LeaseRecord]:
+        """The record as last seen by this observer."""
+        return self._record
+
+    # -- acquiring -------------------------------------------------------------
+
+    def try_acquire(self) -> Optional[int]:
+        """One attempt: take the lease if it is free, released, or expired on my clock.
+        Returns the new token, or None if someone else holds it."""
+        with self._lock:
+            started = self.clock.monotonic()
+            if self.held:
+                return self.token
+            current = self._observe()
+            if current is not None and current.holder is not None:
+                expired = self.clock.monotonic() - self._observed_at >= self.ttl  # type: ignore[operator]
+                if not expired:
+                    return None
+            token = (current.token if current is not None else 0) + 1
+            now = self.clock.now().isoformat()
+            new = LeaseRecord(self.holder, token, self.ttl, now, now)
+            try:
+                version = self.store.put(self.key, new.encode(),
+                                         expect=self._version if current is not None else ABSENT)
+            except Conflict:
+                return None  # someone else moved first
+            previous = current.holder if current is not None else None
+            self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
+            self._mine = version
+            self.token, self._renewed_at, self._renewals = token, started, 0
+            self._emit("lease.acquired", token=token, previous=previous,
+                       how="expired" if previous else ("released" if current else "new"))
+            return token
+
+    def acquire(self, timeout: Optional[float] = None) -> int:
+        """Take the lease, waiting (``retry_period`` between tries, on this lease's clock)
+        up to ``timeout`` seconds, forever if None. Returns the fencing token."""
+        start = self.clock.monotonic()
+        while True:
+            token = self.try_acquire()
+            if token is not None:
+                return token
+            waited = self.clock.monotonic() - start
+            if timeout is not None and waited >= timeout:
+                holder = self._record.holder if self._record else None
+                raise LeaseTimeout(f"lease {self.name!r} is held by {holder!r}; gave up after "
+                                   f"{waited:.1f} s (it expires in {self.expires_in() or 0:.1f} s "
+                                   f"if not renewed)")
+            pause = self.retry_period
+            if timeout is not None:
+                pause = min(pause, max(0.0, timeout - waited))
+            self.clock.sleep(pause)
+
+    # -- holding ---------------------------------------------------------------
+
+    def renew(self) -> bool:
+        """Renew once. True on success; False if the store could not be reached (retry
+        later). Raises ``LeaseLost`` if another holder took over or the deadline passed."""
+        with self._lock:
+            if self.token is None:
+                raise LeaseLost(self.name, None, None, "renewing a lease it does not hold")
+            if not self.held:
+                self._lose("the renew deadline passed")
+            started = self.clock.monotonic()
+            now = self.clock.now().isoformat()
+            acquired = self._record.acquired if self._record is not None else now
+            new = LeaseRecord(self.holder, self.token, self.ttl, acquired, now)
+            try:
+                version = self.store.put(self.key, new.encode(), expect=self._mine)
+            except Conflict:
+                newer = None
+                try:
+                    current = self._observe()
+                    newer = current.token if current is not None else None
+                except (StoreError, CorruptRecord) as exc:
+                    log.info("lease %r: cannot read who took over: %s", self.name, exc)
+                self._lose("another holder took over", newer)
+            except StoreError as exc:
+                log.warning("lease %r: renewal failed (%s); retrying until the deadline", self.name, exc)
+                return False
+            self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
+            self._mine = version
+            self._renewed_at = started
+            self._renewals += 1
+            if self._renewals % RENEW_EVENT_EVERY == 1:
+                self._emit("lease.renewed", token=self.token, renewals=self._renewals)
+            return True
+
+    def release(self) -> None:
+        """Give the lease up now, so a waiting backup can take it at once (with token + 1)."""
+        with self._lock:
+            self._stop.set()
+            if self.token is None:
+                return
+            token, self.token = self.token, None
+            self._renewed_at = None
+            now = self.clock.now().isoformat()
+            acquired = self._record.acquired if self._record is not None else now
+            new = LeaseRecord(None, token, self.ttl, acquired, now)
+            try:
+                # only a record this holder wrote last may be released: a stale holder must
+                # not free (or turn back the token of) a lease someone else took over
+                self._version = self.store.put(self.key, new.encode(), expect=self._mine)
+                self._record = new
+            except Conflict:
+                log.info("lease %r was taken over before it was released", self.name)
+                return
+            self._emit("lease.released", token=token)
+
+    def _lose(self, why: str, newer: Optional[int] = None) -> None:
+        token, self.token = self.token, None
+        self._renewed_at = None
+        self._stop.set()
+        self._emit("lease.lost", token=token, newer=newer, reason=why)
+        if self.on_lost is not None:
+            try:
+                self.on_lost(self)
+            except Exception as exc:  # a user callback must not hide the loss itself
+                log.error("lease %r: on_lost callback failed: %r", self.name, exc)
+        raise LeaseLost(self.name, token, newer, why)
+
+    def check(self) -> int:
+        """The token, if this holder may still act; else ``LeaseLost`` (use before writing)."""
+        if not self.held:
+            raise LeaseLost(self.name, self.token, None, "its renew deadline passed")
+        return self.token  # type: ignore[return-value]
+
+    # -- background renewal ----------------------------------------------------
+
+    def start_renewing(self) -> None:
+        """Renew every ``retry_period`` from a background thread until released or lost.
+        The thread only talks to the store; it never touches widgets."""
+        if self._renewer is not None and self._renewer.is_alive():
+            return
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew_loop, name=f"sessionkit-lease-{self.name}",
+                                         daemon=True)
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self._real_seconds(self.retry_period)):
+            try:
+                self.renew()
+            except LeaseLost as exc:
+                log.warning("%s", exc)
+                return
+            except SessionkitError as exc:
+                log.warning("lease %r: renewal error: %s", self.name, exc)
+
+    def _real_seconds(self, seconds: float) -> float:
+        factor = getattr(self.clock, "factor", 1.0)
+        return seconds / factor
+
+    def stop_renewing(self) -> None:
+        self._stop.set()
+        if self._renewer is not None and self._renewer is not threading.current_thread():
+            self._renewer.join(timeout=5)
+
+    # -- conveniences ----------------------------------------------------------
+
+    def __enter__(self) -> "Lease":
+        self.acquire()
+        self.start_renewing()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_renewing()
+        self.release()
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self.events is not None:
+            self.events.emit(kind, lease=self.name, holder=self.holder, **data)
+            try:
+                self.events.flush()
+            except StoreError as exc:
+                log.info("lease %r: events not written yet: %s", self.name, exc)
+
+    def __repr__(self) -> str:
+        state = f"held, token {self.token}" if self.held else "not held"
+        return f"<Lease {self.name!r} {self.holder!r} {state}>"

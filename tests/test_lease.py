@@ -1,0 +1,331 @@
+"""Leases on fake clocks: expiry on the observer's clock, deadlines, release, fencing, safety."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import sessionkit
+from sessionkit import FakeClock, Job, Lease, LeaseLost, LeaseTimeout
+from sessionkit.store.memory import MemoryStore
+
+
+class OffsetClock:
+    """One runtime's view of a shared fake time: its own monotonic origin and wall offset."""
+
+    def __init__(self, base: FakeClock, mono_offset: float = 0.0, wall_offset: float = 0.0) -> None:
+        self.base, self.mono_offset, self.wall_offset = base, mono_offset, wall_offset
+
+    def monotonic(self) -> float:
+        return self.base.monotonic() + self.mono_offset
+
+    def now(self) -> datetime:
+        return self.base.now() + timedelta(seconds=self.wall_offset)
+
+    def sleep(self, seconds: float) -> None:
+        self.base.sleep(seconds)
+
+
+class Network:
+    """What the runtimes share: time, and the adversary's plan for the next requests."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.delays: list[tuple[float, float]] = []
+        self.meanwhile: list[tuple[int, object]] = []  # (runtime, action) to run mid-request
+        self.busy: set[int] = set()  # runtimes waiting for an answer cannot act meanwhile
+
+
+class SlowStore(MemoryStore):
+    """Runtime ``owner``'s view of one shared memory store. Each request takes time from
+    the network's plan (before it takes effect, and before its answer arrives), and in
+    between other runtimes may act (``meanwhile``), as they would while an answer is in flight."""
+
+    def __init__(self, name: str, owner: int, net: Network) -> None:
+        super().__init__(name)
+        self.owner, self.net = owner, net
+
+    def _around(self, op):
+        net = self.net
+        before, after = net.delays.pop(0) if net.delays else (0.0, 0.0)
+        net.clock.advance(before)
+        net.busy.add(self.owner)
+        try:
+            return op()
+        finally:
+            while True:  # actions may make requests of their own, which run actions too
+                entry = next((e for e in net.meanwhile if e[0] not in net.busy), None)
+                if entry is None:
+                    break
+                net.meanwhile.remove(entry)
+                entry[1]()
+            net.clock.advance(after)
+            net.busy.discard(self.owner)
+
+    def get(self, key):
+        return self._around(lambda: super(SlowStore, self).get(key))
+
+    def put(self, key, data, *, expect=None):
+        return self._around(lambda: super(SlowStore, self).put(key, data, expect=expect))
+
+
+def lease(store, holder, clock, **kw):
+    kw.setdefault("ttl", 10.0)
+    kw.setdefault("renew_deadline", 6.0)
+    kw.setdefault("retry_period", 2.0)
+    return Lease(store, "primary", holder=holder, clock=clock, **kw)
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"ttl": 10, "renew_deadline": 10}, "ttl"),
+    ({"ttl": 10, "renew_deadline": 5, "retry_period": 5}, "1.2"),
+    ({"ttl": 10, "renew_deadline": 5, "retry_period": 0}, "retry_period"),
+])
+def test_durations_are_validated(kw, match):
+    with pytest.raises(ValueError, match=match):
+        Lease(MemoryStore(), "x", holder="a", **kw)
+
+
+def test_defaults_follow_client_go_ratios():
+    l = Lease(MemoryStore(), "x", holder="a", ttl=60)
+    assert (l.ttl, l.renew_deadline, l.retry_period) == (60, 40, 8)
+
+
+def test_holder_and_name_are_checked():
+    with pytest.raises(ValueError, match="holder"):
+        Lease(MemoryStore(), "x", holder="")
+    with pytest.raises(ValueError, match="name"):
+        Lease(MemoryStore(), "a/b", holder="h")
+
+
+def test_first_acquire_gets_token_1_and_others_wait_for_expiry_on_their_own_clock():
+    base = FakeClock()
+    store = MemoryStore()
+    a = lease(store, "a", OffsetClock(base))
+    b = lease(store, "b", OffsetClock(base, mono_offset=5000))
+    assert a.acquire() == 1 and a.held
+    assert b.try_acquire() is None  # b first sees the record now
+    base.advance(9.9)
+    assert b.try_acquire() is None
+    assert not a.held  # a gave up at its renew deadline (6 s), before b may take over
+    base.advance(0.1)
+    assert b.try_acquire() == 2 and b.held
+    with pytest.raises(LeaseLost):
+        a.renew()
+
+
+def test_renewals_keep_the_lease():
+    base = FakeClock()
+    store = MemoryStore()
+    a, b = lease(store, "a", base), lease(store, "b", base)
+    a.acquire()
+    for _ in range(20):
+        assert b.try_acquire() is None
+        base.advance(2.0)
+        assert a.renew() and a.held
+    assert a.token == 1
+
+
+def test_a_holder_that_cannot_renew_stops_by_itself_and_calls_on_lost():
+    base = FakeClock()
+    lost = []
+    a = lease(MemoryStore(), "a", base, on_lost=lost.append)
+    a.acquire()
+    base.advance(6.0)
+    assert not a.held
+    with pytest.raises(LeaseLost, match="deadline"):
+        a.renew()
+    assert lost == [a]
+
+
+def test_release_lets_a_waiting_backup_take_over_at_once_with_a_higher_token():
+    base = FakeClock()
+    store = MemoryStore()
+    a, b = lease(store, "a", base), lease(store, "b", base)
+    assert a.acquire() == 1
+    assert b.try_acquire() is None
+    a.release()
+    assert not a.held
+    assert b.try_acquire() == 2
+
+
+def test_acquire_timeout():
+    base = FakeClock()
+    store = MemoryStore()
+    lease(store, "a", base).acquire()
+    b = lease(store, "b", base)
+    with pytest.raises(LeaseTimeout, match="'a'"):
+        b.acquire(timeout=5)
+    assert b.acquire(timeout=30) == 2  # waits out the ttl on its fake clock
+
+
+def test_wall_clock_skew_of_an_hour_does_not_change_takeover_time():
+    base = FakeClock()
+    store = MemoryStore()
+    for skew in (-3600, 3600):
+        a = Lease(store, f"skew{skew}", holder="a", ttl=10, clock=OffsetClock(base, wall_offset=skew))
+        b = Lease(store, f"skew{skew}", holder="b", ttl=10, clock=OffsetClock(base, wall_offset=-skew))
+        a.acquire()
+        assert b.try_acquire() is None
+        base.advance(9.99)
+        assert b.try_acquire() is None
+        base.advance(0.01)
+        assert b.try_acquire() is not None
+
+
+def test_lease_refuses_a_mounted_drive_store(tmp_path, monkeypatch):
+    from sessionkit.store import local
+
+    monkeypatch.setattr(local, "MOUNTED_DRIVE_ROOT", tmp_path)
+    monkeypatch.setattr(local, "_warned_roots", {str(tmp_path / "s")})
+    store = sessionkit.open_store(tmp_path / "s")
+    with pytest.raises(sessionkit.SessionkitError, match="gdrive://"):
+        Lease(store, "x", holder="a")
+    Lease(store, "x", holder="a", allow_unsafe_mount=True)
+
+
+def test_job_fencing_with_a_real_lease():
+    base = FakeClock()
+    store = MemoryStore()
+    a, b = lease(store, "a", base), lease(store, "b", base)
+    a.acquire()
+    job_a = Job(store, "j", lease=a, clock=base)
+    job_a.checkpoint()
+    base.advance(7)  # a is past its renew deadline: it must not write, even before b acts
+    with pytest.raises(LeaseLost):
+        job_a.checkpoint()
+    base.advance(3)
+    b.acquire()
+    Job(store, "j", lease=b, clock=base).checkpoint()
+    assert Job(store, "j")._m["token"] == 2
+
+
+def test_a_stale_holder_cannot_release_a_lease_someone_else_took_over():
+    base = FakeClock()
+    store = MemoryStore()
+    a, b, c = lease(store, "a", base), lease(store, "b", base), lease(store, "c", base)
+    assert a.acquire() == 1
+    b.try_acquire()
+    base.advance(10)
+    assert b.try_acquire() == 2
+    assert a.try_acquire() is None  # a looks at the record b wrote ...
+    a.release()  # ... and must not free it, nor turn its token back
+    assert sessionkit.lease.read_lease(store, "primary").holder == "b"
+    assert c.try_acquire() is None
+    assert b.held
+
+
+def test_the_renew_deadline_counts_from_when_the_renewal_began():
+    """A renewal whose answer arrives late must not extend the holder's belief: another
+    runtime may have seen the record change as soon as it did."""
+    base = FakeClock()
+    net = Network(base)
+    name = f"late-{uuid.uuid4().hex}"
+    a = lease(SlowStore(name, 0, net), "a", base)
+    b = lease(SlowStore(name, 1, net), "b", base)
+    a.acquire()
+    net.delays = [(0.0, 5.0)]  # a's renewal lands at once; its answer takes 5 s
+    net.meanwhile.append((1, b.try_acquire))  # b sees the renewed record right away
+    a.renew()
+    base.advance(5.0)  # 10 s after b saw the change: b may take over
+    assert not a.held, "a's belief ended 6 s after its renewal began"
+    assert b.try_acquire() == 2
+
+
+class LeaseSafety(RuleBasedStateMachine):
+    """Three runtimes with their own clock origins and wall offsets, a store whose requests
+    take adversarial time, and any interleaving of acquire, renew, release, fenced writes
+    and the passing of time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base = FakeClock()
+        self.net = Network(self.base)
+        name = f"safety-{uuid.uuid4().hex}"  # named memory stores live as long as the process
+        self.stores = [SlowStore(name, i, self.net) for i in range(3)]
+        self.store = MemoryStore(name)  # the test's own look at the shared records
+        self.leases = [lease(self.stores[i], f"h{i}", OffsetClock(self.base, 1000.0 * i, 600.0 * (i - 1)))
+                       for i in range(3)]
+        self.issued: list[int] = []
+        self.written_tokens: list[int] = []
+
+    @rule(delays=st.lists(st.tuples(st.floats(0, 8), st.floats(0, 8)), max_size=3))
+    def network_is_slow(self, delays):
+        self.net.delays = list(delays)
+
+    @rule(i=st.integers(0, 2))
+    def another_runtime_looks_meanwhile(self, i):
+        """During the next request, after it took effect and before its answer arrives,
+        runtime i tries to take the lease."""
+        self.net.meanwhile.append((i, lambda: self.try_acquire(i)))
+
+    @rule(seconds=st.sampled_from([0.1, 1.0, 2.0, 3.9, 4.0, 5.9, 6.0, 9.9, 10.0, 10.5, 12.0])
+          | st.floats(0, 12))
+    def time_passes(self, seconds):
+        self.base.advance(seconds)
+
+    @rule(i=st.integers(0, 2))
+    def try_acquire(self, i):
+        l = self.leases[i]
+        was = l.token if l.held else None
+        token = l.try_acquire()
+        if token is not None and token != was:
+            assert token not in self.issued, "a token is issued at most once"
+            self.issued.append(token)
+
+    @rule(i=st.integers(0, 2))
+    def renew(self, i):
+        l = self.leases[i]
+        if l.token is not None:
+            try:
+                l.renew()
+            except LeaseLost:
+                assert l.token is None
+
+    @rule(i=st.integers(0, 2))
+    def release(self, i):
+        self.leases[i].release()
+
+    @rule(i=st.integers(0, 2))
+    def fenced_write(self, i):
+        """A holder (or a stale one) writes the job's manifest through the fencing check."""
+        l = self.leases[i]
+        try:
+            job = Job(self.stores[i], "fenced", lease=l, clock=self.base)
+            job.checkpoint()
+        except LeaseLost:
+            return
+        stored = Job(self.store, "fenced")._m["token"]
+        assert stored == l.token
+        assert not self.written_tokens or stored >= self.written_tokens[-1], "a stale write landed"
+        self.written_tokens.append(stored)
+
+    @invariant()
+    def tokens_are_issued_once_each_in_sequence(self):
+        # each acquisition writes previous + 1 by compare-and-swap: issued == 1..n
+        assert sorted(self.issued) == list(range(1, len(self.issued) + 1))
+
+    @invariant()
+    def at_most_one_holder_believes_it_holds(self):
+        assert sum(l.held for l in self.leases) <= 1
+
+
+LeaseSafety.TestCase.settings = settings(max_examples=600, stateful_step_count=30, deadline=None)
+test_lease_safety = LeaseSafety.TestCase
+
+
+def test_a_job_stops_working_once_its_lease_is_past_the_deadline():
+    base = FakeClock()
+    a = lease(MemoryStore(), "a", base)
+    a.acquire()
+    job = Job(a.store, "w", lease=a, clock=base, checkpoint_items=1000)
+    seen = []
+    with pytest.raises(LeaseLost):
+        for x in job.track(range(100), display=False):
+            seen.append(x)
+            base.advance(1.0)  # no renewals: the deadline (6 s) passes during item 5
+    assert seen == [0, 1, 2, 3, 4, 5]
