@@ -18,6 +18,8 @@ from .errors import (
 )
 from .jobs import Job
 from .lease import Lease, LeaseTimeout
+from .runtimes import Runtime
+from .sessions import Session
 from .store import ABSENT, Record, Store, known_schemes, open_store, register_scheme
 
 __version__ = "0.1.0"
@@ -34,7 +36,9 @@ __all__ = [
     "LeaseLost",
     "LeaseTimeout",
     "Record",
+    "Runtime",
     "ScaledClock",
+    "Session",
     "SessionkitError",
     "SessionkitWarning",
     "Store",

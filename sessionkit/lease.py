@@ -140,7 +140,7 @@ class Lease:
 
     # -- observing -------------------------------------------------------------
 
-    def _observe(self) -> Optional[LeaseRecord]:
+    def observe(self) -> Optional[LeaseRecord]:
         """Read the record; note when it changed, on my clock."""
         record = self.store.get(self.key)
         now = self.clock.monotonic()
@@ -181,7 +181,7 @@ class Lease:
             started = self.clock.monotonic()
             if self.held:
                 return self.token
-            current = self._observe()
+            current = self.observe()
             if current is not None and current.holder is not None:
                 expired = self.clock.monotonic() - self._observed_at >= self.ttl  # type: ignore[operator]
                 if not expired:
@@ -240,7 +240,7 @@ class Lease:
             except Conflict:
                 newer = None
                 try:
-                    current = self._observe()
+                    current = self.observe()
                     newer = current.token if current is not None else None
                 except (StoreError, CorruptRecord) as exc:
                     log.info("lease %r: cannot read who took over: %s", self.name, exc)
@@ -255,6 +255,16 @@ class Lease:
             if self._renewals % RENEW_EVENT_EVERY == 1:
                 self._emit("lease.renewed", token=self.token, renewals=self._renewals)
             return True
+
+    def renew_if_due(self) -> bool:
+        """Renew if ``retry_period`` has passed since the last renewal began (loops call
+        this; it costs a clock read when nothing is due)."""
+        with self._lock:
+            if self.token is None or self._renewed_at is None:
+                return False
+            if self.clock.monotonic() - self._renewed_at < self.retry_period:
+                return True
+        return self.renew()
 
     def release(self) -> None:
         """Give the lease up now, so a waiting backup can take it at once (with token + 1)."""

@@ -119,6 +119,9 @@ class Job:
         self._view: Any = None
         self._interrupted = False
         self._active: Optional["weakref.ref[Iterator[Any]]"] = None
+        #: Called on the slow path (about every 50 ms); a true result stops the loop cleanly,
+        #: leaving the job paused with this reason (handover uses it).
+        self.stop_when: Optional[Callable[[], Optional[str]]] = None
         self._last = {"checkpoint": 0.0, "view": 0.0, "control": 0.0, "event": -1e18}
         self._n_at_checkpoint = 0
         self._load_or_create(total, params)
@@ -427,6 +430,11 @@ class Job:
         if now - last["control"] >= self.control_poll:
             last["control"] = now
             if self._obey_control():
+                return -1
+        if self.stop_when is not None:
+            reason = self.stop_when()
+            if reason:
+                self._set_status("paused", reason=reason)
                 return -1
         if self._view is not None and now - last["view"] >= VIEW_SECONDS:
             last["view"] = now

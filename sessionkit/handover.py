@@ -1,0 +1,361 @@
+"""Primary and backup: a job carried from one runtime to the next, never run twice at once.
+
+Records under ``handover/<lease>/`` (one lease, ``primary`` by default, per store):
+
+- ``state``: which job the lease guards, who holds it and with which token (the
+  primary writes it; a backup reads it to know what to resume);
+- ``request``: the primary's planned-handover request ``{id, from, token, job}``;
+- ``ready/<session>``: a backup's answer to a request (one writer each);
+- ``approvals/<id>``: a backup's request for approval, granted by ``approve()``.
+
+Planned: the primary reaches its ``handover`` phase, publishes a request; a live
+backup answers ready; the primary stops taking items, checkpoints and releases
+the lease; the backup acquires it (token + 1) and resumes the job.
+Unplanned: the primary dies; its lease expires on the backup's clock; the
+backup takes over. With several backups the lowest ``priority`` goes first and
+the others wait ``grace`` seconds per rank (ties: session id). Observers never
+take a lease.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
+
+from .clock import Clock
+from .events import EventLog
+from .errors import Conflict, SessionkitError
+from .jobs import Job
+from .lease import Lease
+from .runtimes import Runtime
+from .sessions import DropWatcher, Session, list_sessions
+from .store import ABSENT, Store, open_store
+
+__all__ = ["Primary", "Backup", "approve", "pending_approvals", "HandoverState"]
+
+T = TypeVar("T")
+log = logging.getLogger("sessionkit.handover")
+
+
+def _key(lease: str, *rest: str) -> str:
+    return "/".join(("handover", lease) + rest)
+
+
+def _read(store: Store, key: str) -> Optional[tuple[dict[str, Any], str]]:
+    record = store.get(key)
+    if record is None:
+        return None
+    try:
+        body = json.loads(record.data)
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        log.warning("ignoring %s: %s", key, exc)
+        return None
+    return body, record.version
+
+
+def _put(store: Store, key: str, body: dict[str, Any], **kw: Any) -> str:
+    return store.put(key, json.dumps(body, default=str).encode(), **kw)
+
+
+@dataclass(frozen=True)
+class HandoverState:
+    """What a view shows about handover: plain data."""
+
+    role: str  # "primary", "backup" or "observer"
+    status: str  # "watching", "approval pending", "taking over", "primary", "handing over", "done"
+    lease: str
+    holder: Optional[str]
+    token: Optional[int]
+    job: Optional[str]
+    detail: str = ""
+
+
+class Primary:
+    """The runtime that runs the job: a session, the lease, and the job fenced by it."""
+
+    def __init__(self, store: Union[Store, str], job_id: str, *, label: Optional[str] = None,
+                 runtime: Union[None, str, Runtime] = None, clock: Optional[Clock] = None,
+                 ttl: float = 60.0, poll: Optional[float] = None, lease_name: str = "primary",
+                 session: Optional[Session] = None, lease: Optional[Lease] = None,
+                 acquire_timeout: Optional[float] = None, **job_kwargs: Any) -> None:
+        self.store = open_store(store)
+        self.session = session or Session(self.store, "primary", runtime=runtime, label=label, clock=clock)
+        self.clock = self.session.clock
+        self.lease_name = lease_name
+        self.lease = lease or Lease(self.store, lease_name, holder=self.session.id, ttl=ttl,
+                                    clock=self.clock, events=self.session.events)
+        self.poll = poll if poll is not None else self.lease.retry_period
+        if not self.lease.held:
+            self.lease.acquire(timeout=acquire_timeout)
+        self.lease.start_renewing()
+        self.session.role = "primary"
+        self.job = Job(self.store, job_id, lease=self.lease, clock=self.clock, events=self.session.events,
+                       **job_kwargs)
+        self.session.extra.update(job=job_id, lease={"name": lease_name, "token": self.lease.token})
+        self._request: Optional[dict[str, Any]] = None
+        self._last_poll = -1e18
+        self.handed_over = False
+        self._publish_state("primary")
+        self.session.beat()
+
+    def _publish_state(self, state: str) -> None:
+        _put(self.store, _key(self.lease_name, "state"), {
+            "job": self.job.id, "primary": self.session.id, "label": self.session.label,
+            "token": self.lease.token, "state": state, "at": self.clock.now().isoformat()})
+
+    @property
+    def state(self) -> HandoverState:
+        status = "handing over" if self._request else ("done" if self.handed_over else "primary")
+        return HandoverState("primary", status, self.lease_name, self.session.id, self.lease.token,
+                             self.job.id)
+
+    def track(self, iterable: Iterable[T], key: Optional[Callable[[T], str]] = None,
+              display: Any = True) -> Iterator[T]:
+        """``job.track`` that also hands over at the handover phase (see module docstring)."""
+        self.job.stop_when = self._should_hand_over
+        try:
+            yield from self.job.track(iterable, key=key, display=display)
+        finally:
+            self.job.stop_when = None
+        if self.handed_over:
+            self._release("handover")
+        elif self.job.status in ("completed", "cancelled"):
+            self._release(self.job.status)
+
+    def _should_hand_over(self) -> Optional[str]:
+        now = self.clock.monotonic()
+        if now - self._last_poll < self.poll:
+            return None
+        self._last_poll = now
+        if self.lease.token is not None and self.lease.held:
+            self.lease.renew_if_due()  # from the loop too: the renewer thread covers long items
+        self.session.beat_if_due()
+        if self.session.phase not in ("handover", "expired"):
+            return None
+        if self._request is None:
+            self._request = {"id": uuid.uuid4().hex, "from": self.session.id, "label": self.session.label,
+                             "token": self.lease.token, "job": self.job.id,
+                             "at": self.clock.now().isoformat(), "remaining_s": self.session.remaining}
+            _put(self.store, _key(self.lease_name, "request"), self._request)
+            self.session.events.emit("handover.requested", request=self._request["id"], job=self.job.id,
+                                     token=self.lease.token, remaining_s=self.session.remaining)
+            self.session.events.flush()
+            return None
+        if self._ready_backups():
+            self.handed_over = True
+            return "handover"
+        return None
+
+    def _ready_backups(self) -> list[str]:
+        ready = []
+        live = {s["id"] for s in list_sessions(self.store) if s.get("status") == "active"}
+        for key in self.store.list(_key(self.lease_name, "ready") + "/"):
+            found = _read(self.store, key)
+            if found and found[0].get("request") == self._request["id"] and found[0].get("session") in live:
+                ready.append(found[0]["session"])
+        return ready
+
+    def _release(self, reason: str) -> None:
+        self.lease.stop_renewing()
+        if self._request is not None:
+            _put(self.store, _key(self.lease_name, "request"),
+                 dict(self._request, state="released", released_at=self.clock.now().isoformat()))
+        self._publish_state("released")
+        self.lease.release()
+        self.session.end(reason)
+
+    def close(self) -> None:
+        """Give up the lease and end the session (e.g. at the end of a notebook)."""
+        if self.lease.token is not None:
+            self._release("closed")
+
+
+class Backup:
+    """A runtime that watches the primary and takes the job over (planned or not)."""
+
+    def __init__(self, store: Union[Store, str], label: Optional[str] = None, *, priority: int = 1,
+                 approval: str = "auto", runtime: Union[None, str, Runtime] = None,
+                 clock: Optional[Clock] = None, ttl: float = 60.0, poll: Optional[float] = None,
+                 grace: Optional[float] = None, lease_name: str = "primary") -> None:
+        if approval not in ("auto", "required"):
+            raise ValueError(f"approval must be 'auto' or 'required', got {approval!r}")
+        if not isinstance(priority, int):
+            raise TypeError(f"priority must be an int (lower goes first), got {priority!r}")
+        self.store = open_store(store)
+        self.priority, self.approval, self.lease_name = priority, approval, lease_name
+        self.session = Session(self.store, "backup", runtime=runtime, label=label, clock=clock)
+        self.session.extra.update(priority=priority)
+        self.clock = self.session.clock
+        self.lease = Lease(self.store, lease_name, holder=self.session.id, ttl=ttl, clock=self.clock,
+                           events=self.session.events)
+        self.poll = poll if poll is not None else self.lease.retry_period
+        self.grace = grace if grace is not None else 2 * self.poll
+        self._dropwatch = DropWatcher(self.store, clock=self.clock, events=self.session.events,
+                                      exclude=(self.session.id,))
+        self._answered: Optional[str] = None
+        self._available_since: Optional[float] = None
+        self._approval_id: Optional[str] = None
+        self.status = "watching"
+        self.session.beat()
+
+    @property
+    def state(self) -> HandoverState:
+        record = self.lease.record
+        found = _read(self.store, _key(self.lease_name, "state"))
+        return HandoverState("backup", self.status, self.lease_name, record.holder if record else None,
+                             record.token if record else None, found[0].get("job") if found else None,
+                             f"priority {self.priority}")
+
+    def rank(self) -> int:
+        """How many live backups go before this one."""
+        me = (self.priority, self.session.id)
+        ahead = 0
+        for s in list_sessions(self.store):
+            if s.get("role") == "backup" and s.get("status") == "active" and s["id"] != self.session.id:
+                if (int(s.get("priority", 1)), s["id"]) < me:
+                    ahead += 1
+        return ahead
+
+    def step(self) -> Optional[Primary]:
+        """Look once: answer handover requests, take the lease when it is this backup's turn.
+        Returns the new Primary once taken over, else None (``status`` says why)."""
+        self.session.beat_if_due()
+        self._dropwatch.check(timeout=3 * self.session.heartbeat)
+        self._answer_request()
+        current = self.lease.observe()
+        free = current is None or current.holder is None
+        if free and self._job_finished():
+            self.status = "done"
+            return None
+        expired = not free and (self.lease.expires_in() or 0) <= 0
+        if not (free or expired):
+            self._available_since = None
+            self.status = "watching"
+            return None
+        now = self.clock.monotonic()
+        if self._available_since is None:
+            self._available_since = now
+        if now - self._available_since < self.rank() * self.grace:
+            return None  # a backup of higher priority goes first
+        if self.approval == "required" and not self._approved():
+            return None
+        self.status = "taking over"
+        token = self.lease.try_acquire()
+        if token is None:
+            return None
+        return self._become_primary(current.holder if current else None, planned=free)
+
+    def _job_finished(self) -> bool:
+        """The primary released the lease because its job ended (not to hand it over)."""
+        found = _read(self.store, _key(self.lease_name, "state"))
+        if not found or found[0].get("state") != "released" or not found[0].get("job"):
+            return False
+        from .jobs.manifest import FINISHED, load
+
+        loaded = load(self.store, found[0]["job"])
+        return loaded is not None and loaded.manifest["status"] in FINISHED
+
+    def _answer_request(self) -> None:
+        found = _read(self.store, _key(self.lease_name, "request"))
+        if not found:
+            return
+        request = found[0]
+        if request.get("state") == "released" or request.get("id") == self._answered:
+            return
+        self._answered = request["id"]
+        _put(self.store, _key(self.lease_name, "ready", self.session.id), {
+            "request": request["id"], "session": self.session.id, "label": self.session.label,
+            "priority": self.priority, "at": self.clock.now().isoformat()})
+        self.session.events.emit("handover.ready", request=request["id"], primary=request.get("from"),
+                                 priority=self.priority)
+        self.session.events.flush()
+
+    def _approved(self) -> bool:
+        if self._approval_id is None:
+            self._approval_id = uuid.uuid4().hex
+            _put(self.store, _key(self.lease_name, "approvals", self._approval_id), {
+                "id": self._approval_id, "session": self.session.id, "label": self.session.label,
+                "status": "pending", "at": self.clock.now().isoformat()}, expect=ABSENT)
+            self.session.events.emit("approval.requested", request=self._approval_id)
+            self.session.events.flush()
+            log.warning("backup %r waits for approval: sessionkit.handover.approve(store, %r)",
+                        self.session.label, self._approval_id)
+        self.status = "approval pending"
+        found = _read(self.store, _key(self.lease_name, "approvals", self._approval_id))
+        return bool(found and found[0].get("status") == "granted")
+
+    def _become_primary(self, previous: Optional[str], planned: bool) -> Primary:
+        found = _read(self.store, _key(self.lease_name, "state"))
+        if not found or not found[0].get("job"):
+            self.lease.release()
+            raise SessionkitError(f"lease {self.lease_name!r} guards no job yet: start the primary first")
+        state = found[0]
+        request = _read(self.store, _key(self.lease_name, "request"))
+        planned = planned and bool(request and request[0].get("state") == "released")
+        self.session.role = "primary"
+        self.session.events.context["role"] = "primary"
+        self.status = "primary"
+        primary = Primary(self.store, state["job"], session=self.session, lease=self.lease, clock=self.clock)
+        self.session.events.emit("handover.completed", **{"from": previous or state.get("primary"),
+                                 "to": self.session.id, "planned": planned, "token": self.lease.token,
+                                 "job": state["job"]})
+        self.session.events.flush()
+        return primary
+
+    def watch(self, timeout: Optional[float] = None, on_step: Optional[Callable[["Backup"], None]] = None
+              ) -> Optional[Primary]:
+        """Watch every ``poll`` seconds until taking over (returns the new Primary) or
+        ``timeout`` seconds pass (returns None). ``on_step`` is called after each look,
+        from this thread (a view can refresh there)."""
+        start = self.clock.monotonic()
+        while True:
+            primary = self.step()
+            if on_step is not None:
+                on_step(self)
+            if primary is not None:
+                return primary
+            if self.status == "done":
+                return None
+            if timeout is not None and self.clock.monotonic() - start >= timeout:
+                return None
+            self.clock.sleep(self.poll)
+
+    def close(self) -> None:
+        self.session.end("closed")
+
+
+def pending_approvals(store: Union[Store, str], lease_name: str = "primary") -> list[dict[str, Any]]:
+    """Approval requests still waiting."""
+    store = open_store(store)
+    out = []
+    for key in store.list(_key(lease_name, "approvals") + "/"):
+        found = _read(store, key)
+        if found and found[0].get("status") == "pending":
+            out.append(found[0])
+    return out
+
+
+def approve(store: Union[Store, str], request_id: str, *, lease_name: str = "primary",
+            by: str = "user") -> None:
+    """Grant a backup's approval request (``sessionkit approve STORE REQUEST`` does this too)."""
+    store = open_store(store)
+    key = _key(lease_name, "approvals", request_id)
+    found = _read(store, key)
+    if found is None:
+        raise LookupError(f"no approval request {request_id!r} in {store.url}; pending: "
+                          f"{[a['id'] for a in pending_approvals(store, lease_name)] or 'none'}")
+    body, version = found
+    body.update(status="granted", granted_by=by)
+    try:
+        _put(store, key, body, expect=version)
+    except Conflict as exc:
+        raise SessionkitError(f"approval {request_id!r} changed while granting it; try again") from exc
+    approver = EventLog(store, f"approver-{uuid.uuid4().hex}")
+    approver.emit("approval.granted", request=request_id, session=body.get("session"), by=by)
+    approver.flush()
+

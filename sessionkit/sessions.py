@@ -1,0 +1,340 @@
+"""A session: one runtime taking part, as primary, backup or observer.
+
+It writes ``sessions/<id>`` (only this session writes it, except an observer
+marking it dropped), heartbeats from a background thread that touches only the
+store, and knows how much time its runtime has left and which phase it is in:
+
+    fresh -> active -> warning -> handover -> expired
+
+``remaining`` counts down on this session's own monotonic clock from the
+runtime's start; wall-clock times in the record are for people.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Optional, Union
+
+from .clock import SYSTEM_CLOCK, Clock, SystemClock
+from .errors import Conflict, CorruptRecord, StoreError
+from .events import EventLog
+from .runtimes import Runtime, detect, get_runtime, utc
+from .store import Store, open_store
+
+__all__ = ["Session", "DropWatcher", "ROLES", "PHASES", "check_dropped", "list_sessions",
+           "read_session", "session_key"]
+
+log = logging.getLogger("sessionkit.session")
+ROLES = ("primary", "backup", "observer")
+PHASES = ("fresh", "active", "warning", "handover", "expired")
+
+
+def session_key(session_id: str) -> str:
+    return f"sessions/{session_id}"
+
+
+def read_session(store: Store, session_id: str) -> Optional[dict[str, Any]]:
+    """A session's record as stored, or None."""
+    record = store.get(session_key(session_id))
+    if record is None:
+        return None
+    return _decode(session_key(session_id), store.url, record.data, record.version)
+
+
+def _decode(key: str, where: str, data: bytes, version: str) -> dict[str, Any]:
+    try:
+        body = json.loads(data)
+        if not isinstance(body, dict) or body.get("kind") != "sessionkit.session":
+            raise ValueError("not a session record")
+        return body
+    except ValueError as exc:
+        raise CorruptRecord(key, where, str(exc), version) from None
+
+
+class Session:
+    """This runtime's part in the work. ``role``: "primary", "backup" or "observer".
+
+    Thresholds (seconds left): ``warning_at`` (default 60 min) and ``handover_at``
+    (15 min); ``fresh_for``: how long a new session counts as fresh (5 min).
+    """
+
+    def __init__(self, store: Union[Store, str], role: str, *, runtime: Union[None, str, Runtime] = None,
+                 label: Optional[str] = None, clock: Optional[Clock] = None, heartbeat: float = 30.0,
+                 warning_at: float = 3600.0, handover_at: float = 900.0, fresh_for: float = 300.0,
+                 started: Optional[datetime] = None, start: bool = True) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        if not heartbeat > 0:
+            raise ValueError(f"heartbeat must be > 0 seconds, got {heartbeat!r}")
+        if not warning_at > handover_at >= 0:
+            raise ValueError(f"warning_at ({warning_at}) must be greater than handover_at "
+                             f"({handover_at}), and handover_at >= 0")
+        self.store = open_store(store)
+        self.role = role
+        self.clock = clock or SYSTEM_CLOCK
+        env = detect(self.clock)
+        self.environment = env.kind
+        self.runtime = get_runtime(runtime) if runtime is not None else get_runtime(env.preset)
+        self.label = label or f"{env.kind}"
+        self.id = uuid.uuid4().hex
+        self.heartbeat = float(heartbeat)
+        self.warning_at, self.handover_at, self.fresh_for = warning_at, handover_at, fresh_for
+        now = self.clock.now()
+        if started is not None:
+            started_at = utc(started)
+        elif isinstance(self.clock, SystemClock):
+            started_at = env.started  # the runtime's real start (VM uptime or process start)
+        else:
+            started_at = now  # fake and scaled clocks: the session starts now
+        self.started = started_at
+        self._mono_start = self.clock.monotonic() - max(0.0, (now - started_at).total_seconds())
+        self._last_activity = self.clock.monotonic()
+        self.events = EventLog(self.store, self.id, clock=self.clock,
+                               context={"session": self.id, "role": role, "label": self.label})
+        self.status = "active"
+        self.end_reason: Optional[str] = None
+        self._version: Optional[str] = None
+        self._beats = 0
+        self._last_beat = self.clock.monotonic()
+        self._phase = self.phase
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.extra: dict[str, Any] = {}  # shown in views and status (e.g. job, lease token)
+        self._watch_activity()
+        if start:
+            self.start()
+
+    # -- time ------------------------------------------------------------------
+
+    @property
+    def elapsed(self) -> float:
+        return self.clock.monotonic() - self._mono_start
+
+    @property
+    def remaining(self) -> Optional[float]:
+        """Seconds until the runtime's limit (None: no limit)."""
+        if self.runtime.max_runtime is None:
+            return None
+        return self.runtime.max_runtime - self.elapsed
+
+    @property
+    def deadline(self) -> Optional[datetime]:
+        """Wall-clock time of the runtime's limit (for display)."""
+        remaining = self.remaining
+        return None if remaining is None else self.clock.now() + timedelta(seconds=remaining)
+
+    @property
+    def idle_remaining(self) -> Optional[float]:
+        """Estimated seconds until an idle cut-off: from the last cell run (IPython's
+        pre_run_cell) or the session's start. None where the runtime has no idle limit."""
+        if self.runtime.idle_timeout is None:
+            return None
+        return self.runtime.idle_timeout - (self.clock.monotonic() - self._last_activity)
+
+    def touch(self) -> None:
+        """Record activity now (called for each cell run where IPython tells us)."""
+        self._last_activity = self.clock.monotonic()
+
+    def _watch_activity(self) -> None:
+        ipython = __import__("sys").modules.get("IPython")
+        shell = ipython.get_ipython() if ipython is not None else None
+        if shell is not None:
+            shell.events.register("pre_run_cell", lambda *a: self.touch())
+
+    @property
+    def phase(self) -> str:
+        if self.status != "active":
+            return "expired" if self.status == "expired" else self.status
+        remaining = self.remaining
+        if remaining is not None:
+            if remaining <= 0:
+                return "expired"
+            if remaining <= self.handover_at:
+                return "handover"
+            if remaining <= self.warning_at:
+                return "warning"
+        return "fresh" if self.elapsed < self.fresh_for else "active"
+
+    def thresholds(self) -> dict[str, float]:
+        return {"warning": self.warning_at, "handover": self.handover_at}
+
+    # -- the record --------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data about this session, for views and the record."""
+        deadline = self.deadline
+        return {
+            "id": self.id, "role": self.role, "label": self.label, "status": self.status,
+            "phase": self.phase, "runtime": self.runtime.as_dict(), "environment": self.environment,
+            "started": self.started.isoformat(), "remaining_s": self.remaining,
+            "deadline": deadline.isoformat() if deadline else None, "idle_remaining_s": self.idle_remaining,
+            "thresholds": self.thresholds(), **self.extra,
+        }
+
+    def _write(self) -> None:
+        body = {"kind": "sessionkit.session", "v": 1, **self.snapshot(),
+                "last_heartbeat": self.clock.now().isoformat(), "heartbeats": self._beats,
+                "end_reason": self.end_reason}
+        data = json.dumps(body, default=str).encode()
+        try:
+            self._version = self.store.put(session_key(self.id), data, expect=self._version)
+        except Conflict:
+            # Only an observer marking this session dropped writes here too: it is back.
+            log.warning("session %s was marked dropped while silent; it is back", self.id[:8])
+            self.events.emit("session.resumed")
+            self._version = self.store.put(session_key(self.id), data)
+
+    def start(self) -> None:
+        with self._lock:
+            self._write()
+            self.events.emit("session.started", runtime=self.runtime.as_dict(), environment=self.environment,
+                             started=self.started.isoformat(), remaining_s=self.remaining)
+            self.events.flush()
+            self._thread = threading.Thread(target=self._beat_loop, name=f"sessionkit-heartbeat-{self.id[:8]}",
+                                            daemon=True)
+            self._thread.start()
+
+    def beat(self) -> str:
+        """Write one heartbeat now; emit a phase event if the phase changed. Returns the phase."""
+        with self._lock:
+            if self.status != "active":
+                return self.phase
+            self._beats += 1
+            self._last_beat = self.clock.monotonic()
+            phase = self.phase
+            if phase != self._phase:
+                self.events.emit("session.phase", **{"from": self._phase, "to": phase},
+                                 remaining_s=self.remaining)
+                self._phase = phase
+            self._write()
+            if self.events.pending:
+                self.events.flush()
+            return phase
+
+    def beat_if_due(self) -> str:
+        """Beat now if a heartbeat is due on this session's clock (loops call this, so a
+        session keeps beating on fake clocks and between the thread's beats)."""
+        if self.clock.monotonic() - self._last_beat >= self.heartbeat:
+            return self.beat()
+        return self.phase
+
+    def _beat_loop(self) -> None:
+        factor = getattr(self.clock, "factor", 1.0)
+        while not self._stop.wait(self.heartbeat / factor):
+            try:
+                self.beat()
+            except (StoreError, OSError) as exc:
+                log.warning("session %s: heartbeat failed: %s", self.id[:8], exc)
+
+    def end(self, reason: str = "ended") -> None:
+        """Stop heartbeating and mark the session ended (it stays listed as history)."""
+        with self._lock:
+            if self.status != "active":
+                return
+            self._stop.set()
+            self.status, self.end_reason = "ended", reason
+            self.events.emit("session.ended", reason=reason, elapsed_s=self.elapsed)
+            try:
+                self._write()
+                self.events.flush()
+            except (StoreError, OSError) as exc:
+                log.warning("session %s: could not record its end: %s", self.id[:8], exc)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.end("error" if exc is not None else "ended")
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id[:8]} {self.role} {self.label!r} {self.phase}>"
+
+
+class DropWatcher:
+    """Marks sessions dropped whose record has not changed for ``timeout`` seconds on
+    the watcher's own clock (never by comparing another machine's timestamps)."""
+
+    def __init__(self, store: Union[Store, str], *, clock: Optional[Clock] = None,
+                 events: Optional[EventLog] = None, exclude: tuple[str, ...] = ()) -> None:
+        self.store = open_store(store)
+        self.clock = clock or SYSTEM_CLOCK
+        self.events = events
+        self.exclude = set(exclude)  # e.g. the watcher's own session
+        self._seen: dict[str, tuple[str, float]] = {}  # id -> (version, my time it changed)
+
+    def check(self, timeout: float) -> list[str]:
+        """Look once; return the ids marked dropped by this call."""
+        dropped = []
+        now = self.clock.monotonic()
+        for key in self.store.list("sessions/"):
+            session_id = key.split("/", 1)[1]
+            if session_id in self.exclude:
+                continue
+            record = self.store.get(key)
+            if record is None:
+                continue
+            seen = self._seen.get(session_id)
+            if seen is None or seen[0] != record.version:
+                self._seen[session_id] = (record.version, now)
+                continue
+            if now - seen[1] < timeout:
+                continue
+            try:
+                body = _decode(key, self.store.url, record.data, record.version)
+            except CorruptRecord as exc:
+                log.warning("%s", exc)
+                continue
+            if body.get("status") != "active":
+                continue
+            body.update(status="dropped", end_reason="no heartbeat",
+                        dropped_at=self.clock.now().isoformat())
+            try:
+                version = self.store.put(key, json.dumps(body).encode(), expect=record.version)
+            except Conflict:
+                continue  # it beat just now: alive
+            self._seen[session_id] = (version, now)
+            dropped.append(session_id)
+            if self.events is not None:
+                self.events.emit("session.dropped", dropped=session_id, label=body.get("label"),
+                                 role=body.get("role"), silent_s=now - seen[1])
+        if self.events is not None and self.events.pending:
+            self.events.flush()
+        return dropped
+
+
+_watchers: dict[str, DropWatcher] = {}
+
+
+def check_dropped(store: Union[Store, str], timeout: float, *, clock: Optional[Clock] = None,
+                  events: Optional[EventLog] = None) -> list[str]:
+    """Mark sessions dropped whose heartbeat record has not changed for ``timeout`` seconds,
+    as seen by this process over repeated calls; returns the ids dropped now."""
+    store = open_store(store)
+    watcher = _watchers.get(store.url)
+    if watcher is None or (clock is not None and watcher.clock is not clock):
+        watcher = _watchers[store.url] = DropWatcher(store, clock=clock, events=events)
+    if events is not None:
+        watcher.events = events
+    return watcher.check(timeout)
+
+
+def list_sessions(store: Union[Store, str]) -> list[dict[str, Any]]:
+    """Every session record (active, ended and dropped), oldest start first."""
+    store = open_store(store)
+    out = []
+    for key in store.list("sessions/"):
+        record = store.get(key)
+        if record is None:
+            continue
+        try:
+            out.append(_decode(key, store.url, record.data, record.version))
+        except CorruptRecord as exc:
+            log.warning("%s", exc)
+    return sorted(out, key=lambda s: s.get("started") or "")

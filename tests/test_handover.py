@@ -1,0 +1,122 @@
+"""Primary/backup handover on a memory store and fake clocks (one process, interleaved)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sessionkit import FakeClock, Runtime, handover
+from sessionkit.handover import Backup, Primary
+from sessionkit.store.memory import MemoryStore
+
+SHORT = Runtime(max_runtime=1000, name="short")  # handover phase after 100 s (15 min left)
+
+
+def events(store):
+    out = []
+    for key in store.list("events/"):
+        out += [json.loads(line) for line in store.get(key).data.splitlines()]
+    return sorted(out, key=lambda e: e["ts"])
+
+
+@pytest.fixture
+def setup():
+    return MemoryStore(), FakeClock()
+
+
+def test_planned_handover(setup):
+    store, clock = setup
+    primary = Primary(store, "job", runtime=SHORT, clock=clock, ttl=10, label="A")
+    backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
+    done = []
+    for item in primary.track(range(60), display=False):
+        done.append((item, primary.lease.token))
+        clock.advance(5)
+        assert backup.step() is None
+    assert primary.handed_over and primary.job.status == "paused"
+    assert primary.session.status == "ended" and primary.session.end_reason == "handover"
+    new = backup.step()
+    assert new is not None and new.lease.token == 2
+    for item in new.track(range(60), display=False):
+        done.append((item, new.lease.token))
+    assert sorted(i for i, _ in done) == list(range(60)), "every item once"
+    assert new.job.status == "completed"
+    switch = [t for _, t in done].index(2)
+    assert 20 <= switch <= 23  # requested at ~100 s (item 20), ready, stopped within 2 polls
+    kinds = [e["kind"] for e in events(store)]
+    for kind in ("handover.requested", "handover.ready", "handover.completed", "lease.released"):
+        assert kind in kinds
+    completed = next(e for e in events(store) if e["kind"] == "handover.completed")
+    assert completed["data"]["planned"] is True and completed["data"]["to"] == backup.session.id
+
+
+def test_unplanned_takeover_after_the_primary_dies(setup):
+    store, clock = setup
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, checkpoint_items=5)
+    it = primary.track(range(30), display=False)
+    for _ in range(11):
+        next(it)  # items 0..9 done; then the runtime dies: no release, no more renewals
+    primary.lease.stop_renewing()
+    backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
+    waited = 0.0
+    while (new := backup.step()) is None:
+        clock.advance(backup.poll)
+        waited += backup.poll
+    assert 10 <= waited <= 10 + 2 * backup.poll
+    assert new.lease.token == 2
+    assert list(new.track(range(30), display=False)) == list(range(10, 30))
+    completed = next(e for e in events(store) if e["kind"] == "handover.completed")
+    assert completed["data"]["planned"] is False
+
+
+def test_lower_priority_number_goes_first_and_others_wait(setup):
+    store, clock = setup
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10)
+    second = Backup(store, "second", priority=2, clock=clock, ttl=10, runtime="local")
+    first = Backup(store, "first", priority=1, clock=clock, ttl=10, runtime="local")
+    assert (first.rank(), second.rank()) == (0, 1)
+    primary.close()
+    assert second.step() is None  # its turn comes a grace later
+    assert first.step() is not None and first.status == "primary"
+    assert second.step() is None and second.status == "watching"
+
+
+def test_ties_break_on_session_id(setup):
+    store, clock = setup
+    a = Backup(store, "a", clock=clock, runtime="local")
+    b = Backup(store, "b", clock=clock, runtime="local")
+    assert sorted([a.rank(), b.rank()]) == [0, 1]
+    assert (a.rank() == 0) == (a.session.id < b.session.id)
+
+
+def test_approval_required(setup):
+    store, clock = setup
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10)
+    backup = Backup(store, "B", approval="required", clock=clock, ttl=10, runtime="local")
+    primary.close()
+    assert backup.step() is None and backup.status == "approval pending"
+    pending = handover.pending_approvals(store)
+    assert [p["session"] for p in pending] == [backup.session.id]
+    with pytest.raises(LookupError, match="pending"):
+        handover.approve(store, "nope")
+    handover.approve(store, pending[0]["id"])
+    assert backup.step() is not None
+    kinds = [e["kind"] for e in events(store)]
+    assert "approval.requested" in kinds and "approval.granted" in kinds
+
+
+def test_a_backup_stops_watching_when_the_job_is_done(setup):
+    store, clock = setup
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10)
+    assert list(primary.track(range(3), display=False)) == [0, 1, 2]
+    backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
+    assert backup.watch(timeout=100) is None and backup.status == "done"
+
+
+def test_backup_arguments_are_checked(setup):
+    store, clock = setup
+    with pytest.raises(ValueError, match="approval"):
+        Backup(store, approval="maybe", clock=clock)
+    with pytest.raises(TypeError, match="priority"):
+        Backup(store, priority="high", clock=clock)
