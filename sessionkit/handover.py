@@ -226,6 +226,10 @@ class Backup:
         Returns the new Primary once taken over, else None (``status`` says why)."""
         self.session.beat_if_due()
         self._dropwatch.check(timeout=3 * self.session.heartbeat)
+        state = _read(self.store, _key(self.lease_name, "state"))
+        if not state or not state[0].get("job"):
+            self.status = "waiting for a primary"
+            return None  # a free lease that never guarded a job is nothing to take over
         self._answer_request()
         current = self.lease.observe()
         free = current is None or current.holder is None

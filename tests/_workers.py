@@ -134,5 +134,46 @@ def lease_job(url: str, holder: str, log_path: str, items: str, item_seconds: st
     print(json.dumps({"status": job.status, "done": job.done}), flush=True)
 
 
+def _clock(scale: str):
+    from sessionkit import ScaledClock, SystemClock
+
+    return ScaledClock(float(scale)) if float(scale) != 1 else SystemClock()
+
+
+def _run_items(primary, log_path: str, items: str, item_seconds: str) -> None:
+    with open(log_path, "a") as log:
+        for item in primary.track(range(int(items)), display=False):
+            start = time.time()
+            time.sleep(float(item_seconds))
+            log.write(f"{item} {primary.lease.token} {start} {time.time()}\n")
+            log.flush()
+
+
+def handover_primary(url: str, log_path: str, items: str, item_seconds: str, ttl: str, scale: str,
+                     max_runtime: str) -> None:
+    """A primary whose runtime lasts max_runtime (clock seconds) on a clock scaled by scale."""
+    from sessionkit import Runtime
+    from sessionkit.handover import Primary
+
+    runtime = Runtime(max_runtime=float(max_runtime)) if float(max_runtime) else "local"
+    primary = Primary(url, "work", runtime=runtime, clock=_clock(scale), ttl=float(ttl), label="A",
+                      checkpoint_items=5)
+    print(f"holding {primary.lease.token} {time.time()}", flush=True)
+    _run_items(primary, log_path, items, item_seconds)
+    print(json.dumps({"status": primary.job.status, "handed_over": primary.handed_over,
+                      "released_at": time.time()}), flush=True)
+
+
+def handover_backup(url: str, log_path: str, items: str, item_seconds: str, ttl: str, scale: str) -> None:
+    from sessionkit.handover import Backup
+
+    backup = Backup(url, "B", clock=_clock(scale), ttl=float(ttl), runtime="local")
+    print("watching", flush=True)
+    primary = backup.watch(timeout=None)
+    print(f"holding {primary.lease.token} {time.time()}", flush=True)
+    _run_items(primary, log_path, items, item_seconds)
+    print(json.dumps({"status": primary.job.status, "done": primary.job.done}), flush=True)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])

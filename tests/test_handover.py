@@ -120,3 +120,12 @@ def test_backup_arguments_are_checked(setup):
         Backup(store, approval="maybe", clock=clock)
     with pytest.raises(TypeError, match="priority"):
         Backup(store, priority="high", clock=clock)
+
+
+def test_a_backup_started_first_waits_for_a_primary(setup):
+    store, clock = setup
+    backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
+    assert backup.step() is None and backup.status == "waiting for a primary"
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10)
+    assert primary.lease.token == 1
+    assert backup.step() is None and backup.status == "watching"

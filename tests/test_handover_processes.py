@@ -1,0 +1,80 @@
+"""Handover between real processes on a local folder store."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import sessionkit
+
+WORKERS = str(Path(__file__).with_name("_workers.py"))
+pytestmark = pytest.mark.slow
+
+
+def start(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, WORKERS, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def expect_line(proc: subprocess.Popen, word: str) -> list[str]:
+    line = proc.stdout.readline().split()
+    if not line or line[0] != word:
+        proc.kill()
+        raise AssertionError(f"expected {word!r}, got {line}: {proc.stderr.read()}")
+    return line
+
+
+def read_log(path: Path) -> list[tuple[int, int, float, float]]:
+    return [(int(i), int(t), float(a), float(b))
+            for i, t, a, b in (line.split() for line in path.read_text().splitlines())]
+
+
+def test_backup_finishes_the_job_of_a_sigkilled_primary(tmp_path):
+    url, log, ttl = str(tmp_path / "s"), tmp_path / "items.log", 2.0
+    retry = ttl / 7.5
+    primary = start("handover_primary", url, log, 80, 0.03, ttl, 1, 0)
+    expect_line(primary, "holding")
+    backup = start("handover_backup", url, log, 80, 0.03, ttl, 1)
+    expect_line(backup, "watching")
+    time.sleep(1.0)
+    killed = time.time()
+    primary.send_signal(signal.SIGKILL)
+    primary.wait()
+    took = float(expect_line(backup, "holding")[2])
+    out, err = backup.communicate(timeout=60)
+    assert json.loads(out.splitlines()[-1]) == {"status": "completed", "done": 80}, err
+    assert took - killed <= ttl + 2 * retry, f"takeover took {took - killed:.2f} s"
+    rows = read_log(log)
+    assert {i for i, *_ in rows} == set(range(80))
+    assert all(t == 2 for i, t, a, b in rows if a > took), "only the new holder works after takeover"
+    assert sessionkit.Job(url, "work")._m["token"] == 2
+
+
+def test_planned_handover_on_a_scaled_clock(tmp_path):
+    # A 20-minute runtime at 120x lasts 10 s; its handover phase (15 min left) comes after 2.5 s.
+    url, log, ttl, scale = str(tmp_path / "s"), tmp_path / "items.log", 60.0, 120.0
+    poll_real = ttl / 7.5 / scale
+    backup = start("handover_backup", url, log, 200, 0.02, ttl, scale)
+    expect_line(backup, "watching")
+    primary = start("handover_primary", url, log, 200, 0.02, ttl, scale, 1200)
+    expect_line(primary, "holding")
+    out, err = primary.communicate(timeout=60)
+    result = json.loads(out.splitlines()[-1])
+    assert result["handed_over"] and result["status"] == "paused", err
+    out, err = backup.communicate(timeout=60)
+    assert json.loads(out.splitlines()[-1]) == {"status": "completed", "done": 200}, err
+    rows = read_log(log)
+    assert sorted(i for i, *_ in rows) == list(range(200)), "every item exactly once"
+    last_primary = max(b for i, t, a, b in rows if t == 1)
+    first_backup = min(a for i, t, a, b in rows if t == 2)
+    gap = first_backup - last_primary
+    assert 0 < gap <= 2 * poll_real, f"gap {gap:.3f} s > 2 polls ({2 * poll_real:.3f} s)"
+    kinds = [json.loads(line)["kind"] for k in sessionkit.open_store(url).list("events/")
+             for line in sessionkit.open_store(url).get(k).data.splitlines()]
+    assert {"handover.requested", "handover.ready", "handover.completed"} <= set(kinds)
