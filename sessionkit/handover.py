@@ -100,6 +100,10 @@ class Primary:
         self._request: Optional[dict[str, Any]] = None
         self._last_poll = -1e18
         self.handed_over = False
+        #: Views (Countdown, SessionBanner, HandoverStatus, ...) refreshed from the loop's
+        #: thread when the phase or handover state changes; never from a background thread.
+        self.views: list[Any] = []
+        self._shown: Optional[tuple[str, str]] = None
         self._publish_state("primary")
         self.session.beat()
 
@@ -135,6 +139,7 @@ class Primary:
         if self.lease.token is not None and self.lease.held:
             self.lease.renew_if_due()  # from the loop too: the renewer thread covers long items
         self.session.beat_if_due()
+        self.refresh_views()
         if self.session.phase not in ("handover", "expired"):
             return None
         if self._request is None:
@@ -150,6 +155,14 @@ class Primary:
             self.handed_over = True
             return "handover"
         return None
+
+    def refresh_views(self, force: bool = False) -> None:
+        """Re-render the views if the phase or handover status changed (loop thread only)."""
+        shown = (self.session.phase, self.state.status)
+        if force or shown != self._shown:
+            self._shown = shown
+            for view in self.views:
+                view.update(self.state if type(view).__name__ == "HandoverStatus" else self.session.snapshot())
 
     def _ready_backups(self) -> list[str]:
         ready = []

@@ -13,7 +13,8 @@ from typing import Any
 
 from .text import TextProgress
 
-__all__ = ["JobProgress", "TextProgress", "auto_view", "in_notebook"]
+__all__ = ["Countdown", "HandoverStatus", "JobProgress", "SessionBanner", "TextProgress", "auto_view",
+           "in_notebook"]
 
 
 def in_notebook() -> bool:
@@ -45,4 +46,8 @@ def __getattr__(name: str) -> Any:
         from .progress import JobProgress
 
         return JobProgress
+    if name in ("Countdown", "SessionBanner", "HandoverStatus"):
+        from . import session
+
+        return getattr(session, name)
     raise AttributeError(f"module 'sessionkit.widgets' has no attribute {name!r}")

@@ -1,0 +1,183 @@
+"""Views of sessions and handover: ``Countdown``, ``SessionBanner``, ``HandoverStatus``.
+
+Each renders a snapshot (plain data) as HTML in a notebook, or as a text line
+elsewhere, and re-renders only when ``update`` is called from the loop's thread.
+The countdown keeps ticking in the browser on its own: the HTML carries the
+seconds left, the phase thresholds and the clock's speed, and a small script
+counts down from when the browser drew it (so browser/kernel clock skew does not
+matter), because updates from kernel threads do not reach the page in Colab.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+import uuid
+from typing import Any, Optional, TextIO
+
+from ..jobs.progress import format_seconds
+from . import in_notebook
+
+PHASE_COLOURS = {"fresh": "#2ca02c", "active": "#1f77b4", "warning": "#ff7f0e", "handover": "#d62728",
+                 "expired": "#7f7f7f", "ended": "#7f7f7f", "dropped": "#7f7f7f"}
+
+_SCRIPT = """
+<script>
+(function () {
+  var el = document.getElementById(%(id)s);
+  if (!el) { return; }
+  var left0 = %(left)s, rate = %(rate)s, warn = %(warning)s, hand = %(handover)s;
+  var colours = %(colours)s, t0 = Date.now();
+  function fmt(s) {
+    s = Math.max(0, Math.round(s));
+    var h = Math.floor(s / 3600), m = Math.floor(s %% 3600 / 60), r = s %% 60;
+    return (h ? h + ":" : "") + (m < 10 ? "0" : "") + m + ":" + (r < 10 ? "0" : "") + r;
+  }
+  function tick() {
+    var left = left0 - (Date.now() - t0) / 1000 * rate;
+    var phase = left <= 0 ? "expired" : left <= hand ? "handover" : left <= warn ? "warning" : %(calm)s;
+    el.querySelector(".sk-left").textContent = fmt(left);
+    el.querySelector(".sk-phase").textContent = phase;
+    el.style.borderColor = colours[phase];
+    el.querySelector(".sk-phase").style.color = colours[phase];
+    if (left > 0) { setTimeout(tick, Math.max(50, 1000 / rate)); }
+  }
+  tick();
+})();
+</script>
+"""
+
+
+class _View:
+    """Shared plumbing: an HTML output with a display id in notebooks, a text line elsewhere."""
+
+    def __init__(self, snapshot: Any, stream: Optional[TextIO] = None, notebook: Optional[bool] = None) -> None:
+        self.snapshot = snapshot
+        self.notebook = in_notebook() if notebook is None else notebook
+        self.stream = stream or sys.stderr
+        self._handle: Any = None
+
+    def show(self) -> None:
+        if self.notebook:
+            from IPython.display import HTML, display
+
+            self._handle = display(HTML(self.html()), display_id=True)
+        else:
+            self.stream.write(self.text() + "\n")
+            self.stream.flush()
+
+    def _ipython_display_(self) -> None:
+        self.show()
+
+    def update(self, snapshot: Any) -> None:
+        """Re-render from a new snapshot (call from the loop's thread)."""
+        self.snapshot = snapshot
+        if self._handle is not None:
+            from IPython.display import HTML
+
+            self._handle.update(HTML(self.html()))
+        elif not self.notebook:
+            self.stream.write(self.text() + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """Nothing to release; the last rendering stays."""
+
+    def html(self) -> str:  # pragma: no cover - every view defines it
+        raise NotImplementedError
+
+    def text(self) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+
+def _snapshot_of(source: Any) -> Any:
+    if hasattr(source, "snapshot") and callable(source.snapshot):
+        return source.snapshot()
+    if hasattr(source, "state") and not isinstance(source, dict):
+        return source.state
+    return source
+
+
+class Countdown(_View):
+    """Time left to the runtime's limit, ticking in the browser; phase colours
+    fresh green, active blue, warning orange, handover red, expired grey."""
+
+    def __init__(self, session: Any, **kw: Any) -> None:
+        self.rate = float(getattr(getattr(session, "clock", None), "factor", 1.0))
+        super().__init__(_snapshot_of(session), **kw)
+        self._id = f"sk-countdown-{uuid.uuid4().hex[:12]}"
+
+    def html(self) -> str:
+        s = self.snapshot
+        left = s.get("remaining_s")
+        label = html.escape(str(s.get("label") or ""))
+        runtime = html.escape(str((s.get("runtime") or {}).get("name") or ""))
+        if left is None:
+            return (f'<div style="font-family:monospace;padding:4px 8px;border-left:4px solid '
+                    f'{PHASE_COLOURS["active"]}">{label} ({runtime}): no time limit</div>')
+        th = s.get("thresholds") or {}
+        box = (f'<div id="{self._id}" style="font-family:monospace;padding:4px 8px;border-left:4px solid '
+               f'{PHASE_COLOURS.get(s.get("phase"), "#7f7f7f")}">{label} ({runtime}): '
+               f'<b class="sk-left">{format_seconds(left)}</b> left, '
+               f'<span class="sk-phase">{html.escape(str(s.get("phase")))}</span></div>')
+        calm = json.dumps(s.get("phase") if s.get("phase") in ("fresh", "active") else "active")
+        return box + _SCRIPT % {
+            "id": json.dumps(self._id), "left": float(left), "rate": self.rate,
+            "warning": float(th.get("warning", 3600)), "handover": float(th.get("handover", 900)),
+            "colours": json.dumps(PHASE_COLOURS), "calm": calm}
+
+    def text(self) -> str:
+        s = self.snapshot
+        left = s.get("remaining_s")
+        when = "no time limit" if left is None else f"{format_seconds(left)} left"
+        return f"[{s.get('label')}] {s.get('role')} on {(s.get('runtime') or {}).get('name')}: {when} ({s.get('phase')})"
+
+
+class SessionBanner(_View):
+    """Role, runtime, label, lease holder and token, phase, job and stage."""
+
+    def __init__(self, session: Any, **kw: Any) -> None:
+        super().__init__(_snapshot_of(session), **kw)
+
+    def _fields(self) -> list[tuple[str, str]]:
+        s = self.snapshot
+        lease = s.get("lease") or {}
+        job = s.get("job")
+        stage = s.get("stage")
+        return [("role", str(s.get("role"))), ("runtime", str((s.get("runtime") or {}).get("name"))),
+                ("label", str(s.get("label"))),
+                ("lease", f"{lease.get('name')} token {lease.get('token')}" if lease else "-"),
+                ("phase", str(s.get("phase"))),
+                ("job", f"{job}" + (f" / {stage}" if stage else "") if job else "-")]
+
+    def html(self) -> str:
+        cells = "".join(f"<td style='padding:2px 10px'><small>{html.escape(k)}</small><br><b>"
+                        f"{html.escape(v)}</b></td>" for k, v in self._fields())
+        colour = PHASE_COLOURS.get(self.snapshot.get("phase"), "#7f7f7f")
+        return f"<table style='border-left:4px solid {colour}'><tr>{cells}</tr></table>"
+
+    def text(self) -> str:
+        return " | ".join(f"{k}: {v}" for k, v in self._fields())
+
+
+class HandoverStatus(_View):
+    """Watching, approval pending, taking over, primary (from a HandoverState snapshot)."""
+
+    COLOURS = {"watching": "#1f77b4", "waiting for a primary": "#7f7f7f", "approval pending": "#ff7f0e",
+               "taking over": "#d62728", "primary": "#2ca02c", "handing over": "#ff7f0e", "done": "#7f7f7f"}
+
+    def __init__(self, source: Any, **kw: Any) -> None:
+        super().__init__(_snapshot_of(source), **kw)
+
+    def text(self) -> str:
+        s = self.snapshot
+        holder = (s.holder or "-")[:8]
+        extra = f" ({s.detail})" if s.detail else ""
+        return (f"handover: {s.status}{extra}; lease {s.lease} held by {holder} token {s.token}; "
+                f"job {s.job or '-'}")
+
+    def html(self) -> str:
+        colour = self.COLOURS.get(self.snapshot.status, "#7f7f7f")
+        return (f"<div style='font-family:monospace;padding:4px 8px;border-left:4px solid {colour}'>"
+                f"{html.escape(self.text())}</div>")

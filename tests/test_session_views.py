@@ -1,0 +1,79 @@
+"""Countdown, SessionBanner and HandoverStatus: HTML for notebooks, text elsewhere."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from sessionkit import FakeClock, Runtime, Session
+from sessionkit.handover import Backup, Primary
+from sessionkit.store.memory import MemoryStore
+from sessionkit.widgets.session import Countdown, HandoverStatus, SessionBanner
+
+
+def session(**kw):
+    return Session(MemoryStore(), "primary", runtime=kw.pop("runtime", "colab-free"), clock=FakeClock(),
+                   label="colab A", start=False, **kw)
+
+
+def test_countdown_html_ticks_in_the_browser_from_the_snapshot():
+    s = session()
+    s.clock.advance(11.5 * 3600)
+    view = Countdown(s, notebook=True)
+    page = view.html()
+    assert "30:00" in page and "warning" in page
+    assert "<script>" in page and "setTimeout(tick" in page
+    assert re.search(r"left0 = 1800\.0, rate = 1\.0, warn = 3600\.0, hand = 900\.0", page)
+    assert "Date.now() - t0" in page  # counts from when the browser drew it: no clock skew
+
+
+def test_countdown_uses_the_clock_speed():
+    from sessionkit import ScaledClock
+
+    s = Session(MemoryStore(), "primary", runtime="colab-free", clock=ScaledClock(720), start=False)
+    assert "rate = 720.0" in Countdown(s, notebook=True).html()
+
+
+def test_countdown_without_limit_has_no_script():
+    page = Countdown(session(runtime="local"), notebook=True).html()
+    assert "no time limit" in page and "<script>" not in page
+
+
+def test_text_fallbacks_write_a_line_per_update():
+    out = io.StringIO()
+    s = session()
+    view = Countdown(s, stream=out, notebook=False)
+    view.show()
+    s.clock.advance(11.9 * 3600)
+    view.update(s.snapshot())
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[colab A] primary on colab-free: 12:00:00 left (fresh)")
+    assert lines[1].endswith("06:00 left (handover)")
+
+
+def test_banner_and_handover_status_from_a_primary():
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job-1", runtime=Runtime(max_runtime=1000), clock=clock, ttl=10, label="A")
+    banner = SessionBanner(primary.session, notebook=False, stream=io.StringIO())
+    text = banner.text()
+    assert "role: primary" in text and "lease: primary token 1" in text and "job: job-1" in text
+    assert "<table" in banner.html()
+    status = HandoverStatus(primary, notebook=False, stream=io.StringIO())
+    assert status.text().startswith("handover: primary;")
+    backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
+    backup.step()
+    assert HandoverStatus(backup, notebook=False).text().startswith("handover: watching (priority 1)")
+
+
+def test_primary_refreshes_views_only_when_phase_or_status_changes():
+    store, clock = MemoryStore(), FakeClock()
+    s = Session(store, "primary", runtime=Runtime(max_runtime=400), warning_at=300, handover_at=100,
+                fresh_for=50, clock=clock, label="A")
+    primary = Primary(store, "job", session=s, clock=clock, ttl=10)
+    out = io.StringIO()
+    primary.views.append(Countdown(primary.session, stream=out, notebook=False))
+    for _ in primary.track(range(75), display=False):
+        clock.advance(5)
+    phases = [line.rsplit("(", 1)[1].rstrip(")") for line in out.getvalue().splitlines()]
+    # one line per change (phase, or handover status "handing over"), not one per item
+    assert phases == ["fresh", "active", "warning", "handover", "handover"], phases
