@@ -84,6 +84,9 @@ class Primary:
                  session: Optional[Session] = None, lease: Optional[Lease] = None,
                  acquire_timeout: Optional[float] = None, **job_kwargs: Any) -> None:
         self.store = open_store(store)
+        if session is not None and session.role == "observer":
+            raise ValueError("an observer session never takes a lease: open a Backup or a Primary "
+                             "session to run the job")
         self.session = session or Session(self.store, "primary", runtime=runtime, label=label, clock=clock)
         self.clock = self.session.clock
         self.lease_name = lease_name

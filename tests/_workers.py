@@ -134,10 +134,18 @@ def lease_job(url: str, holder: str, log_path: str, items: str, item_seconds: st
     print(json.dumps({"status": job.status, "done": job.done}), flush=True)
 
 
-def _clock(scale: str):
+def _clock(scale: str, wall_offset: str = "0"):
+    """The real clock, scaled, and/or with its wall clock set wrong by wall_offset seconds."""
+    from datetime import timedelta
+
     from sessionkit import ScaledClock, SystemClock
 
-    return ScaledClock(float(scale)) if float(scale) != 1 else SystemClock()
+    class WallSkewed(SystemClock):
+        def now(self):
+            return super().now() + timedelta(seconds=float(wall_offset))
+
+    base = WallSkewed() if float(wall_offset) else SystemClock()
+    return ScaledClock(float(scale), base=base) if float(scale) != 1 else base
 
 
 def _run_items(primary, log_path: str, items: str, item_seconds: str) -> None:
@@ -150,13 +158,13 @@ def _run_items(primary, log_path: str, items: str, item_seconds: str) -> None:
 
 
 def handover_primary(url: str, log_path: str, items: str, item_seconds: str, ttl: str, scale: str,
-                     max_runtime: str) -> None:
+                     max_runtime: str, wall_offset: str = "0") -> None:
     """A primary whose runtime lasts max_runtime (clock seconds) on a clock scaled by scale."""
     from sessionkit import Runtime
     from sessionkit.handover import Primary
 
     runtime = Runtime(max_runtime=float(max_runtime)) if float(max_runtime) else "local"
-    primary = Primary(url, "work", runtime=runtime, clock=_clock(scale), ttl=float(ttl), label="A",
+    primary = Primary(url, "work", runtime=runtime, clock=_clock(scale, wall_offset), ttl=float(ttl), label="A",
                       checkpoint_items=5)
     print(f"holding {primary.lease.token} {time.time()}", flush=True)
     _run_items(primary, log_path, items, item_seconds)
@@ -164,10 +172,11 @@ def handover_primary(url: str, log_path: str, items: str, item_seconds: str, ttl
                       "released_at": time.time()}), flush=True)
 
 
-def handover_backup(url: str, log_path: str, items: str, item_seconds: str, ttl: str, scale: str) -> None:
+def handover_backup(url: str, log_path: str, items: str, item_seconds: str, ttl: str, scale: str,
+                    wall_offset: str = "0") -> None:
     from sessionkit.handover import Backup
 
-    backup = Backup(url, "B", clock=_clock(scale), ttl=float(ttl), runtime="local")
+    backup = Backup(url, "B", clock=_clock(scale, wall_offset), ttl=float(ttl), runtime="local")
     print("watching", flush=True)
     primary = backup.watch(timeout=None)
     print(f"holding {primary.lease.token} {time.time()}", flush=True)

@@ -129,3 +129,13 @@ def test_a_backup_started_first_waits_for_a_primary(setup):
     primary = Primary(store, "job", runtime="local", clock=clock, ttl=10)
     assert primary.lease.token == 1
     assert backup.step() is None and backup.status == "watching"
+
+
+def test_observers_never_take_a_lease(setup):
+    from sessionkit import Session
+
+    store, clock = setup
+    observer = Session(store, "observer", clock=clock, runtime="local", start=False)
+    with pytest.raises(ValueError, match="observer"):
+        Primary(store, "job", session=observer, clock=clock)
+    assert store.list("leases/") == []

@@ -35,12 +35,15 @@ def read_log(path: Path) -> list[tuple[int, int, float, float]]:
             for i, t, a, b in (line.split() for line in path.read_text().splitlines())]
 
 
-def test_backup_finishes_the_job_of_a_sigkilled_primary(tmp_path):
+@pytest.mark.parametrize("skew", [0, 3600, -3600], ids=["same-wall-clock", "primary+1h", "primary-1h"])
+def test_backup_finishes_the_job_of_a_sigkilled_primary(tmp_path, skew):
+    """With wall clocks an hour apart (primary ahead or behind) the takeover is just as fast:
+    expiry is judged on the backup's own monotonic clock."""
     url, log, ttl = str(tmp_path / "s"), tmp_path / "items.log", 2.0
     retry = ttl / 7.5
-    primary = start("handover_primary", url, log, 80, 0.03, ttl, 1, 0)
+    primary = start("handover_primary", url, log, 80, 0.03, ttl, 1, 0, skew)
     expect_line(primary, "holding")
-    backup = start("handover_backup", url, log, 80, 0.03, ttl, 1)
+    backup = start("handover_backup", url, log, 80, 0.03, ttl, 1, -skew)
     expect_line(backup, "watching")
     time.sleep(1.0)
     killed = time.time()
