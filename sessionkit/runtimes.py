@@ -22,7 +22,7 @@ from typing import Optional, Union
 
 from .clock import SYSTEM_CLOCK, Clock
 
-__all__ = ["Runtime", "PRESETS", "Environment", "get_runtime", "detect"]
+__all__ = ["Runtime", "PRESETS", "Environment", "get_runtime", "detect", "ipython_shell"]
 
 HOUR = 3600.0
 
@@ -78,7 +78,8 @@ class Environment:
     started_from: str  # "vm-uptime" or "process"
 
 
-def _ipython_shell() -> object:
+def ipython_shell() -> object:
+    """The running IPython shell, or None (without importing IPython when it is not loaded)."""
     ipython = sys.modules.get("IPython")
     if ipython is None:
         return None
@@ -115,7 +116,7 @@ _LOADED = time.monotonic()
 def detect(clock: Optional[Clock] = None) -> Environment:
     """Where this code runs, which preset fits, and when the runtime started."""
     clock = clock or SYSTEM_CLOCK
-    shell = _ipython_shell()
+    shell = ipython_shell()
     shell_module = type(shell).__module__ if shell is not None else ""
     if shell_module.startswith("google.colab"):
         kind, preset = "colab", "colab-free"

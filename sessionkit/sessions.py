@@ -22,7 +22,7 @@ from typing import Any, Optional, Union
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
 from .errors import Conflict, CorruptRecord, StoreError
 from .events import EventLog
-from .runtimes import Runtime, detect, get_runtime, utc
+from .runtimes import Runtime, detect, get_runtime, ipython_shell, utc
 from .store import Store, open_store
 
 __all__ = ["Session", "DropWatcher", "ROLES", "PHASES", "check_dropped", "list_sessions",
@@ -141,8 +141,7 @@ class Session:
         self._last_activity = self.clock.monotonic()
 
     def _watch_activity(self) -> None:
-        ipython = __import__("sys").modules.get("IPython")
-        shell = ipython.get_ipython() if ipython is not None else None
+        shell = ipython_shell()
         if shell is not None:
             shell.events.register("pre_run_cell", lambda *a: self.touch())
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import Conflict, CorruptRecord, LeaseLost, SessionkitError, SessionkitWarning, StoreError
 from ..events import EventLog
+from ..runtimes import ipython_shell
 from ..store import ABSENT, Store, open_store
 from . import blobs as blobcodec
 from . import control as controls
@@ -754,7 +755,7 @@ class _Outcome:
             if self._installed:
                 return
             self._installed = True
-        ip = _ipython()
+        ip = ipython_shell()
         if ip is not None:
             ip.events.register("post_run_cell", self._post_run_cell)
         self._previous_hook = sys.excepthook
@@ -777,16 +778,6 @@ class _Outcome:
         self._previous_hook(exc_type, exc, tb)
 
 
-def _ipython() -> Any:
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return None
-    try:
-        return ipython.get_ipython()
-    except AttributeError:
-        return None
-
-
 _outcome = _Outcome()
 _live_jobs: "weakref.WeakSet[Job]" = weakref.WeakSet()
 
@@ -805,13 +796,17 @@ def _at_exit() -> None:
             log.warning("could not checkpoint job %r at exit: %s", job.id, exc)
 
 
+#: Makes the view for ``display=True`` from a Progress snapshot. The widgets layer installs
+#: its own (a widget in notebooks, text elsewhere) when ``sessionkit`` is imported, so this
+#: layer never imports the one above it.
+default_view: Optional[Callable[[Progress], Any]] = None
+
+
 def _make_view(job: Job, display: Any) -> Any:
     if display is False or display is None:
         return None
     if display is True:
-        from ..widgets import auto_view
-
-        return auto_view(job.progress)
+        return default_view(job.progress) if default_view is not None else None
     if not hasattr(display, "update"):
         raise TypeError("display must be True, False or a view with update(progress)")
     return display

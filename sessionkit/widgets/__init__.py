@@ -8,8 +8,9 @@ ipywidgets 7.7.1 (Colab) and 8.x; outside a notebook a text view is used.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
+
+from ..runtimes import ipython_shell
 
 from .text import TextProgress
 
@@ -19,10 +20,7 @@ __all__ = ["Countdown", "HandoverStatus", "JobProgress", "SessionBanner", "TextP
 
 def in_notebook() -> bool:
     """True inside a Jupyter/Colab kernel whose front end can show widgets."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython()
+    shell = ipython_shell()
     if shell is None:
         return False
     return "IPKernelApp" in getattr(shell, "config", {}) or type(shell).__module__.startswith("google.colab")
