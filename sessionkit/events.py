@@ -20,9 +20,18 @@ from .clock import SYSTEM_CLOCK, Clock
 from .errors import Conflict, StoreError
 from .store import ABSENT, Store
 
-__all__ = ["EVENT_FORMAT", "EventLog", "new_writer_id", "segment_key"]
+__all__ = ["EVENT_FORMAT", "KNOWN_KINDS", "EventLog", "new_writer_id", "segment_key"]
 
 EVENT_FORMAT = 1
+
+#: Every kind this version writes (docs/format.md describes each one's data).
+KNOWN_KINDS = (
+    "job.created", "job.status", "job.stage", "job.checkpoint", "job.fenced",
+    "session.started", "session.phase", "session.ended", "session.resumed", "session.dropped",
+    "lease.acquired", "lease.renewed", "lease.released", "lease.lost",
+    "handover.requested", "handover.ready", "handover.completed",
+    "approval.requested", "approval.granted",
+)
 
 
 def new_writer_id(prefix: str = "proc") -> str:

@@ -265,10 +265,11 @@ class Backup:
         if self.approval == "required" and not self._approved():
             return None
         self.status = "taking over"
+        waited = self.lease.unchanged_for()  # how long the record lay still: the gap, as seen here
         token = self.lease.try_acquire()
         if token is None:
             return None
-        return self._become_primary(current.holder if current else None, planned=free)
+        return self._become_primary(current.holder if current else None, planned=free, waited=waited)
 
     def _job_finished(self) -> bool:
         """The primary released the lease because its job ended (not to hand it over)."""
@@ -309,7 +310,7 @@ class Backup:
         found = _read(self.store, _key(self.lease_name, "approvals", self._approval_id))
         return bool(found and found[0].get("status") == "granted")
 
-    def _become_primary(self, previous: Optional[str], planned: bool) -> Primary:
+    def _become_primary(self, previous: Optional[str], planned: bool, waited: Optional[float]) -> Primary:
         found = _read(self.store, _key(self.lease_name, "state"))
         if not found or not found[0].get("job"):
             self.lease.release()
@@ -323,7 +324,7 @@ class Backup:
         primary = Primary(self.store, state["job"], session=self.session, lease=self.lease, clock=self.clock)
         self.session.events.emit("handover.completed", **{"from": previous or state.get("primary"),
                                  "to": self.session.id, "planned": planned, "token": self.lease.token,
-                                 "job": state["job"]})
+                                 "job": state["job"], "waited_s": waited})
         self.session.events.flush()
         return primary
 

@@ -167,6 +167,13 @@ class Lease:
                 return None
             return self.ttl - (self.clock.monotonic() - self._observed_at)
 
+    def unchanged_for(self) -> Optional[float]:
+        """Seconds, on this observer's clock, since it saw the record change (None: never seen)."""
+        with self._lock:
+            if self._observed_at is None:
+                return None
+            return self.clock.monotonic() - self._observed_at
+
     @property
     def record(self) -> Optional[LeaseRecord]:
         """The record as last seen by this observer."""

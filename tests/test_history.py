@@ -1,0 +1,113 @@
+"""History DataFrames from recorded scenarios, and bad data in the store."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pandas as pd
+import pytest
+
+from sessionkit import SessionkitWarning, history
+from sessionkit.store.memory import MemoryStore
+
+from scenarios import story
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    store, actors = story()
+    return store, actors, history.load(store)
+
+
+def test_events_frame_columns_and_dtypes(recorded):
+    _, _, df = recorded
+    assert list(df.columns[:8]) == history.BASE_COLUMNS
+    assert str(df["ts"].dtype).startswith("datetime64") and str(df["ts"].dt.tz) == "UTC"
+    assert isinstance(df["kind"].dtype, pd.CategoricalDtype)
+    assert df["ts"].is_monotonic_increasing
+    assert "data.token" in df.columns and "data.runtime.name" in df.columns  # nested, flattened
+    assert {"job.checkpoint", "lease.acquired", "handover.completed", "session.dropped"} <= set(df["kind"])
+
+
+def test_sessions_table(recorded):
+    _, a, df = recorded
+    s = history.sessions(df).set_index("session")
+    assert s.loc[a["a"].session.id, "end_reason"] == "handover"
+    assert s.loc[a["a"].session.id, "runtime"] == "short"
+    assert s.loc[a["b"].session.id, "role"] == "backup" and s.loc[a["b"].session.id, "final_role"] == "primary"
+    assert s.loc[a["b"].session.id, "highest_token"] == 2
+    assert s.loc[a["c"].session.id, "highest_token"] == 3
+    assert s.loc[a["d"].id, "end_reason"] == "dropped"
+    assert (s["duration_s"] >= 0).all()
+
+
+def test_jobs_table(recorded):
+    _, a, df = recorded
+    j = history.jobs(df).set_index("job")
+    assert j.loc["ingest", "status"] == "completed" and j.loc["ingest", "done"] == 100
+    assert j.loc["ingest", "sessions"] == [a["a"].session.id, a["b"].session.id, a["c"].session.id]
+    assert j.loc["broken", "status"] == "failed"
+    assert j.loc["ingest", "finished"] > j.loc["ingest", "started"]
+
+
+def test_handovers_table(recorded):
+    _, a, df = recorded
+    h = history.handovers(df)
+    assert list(h["planned"]) == [True, False]
+    assert list(h["from"]) == [a["a"].session.id, a["b"].session.id]
+    assert list(h["to"]) == [a["b"].session.id, a["c"].session.id]
+    assert h.loc[0, "gap_s"] <= 2 * a["b"].poll + 1e-9  # planned: within two polls
+    assert 10 <= h.loc[1, "gap_s"] <= 10 + 2 * a["c"].poll + 1e-9  # unplanned: ttl + 2 polls
+
+
+def test_gaps_table(recorded):
+    _, _, df = recorded
+    g = history.gaps(df)
+    assert len(g) == 2
+    assert g.loc[0, "duration_s"] <= 2 * recorded[1]["b"].poll + 1e-9  # planned
+    assert 10 <= g.loc[1, "duration_s"] <= 10 + 2 * recorded[1]["c"].poll + 1e-9  # unplanned
+
+
+def test_since_until(recorded):
+    _, _, df = recorded
+    mid = df["ts"].iloc[len(df) // 2]
+    assert (history.load(recorded[0], since=mid)["ts"] >= mid).all()
+    assert (history.load(recorded[0], until=mid)["ts"] < mid).all()
+
+
+def test_empty_store_gives_empty_frame_with_the_columns():
+    df = history.load(MemoryStore())
+    assert list(df.columns) == history.BASE_COLUMNS and len(df) == 0
+    assert history.sessions(df).empty and history.jobs(df).empty and history.gaps(df).empty
+
+
+def test_bad_data_is_skipped_with_a_warning_naming_the_files():
+    store, _ = story()
+    good = len(history.load(store))
+    first = store.list("events/")[0]
+    writer = first.split("/")[1]
+    store.put("events/foreign.txt", b"hello")  # not a segment
+    store.put(f"events/{writer}/99999998.jsonl", b'{"v": 1, "ts": "2026-01-01T00:00:00+00:00", "ki')  # truncated
+    future = {"v": 9, "ts": "2026-01-01T00:00:00+00:00", "kind": "job.status", "writer": writer, "seq": 10**9,
+              "data": {}}
+    store.put(f"events/{writer}/99999999.jsonl", json.dumps(future).encode() + b"\n")
+    store.put("events/w2/00000000.jsonl", json.dumps({"v": 1, "ts": "2026-01-01T00:00:00+00:00",
+                                                     "kind": "alien.kind", "writer": "w2", "seq": 1,
+                                                     "data": {"x": 1}}).encode())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = history.load(store)
+    text = " ".join(str(w.message) for w in caught if issubclass(w.category, SessionkitWarning))
+    assert "events/foreign.txt" in text and "99999998.jsonl" in text and "newer format" in text
+    assert "alien.kind" in text
+    assert len(df) == good + 1  # the unknown kind is kept; the rest skipped
+
+
+def test_python_path_gives_the_same_frame(monkeypatch):
+    store, _ = story()
+    fast = history.load(store)
+    monkeypatch.setattr(history, "_parse_arrow", lambda chunks: None)
+    slow = history.load(store)
+    assert list(fast["kind"]) == list(slow["kind"]) and list(fast["seq"]) == list(slow["seq"])
+    assert set(fast.columns) == set(slow.columns)
