@@ -192,7 +192,17 @@ def sessions(df: pd.DataFrame) -> pd.DataFrame:
         reason = ended["data.reason"].iloc[-1] if len(ended) and "data.reason" in ended else None
         dropped = df[(df["kind"] == "session.dropped") & (_col(df, "data.dropped") == sid)]
         if len(dropped) and not len(ended):
-            reason, end = "dropped", dropped["ts"].iloc[0]
+            # It ended at its last sign of life: the later of its own last event and its last
+            # heartbeat (its wall clock: fine for history), else when the observer last saw
+            # its record change.
+            reason, first = "dropped", dropped.iloc[0]
+            beat = first.get("data.last_heartbeat")
+            end = ev["ts"].iloc[-1]
+            if pd.notna(beat):
+                end = max(end, pd.Timestamp(beat).tz_convert("UTC"))
+            elif pd.notna(first.get("data.silent_s")):
+                end = max(end, first["ts"] - pd.Timedelta(seconds=float(first["data.silent_s"])))
+            end = max(end, start)
         tokens = ev.loc[kinds == "lease.acquired", "data.token"] if "data.token" in ev else pd.Series([])
         roles = ev["role"].dropna()
         runtime = ev.loc[kinds == "session.started", "data.runtime.name"] if "data.runtime.name" in ev \

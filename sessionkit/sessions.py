@@ -302,7 +302,8 @@ class DropWatcher:
             dropped.append(session_id)
             if self.events is not None:
                 self.events.emit("session.dropped", dropped=session_id, label=body.get("label"),
-                                 role=body.get("role"), silent_s=now - seen[1])
+                                 role=body.get("role"), silent_s=now - seen[1],
+                                 last_heartbeat=body.get("last_heartbeat"))
         if self.events is not None and self.events.pending:
             self.events.flush()
         return dropped

@@ -24,7 +24,8 @@ def story(store=None, clock=None):
     for _ in range(15):
         next(it)
         clock.advance(2)
-    b_primary.lease.stop_renewing()  # B dies here: no release, no more events
+    b_primary.lease.stop_renewing()  # B dies here: no release, no more events (its loop `it`
+    # is kept referenced below, so it is never closed: a killed process writes nothing)
     c = Backup(store, "local C", clock=clock, ttl=10, runtime="local")
     while (c_primary := c.step()) is None:
         clock.advance(c.poll)
@@ -45,4 +46,4 @@ def story(store=None, clock=None):
     except ValueError:
         pass
     c_primary.close()
-    return store, {"a": a, "b": b, "b_primary": b_primary, "c": c, "d": d, "clock": clock}
+    return store, {"a": a, "b": b, "b_primary": b_primary, "b_loop": it, "c": c, "d": d, "clock": clock}

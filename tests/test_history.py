@@ -39,6 +39,10 @@ def test_sessions_table(recorded):
     assert s.loc[a["b"].session.id, "highest_token"] == 2
     assert s.loc[a["c"].session.id, "highest_token"] == 3
     assert s.loc[a["d"].id, "end_reason"] == "dropped"
+    assert s.loc[a["b"].session.id, "end_reason"] == "dropped"
+    # a dropped session ends at its last sign of life, not when an observer noticed
+    takeover = history.handovers(df)["ts"].iloc[1]
+    assert s.loc[a["b"].session.id, "end"] < takeover
     assert (s["duration_s"] >= 0).all()
 
 
