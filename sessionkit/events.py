@@ -12,15 +12,17 @@ files grows with the events, not with the flushes. Format: ``docs/format.md``.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import Conflict, StoreError
 from .store import ABSENT, Store
 
-__all__ = ["EVENT_FORMAT", "KNOWN_KINDS", "EventLog", "new_writer_id", "segment_key"]
+__all__ = ["EVENT_FORMAT", "KNOWN_KINDS", "EventLog", "add_listener", "compact", "new_writer_id",
+           "remove_listener", "segment_key"]
 
 EVENT_FORMAT = 1
 
@@ -32,6 +34,21 @@ KNOWN_KINDS = (
     "handover.requested", "handover.ready", "handover.completed",
     "approval.requested", "approval.granted",
 )
+
+
+_listeners: list = []  # called with each event as it is emitted (see sessionkit.notify)
+log = logging.getLogger("sessionkit.events")
+
+
+def add_listener(listener: "Callable[[dict[str, Any]], None]") -> None:
+    """Call ``listener(event)`` for every event emitted in this process. It runs on the
+    emitting thread (often the job loop), so it must return at once: queue, do not send."""
+    _listeners.append(listener)
+
+
+def remove_listener(listener: "Callable[[dict[str, Any]], None]") -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
 
 
 def new_writer_id(prefix: str = "proc") -> str:
@@ -84,7 +101,12 @@ class EventLog:
             event = {"v": EVENT_FORMAT, "ts": self.clock.now().isoformat(), "kind": kind,
                      "writer": self.writer, "seq": self._seq, **self.context, "data": data}
             self._pending.append(json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n")
-            return event
+        for listener in list(_listeners):
+            try:
+                listener(event)
+            except Exception as exc:  # a listener's bug must not break the job that emitted
+                log.error("event listener %r failed: %r", listener, exc)
+        return event
 
     @property
     def pending(self) -> int:
@@ -115,3 +137,34 @@ class EventLog:
             except BaseException:
                 self._pending = pending + self._pending  # keep them for the next flush
                 raise
+
+
+def compact(store: Store, *, keep_files: int = 8) -> int:
+    """Merge each writer's closed segments once it has more than ``keep_files``, so the number
+    of files stays bounded. The open (last) segment is never touched: its writer may still
+    append to it. Merged files are written before the originals are removed; readers drop
+    the duplicates a crash in between would leave (by writer and seq). Returns files removed."""
+    by_writer: dict[str, list[str]] = {}
+    for key in store.list("events/"):
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2].endswith(".jsonl"):
+            by_writer.setdefault(parts[1], []).append(key)
+    removed = 0
+    for writer, keys in by_writer.items():
+        closed = keys[:-1]
+        if len(closed) <= keep_files:
+            continue
+        chunks = []
+        for key in closed:
+            record = store.get(key)
+            if record is not None:
+                chunks.append(record.data if record.data.endswith(b"\n") else record.data + b"\n")
+        first = closed[0].rsplit("/", 1)[1].split(".")[0].split("-")[0]
+        last = closed[-1].rsplit("/", 1)[1].split(".")[0].split("-")[-1]
+        merged = f"events/{writer}/{first}-{last}.jsonl"  # sorts before the writer's open segment
+        store.put(merged, b"".join(chunks))
+        for key in closed:
+            if key != merged:
+                store.delete(key)
+                removed += 1
+    return removed

@@ -115,3 +115,24 @@ def test_python_path_gives_the_same_frame(monkeypatch):
     slow = history.load(store)
     assert list(fast["kind"]) == list(slow["kind"]) and list(fast["seq"]) == list(slow["seq"])
     assert set(fast.columns) == set(slow.columns)
+
+
+def test_compaction_bounds_the_files_and_loses_no_event():
+    from sessionkit import events
+
+    store = MemoryStore()
+    log = events.EventLog(store, "w", segment_events=10)
+    for i in range(300):
+        log.emit("job.checkpoint", job="j", done=i)
+        if i % 7 == 0:
+            log.flush()
+    log.flush()
+    before = history.load(store)
+    assert len(store.list("events/w/")) > 20
+    removed = events.compact(store, keep_files=4)
+    assert removed > 0 and len(store.list("events/w/")) <= 2
+    after = history.load(store)
+    assert list(after["seq"]) == list(before["seq"]) == list(range(1, 301))
+    log.emit("job.checkpoint", job="j", done=300)  # the writer carries on after compaction
+    log.flush()
+    assert list(history.load(store)["seq"])[-1] == 301

@@ -1,0 +1,118 @@
+"""The sessionkit command end to end on a real local folder store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sessionkit import FakeClock, handover
+from sessionkit.handover import Backup, Primary
+from sessionkit.store.local import LocalStore
+
+from scenarios import story
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sessionkit", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "store"
+    store, actors = story(LocalStore(path))
+    return str(path), actors
+
+
+def test_status_json_has_the_fixed_shape(recorded):
+    path, actors = recorded
+    res = run("status", path, "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert set(data) == {"sessions", "leases", "jobs"}
+    assert all(set(s) == {"id", "role", "label", "status", "phase", "remaining_s", "last_heartbeat"}
+               for s in data["sessions"])
+    assert all(set(l) == {"name", "holder", "token", "expires_in_s"} for l in data["leases"])
+    assert all(set(j) == {"id", "status", "done", "total", "stage", "updated"} for j in data["jobs"])
+    assert {j["id"]: j["status"] for j in data["jobs"]} == {"ingest": "completed", "broken": "failed"}
+    assert data["leases"] == [{"name": "primary", "holder": None, "token": 3, "expires_in_s": None}]
+
+
+def test_status_text(recorded):
+    res = run("status", recorded[0])
+    assert res.returncode == 0 and "sessions:" in res.stdout and "ingest" in res.stdout
+
+
+def test_jobs_commands(recorded, tmp_path):
+    path = recorded[0]
+    res = run("jobs", "list", path, "--json")
+    assert res.returncode == 0 and {r["id"] for r in json.loads(res.stdout)} == {"ingest", "broken"}
+    res = run("jobs", "show", path, "broken")
+    assert res.returncode == 0 and json.loads(res.stdout)["error"]["message"] == "bad input file"
+    res = run("jobs", "pause", path, "ingest")
+    assert res.returncode == 0 and "pause" in res.stdout
+    res = run("jobs", "cancel", path, "nope")
+    assert res.returncode == 2 and "nope" in res.stderr and "Traceback" not in res.stderr
+    res = run("jobs", "show", path)
+    assert res.returncode == 2 and "needs a JOB" in res.stderr
+    res = run("jobs", "clear", path, "--older-than", "0s", "--status", "failed")
+    assert res.returncode == 0 and "broken" in res.stdout
+    assert "broken" not in run("jobs", "list", path).stdout
+
+
+def test_history_csv_and_plots(recorded, tmp_path):
+    path = recorded[0]
+    res = run("history", path, "--csv", str(tmp_path / "events.csv"), "--plot", str(tmp_path / "plots"))
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "events.csv").read_text().startswith("ts,kind,session,role,label,job,writer,seq")
+    for name in ("timeline", "progress", "throughput"):
+        assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 5000
+    res = run("history", path)
+    assert "handovers:" in res.stdout and "gaps:" in res.stdout
+
+
+def test_approve(tmp_path):
+    store, clock = LocalStore(tmp_path / "s"), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10)
+    backup = Backup(store, "B", approval="required", clock=clock, ttl=10, runtime="local")
+    primary.close()
+    backup.step()
+    request = handover.pending_approvals(store)[0]["id"]
+    assert run("approve", str(tmp_path / "s"), "unknown").returncode == 2
+    res = run("approve", str(tmp_path / "s"), request)
+    assert res.returncode == 0, res.stderr
+    assert backup.step() is not None
+
+
+def test_gc(recorded):
+    res = run("gc", recorded[0], "--older-than", "0s")
+    assert res.returncode == 0 and "removed" in res.stdout
+
+
+@pytest.mark.parametrize("args", [["status", "/nonexistent/store"], ["jobs", "list", "/nonexistent/x"],
+                                  ["history", "/nonexistent/y"], ["gc", "/nonexistent/z"]])
+def test_a_missing_store_is_a_one_line_error(args):
+    res = run(*args)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "does not exist" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_an_unreadable_store_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "file"
+    bad.write_text("x")
+    res = run("status", str(bad))
+    assert res.returncode == 2 and "not a store folder" in res.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "jobs", "history", "approve", "gc", "demo"])
+def test_every_subcommand_has_help(command):
+    res = run(command, "--help")
+    assert res.returncode == 0 and "usage: sessionkit " + command in res.stdout
+
+
+def test_bad_duration():
+    res = run("gc", ".", "--older-than", "soon")
+    assert res.returncode == 2 and "duration" in res.stderr
