@@ -215,7 +215,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    return 0 if demo.run(args.store, args.workers, args.increments) else 1
+    return 0 if demo.run(args.store, items=args.items, item_seconds=args.item_seconds, scale=args.scale) else 1
 
 
 # -- the parser -----------------------------------------------------------------
@@ -272,11 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="age of finished jobs to remove (default 24h)")
     p.set_defaults(func=cmd_gc)
 
-    p = sub.add_parser("demo", help="show the store's guarantees with real processes",
-                       description="Run the demo on a local folder store (a new temporary folder by default).")
-    p.add_argument("--store", metavar="DIR", help="folder for the demo store (default: a new temp folder)")
-    p.add_argument("--workers", type=int, default=4, help="processes incrementing the counter (default 4)")
-    p.add_argument("--increments", type=int, default=250, help="increments per process (default 250)")
+    p = sub.add_parser("demo", help="the whole story: a planned handover and a takeover, in ~90 s",
+                       description="Three runtimes as real processes on a new local folder store: A runs "
+                       "a job through a 12-hour Colab runtime on a fast clock and hands it over to B; B is "
+                       "killed and C takes over. Prints what happens, writes the history plots, summarises.")
+    p.add_argument("--store", metavar="DIR", help="an empty folder for the demo store (default: a new temp folder)")
+    p.add_argument("--items", type=int, default=800, help="items in the job (default 800)")
+    p.add_argument("--item-seconds", type=float, default=0.1, help="real seconds per item (default 0.1)")
+    p.add_argument("--scale", type=float, default=720.0, help="clock speed-up (default 720: 12 h in 60 s)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -107,12 +107,14 @@ class FakeClock:
 class ScaledClock:
     """A clock that runs ``factor`` times faster than ``base`` (720: 12 h pass in 60 s).
 
-    Both its monotonic and its wall time start from the base clock's values at
-    creation and advance ``factor`` times as fast; ``sleep(s)`` waits ``s / factor``
-    real seconds. Used by demos and notebook tests to live through a whole runtime.
+    Its monotonic time advances ``factor`` times as fast as the base's; its wall time
+    is ``epoch + (base now - epoch) * factor``, so processes that share an ``epoch``
+    (default: when this clock was made) agree on the time, as real machines roughly
+    do. ``sleep(s)`` waits ``s / factor`` real seconds. Used by demos and notebook tests
+    to live through a whole runtime.
     """
 
-    def __init__(self, factor: float, base: Optional[Clock] = None) -> None:
+    def __init__(self, factor: float, base: Optional[Clock] = None, epoch: Optional[datetime] = None) -> None:
         if not isinstance(factor, (int, float)) or isinstance(factor, bool):
             raise TypeError(f"ScaledClock factor must be a number, got {type(factor).__name__}")
         if not factor > 0 or factor == float("inf"):
@@ -120,18 +122,17 @@ class ScaledClock:
         self.factor = float(factor)
         self.base: Clock = base if base is not None else SYSTEM_CLOCK
         self._mono0 = self.base.monotonic()
-        self._wall0 = self.base.now()
+        self.epoch = _check_aware(epoch, "epoch") if epoch is not None else self.base.now()
 
     def monotonic(self) -> float:
         return self._mono0 + (self.base.monotonic() - self._mono0) * self.factor
 
     def now(self) -> datetime:
-        elapsed = (self.base.monotonic() - self._mono0) * self.factor
-        return self._wall0 + timedelta(seconds=elapsed)
+        return self.epoch + (self.base.now() - self.epoch) * self.factor
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             self.base.sleep(seconds / self.factor)
 
     def __repr__(self) -> str:
-        return f"ScaledClock({self.factor:g})"
+        return f"ScaledClock({self.factor:g}, epoch={self.epoch.isoformat()})"

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import uuid
 from datetime import datetime, timedelta
@@ -172,7 +174,8 @@ class Session:
             "phase": self.phase, "runtime": self.runtime.as_dict(), "environment": self.environment,
             "started": self.started.isoformat(), "remaining_s": self.remaining,
             "deadline": deadline.isoformat() if deadline else None, "idle_remaining_s": self.idle_remaining,
-            "thresholds": self.thresholds(), **self.extra,
+            "thresholds": self.thresholds(), "host": socket.gethostname(), "pid": os.getpid(),
+            **self.extra,
         }
 
     def _write(self) -> None:

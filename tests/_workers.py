@@ -13,7 +13,20 @@ import sys
 import time
 
 import sessionkit
-from sessionkit.demo import increment
+from sessionkit import ABSENT, Conflict
+
+
+def increment(store, key: str) -> int:
+    """Add one to the JSON counter at ``key`` by compare-and-swap; return the conflicts retried."""
+    conflicts = 0
+    while True:
+        record = store.get(key)
+        value, expect = (0, ABSENT) if record is None else (json.loads(record.data)["value"], record.version)
+        try:
+            store.put(key, json.dumps({"value": value + 1}).encode(), expect=expect)
+            return conflicts
+        except Conflict:
+            conflicts += 1
 
 
 def make_value(n: int, rng: random.Random) -> bytes:

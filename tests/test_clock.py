@@ -76,3 +76,26 @@ def test_scaled_clock_validates_its_factor(factor):
 def test_scaled_clock_factor_type():
     with pytest.raises(TypeError, match="factor"):
         ScaledClock("720")  # type: ignore[arg-type]
+
+
+def test_scaled_clocks_sharing_an_epoch_agree_on_the_time():
+    base = FakeClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    epoch = base.now()
+    first = ScaledClock(720, base=base, epoch=epoch)
+    base.advance(10)  # a second process starts 10 s later
+    second = ScaledClock(720, base=base, epoch=epoch)
+    assert first.now() == second.now() == epoch + timedelta(seconds=7200)
+    alone = ScaledClock(720, base=base)  # no shared epoch: its own time starts now
+    assert alone.now() == base.now()
+
+
+def test_notebook_clock_keeps_one_epoch_per_store():
+    from sessionkit.notebook import clock_for
+    from sessionkit.store.memory import MemoryStore
+
+    store = MemoryStore()
+    a, b = clock_for(720, store), clock_for(720, store)
+    assert a.epoch == b.epoch and store.list() == ["clock/epoch-720"]
+    assert isinstance(clock_for(1.0, store), SystemClock)
+    with pytest.raises(ValueError, match="TIME_SCALE"):
+        clock_for(0, store)
