@@ -66,7 +66,8 @@ def start_primary(store: Union[Store, str], job: str, *, runtime: Union[str, Run
     return primary
 
 
-def start_backup(store: Union[Store, str], *, runtime: Union[str, Runtime] = "colab-free",
+def start_backup(store: Union[Store, str], *, job: Optional[str] = None,
+                 runtime: Union[str, Runtime] = "colab-free",
                  time_scale: float = 1.0, lease_ttl: float = 60.0, priority: int = 1, approval: str = "auto",
                  label: Optional[str] = None, show: bool = True, timeout: Optional[float] = None
                  ) -> Optional[Primary]:
@@ -93,6 +94,10 @@ def start_backup(store: Union[Store, str], *, runtime: Union[str, Runtime] = "co
             print("the primary finished the job: nothing to take over")
         backup.close()
         return None
+    if job is not None and primary.job.id != job:
+        primary.close()
+        raise ValueError(f"this store's primary runs job {primary.job.id!r}, not JOB={job!r}: "
+                         f"set JOB to the primary's job, or use another store")
     primary.views += [status, Countdown(primary.session), SessionBanner(primary.session)]
     if show:
         _show(primary.views[1:])

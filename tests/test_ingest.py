@@ -1,0 +1,41 @@
+"""Ingest logic: keywords, resuming a partial run, changed files."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from sessionkit.ingest import Ingest, describe, prompt_keywords
+
+from test_notebooks import make_images
+
+
+def test_prompt_keywords():
+    assert prompt_keywords("masterpiece, (a red fox:1.2), [[detailed]], <lora:x:0.5>, Masterpiece") == \
+        ["masterpiece", "a red fox", "detailed"]
+    assert prompt_keywords("") == []
+
+
+def test_describe_records_errors_instead_of_raising(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    row = describe("bad.png", str(tmp_path))
+    assert row["error"] and row["size"] == 18 and len(row["sha256"]) == 64 and row["width"] is None
+
+
+def test_a_partial_run_resumes_and_a_changed_file_is_catalogued_again(tmp_path):
+    source = tmp_path / "images"
+    make_images(source)
+    store, catalog = str(tmp_path / "store"), str(tmp_path / "c.sqlite")
+    first = Ingest(store, str(source), "*.png|*.jpg|*.jpeg", catalog, job_id="i")
+    files = first.scan()
+    first.process(files[:2], display=False)  # cut off after two files (not committed)
+    first.close()
+    again = Ingest(store, str(source), "*.png|*.jpg|*.jpeg", catalog, job_id="i")
+    assert again.process(again.scan(), display=False) == 3  # only the files not done yet
+    assert len(again.preview()) == 5  # the two staged before the cut are still there
+    assert again.commit() == {"catalogued": 4, "errors": 1}
+    os.utime(source / "fox.png", (1, 1))  # the file changed (new mtime)
+    assert again.process(again.scan(), display=False) == 1
+    again.commit()
+    rows = sqlite3.connect(catalog).execute("SELECT count(*), count(DISTINCT path) FROM images").fetchone()
+    assert rows == (4, 4)

@@ -1,0 +1,151 @@
+"""The ready-made notebooks, executed headless by papermill in real Jupyter kernels."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import sessionkit
+from sessionkit import history
+from sessionkit.sessions import list_sessions
+
+papermill = pytest.importorskip("papermill")
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+pytestmark = pytest.mark.slow
+
+
+def execute(name: str, out: Path, **parameters) -> dict:
+    nb = papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters=parameters,
+                                    kernel_name="python3", progress_bar=False, log_output=False)
+    return nb
+
+
+def outputs(nb) -> str:
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def start(name: str, out: Path, **parameters) -> subprocess.Popen:
+    args = [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out), "--log-level", "ERROR",
+            "-k", "python3"]
+    for key, value in parameters.items():
+        args += ["-p", key, str(value)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_every_notebook_has_an_intro_install_cell_and_parameters():
+    import nbformat
+
+    for name in ("primary", "backup", "ingest", "history"):
+        nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# sessionkit")
+        assert "pip" in nb.cells[1].source and "upgrades\n# nothing Colab ships" in nb.cells[1].source
+        assert "parameters" in nb.cells[2].metadata.get("tags", [])
+    assert "forbid using several accounts" in nbformat.read(NOTEBOOKS / "backup.ipynb", 4).cells[0].source
+
+
+def test_the_built_notebooks_match_their_source(tmp_path):
+    """notebooks/build.py is the source of the .ipynb files; they must not drift apart."""
+    import nbformat
+
+    sys.path.insert(0, str(NOTEBOOKS))
+    try:
+        import build
+    finally:
+        sys.path.pop(0)
+    for maker in (build.primary, build.backup, build.ingest, build.history):
+        committed = nbformat.read(NOTEBOOKS / f"{maker.__name__}.ipynb", as_version=4)
+        assert [c.source for c in committed.cells] == [c.source for c in maker().cells], maker.__name__
+
+
+def test_primary_then_history(tmp_path):
+    store = tmp_path / "store"
+    nb = execute("primary", tmp_path / "primary.ipynb", STORE=str(store), JOB="nb-job", RUNTIME="local",
+                 TIME_SCALE=720.0, ITEMS=30, ITEM_SECONDS=0.01)
+    assert "job nb-job: completed, 30 done" in outputs(nb)
+    shown = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "display_data"]
+    html = " ".join(o["data"].get("text/html", "") for o in shown)
+    assert "no time limit" in html  # Countdown (a local runtime has no limit to count down to)
+    assert "role" in html and "primary token 1" in html  # SessionBanner
+    assert any("application/vnd.jupyter.widget-view+json" in o["data"] for o in shown)  # JobProgress
+
+    out_dir = tmp_path / "plots"
+    nb = execute("history", tmp_path / "history.ipynb", STORE=str(store), OUT_DIR=str(out_dir))
+    assert sorted(os.listdir(out_dir)) == ["progress.png", "throughput.png", "timeline.png"]
+    assert "events" in outputs(nb)
+
+
+def test_primary_kernel_killed_backup_notebook_finishes(tmp_path):
+    store = tmp_path / "store"
+    common = dict(STORE=store, JOB="shared", TIME_SCALE=720.0, LEASE_TTL=600.0, ITEMS=300, ITEM_SECONDS=0.02)
+    backup = start("backup", tmp_path / "backup.ipynb", RUNTIME="local", PRIORITY=1, APPROVAL="auto", **common)
+    primary = start("primary", tmp_path / "primary.ipynb", RUNTIME="local", **common)
+    deadline = time.monotonic() + 60
+    kernel_pid = None
+    while time.monotonic() < deadline:
+        if store.exists():
+            jobs = sessionkit.jobs.list(str(store))
+            primaries = [s for s in list_sessions(str(store)) if s.get("role") == "primary" and s.get("job")]
+            if jobs and jobs[0].done >= 20 and primaries:
+                kernel_pid = primaries[0]["pid"]
+                break
+        time.sleep(0.2)
+    assert kernel_pid, "the primary notebook did not start its job"
+    os.kill(kernel_pid, signal.SIGKILL)  # the primary's runtime dies mid-job
+    primary.communicate(timeout=60)
+    out, err = backup.communicate(timeout=120)
+    assert backup.returncode == 0, err[-2000:]
+    import nbformat
+
+    text = outputs(nbformat.read(tmp_path / "backup.ipynb", 4))
+    assert "job shared: completed, 300 done" in text
+    df = history.load(str(store))
+    sessions = history.sessions(df)
+    assert len(sessions) == 2
+    takeover = history.handovers(df)
+    assert len(takeover) == 1 and not takeover["planned"].iloc[0]
+
+
+def make_images(folder: Path) -> dict:
+    from PIL import Image, PngImagePlugin
+
+    (folder / "sub" / "deeper").mkdir(parents=True)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "masterpiece, (a red fox:1.2), snowy forest, [detailed]\n"
+                                "Negative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7")
+    Image.new("RGB", (64, 48), "red").save(folder / "fox.png", pnginfo=info)
+    Image.new("RGB", (32, 32), "blue").save(folder / "sub" / "plain.PNG")
+    Image.new("RGB", (40, 30), "green").save(folder / "sub" / "deeper" / "photo.jpg", quality=80)
+    Image.new("RGB", (20, 10), "white").save(folder / "photo2.jpeg")
+    good = (folder / "fox.png").read_bytes()
+    (folder / "broken.png").write_bytes(good[: len(good) // 2])  # truncated: corrupt
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "sub" / "image.gif").write_bytes(b"GIF89a")  # does not match the pattern
+    return {"images": 4, "corrupt": 1}
+
+
+def test_ingest_notebook_twice(tmp_path):
+    source = tmp_path / "images"
+    expected = make_images(source)
+    catalog = tmp_path / "catalog.sqlite"
+    params = dict(STORE=str(tmp_path / "store"), SOURCE_DIR=str(source), PATTERN="*.png|*.jpg|*.jpeg",
+                  CATALOG=str(catalog), JOB="ingest")
+    first = outputs(execute("ingest", tmp_path / "ingest1.ipynb", **params))
+    assert "5 files match" in first and "'catalogued': 4" in first and "'errors': 1" in first
+    second = outputs(execute("ingest", tmp_path / "ingest2.ipynb", **params))
+    assert "'catalogued': 0" in second
+    db = sqlite3.connect(catalog)
+    rows = db.execute("SELECT path, format, width, height, keywords FROM images ORDER BY path").fetchall()
+    assert len(rows) == expected["images"] == len({r[0] for r in rows})
+    fox = next(r for r in rows if r[0] == "fox.png")
+    assert fox[1:4] == ("PNG", 64, 48)
+    assert json.loads(fox[4]) == ["masterpiece", "a red fox", "snowy forest", "detailed"]
+    errors = db.execute("SELECT path, error FROM errors").fetchall()
+    assert [e[0] for e in errors] == ["broken.png"] and errors[0][1]
