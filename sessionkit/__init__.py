@@ -21,6 +21,7 @@ from .lease import Lease, LeaseTimeout
 from .runtimes import Runtime
 from .sessions import Session
 from .store import ABSENT, Record, Store, known_schemes, open_store, register_scheme
+from .store.local import flush_mounted_drive
 
 from .jobs import job as _job_module
 from .widgets import auto_view as _auto_view
@@ -50,6 +51,7 @@ __all__ = [
     "StoreError",
     "SystemClock",
     "__version__",
+    "flush_mounted_drive",
     "known_schemes",
     "open_store",
     "register_scheme",

@@ -197,5 +197,12 @@ def handover_backup(url: str, log_path: str, items: str, item_seconds: str, ttl:
     print(json.dumps({"status": primary.job.status, "done": primary.job.done}), flush=True)
 
 
+def drive_count(folder: str, times: str) -> None:
+    """CAS increments on a gdrive:// store (the environment points it at the emulator)."""
+    store = sessionkit.open_store(f"gdrive://{folder}")
+    conflicts = sum(increment(store, "counter") for _ in range(int(times)))
+    print(json.dumps({"conflicts": conflicts, "requests": store.stats["requests"]}), flush=True)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])

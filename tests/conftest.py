@@ -17,11 +17,38 @@ sys.path.insert(0, str(TESTS))
 
 _names = itertools.count()
 
+_drive = None
+
+
+def drive_emulator():
+    """The Drive v2 emulator for this test run (started once), with the environment a user
+    would set: the emulator's endpoint, its CA certificate, a service account."""
+    global _drive
+    if _drive is None:
+        import os
+        import tempfile
+
+        from drive_emulator import DriveEmulator, make_service_account
+
+        folder = Path(tempfile.mkdtemp(prefix="drive-emulator-"))
+        _drive = DriveEmulator(folder).start()
+        os.environ["HTTPLIB2_CA_CERTS"] = str(_drive.cert)
+        os.environ["SESSIONKIT_GDRIVE_ENDPOINT"] = _drive.endpoint
+        os.environ["SESSIONKIT_GDRIVE_SERVICE_ACCOUNT"] = str(make_service_account(folder, _drive.endpoint + "/token"))
+    return _drive
+
+
+def gdrive_store(tmp: Path) -> sessionkit.Store:
+    drive_emulator()
+    return sessionkit.open_store(f"gdrive://sessionkit-tests/{next(_names)}-{tmp.name}")
+
+
 # backend name -> factory(tmp_path) returning a fresh, empty store.
 STORE_BACKENDS: dict[str, Callable[[Path], sessionkit.Store]] = {
     "local": lambda tmp: sessionkit.open_store(tmp / "store"),
     "memory": lambda tmp: sessionkit.open_store(f"memory://contract-{next(_names)}"),
     "memory-private": lambda tmp: MemoryStore(),
+    "gdrive": gdrive_store,
 }
 
 

@@ -201,3 +201,8 @@ def test_concurrent_readers_never_see_partial_data(tmp_path):
         assert r.returncode == 0, rerr
         stats = json.loads(rout)
         assert stats["reads"] > 50 and stats["backwards"] == 0
+
+
+def test_flush_mounted_drive_outside_colab_says_so():
+    with pytest.raises(sessionkit.StoreError, match="Colab only"):
+        sessionkit.flush_mounted_drive()

@@ -23,6 +23,7 @@ Opener = Callable[[str], Store]
 _registry: dict[str, Union[str, Opener]] = {
     "file": "sessionkit.store.local:open_local",
     "memory": "sessionkit.store.memory:open_memory",
+    "gdrive": "sessionkit.store.gdrive:open_gdrive",
 }
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

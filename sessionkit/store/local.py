@@ -33,7 +33,7 @@ try:
 except ImportError:  # Windows: no flock; reported clearly when a store is opened
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LocalStore", "open_local", "MOUNTED_DRIVE_ROOT"]
+__all__ = ["LocalStore", "open_local", "flush_mounted_drive", "MOUNTED_DRIVE_ROOT"]
 
 SUFFIX = ".skv"
 _TMP_MARK = "%tmp-"  # '%' + non-hex never comes out of quote(), so no key can clash
@@ -337,6 +337,22 @@ def _remove_quietly(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         return
+
+
+def flush_mounted_drive(timeout_ms: int = 24 * 60 * 60 * 1000) -> None:
+    """Push a mounted Google Drive's pending writes to Drive now, and unmount it.
+
+    In Colab, files written under ``/content/drive`` reach Drive only later; this is
+    Colab's ``drive.flush_and_unmount()``, the only way to force them out. Mount again
+    (``drive.mount('/content/drive')``) to go on using it. Outside Colab there is no
+    mounted Drive to flush: a clear error says so.
+    """
+    try:
+        from google.colab import drive
+    except ImportError:
+        raise StoreError("flush_mounted_drive works in Colab only (google.colab is not available "
+                         "here); a gdrive:// store needs no flushing") from None
+    drive.flush_and_unmount(timeout_ms=timeout_ms)
 
 
 def open_local(url: str) -> LocalStore:

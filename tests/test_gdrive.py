@@ -1,0 +1,173 @@
+"""The gdrive:// store against the Drive v2 emulator, through the real googleapiclient,
+httplib2, oauth2client and PyDrive2 stack (no code of ours is patched)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+import sessionkit
+from sessionkit import FakeClock, Job, Lease, StoreError
+
+from conftest import drive_emulator
+
+pytest.importorskip("pydrive2")
+WORKERS = str(Path(__file__).with_name("_workers.py"))
+
+
+@pytest.fixture
+def emulator():
+    emu = drive_emulator()
+    yield emu
+    emu.random_faults(0, [])
+    emu._queued.clear()
+
+
+def fresh(emulator, **kw):
+    from sessionkit.store.gdrive import GDriveStore
+
+    kw.setdefault("backoff", 0.01)
+    return GDriveStore(f"gdrive-tests/{uuid.uuid4().hex[:8]}", **kw)
+
+
+def test_open_store_by_path_and_by_folder_id(emulator):
+    by_path = sessionkit.open_store(f"gdrive://shared/{uuid.uuid4().hex[:8]}")
+    by_path.put("k", b"v")
+    by_id = sessionkit.open_store(f"gdrive://id/{by_path.folder_id}")
+    assert by_id.get("k").data == b"v" and by_id.url == f"gdrive://id/{by_path.folder_id}"
+    with pytest.raises(ValueError, match="names no folder"):
+        sessionkit.open_store("gdrive://")
+
+
+def test_each_fault_is_retried_and_counted(emulator):
+    store = fresh(emulator)
+    v = store.put("k", b"1")
+    before, served = store.stats["retries"], emulator.faults_served
+    emulator.inject("500", "403rate", "429", "drop", "slow")
+    assert store.get("k").data == b"1"
+    assert emulator.faults_served - served == 5
+    # ours retried the three error answers; httplib2 itself reconnects once after a dropped
+    # connection on a GET; a slow answer is only late
+    assert store.stats["retries"] - before >= 3
+    assert {"500", "403", "429"} <= set(store.stats["errors"])
+    assert store.put("k", b"2", expect=v)
+
+
+def test_a_412_is_a_conflict(emulator):
+    store = fresh(emulator)
+    v = store.put("k", b"1")
+    emulator.inject("412")
+    with pytest.raises(sessionkit.Conflict):
+        store.put("k", b"2", expect=v)
+
+
+def test_giving_up_names_the_key_and_status_and_no_secret(emulator):
+    store = fresh(emulator, retries=3)
+    emulator.inject("500", "500", "500")
+    with pytest.raises(StoreError) as info:
+        store.get("some/key")
+    text = str(info.value)
+    assert "'some/key'" in text and "HTTP 500" in text and "3 tries" in text
+    assert "emu-" not in text and "PRIVATE KEY" not in text
+
+
+def test_missing_credentials_are_a_clear_error(emulator, monkeypatch):
+    from sessionkit.store.gdrive import GDriveStore
+
+    monkeypatch.delenv("SESSIONKIT_GDRIVE_SERVICE_ACCOUNT")
+    with pytest.raises(StoreError, match="authenticate_user"):
+        GDriveStore("x")
+
+
+def test_create_only_race_has_one_winner(emulator):
+    a, b = fresh(emulator), None
+    from sessionkit.store.gdrive import GDriveStore
+
+    b = GDriveStore(folder_id=a.folder_id, backoff=0.01)
+    # b creates while a's create is in flight: emulate with two sequential creates and the
+    # duplicate check: the first created file wins, the second writer gets Conflict
+    va = a.put("lock", b"a", expect=sessionkit.ABSENT)
+    with pytest.raises(sessionkit.Conflict):
+        b.put("lock", b"b", expect=sessionkit.ABSENT)
+    assert a.get("lock") == sessionkit.Record(b"a", va) and a.list() == ["lock"]
+
+
+@pytest.mark.slow
+def test_three_processes_100_cas_increments_each_end_exact(emulator, tmp_path):
+    folder = f"gdrive-tests/{uuid.uuid4().hex[:8]}"
+    sessionkit.open_store(f"gdrive://{folder}")  # create the folder once
+    procs = [subprocess.Popen([sys.executable, WORKERS, "drive_count", folder, "100"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=os.environ.copy()) for _ in range(3)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+    value = json.loads(sessionkit.open_store(f"gdrive://{folder}").get("counter").data)["value"]
+    assert value == 300
+    assert sum(json.loads(o)["conflicts"] for o, _ in outs) > 0
+
+
+def test_lease_and_fencing_on_drive(emulator):
+    store = fresh(emulator)
+    clock = FakeClock()
+    a = Lease(store, "primary", holder="a", ttl=10, clock=clock)
+    b = Lease(store, "primary", holder="b", ttl=10, clock=clock)
+    assert a.acquire() == 1 and b.try_acquire() is None
+    job_a = Job(store, "j", lease=a, clock=clock, checkpoint_items=5)
+    it = job_a.track(range(20), display=False)
+    for _ in range(8):
+        next(it)
+    clock.advance(10)
+    assert b.try_acquire() == 2
+    job_b = Job(store, "j", lease=b, clock=clock)
+    assert list(job_b.track(range(20), display=False))[0] == 5  # resumes after a's checkpoint
+    with pytest.raises(sessionkit.LeaseLost):
+        job_a.checkpoint()
+
+
+@pytest.mark.slow
+def test_a_job_completes_under_ten_percent_faults_with_no_item_lost(emulator, tmp_path):
+    store = fresh(emulator)
+    emulator.random_faults(0.10, ["500", "403rate"], seed=7)
+    done = []
+    job = Job(store, "faulty", checkpoint_items=10)
+    for item in job.track(range(60), display=False):
+        done.append(item)
+    emulator.random_faults(0, [])
+    assert job.status == "completed" and sorted(set(done)) == list(range(60)) and len(done) == 60
+    assert store.stats["retries"] > 0 and emulator.faults_served > 0
+    assert Job(store, "faulty").done == 60
+
+
+def test_a_heartbeat_costs_one_request_in_steady_state(emulator):
+    store = fresh(emulator)
+    session = sessionkit.Session(store, "primary", runtime="local", clock=FakeClock(), start=False)
+    session.start()
+    session.beat()
+    before = store.stats["requests"]
+    for _ in range(5):
+        session.beat()
+    session._stop.set()
+    assert store.stats["requests"] - before == 5
+
+
+def test_without_pydrive2_the_error_names_the_extra(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_pydrive2(name, *args, **kw):
+        if name.startswith("pydrive2"):
+            raise ImportError("No module named 'pydrive2'")
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_pydrive2)
+    from sessionkit.store.gdrive import GDriveStore
+
+    with pytest.raises(StoreError, match=r"sessionkit\[gdrive\]"):
+        GDriveStore("x")
