@@ -10,11 +10,11 @@ are etags.
   ``gdrive://id/<folderId>`` (e.g. a folder shared with you).
 - Each key is one file in that folder, titled with the key (``jobs/x/manifest``
   is a file of that title, not nested folders). File ids are cached.
-- Auth through PyDrive2 (extra ``sessionkit[gdrive]``): in Colab, Colab's own
-  credentials after ``google.colab.auth.authenticate_user()``; elsewhere a
-  service-account JSON (``service_account=`` or ``SESSIONKIT_GDRIVE_SERVICE_ACCOUNT``)
-  or saved OAuth credentials (``credentials_file=`` or
-  ``SESSIONKIT_GDRIVE_CREDENTIALS``). Credentials never reach the store, events,
+- Auth (extra ``sessionkit[gdrive]``): in Colab, Colab's own credentials after
+  ``google.colab.auth.authenticate_user()``, through PyDrive2; elsewhere saved OAuth
+  credentials (``credentials_file=`` or ``SESSIONKIT_GDRIVE_CREDENTIALS``) through
+  PyDrive2, or a service-account JSON (``service_account=`` or
+  ``SESSIONKIT_GDRIVE_SERVICE_ACCOUNT``) through google-auth. Credentials never reach the store, events,
   logs or error messages.
 - Rate limits (403 ``userRateLimitExceeded``/``rateLimitExceeded``, 429), 5xx,
   timeouts and dropped connections are retried with truncated exponential backoff
@@ -99,12 +99,13 @@ class GDriveStore(Store):
         credentials_file = credentials_file or os.environ.get("SESSIONKIT_GDRIVE_CREDENTIALS")
         try:
             if service_account:
-                gauth = GoogleAuth(settings={
-                    "client_config_backend": "service",
-                    "service_config": {"client_json_file_path": service_account},
-                    "oauth_scope": ["https://www.googleapis.com/auth/drive"]})
-                gauth.ServiceAuth()
-                return gauth
+                # google-auth signs the service account's JWT with `cryptography`. PyDrive2's
+                # ServiceAuth goes through oauth2client, which signs with pyOpenSSL's
+                # crypto.sign: gone from pyOpenSSL 25 on (docs/decisions.md).
+                from google.oauth2 import service_account as google_sa
+
+                return google_sa.Credentials.from_service_account_file(
+                    service_account, scopes=["https://www.googleapis.com/auth/drive"])
             if credentials_file:
                 gauth = GoogleAuth()
                 gauth.LoadCredentialsFile(credentials_file)
@@ -135,7 +136,12 @@ class GDriveStore(Store):
             from googleapiclient.discovery import build
 
             http = self._http_factory() if callable(self._http_factory) else httplib2.Http(timeout=self.timeout)
-            http = self._auth.credentials.authorize(http)
+            if hasattr(self._auth, "credentials"):  # PyDrive2 (oauth2client credentials)
+                http = self._auth.credentials.authorize(http)
+            else:  # google-auth credentials
+                import google_auth_httplib2
+
+                http = google_auth_httplib2.AuthorizedHttp(self._auth, http=http)
             options = {"api_endpoint": self.endpoint.rstrip("/") + "/drive/v2/"} if self.endpoint else None
             service = build("drive", "v2", http=http, client_options=options, static_discovery=True,
                             cache_discovery=False)
