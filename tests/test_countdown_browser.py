@@ -40,6 +40,8 @@ def test_the_countdown_ticks_in_the_browser_through_the_phases():
     page = Countdown(s, notebook=True).html()
     assert rendered_after(page, 100)[1] == "active"
     left, phase = rendered_after(page, 3000)  # 36 scaled minutes later
-    assert phase == "warning" and left in ("30:00", "29:59", "30:01")
+    minutes, seconds = map(int, left.split(":"))
+    # at 720x a scaled minute is 83 ms of real time: allow the browser's timer jitter
+    assert phase == "warning" and abs(minutes * 60 + seconds - 1800) <= 60, left
     assert rendered_after(page, 4500)[1] == "handover"  # 12 min left
     assert rendered_after(page, 8000) == ("00:00", "expired")
