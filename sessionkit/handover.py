@@ -241,7 +241,8 @@ class Backup:
         """Look once: answer handover requests, take the lease when it is this backup's turn.
         Returns the new Primary once taken over, else None (``status`` says why)."""
         self.session.beat_if_due()
-        self._dropwatch.check(timeout=3 * self.session.heartbeat)
+        # dropped: silent for 3 heartbeats, and never sooner than a lease could expire
+        self._dropwatch.check(timeout=max(3 * self.session.heartbeat, self.lease.ttl))
         state = _read(self.store, _key(self.lease_name, "state"))
         if not state or not state[0].get("job"):
             self.status = "waiting for a primary"
