@@ -52,7 +52,7 @@ def _open(url: str) -> Store:
 def status_data(store: Store) -> dict[str, Any]:
     """The fixed ``status --json`` shape (see docs/cli.md)."""
     from .jobs.listing import list_jobs
-    from .lease import LeaseRecord
+    from .lease import list_leases
     from .sessions import list_sessions
 
     now = datetime.now(timezone.utc)
@@ -60,20 +60,13 @@ def status_data(store: Store) -> dict[str, Any]:
                  "status": s.get("status"), "phase": s.get("phase"), "remaining_s": s.get("remaining_s"),
                  "last_heartbeat": s.get("last_heartbeat")} for s in list_sessions(store)]
     leases = []
-    for key in store.list("leases/"):
-        record = store.get(key)
-        if record is None:
-            continue
-        try:
-            lease = LeaseRecord.decode(key, store.url, record.data, record.version)
-        except SessionkitError:
-            continue
+    for name, lease in list_leases(store):
         expires = None
         if lease.holder is not None:
             # An estimate for people, from the holder's wall clock; takeovers never use it.
             renewed = datetime.fromisoformat(lease.renewed)
             expires = round(lease.ttl - (now - renewed).total_seconds(), 1)
-        leases.append({"name": key.split("/", 1)[1], "holder": lease.holder, "token": lease.token,
+        leases.append({"name": name, "holder": lease.holder, "token": lease.token,
                        "expires_in_s": expires})
     jobs = [{"id": j.id, "status": j.status, "done": j.done, "total": j.total, "stage": j.stage,
              "updated": j.updated} for j in list_jobs(store)]

@@ -33,7 +33,7 @@ from .events import EventLog
 from .store import ABSENT, Store, open_store
 from .store.base import check_key
 
-__all__ = ["Lease", "LeaseRecord", "LeaseTimeout", "read_lease"]
+__all__ = ["Lease", "LeaseRecord", "LeaseTimeout", "list_leases", "read_lease"]
 
 log = logging.getLogger("sessionkit.lease")
 RENEW_EVENT_EVERY = 20  # lease.renewed events are sampled: one per this many renewals
@@ -85,6 +85,20 @@ def read_lease(store: Store, name: str) -> Optional[LeaseRecord]:
     if record is None:
         return None
     return LeaseRecord.decode(key, store.url, record.data, record.version)
+
+
+def list_leases(store: Store) -> list[tuple[str, LeaseRecord]]:
+    """Every lease record as stored, by name; a damaged one is logged and left out."""
+    out = []
+    for key in store.list("leases/"):
+        record = store.get(key)
+        if record is None:
+            continue
+        try:
+            out.append((key.split("/", 1)[1], LeaseRecord.decode(key, store.url, record.data, record.version)))
+        except CorruptRecord as exc:
+            log.warning("%s", exc)
+    return out
 
 
 class Lease:
