@@ -250,7 +250,7 @@ class Backup:
         self._answer_request()
         current = self.lease.observe()
         free = current is None or current.holder is None
-        if free and self._job_finished():
+        if free and self._job_finished(state[0]):
             self.status = "done"
             return None
         expired = not free and (self.lease.expires_in() or 0) <= 0
@@ -272,14 +272,13 @@ class Backup:
             return None
         return self._become_primary(current.holder if current else None, planned=free, waited=waited)
 
-    def _job_finished(self) -> bool:
+    def _job_finished(self, state: dict[str, Any]) -> bool:
         """The primary released the lease because its job ended (not to hand it over)."""
-        found = _read(self.store, _key(self.lease_name, "state"))
-        if not found or found[0].get("state") != "released" or not found[0].get("job"):
+        if state.get("state") != "released" or not state.get("job"):
             return False
         from .jobs.manifest import FINISHED, load
 
-        loaded = load(self.store, found[0]["job"])
+        loaded = load(self.store, state["job"])
         return loaded is not None and loaded.manifest["status"] in FINISHED
 
     def _answer_request(self) -> None:

@@ -68,7 +68,9 @@ class _Chunks(io.RawIOBase):
     more than parsing: a fresh 250 MB allocation is mostly page faults)."""
 
     def __init__(self, chunks: list[bytes]) -> None:
-        self._chunks = [memoryview(c) for c in chunks for c in (c, b"\n") if len(c)]
+        self._chunks = []
+        for chunk in chunks:  # a newline after each segment, in case its last line has none
+            self._chunks += [memoryview(chunk), memoryview(b"\n")] if chunk else []
         self._i = self._at = 0
 
     def readable(self) -> bool:

@@ -171,3 +171,33 @@ def test_without_pydrive2_the_error_names_the_extra(monkeypatch):
 
     with pytest.raises(StoreError, match=r"sessionkit\[gdrive\]"):
         GDriveStore("x")
+
+
+def test_what_a_job_checkpoint_costs_on_drive(emulator):
+    """docs/gdrive.md's figures. At the least: a fencing read (metadata + content), the new
+    done segment (insert + duplicate check), the previous generation and the manifest (one
+    update each), and removing a segment a merge left behind: 7. Tier merges read segments
+    back, so the average over 16 checkpoints of 10 items is about 12."""
+    store = fresh(emulator)
+    job = Job(store, "j", clock=FakeClock(), checkpoint_every=1e9, checkpoint_items=10)
+    it = job.track(range(1000), display=False)
+    for _ in range(11):
+        next(it)
+    costs = []
+    for _ in range(16):
+        before = store.stats["requests"]
+        for _ in range(10):
+            next(it)
+        costs.append(store.stats["requests"] - before)
+    assert min(costs) == 7 and sum(costs) / len(costs) <= 12.5, costs
+
+
+def test_a_stale_cached_id_is_rewritten_not_lost(emulator):
+    from sessionkit.store.gdrive import GDriveStore
+
+    a = fresh(emulator)
+    a.put("k", b"1")
+    b = GDriveStore(folder_id=a.folder_id, backoff=0.01)
+    b.delete("k")
+    assert a.put("k", b"2")  # a's cached id is gone: 404, then created anew
+    assert b.get("k").data == b"2" and a.list() == ["k"]

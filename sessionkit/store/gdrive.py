@@ -61,12 +61,6 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class GDriveStore(Store):
     """A store in one Drive folder. See the module docstring for what is guaranteed."""
 
@@ -280,10 +274,12 @@ class GDriveStore(Store):
         if expect is ABSENT:
             return self._create(key, data, exclusive=True)
         if expect is None:
-            meta = self._meta(key)
-            if meta is None:
-                return self._create(key, data, exclusive=False)
-            file_id = meta["id"]
+            file_id = self._ids.get(key)  # a cached id needs no lookup; a stale one answers 404
+            if file_id is None:
+                meta = self._meta(key)
+                if meta is None:
+                    return self._create(key, data, exclusive=False)
+                file_id = meta["id"]
         else:
             file_id = self._ids.get(key) or (self._meta(key) or {}).get("id")
             if file_id is None:
@@ -296,9 +292,10 @@ class GDriveStore(Store):
             status = int(exc.resp.status)
             if status not in (404, 412):
                 raise self._error("write", key, exc) from None
-            current = self._meta(key)
-            if expect is None:  # deleted meanwhile: write it anew
+            if expect is None:  # deleted meanwhile (or the cached id is stale): write it anew
+                self._ids.pop(key, None)
                 return self.put(key, data)
+            current = self._meta(key)
             if current is not None and getattr(self._local, "retried", False) \
                     and current.get("md5Checksum") == hashlib.md5(data).hexdigest():
                 return current["etag"]  # a retried update whose first try had landed
@@ -338,6 +335,11 @@ class GDriveStore(Store):
 
         check_key(key)
         check_expect(key, expect)
+        if expect is None and key in self._ids:  # a cached id needs no lookup first
+            if self._delete_id(key, self._ids[key], None):
+                self._ids.pop(key, None)
+                return True
+            self._ids.pop(key, None)  # stale: look the key up below
         meta = self._meta(key)
         if meta is None:
             if expect is not None and expect is not ABSENT:
