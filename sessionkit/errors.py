@@ -78,9 +78,13 @@ class LeaseLost(SessionkitError):
         self.name = name
         self.token = token
         self.newer = newer
-        doing = f" while {what}" if what else ""
-        super().__init__(
-            f"lease {name!r} lost{doing}: this writer holds token {token}, the store has "
-            f"token {newer}. Another runtime is primary now; this one must stop writing."
-        )
+        doing = f" ({what})" if what else ""
+        if newer is not None and (token is None or newer > token):
+            why = (f"this writer holds token {token}, the store has token {newer}: another runtime "
+                   f"took over and is primary now. This one must stop writing.")
+        else:
+            why = (f"this writer (token {token}) could not renew in time, so it stopped acting as "
+                   f"holder by itself; no newer holder is known. Check that the store answers "
+                   f"(network, rate limits), then run again: the lease is taken up anew.")
+        super().__init__(f"lease {name!r} lost{doing}: {why}")
 

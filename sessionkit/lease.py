@@ -149,6 +149,7 @@ class Lease:
         self._observed_at: Optional[float] = None  # my monotonic time when I saw it change
         self._renewed_at: Optional[float] = None  # start of my last successful renewal
         self._renewals = 0
+        self._unsure = False  # an acquisition failed after it may have landed
         self._renewer: Optional[threading.Thread] = None
         self._stop = threading.Event()
 
@@ -207,6 +208,8 @@ class Lease:
                 expired = self.clock.monotonic() - self._observed_at >= self.ttl  # type: ignore[operator]
                 if not expired:
                     return None
+            if current is not None and current.holder == self.holder and self._unsure:
+                return self._adopt(current, started)
             token = (current.token if current is not None else 0) + 1
             now = self.clock.now().isoformat()
             new = LeaseRecord(self.holder, token, self.ttl, now, now)
@@ -215,6 +218,13 @@ class Lease:
                                          expect=self._version if current is not None else ABSENT)
             except Conflict:
                 return None  # someone else moved first
+            except StoreError as exc:
+                # the write may have landed (its answer was lost): the next try looks
+                self._unsure = True
+                log.warning("lease %r: acquiring failed (%s); it may have landed, the next try checks",
+                            self.name, exc)
+                return None
+            self._unsure = False
             previous = current.holder if current is not None else None
             self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
             self._mine = version
@@ -222,6 +232,24 @@ class Lease:
             self._emit("lease.acquired", token=token, previous=previous,
                        how="expired" if previous else ("released" if current else "new"))
             return token
+
+    def _adopt(self, current: LeaseRecord, started: float) -> Optional[int]:
+        """The record names this holder: an earlier acquisition landed though its answer was
+        lost. Take it up by renewing it now, so the renew deadline counts from this write."""
+        new = LeaseRecord(self.holder, current.token, self.ttl, current.acquired, self.clock.now().isoformat())
+        try:
+            version = self.store.put(self.key, new.encode(), expect=self._version)
+        except Conflict:
+            return None
+        except StoreError as exc:
+            log.warning("lease %r: taking up its own record failed (%s); trying again", self.name, exc)
+            return None
+        self._unsure = False
+        self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
+        self._mine = version
+        self.token, self._renewed_at, self._renewals = current.token, started, 0
+        self._emit("lease.acquired", token=current.token, previous=None, how="answer lost, then found")
+        return current.token
 
     def acquire(self, timeout: Optional[float] = None) -> int:
         """Take the lease, waiting (``retry_period`` between tries, on this lease's clock)
@@ -259,15 +287,24 @@ class Lease:
             try:
                 version = self.store.put(self.key, new.encode(), expect=self._mine)
             except Conflict:
-                newer = None
                 try:
                     current = self.observe()
-                    newer = current.token if current is not None else None
                 except (StoreError, CorruptRecord) as exc:
-                    log.info("lease %r: cannot read who took over: %s", self.name, exc)
-                self._lose("another holder took over", newer)
+                    log.warning("lease %r: renewal conflicted and the record cannot be read (%s); "
+                                "retrying until the deadline", self.name, exc)
+                    return False
+                if current is None or current.holder != self.holder or current.token != self.token:
+                    self._lose("another holder took over", current.token if current is not None else None)
+                # Only this holder writes its holder id and token: an earlier renewal of ours
+                # landed though its answer was lost. Renew on top of it.
+                try:
+                    version = self.store.put(self.key, new.encode(), expect=self._version)
+                except (Conflict, StoreError) as exc:
+                    log.warning("lease %r: renewal failed (%s); retrying until the deadline", self.name, exc)
+                    return False
             except StoreError as exc:
-                log.warning("lease %r: renewal failed (%s); retrying until the deadline", self.name, exc)
+                log.warning("lease %r: renewal failed (%s); it may have landed; retrying until the "
+                            "deadline", self.name, exc)
                 return False
             self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
             self._mine = version
@@ -305,6 +342,10 @@ class Lease:
                 self._record = new
             except Conflict:
                 log.info("lease %r was taken over before it was released", self.name)
+                return
+            except StoreError as exc:
+                log.warning("lease %r: releasing failed (%s); others take over after its ttl "
+                            "(%g s)", self.name, exc, self.ttl)
                 return
             self._emit("lease.released", token=token)
 

@@ -20,21 +20,29 @@ _names = itertools.count()
 _drive = None
 
 
+DRIVE_USER = "alice@example.com"
+DRIVE_LIST_LAG = 0.3  # seconds a new file stays out of search: real Drive's search lags
+
+
 def drive_emulator():
     """The Drive v2 emulator for this test run (started once), with the environment a user
-    would set: the emulator's endpoint, its CA certificate, a service account."""
+    would set: the emulator's endpoint, its CA certificate, saved user credentials. Search
+    lags by DRIVE_LIST_LAG unless a test changes it (``emulator.reset()`` restores it)."""
     global _drive
     if _drive is None:
         import os
         import tempfile
 
-        from drive_emulator import DriveEmulator, make_service_account
+        from drive_emulator import DriveEmulator
 
         folder = Path(tempfile.mkdtemp(prefix="drive-emulator-"))
         _drive = DriveEmulator(folder).start()
         os.environ["HTTPLIB2_CA_CERTS"] = str(_drive.cert)
         os.environ["SESSIONKIT_GDRIVE_ENDPOINT"] = _drive.endpoint
-        os.environ["SESSIONKIT_GDRIVE_SERVICE_ACCOUNT"] = str(make_service_account(folder, _drive.endpoint + "/token"))
+        os.environ["SESSIONKIT_GDRIVE_CREDENTIALS"] = str(_drive.user_credentials_file(DRIVE_USER))
+        os.environ.pop("SESSIONKIT_GDRIVE_SERVICE_ACCOUNT", None)
+    _drive.reset()
+    _drive.list_lag = DRIVE_LIST_LAG
     return _drive
 
 

@@ -1,27 +1,41 @@
-"""A Google Drive API v2 emulator for sessionkit's tests.
+"""A Google Drive API v2 emulator for sessionkit's tests, with the real service's worst
+documented behaviour switched on.
 
-No real Google Drive is reachable from CI (the machine has no network but package
-registries), so this HTTPS server on 127.0.0.1 stands in for it. It implements the
-part of Drive v2 the gdrive store uses, as the real service answers it:
+It stands in for Google Drive, which CI cannot reach (the machine has no network
+but package registries). It is an HTTPS server on 127.0.0.1 that the real
+googleapiclient, httplib2 and google-auth stack talks to. What it does, as the
+real service does (sources in docs/gdrive.md):
 
-- ``POST /token``: an OAuth 2 token endpoint for service-account JWT assertions;
-- ``GET /drive/v2/files?q=...``: files.list with ``q`` on ``title``, ``parents``,
-  ``trashed`` and ``mimeType`` (joined by ``and``), paging with ``pageToken``;
-- ``GET /drive/v2/files/{id}`` (metadata) and ``?alt=media`` (content);
-- ``POST /upload/drive/v2/files`` (``uploadType=media`` or ``multipart``) and
-  ``POST /drive/v2/files`` (metadata only, e.g. folders): files.insert;
-- ``PUT /upload/drive/v2/files/{id}``: files.update of content, honouring ``If-Match``
-  (412 on a mismatch);
-- ``DELETE /drive/v2/files/{id}``: files.delete, honouring ``If-Match``.
-
-Etags change on every change; ``createdDate`` is assigned by the server. Requests
-need a bearer token from ``/token``. Faults can be injected: 412, 403
-``userRateLimitExceeded``, 429, 500, slow answers and dropped connections, one-shot
-(``inject``) or at random (``random_faults``). Every request is counted.
+- **search lags**: ``files.list`` does not show a file for ``list_lag`` seconds
+  after it is inserted or renamed (kopia#90, apache/opendal#7390, rclone#2485);
+  ``files.get`` by id is consistent;
+- **latency**: ``latency`` seconds are added to every answer (a real round trip is
+  100-400 ms);
+- **accounts**: each user or service account has its own My Drive (``root``);
+  a folder shared with an account (``share``) is readable and writable by it with
+  everything below; only a file's owner may delete it (403 otherwise);
+- **service accounts own no storage**: their inserts outside a shared drive answer
+  403 ``storageQuotaExceeded``; shared drives (``add_shared_drive``) need
+  ``supportsAllDrives=true`` on every request (404 without it);
+- **trashed files** are still served by id, hidden from ``trashed = false`` lists;
+- **etags follow modifiedDate** (millisecond precision, strictly increasing per file);
+  ``If-Match`` is honoured on updates and deletes (412), and a malformed ``If-Match``
+  answers 500;
+- **ids**: ``files.generateIds``; an insert with an id that exists answers 409;
+- **properties** on files, merged by key on update;
+- **tokens expire** after ``token_ttl`` seconds (401, then the client refreshes):
+  ``POST /token`` takes refresh tokens (users) and signed JWT assertions (service
+  accounts);
+- **faults**, one-shot (``inject``) or at random (``random_faults``): ``412``,
+  ``403rate``, ``429``, ``500``, ``slow``, ``drop`` (nothing applied), and the
+  ones real Drive is reported to do (Stack Overflow 18578768), where the request
+  **is applied but the answer is an error or lost**: ``500-landed``,
+  ``403rate-landed``, ``lost``. Every request is counted, by kind.
 """
 
 from __future__ import annotations
 
+import base64
 import email.parser
 import email.policy
 import hashlib
@@ -35,12 +49,14 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Optional
 
 FOLDER = "application/vnd.google-apps.folder"
+LANDED = ("500-landed", "403rate-landed", "lost")
+_GOOD_ETAG = re.compile(r'(W/)?"[^"]+"|\*')
 
 
 def make_tls_files(folder: Path) -> tuple[Path, Path]:
@@ -52,29 +68,44 @@ def make_tls_files(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def make_service_account(folder: Path, token_uri: str) -> Path:
+def make_service_account(folder: Path, token_uri: str, email: str = "sessionkit-test@emulator.iam.gserviceaccount.com") -> Path:
     """A service-account JSON with a fresh RSA key, whose tokens come from the emulator."""
-    key = folder / "sa.pem"
+    key = folder / f"sa-{email.split('@')[0]}.pem"
     subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
                     "-out", str(key)], check=True, capture_output=True)
-    path = folder / "service-account.json"
+    path = folder / f"service-account-{email.split('@')[0]}.json"
     path.write_text(json.dumps({
         "type": "service_account", "project_id": "emulator", "private_key_id": "k1",
-        "private_key": key.read_text(), "client_email": "sessionkit-test@emulator.iam.gserviceaccount.com",
+        "private_key": key.read_text(), "client_email": email,
         "client_id": "1", "token_uri": token_uri, "auth_uri": token_uri}))
     return path
+
+
+class _Captured:
+    """Where an answer goes when a fault replaces it (the request was applied)."""
+
+    def __init__(self) -> None:
+        self.status = 0
 
 
 class DriveEmulator:
     """Start with ``DriveEmulator(tmp_dir).start()``; ``endpoint`` is its base URL."""
 
     def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self.cert, self.key = make_tls_files(folder)
         self.lock = threading.RLock()
         self._ids = itertools.count(1)
-        self._etags = itertools.count(1)
-        self.files: dict[str, dict[str, Any]] = {"root": self._meta("root", "My Drive", [], FOLDER)}
-        self.tokens: set[str] = set()
+        self.files: dict[str, dict[str, Any]] = {}
+        self.generated: set[str] = set()
+        self.accounts: dict[str, dict[str, Any]] = {}  # email -> {"root": id, "service": bool}
+        self.refresh_tokens: dict[str, str] = {}  # refresh token -> email
+        self.tokens: dict[str, tuple[str, float]] = {}  # access token -> (email, expires at)
+        self.shared: dict[str, set[str]] = {}  # file id -> emails it is shared with (Editor)
+        self.drives: dict[str, set[str]] = {}  # shared drive id -> member emails
+        self.list_lag = 0.0
+        self.latency = 0.0
+        self.token_ttl = 3600.0
         self.requests = 0
         self.by_kind: dict[str, int] = {}
         self._queued: list[str] = []
@@ -109,6 +140,7 @@ class DriveEmulator:
         context.load_cert_chain(self.cert, self.key)
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.endpoint = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self.token_uri = self.endpoint + "/token"
 
     def start(self) -> "DriveEmulator":
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -118,11 +150,66 @@ class DriveEmulator:
         self.server.shutdown()
         self.server.server_close()
 
+    # -- accounts, sharing, shared drives -----------------------------------------
+
+    def _account(self, email: str, service: bool = False) -> dict[str, Any]:
+        with self.lock:
+            if email not in self.accounts:
+                root = f"root-{next(self._ids)}"
+                self.files[root] = self._new_meta(root, "My Drive", [], FOLDER, email)
+                self.accounts[email] = {"root": root, "service": service}
+            return self.accounts[email]
+
+    def add_user(self, email: str) -> dict[str, str]:
+        """A user account; returns its saved credentials (google-auth ``authorized_user``)."""
+        self._account(email)
+        refresh = f"refresh-{email}-{next(self._ids)}"
+        with self.lock:
+            self.refresh_tokens[refresh] = email
+        return {"type": "authorized_user", "client_id": "emulator-client", "client_secret": "emulator-secret",
+                "refresh_token": refresh, "token_uri": self.token_uri}
+
+    def user_credentials_file(self, email: str) -> Path:
+        path = self.folder / f"user-{email.split('@')[0]}-{next(self._ids)}.json"
+        path.write_text(json.dumps(self.add_user(email)))
+        return path
+
+    def service_account_file(self, email: str) -> Path:
+        self._account(email, service=True)
+        return make_service_account(self.folder, self.token_uri, email)
+
+    def share(self, file_id: str, email: str) -> None:
+        """Share a file or folder (and all below it) with ``email`` as Editor."""
+        self._account(email)
+        with self.lock:
+            self.shared.setdefault(file_id, set()).add(email)
+
+    def add_shared_drive(self, name: str, members: list[str]) -> str:
+        """A shared drive; returns its id, which is also the id of its root folder."""
+        with self.lock:
+            drive_id = f"drive-{next(self._ids)}"
+            meta = self._new_meta(drive_id, name, [], FOLDER, None)
+            meta["driveId"] = drive_id
+            self.files[drive_id] = meta
+            self.drives[drive_id] = set(members)
+            return drive_id
+
+    def trash(self, file_id: str) -> None:
+        """Move a file to the trash, as a person in Drive's web page would."""
+        with self.lock:
+            meta = self.files[file_id]
+            meta["labels"]["trashed"] = True
+            self._touch(meta)
+
+    def by_title(self, title: str) -> list[dict[str, Any]]:
+        """Every file of that title (for tests to look at what is stored)."""
+        with self.lock:
+            return [self._public(f, None) for f in self.files.values() if f["title"] == title]
+
     # -- faults -----------------------------------------------------------------
 
     def inject(self, *kinds: str) -> None:
-        """Answer the next requests with these faults, in order: 412, 403rate, 429, 500,
-        slow, drop."""
+        """Answer the next requests with these faults, in order (see the module docstring)."""
         with self.lock:
             self._queued.extend(kinds)
 
@@ -130,6 +217,14 @@ class DriveEmulator:
         """Answer each Drive request with a random fault of ``kinds`` with probability ``rate``."""
         with self.lock:
             self._random = (rate, list(kinds), random.Random(seed)) if rate > 0 else None
+
+    def reset(self) -> None:
+        """No faults, no lag, no latency (between tests)."""
+        with self.lock:
+            self._queued.clear()
+            self._random = None
+            self.list_lag = self.latency = 0.0
+            self.token_ttl = 3600.0
 
     def _fault(self) -> Optional[str]:
         with self.lock:
@@ -141,27 +236,72 @@ class DriveEmulator:
                     return rng.choice(kinds)
         return None
 
-    # -- helpers --------------------------------------------------------------------
+    # -- files --------------------------------------------------------------------
 
-    def _meta(self, file_id: str, title: str, parents: list[str], mime: str) -> dict[str, Any]:
-        now = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        return {"kind": "drive#file", "id": file_id, "title": title, "mimeType": mime, "parents":
-                [{"kind": "drive#parentReference", "id": p} for p in parents], "createdDate": now,
-                "modifiedDate": now, "etag": f'"e{next(self._etags)}"',
-                "labels": {"trashed": False}, "md5Checksum": hashlib.md5(b"").hexdigest(), "fileSize": "0",
-                "_content": b""}
+    def _now(self) -> datetime:
+        return datetime.now(timezone.utc)
 
     @staticmethod
-    def _public(meta: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in meta.items() if not k.startswith("_")}
+    def _iso(moment: datetime) -> str:
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def _new_meta(self, file_id: str, title: str, parents: list[str], mime: str,
+                  owner: Optional[str]) -> dict[str, Any]:
+        now = self._now()
+        meta = {"kind": "drive#file", "id": file_id, "title": title, "mimeType": mime,
+                "parents": [{"kind": "drive#parentReference", "id": p} for p in parents],
+                "createdDate": self._iso(now), "labels": {"trashed": False}, "properties": [],
+                "md5Checksum": hashlib.md5(b"").hexdigest(), "fileSize": "0",
+                "_content": b"", "_owner": owner, "_modified": now - timedelta(milliseconds=1),
+                "_listed_at": time.monotonic() + self.list_lag}
+        self._touch(meta)
+        return meta
 
     def _touch(self, meta: dict[str, Any], content: Optional[bytes] = None) -> None:
         if content is not None:
             meta["_content"] = content
             meta["md5Checksum"] = hashlib.md5(content).hexdigest()
             meta["fileSize"] = str(len(content))
-        meta["etag"] = f'"e{next(self._etags)}"'
-        meta["modifiedDate"] = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        modified = max(self._now(), meta["_modified"] + timedelta(milliseconds=1))
+        meta["_modified"] = modified
+        meta["modifiedDate"] = self._iso(modified)
+        # as on real Drive v2, the etag follows the modification time
+        meta["etag"] = '"' + hashlib.md5(f"{meta['id']}/{meta['modifiedDate']}".encode()).hexdigest()[:22] + '"'
+
+    def _drive_of(self, meta: dict[str, Any]) -> Optional[str]:
+        return meta.get("driveId")
+
+    def _ancestors(self, meta: dict[str, Any]) -> list[dict[str, Any]]:
+        chain, seen = [meta], {meta["id"]}
+        while chain[-1]["parents"]:
+            parent = self.files.get(chain[-1]["parents"][0]["id"])
+            if parent is None or parent["id"] in seen:
+                break
+            chain.append(parent)
+            seen.add(parent["id"])
+        return chain
+
+    def _can_access(self, email: str, meta: dict[str, Any], all_drives: bool) -> bool:
+        drive = self._drive_of(meta)
+        if drive is not None:
+            return all_drives and email in self.drives.get(drive, set())
+        if meta["_owner"] == email:
+            return True
+        return any(email in self.shared.get(m["id"], set()) for m in self._ancestors(meta))
+
+    def _public(self, meta: dict[str, Any], email: Optional[str]) -> dict[str, Any]:
+        out = {k: v for k, v in meta.items() if not k.startswith("_")}
+        owner = meta["_owner"]
+        out["owners"] = [{"emailAddress": owner}] if owner else []
+        out["ownedByMe"] = owner is not None and owner == email
+        out["capabilities"] = {"canDelete": self._can_delete(email, meta) if email else False}
+        return out
+
+    def _can_delete(self, email: str, meta: dict[str, Any]) -> bool:
+        drive = self._drive_of(meta)
+        if drive is not None:
+            return email in self.drives.get(drive, set())
+        return meta["_owner"] == email
 
     def _matches(self, meta: dict[str, Any], q: str) -> bool:
         for clause in re.split(r"\s+and\s+", q.strip()) if q.strip() else []:
@@ -187,8 +327,11 @@ class DriveEmulator:
 
     # -- the protocol --------------------------------------------------------------
 
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: Any = None, headers: Optional[dict] = None,
+    def _send(self, h: Any, status: int, body: Any = None, headers: Optional[dict] = None,
               raw: Optional[bytes] = None) -> None:
+        if isinstance(h, _Captured):
+            h.status = status
+            return
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
         h.send_response(status)
         h.send_header("Content-Type", "application/octet-stream" if raw is not None else "application/json")
@@ -198,40 +341,40 @@ class DriveEmulator:
         h.end_headers()
         h.wfile.write(data)
 
-    def _error(self, h: BaseHTTPRequestHandler, status: int, reason: str, message: str) -> None:
+    def _error(self, h: Any, status: int, reason: str, message: str) -> None:
         domain = "usageLimits" if "RateLimit" in reason else "global"
         self._send(h, status, {"error": {"errors": [{"domain": domain, "reason": reason, "message": message}],
                                          "code": status, "message": message}})
+
+    @staticmethod
+    def _drop(h: BaseHTTPRequestHandler) -> None:
+        h.close_connection = True
+        try:
+            h.connection.shutdown(socket.SHUT_RDWR)
+        except OSError as exc:  # already closed by the client: nothing more to drop
+            h.log_message("drop: %r", exc)
 
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         url = urllib.parse.urlparse(h.path)
         query = dict(urllib.parse.parse_qsl(url.query))
-        path = url.path
-        if path == "/token" and method == "POST":
-            form = dict(urllib.parse.parse_qsl(body.decode()))
-            if form.get("assertion", "").count(".") != 2:
-                return self._error(h, 400, "invalid_grant", "a signed JWT assertion is required")
-            token = f"emu-{next(self._ids)}"
-            with self.lock:
-                self.tokens.add(token)
-            return self._send(h, 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+        if self.latency:
+            time.sleep(self.latency)
+        if url.path == "/token" and method == "POST":
+            return self._token(h, body)
         with self.lock:
             self.requests += 1
         auth = h.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
+        with self.lock:
+            email, expires = self.tokens.get(auth[7:], (None, 0.0)) if auth.startswith("Bearer ") else (None, 0.0)
+        if email is None or time.monotonic() >= expires:
             return self._error(h, 401, "authError", "Invalid Credentials")
         fault = self._fault()
         if fault is not None:
             self.faults_served += 1
             if fault == "drop":
-                h.close_connection = True
-                try:
-                    h.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                return None
+                return self._drop(h)
             if fault == "slow":
                 time.sleep(1.5)
             elif fault == "403rate":
@@ -242,73 +385,152 @@ class DriveEmulator:
                 return self._error(h, 500, "backendError", "Backend Error")
             elif fault == "412":
                 return self._error(h, 412, "conditionNotMet", "Precondition Failed")
+            elif fault in LANDED:
+                self._apply(_Captured(), method, url.path, query, body, h.headers, email)
+                if fault == "lost":
+                    return self._drop(h)
+                if fault == "403rate-landed":
+                    return self._error(h, 403, "userRateLimitExceeded", "User Rate Limit Exceeded")
+                return self._error(h, 500, "backendError", "Backend Error")
+        self._apply(h, method, url.path, query, body, h.headers, email)
+
+    def _apply(self, h: Any, method: str, path: str, query: dict, body: bytes, headers: Any, email: str) -> None:
         try:
-            self._route(h, method, path, query, body)
+            self._route(h, method, path, query, body, headers, email)
         except ValueError as exc:
             self._error(h, 400, "invalid", str(exc))
+
+    def _token(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        form = dict(urllib.parse.parse_qsl(body.decode()))
+        email = None
+        if form.get("grant_type") == "refresh_token":
+            with self.lock:
+                email = self.refresh_tokens.get(form.get("refresh_token", ""))
+        elif form.get("assertion", "").count(".") == 2:
+            payload = form["assertion"].split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            email = claims.get("iss")
+            self._account(email, service=True)
+        if email is None:
+            return self._error(h, 400, "invalid_grant", "Bad Request")
+        token = f"emu-{next(self._ids)}"
+        with self.lock:
+            self.tokens[token] = (email, time.monotonic() + self.token_ttl)
+        return self._send(h, 200, {"access_token": token, "expires_in": int(self.token_ttl),
+                                   "token_type": "Bearer"})
 
     def _count(self, kind: str) -> None:
         with self.lock:
             self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
 
-    def _route(self, h: BaseHTTPRequestHandler, method: str, path: str, query: dict, body: bytes) -> None:
+    def _route(self, h: Any, method: str, path: str, query: dict, body: bytes, headers: Any, email: str) -> None:
+        all_drives = query.get("supportsAllDrives") == "true"
+        if path == "/drive/v2/files/generateIds" and method == "GET":
+            self._count("generateIds")
+            with self.lock:
+                ids = [f"g{next(self._ids)}x{random.getrandbits(40):010x}" for _ in
+                       range(int(query.get("maxResults") or 10))]
+                self.generated.update(ids)
+            return self._send(h, 200, {"kind": "drive#generatedIds", "space": "drive", "ids": ids})
         m = re.fullmatch(r"/(upload/)?drive/v2/files(?:/([^/]+))?", path)
         if not m:
             return self._error(h, 404, "notFound", f"no such endpoint {path}")
         upload, file_id = bool(m.group(1)), m.group(2)
         with self.lock:
+            account = self.accounts[email]
+            if file_id == "root":
+                file_id = account["root"]
             if method == "GET" and file_id is None:
                 self._count("list")
-                items = [self._public(f) for f in self.files.values() if f["id"] != "root"
-                         and self._matches(f, query.get("q", ""))]
+                now = time.monotonic()
+                q = query.get("q", "").replace("'root' in parents", f"'{account['root']}' in parents")
+                items = [self._public(f, email) for f in self.files.values()
+                         if not f["id"].startswith(("root-", "drive-")) and f["_listed_at"] <= now
+                         and self._can_access(email, f, all_drives) and self._matches(f, q)]
                 items.sort(key=lambda f: f["createdDate"])
                 start = int(query.get("pageToken") or 0)
                 size = int(query.get("maxResults") or 100)
-                page = items[start:start + size]
-                result = {"kind": "drive#fileList", "items": page}
+                result: dict[str, Any] = {"kind": "drive#fileList", "items": items[start:start + size]}
                 if start + size < len(items):
                     result["nextPageToken"] = str(start + size)
                 return self._send(h, 200, result)
             meta = self.files.get(file_id) if file_id else None
-            if file_id and (meta is None or meta["labels"]["trashed"]):
+            if file_id and (meta is None or not self._can_access(email, meta, all_drives)):
                 return self._error(h, 404, "notFound", f"File not found: {file_id}")
-            if_match = h.headers.get("If-Match")
-            if method in ("PUT", "DELETE") and if_match and if_match != meta["etag"]:
-                return self._error(h, 412, "conditionNotMet", "Precondition Failed")
+            if_match = headers.get("If-Match")
+            if method in ("PUT", "DELETE") and if_match is not None:
+                if not _GOOD_ETAG.fullmatch(if_match):
+                    return self._error(h, 500, "internalError", "Internal Error")
+                if if_match != "*" and if_match != meta["etag"]:
+                    return self._error(h, 412, "conditionNotMet", "Precondition Failed")
             if method == "GET":
                 self._count("get-media" if query.get("alt") == "media" else "get")
                 if query.get("alt") == "media":
-                    return self._send(h, 200, raw=meta["_content"], headers={"ETag": meta["etag"]})
-                return self._send(h, 200, self._public(meta))
+                    return self._send(h, 200, raw=meta["_content"])
+                return self._send(h, 200, self._public(meta, email))
             if method == "DELETE":
                 self._count("delete")
+                if not self._can_delete(email, meta):
+                    return self._error(h, 403, "insufficientFilePermissions",
+                                       "The user does not have sufficient permissions for this file.")
                 del self.files[file_id]
                 return self._send(h, 204)
-            meta_in, content = self._parse_upload(h, query, body) if upload else (json.loads(body or b"{}"), None)
+            meta_in, content = self._parse_upload(headers, query, body) if upload else (json.loads(body or b"{}"), None)
             if method == "POST":
-                self._count("insert")
-                parents = [p["id"] for p in meta_in.get("parents", [])] or ["root"]
-                new_id = f"f{next(self._ids)}"
-                created = self._meta(new_id, meta_in.get("title", "Untitled"), parents,
-                                     meta_in.get("mimeType", "application/octet-stream"))
-                self._touch(created, content if content is not None else b"")
-                self.files[new_id] = created
-                return self._send(h, 200, self._public(created))
+                return self._insert(h, meta_in, content, email, account, all_drives)
             self._count("update")
-            if "title" in meta_in:
+            if "title" in meta_in and meta_in["title"] != meta["title"]:
                 meta["title"] = meta_in["title"]
+                meta["_listed_at"] = time.monotonic() + self.list_lag
+            if "properties" in meta_in:
+                merged = {p["key"]: p for p in meta["properties"]}
+                merged.update({p["key"]: {"key": p["key"], "value": p.get("value"),
+                                          "visibility": p.get("visibility", "PRIVATE")} for p in meta_in["properties"]})
+                meta["properties"] = list(merged.values())
             self._touch(meta, content)
-            return self._send(h, 200, self._public(meta))
+            return self._send(h, 200, self._public(meta, email))
+
+    def _insert(self, h: Any, meta_in: dict, content: Optional[bytes], email: str, account: dict,
+                all_drives: bool) -> None:
+        self._count("insert")
+        parents = [p["id"] for p in meta_in.get("parents", [])] or [account["root"]]
+        parents = [account["root"] if p == "root" else p for p in parents]
+        parent = self.files.get(parents[0])
+        if parent is None or not self._can_access(email, parent, all_drives):
+            return self._error(h, 404, "notFound", f"File not found: {parents[0]}")
+        drive = self._drive_of(parent)
+        if account["service"] and drive is None:
+            return self._error(h, 403, "storageQuotaExceeded",
+                               "Service Accounts do not have storage quota. Leverage shared drives, or "
+                               "use OAuth delegation instead.")
+        new_id = meta_in.get("id")
+        if new_id is not None:
+            if new_id in self.files:
+                return self._error(h, 409, "duplicate", "A file already exists with the provided ID.")
+            if new_id not in self.generated:
+                return self._error(h, 400, "invalid", "The provided file ID is not usable.")
+        else:
+            new_id = f"f{next(self._ids)}"
+        created = self._new_meta(new_id, meta_in.get("title", "Untitled"), parents,
+                                 meta_in.get("mimeType", "application/octet-stream"),
+                                 None if drive else email)
+        if drive:
+            created["driveId"] = drive
+        created["properties"] = [{"key": p["key"], "value": p.get("value"), "visibility": p.get("visibility",
+                                  "PRIVATE")} for p in meta_in.get("properties", [])]
+        self._touch(created, content if content is not None else b"")
+        self.files[new_id] = created
+        return self._send(h, 200, self._public(created, email))
 
     @staticmethod
-    def _parse_upload(h: BaseHTTPRequestHandler, query: dict, body: bytes) -> tuple[dict, Optional[bytes]]:
+    def _parse_upload(headers: Any, query: dict, body: bytes) -> tuple[dict, Optional[bytes]]:
         kind = query.get("uploadType", "media")
         if kind == "media":
             return {}, body
         if kind != "multipart":
             raise ValueError(f"uploadType {kind!r} is not emulated")
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            b"Content-Type: " + h.headers["Content-Type"].encode() + b"\r\n\r\n" + body)
+            b"Content-Type: " + headers["Content-Type"].encode() + b"\r\n\r\n" + body)
         parts = list(message.iter_parts())
         meta = json.loads(parts[0].get_payload(decode=True) or b"{}")
         content = parts[1].get_payload(decode=True) if len(parts) > 1 else b""
@@ -317,4 +539,3 @@ class DriveEmulator:
 
 def _unescape(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text)
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -10,7 +11,7 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import sessionkit
-from sessionkit import FakeClock, Job, Lease, LeaseLost, LeaseTimeout
+from sessionkit import FakeClock, Job, Lease, LeaseLost, LeaseTimeout, StoreError
 from sessionkit.store.memory import MemoryStore
 
 
@@ -38,6 +39,7 @@ class Network:
         self.delays: list[tuple[float, float]] = []
         self.meanwhile: list[tuple[int, object]] = []  # (runtime, action) to run mid-request
         self.busy: set[int] = set()  # runtimes waiting for an answer cannot act meanwhile
+        self.lose_answers = 0  # the next N writes take effect, then their answer is lost
 
 
 class SlowStore(MemoryStore):
@@ -70,7 +72,13 @@ class SlowStore(MemoryStore):
         return self._around(lambda: super(SlowStore, self).get(key))
 
     def put(self, key, data, *, expect=None):
-        return self._around(lambda: super(SlowStore, self).put(key, data, expect=expect))
+        version = self._around(lambda: super(SlowStore, self).put(key, data, expect=expect))
+        if self.net.lose_answers:
+            # as a remote store does after a timeout or a retried 5xx: the write landed, the
+            # caller only learns that it failed
+            self.net.lose_answers -= 1
+            raise StoreError(f"put {key!r}: the answer was lost (the write landed)", key=key)
+        return version
 
 
 def lease(store, holder, clock, **kw):
@@ -252,6 +260,7 @@ class LeaseSafety(RuleBasedStateMachine):
                        for i in range(3)]
         self.issued: list[int] = []
         self.written_tokens: list[int] = []
+        self.answers_lost = 0
 
     @rule(delays=st.lists(st.tuples(st.floats(0, 8), st.floats(0, 8)), max_size=3))
     def network_is_slow(self, delays):
@@ -267,6 +276,12 @@ class LeaseSafety(RuleBasedStateMachine):
           | st.floats(0, 12))
     def time_passes(self, seconds):
         self.base.advance(seconds)
+
+    @rule()
+    def an_answer_is_lost(self):
+        """The next write takes effect, but its writer gets an error instead of the answer."""
+        self.net.lose_answers += 1
+        self.answers_lost += 1
 
     @rule(i=st.integers(0, 2))
     def try_acquire(self, i):
@@ -299,15 +314,28 @@ class LeaseSafety(RuleBasedStateMachine):
             job.checkpoint()
         except LeaseLost:
             return
+        except StoreError:
+            self.check_stored_tokens_never_go_back()
+            return
         stored = Job(self.store, "fenced")._m["token"]
         assert stored == l.token
+        self.check_stored_tokens_never_go_back()
+
+    def check_stored_tokens_never_go_back(self):
+        record = self.store.get("jobs/fenced/manifest")
+        if record is None:
+            return
+        stored = json.loads(record.data)["token"]
         assert not self.written_tokens or stored >= self.written_tokens[-1], "a stale write landed"
         self.written_tokens.append(stored)
 
     @invariant()
     def tokens_are_issued_once_each_in_sequence(self):
-        # each acquisition writes previous + 1 by compare-and-swap: issued == 1..n
-        assert sorted(self.issued) == list(range(1, len(self.issued) + 1))
+        # each acquisition writes previous + 1 by compare-and-swap. A token whose answer was
+        # lost may never be acted on, so the tokens acted on can skip one, but never repeat
+        # or go back.
+        assert self.issued == sorted(set(self.issued))
+        assert not self.issued or self.issued[-1] <= len(self.issued) + self.answers_lost
 
     @invariant()
     def at_most_one_holder_believes_it_holds(self):

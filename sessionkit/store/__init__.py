@@ -24,6 +24,8 @@ _registry: dict[str, Union[str, Opener]] = {
     "file": "sessionkit.store.local:open_local",
     "memory": "sessionkit.store.memory:open_memory",
     "gdrive": "sessionkit.store.gdrive:open_gdrive",
+    # a Drive folder link, as Drive's Share button gives it (nothing else is an https store)
+    "https": "sessionkit.store.gdrive:open_drive_link",
 }
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

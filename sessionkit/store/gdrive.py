@@ -1,35 +1,41 @@
 """``gdrive://``: a store in a Google Drive folder, through the Drive API (v2).
 
-Unlike a mounted Drive (``/content/drive``), which writes to the VM's disk and
-syncs later, every ``put`` here is on Drive when it returns, and a
-compare-and-swap is real: content updates and deletes carry ``If-Match: <etag>``
-and Drive answers 412 when the file changed, which becomes ``Conflict``. Versions
-are etags.
+Built on what real Drive guarantees, not on what it usually does
+(docs/gdrive.md has the sources):
 
-- ``gdrive://<folder path under My Drive>`` (created when missing) or
-  ``gdrive://id/<folderId>`` (e.g. a folder shared with you).
-- Each key is one file in that folder, titled with the key (``jobs/x/manifest``
-  is a file of that title, not nested folders). File ids are cached.
-- Auth (extra ``sessionkit[gdrive]``): in Colab, Colab's own credentials after
-  ``google.colab.auth.authenticate_user()``, through PyDrive2; elsewhere saved OAuth
-  credentials (``credentials_file=`` or ``SESSIONKIT_GDRIVE_CREDENTIALS``) through
-  PyDrive2, or a service-account JSON (``service_account=`` or
-  ``SESSIONKIT_GDRIVE_SERVICE_ACCOUNT``) through google-auth. Credentials never reach the store, events,
-  logs or error messages.
+- **Nothing depends on search.** ``files.list`` lags inserts by seconds, so keys
+  are never looked up by title. A *catalog* file maps keys to file ids; its id is
+  a property of the store's folder, and it is changed only with ``If-Match``.
+  ``files.get`` by id is consistent, so every read and write goes by id.
+- **Versions name a file and its etag** (``<fileId>:<etag>``): a compare-and-swap
+  is one ``files.update`` with ``If-Match`` and needs no lookup, so a lease renewal
+  or a manifest checkpoint costs one request. Drive answers 412 on a mismatch,
+  which becomes ``Conflict``. A malformed etag is never sent (Drive answers 500).
+- **A create** takes an id from ``files.generateIds``, inserts the file with it,
+  then adds it to the catalog by compare-and-swap. The first catalog entry wins;
+  a loser deletes its own orphan (it owns it). A retried insert whose first try
+  landed is recognised by its id, never duplicated.
+- **Every write carries a nonce** (a file property), so after a timeout or a
+  retried 5xx the store can tell whether its own write landed: a write that
+  answered 412 only because its first try had landed is a success, not a false
+  ``Conflict``.
+- **A delete** never needs ownership: the file is made a tombstone (a property,
+  by compare-and-swap, which changes its etag so stale writers fail), then it
+  leaves the catalog; whoever may delete the file then removes it. Files another
+  account owns stay as empty tombstones until their owner's store collects them.
+  Trashed files count as absent (Drive still serves them by id).
+- **Shared by id.** ``Store.url`` is ``gdrive://id/<folderId>``, what another
+  runtime (another account the folder is shared with) opens; ``open_store`` also
+  takes a folder link ``https://drive.google.com/drive/folders/<id>``.
+  ``gdrive://<path>`` finds or creates a folder under the caller's own My Drive
+  (by search, so it is for one account, not for sharing) and resolves it to its id.
 - Rate limits (403 ``userRateLimitExceeded``/``rateLimitExceeded``, 429), 5xx,
   timeouts and dropped connections are retried with truncated exponential backoff
-  and jitter, ``retries`` times, then a ``StoreError`` names the key and status.
-  ``stats`` counts requests, retries and errors.
-- ``expect=ABSENT`` cannot be atomic on Drive (it has no create-if-absent): the
-  store creates the file, then lists files of that title; if there are several,
-  the earliest ``createdDate`` (then the smallest id) wins, the others are
-  deleted and their writers get ``Conflict``. Guaranteed: once every concurrent
-  creator has returned, exactly one file remains and exactly one creator succeeded.
-  Not guaranteed: a reader between the two steps may briefly see a loser's file.
+  and jitter, ``retries`` times, then a ``StoreError`` names the key and says what
+  happened. Such a write **may have landed**; callers must be right either way.
 
 ``endpoint=`` (or ``SESSIONKIT_GDRIVE_ENDPOINT``) points the client elsewhere than
-Google, for an emulator; the tests use one, because no real Drive is reachable
-from CI. docs/gdrive.md explains the setup.
+Google, for the tests' emulator (no real Drive is reachable from CI).
 """
 
 from __future__ import annotations
@@ -39,103 +45,112 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import ssl
 import threading
 import time
+import uuid
 from typing import Any, Callable, Optional
 
-from ..errors import Conflict, StoreError
+from ..errors import Conflict, CorruptRecord, StoreError
 from .base import ABSENT, Expect, Record, Store, check_data, check_expect, check_key, check_prefix
+from .gdrive_auth import SignIn, sign_in
 
-__all__ = ["GDriveStore", "open_gdrive"]
+__all__ = ["GDriveStore", "open_gdrive", "open_drive_link", "folder_id_from_link"]
 
 log = logging.getLogger("sessionkit.gdrive")
 FOLDER_MIME = "application/vnd.google-apps.folder"
-FIELDS = "id,title,etag,createdDate,md5Checksum"
+FIELDS = "id,title,etag,md5Checksum,labels(trashed),properties(key,value),capabilities(canDelete),driveId"
+FOLDER_FIELDS = FIELDS + ",mimeType,createdDate"
 RATE_REASONS = ("userRateLimitExceeded", "rateLimitExceeded")
-EXTRA_HINT = 'the gdrive:// store needs PyDrive2: pip install "sessionkit[gdrive]"'
+CATALOG_PROPERTY = "sessionkitCatalog"
+NONCE_PROPERTY = "sessionkitWrite"
+TOMBSTONE_PROPERTY = "sessionkitDeleted"
+CATALOG_KIND = "sessionkit.gdrive-catalog"
+_ETAG = re.compile(r'(W/)?"[^"\r\n]{1,200}"')
+_LINK = re.compile(r"^https://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|open\?id=)([A-Za-z0-9_-]{10,})")
 
 
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("'", "\\'")
+class _Refused(Exception):
+    """Drive answered a status that retrying cannot change (404, 409, 412, 403 permission, ...)."""
+
+    def __init__(self, status: int, reason: str, retried: bool) -> None:
+        super().__init__(f"HTTP {status} {reason}".strip())
+        self.status, self.reason, self.retried = status, reason, retried
+
+
+class _Taken(Exception):
+    """A create lost: the catalog names another live file for the key."""
+
+    def __init__(self, meta: dict[str, Any]) -> None:
+        super().__init__(meta["id"])
+        self.meta = meta
+
+
+def _props(meta: dict[str, Any]) -> dict[str, str]:
+    return {p.get("key"): p.get("value") for p in meta.get("properties") or []}
+
+
+def _alive(meta: Optional[dict[str, Any]]) -> bool:
+    return meta is not None and not (meta.get("labels") or {}).get("trashed") \
+        and TOMBSTONE_PROPERTY not in _props(meta)
+
+
+def folder_id_from_link(link: str) -> Optional[str]:
+    """The folder id in a Drive folder link (``https://drive.google.com/drive/folders/<id>...``)."""
+    match = _LINK.match(link.strip())
+    return match.group(1) if match else None
 
 
 class GDriveStore(Store):
     """A store in one Drive folder. See the module docstring for what is guaranteed."""
 
     def __init__(self, folder: Optional[str] = None, *, folder_id: Optional[str] = None,
-                 service_account: Optional[str] = None, credentials_file: Optional[str] = None,
-                 endpoint: Optional[str] = None, http: Any = None, retries: int = 6, backoff: float = 0.5,
-                 max_backoff: float = 32.0, timeout: float = 60.0) -> None:
+                 credentials: Any = None, service_account: Optional[str] = None,
+                 credentials_file: Optional[str] = None, endpoint: Optional[str] = None, http: Any = None,
+                 retries: int = 5, backoff: float = 0.5, max_backoff: float = 8.0, timeout: float = 20.0) -> None:
         if (folder is None) == (folder_id is None):
-            raise ValueError("give a folder path under My Drive or a folder_id (gdrive://<path> or "
-                             "gdrive://id/<folderId>)")
+            raise ValueError("give a folder path under My Drive or a folder_id (gdrive://<path>, "
+                             "gdrive://id/<folderId> or a Drive folder link)")
+        if retries < 1 or timeout <= 0 or backoff < 0:
+            raise ValueError(f"retries must be >= 1, timeout > 0 and backoff >= 0 "
+                             f"(got {retries}, {timeout}, {backoff})")
         self.retries, self.backoff, self.max_backoff, self.timeout = retries, backoff, max_backoff, timeout
         self.endpoint = endpoint or os.environ.get("SESSIONKIT_GDRIVE_ENDPOINT") or None
         self.stats: dict[str, Any] = {"requests": 0, "retries": 0, "by_method": {}, "errors": {}}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # stats and the caches below
         self._local = threading.local()  # httplib2 connections are not thread-safe
         self._http_factory = http
-        self._auth = self._authorize(service_account, credentials_file)
-        self._ids: dict[str, str] = {}
-        self.folder_id = folder_id or self._resolve_folder(folder or "")
-        self.url = f"gdrive://id/{self.folder_id}" if folder_id else f"gdrive://{folder}"
+        self._auth: SignIn = sign_in(credentials=credentials, service_account=service_account,
+                                     credentials_file=credentials_file)
+        self._ids: dict[str, str] = {}  # key -> file id, from the catalog
+        self._etags: dict[str, str] = {}  # key -> etag last seen or written, for unconditional puts
+        self._mine: set[str] = set()  # ids this store inserted: it may delete them outright
+        self._spare_ids: list[str] = []
+        self._catalog_id = ""
+        self._catalog_etag = ""
+        self._catalog: dict[str, str] = {}
+        self._catalog_loaded = False
+        if folder is not None and self._auth.service_account:
+            raise StoreError(self._service_account_hint(f"gdrive://{folder}"))
+        self.folder_id = folder_id or self._resolve_path(folder or "")
+        self.url = f"gdrive://id/{self.folder_id}"
+        self.link = f"https://drive.google.com/drive/folders/{self.folder_id}"
+        self.created_from = f"gdrive://{folder}" if folder is not None else self.url
+        self._open_folder()
 
-    # -- auth and transport ----------------------------------------------------
-
-    def _authorize(self, service_account: Optional[str], credentials_file: Optional[str]) -> Any:
-        try:
-            from pydrive2.auth import GoogleAuth
-        except ImportError as exc:
-            raise StoreError(EXTRA_HINT) from exc
-        service_account = service_account or os.environ.get("SESSIONKIT_GDRIVE_SERVICE_ACCOUNT")
-        credentials_file = credentials_file or os.environ.get("SESSIONKIT_GDRIVE_CREDENTIALS")
-        try:
-            if service_account:
-                # google-auth signs the service account's JWT with `cryptography`. PyDrive2's
-                # ServiceAuth goes through oauth2client, which signs with pyOpenSSL's
-                # crypto.sign: gone from pyOpenSSL 25 on (docs/decisions.md).
-                from google.oauth2 import service_account as google_sa
-
-                return google_sa.Credentials.from_service_account_file(
-                    service_account, scopes=["https://www.googleapis.com/auth/drive"])
-            if credentials_file:
-                gauth = GoogleAuth()
-                gauth.LoadCredentialsFile(credentials_file)
-                if gauth.credentials is None:
-                    raise StoreError(f"no saved Google credentials in {credentials_file}")
-                return gauth
-            if _in_colab():
-                from google.colab import auth as colab_auth
-                from oauth2client.client import GoogleCredentials
-
-                colab_auth.authenticate_user()
-                gauth = GoogleAuth()
-                gauth.credentials = GoogleCredentials.get_application_default()
-                return gauth
-        except StoreError:
-            raise
-        except Exception as exc:  # auth libraries raise many types; never echo their secrets
-            raise StoreError(f"Google Drive sign-in failed ({type(exc).__name__}); check the "
-                             f"credentials file or run google.colab.auth.authenticate_user()") from None
-        raise StoreError("no Google credentials: in Colab run google.colab.auth.authenticate_user(); "
-                         "elsewhere give service_account= (or SESSIONKIT_GDRIVE_SERVICE_ACCOUNT) or "
-                         "credentials_file= (or SESSIONKIT_GDRIVE_CREDENTIALS); see docs/gdrive.md")
+    # -- transport ---------------------------------------------------------------
 
     def _service(self) -> Any:
         service = getattr(self._local, "service", None)
         if service is None:
+            import google_auth_httplib2
             import httplib2
             from googleapiclient.discovery import build
 
             http = self._http_factory() if callable(self._http_factory) else httplib2.Http(timeout=self.timeout)
-            if hasattr(self._auth, "credentials"):  # PyDrive2 (oauth2client credentials)
-                http = self._auth.credentials.authorize(http)
-            else:  # google-auth credentials
-                import google_auth_httplib2
-
-                http = google_auth_httplib2.AuthorizedHttp(self._auth, http=http)
+            http = google_auth_httplib2.AuthorizedHttp(self._auth.credentials, http=http)
             options = {"api_endpoint": self.endpoint.rstrip("/") + "/drive/v2/"} if self.endpoint else None
             service = build("drive", "v2", http=http, client_options=options, static_discovery=True,
                             cache_discovery=False)
@@ -143,7 +158,12 @@ class GDriveStore(Store):
         return service
 
     def _call(self, what: str, key: str, make: Callable[[Any], Any], if_match: Optional[str] = None) -> Any:
-        """Run one request with retries. Returns the parsed answer (or bytes for media)."""
+        """One request, retried on rate limits, 5xx, timeouts and dropped connections.
+
+        Returns the parsed answer (bytes for media). Raises ``_Refused`` for answers a
+        retry cannot change (with ``retried`` set when an earlier try may have landed)
+        and ``StoreError`` once the retries are spent.
+        """
         from googleapiclient.errors import HttpError
 
         attempt = 0
@@ -154,31 +174,31 @@ class GDriveStore(Store):
             with self._lock:
                 self.stats["requests"] += 1
                 self.stats["by_method"][what] = self.stats["by_method"].get(what, 0) + 1
-            self._local.retried = attempt > 0
             try:
                 return request.execute()
             except HttpError as exc:
-                status = int(exc.resp.status)
-                reason = _reason(exc)
+                status, reason = int(exc.resp.status), _reason(exc)
                 self._count_error(str(status))
                 retryable = (status == 403 and reason in RATE_REASONS) or status in (408, 429) or status >= 500
                 if not retryable:
-                    raise
+                    raise _Refused(status, reason, attempt > 0) from None
                 problem = f"HTTP {status} {reason}".strip()
             except (socket.timeout, TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
                 self._count_error(type(exc).__name__)
                 problem = type(exc).__name__
                 self._local.service = None  # a dropped connection: start a fresh one
             except Exception as exc:  # httplib2 raises its own errors for broken answers
-                if type(exc).__module__.split(".")[0] != "httplib2":
+                if type(exc).__module__.split(".")[0] not in ("httplib2", "google_auth_httplib2"):
                     raise
                 self._count_error(type(exc).__name__)
                 problem = type(exc).__name__
                 self._local.service = None
             attempt += 1
             if attempt >= self.retries:
-                raise StoreError(f"Google Drive: {what} {key!r} failed after {attempt} tries ({problem}); "
-                                 f"nothing was changed unless a try reached Drive", key=key)
+                raise StoreError(f"Google Drive: {what} {key!r} failed after {attempt} tries ({problem}). "
+                                 f"A write may have landed all the same; the store stays consistent "
+                                 f"either way. Check the network, or wait if Drive limits your rate.",
+                                 key=key)
             with self._lock:
                 self.stats["retries"] += 1
             pause = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
@@ -188,188 +208,396 @@ class GDriveStore(Store):
         with self._lock:
             self.stats["errors"][name] = self.stats["errors"].get(name, 0) + 1
 
-    # -- folders and ids ---------------------------------------------------------
+    def _refusal(self, what: str, key: str, exc: _Refused) -> StoreError:
+        """A refusal as a StoreError that says what to do."""
+        if exc.status == 403 and exc.reason == "storageQuotaExceeded":
+            remedy = (self._service_account_hint(self.url) if self._auth.service_account
+                      else "the Drive of the account that writes is full: free space or buy storage")
+        elif exc.status in (401, 403):
+            remedy = (f"this account ({self._auth.source}) may not {what} it: share the folder "
+                      f"{self.link} with it as Editor, or sign in as an account that may")
+        elif exc.status == 404:
+            remedy = "the file or folder is gone or not shared with this account"
+        else:
+            remedy = "see docs/gdrive.md"
+        return StoreError(f"Google Drive: cannot {what} {key!r} ({exc}); {remedy}", key=key)
 
-    def _find(self, title: str, parent: str, mime: Optional[str] = None) -> list[dict[str, Any]]:
-        q = f"title = '{_quote(title)}' and '{_quote(parent)}' in parents and trashed = false"
+    @staticmethod
+    def _service_account_hint(where: str) -> str:
+        return (f"{where}: a service account owns no Drive storage, so it can only write in a shared "
+                f"drive (Google: 'Service Accounts do not have storage quota'). Put the store in a "
+                f"shared drive and add the service account as a member, or sign in as a user "
+                f"(SESSIONKIT_GDRIVE_CREDENTIALS; in Colab google.colab.auth.authenticate_user()).")
+
+    # -- requests by id ----------------------------------------------------------
+
+    def _get_meta(self, key: str, file_id: str, fields: str = FIELDS) -> Optional[dict[str, Any]]:
+        try:
+            return self._call("get", key, lambda s: s.files().get(fileId=file_id, fields=fields,
+                                                                  supportsAllDrives=True))
+        except _Refused as exc:
+            if exc.status == 404:
+                return None
+            raise self._refusal("read", key, exc) from None
+
+    def _download(self, key: str, file_id: str) -> Optional[bytes]:
+        try:
+            return self._call("download", key, lambda s: s.files().get_media(fileId=file_id,
+                                                                             supportsAllDrives=True))
+        except _Refused as exc:
+            if exc.status == 404:
+                return None
+            raise self._refusal("read", key, exc) from None
+
+    def _update(self, key: str, file_id: str, etag: str, data: Optional[bytes],
+                properties: dict[str, str]) -> dict[str, Any]:
+        """``files.update`` with ``If-Match``; returns the new metadata. Raises ``_Refused``
+        (412 a mismatch, 404 gone) after checking that an earlier try did not land."""
+        nonce = uuid.uuid4().hex
+        body = {"properties": [{"key": k, "value": v, "visibility": "PUBLIC"}
+                               for k, v in {**properties, NONCE_PROPERTY: nonce}.items()]}
+        try:
+            return self._call("update", key, lambda s: s.files().update(
+                fileId=file_id, body=body, media_body=_media(data) if data is not None else None,
+                fields=FIELDS, supportsAllDrives=True), if_match=etag)
+        except _Refused as exc:
+            if exc.retried and exc.status in (404, 412):
+                landed = self._get_meta(key, file_id)
+                if landed is not None and _props(landed).get(NONCE_PROPERTY) == nonce:
+                    return landed  # the first try landed; its answer was lost
+            raise
+
+    def _new_id(self, key: str) -> str:
+        with self._lock:
+            if self._spare_ids:
+                return self._spare_ids.pop()
+        answer = self._call("generateIds", key, lambda s: s.files().generateIds(maxResults=20, space="drive"))
+        ids = list(answer.get("ids") or [])
+        if not ids:
+            raise StoreError(f"Google Drive: generateIds gave no ids for {key!r}; try again", key=key)
+        with self._lock:
+            self._spare_ids.extend(ids[1:])
+        return ids[0]
+
+    def _insert(self, key: str, data: Optional[bytes], title: str, parent: str,
+                mime: Optional[str] = None, properties: Optional[dict[str, str]] = None) -> dict[str, Any]:
+        """Insert a file under a generated id; a retry of a landed insert is recognised."""
+        file_id = self._new_id(key)
+        nonce = uuid.uuid4().hex
+        body: dict[str, Any] = {"id": file_id, "title": title, "parents": [{"id": parent}],
+                                "properties": [{"key": k, "value": v, "visibility": "PUBLIC"}
+                                               for k, v in {**(properties or {}), NONCE_PROPERTY: nonce}.items()]}
         if mime:
-            q += f" and mimeType = '{mime}'"
-        items: list[dict[str, Any]] = []
-        token = None
-        while True:
-            page = self._call("list", title, lambda s: s.files().list(q=q, maxResults=1000, pageToken=token,
-                                                                     fields=f"nextPageToken,items({FIELDS})"))
-            items += page.get("items", [])
-            token = page.get("nextPageToken")
-            if not token:
-                return sorted(items, key=lambda f: (f["createdDate"], f["id"]))
+            body["mimeType"] = mime
+        try:
+            meta = self._call("insert", key, lambda s: s.files().insert(
+                body=body, media_body=_media(data) if data is not None else None, fields=FOLDER_FIELDS,
+                supportsAllDrives=True))
+        except _Refused as exc:
+            landed = self._get_meta(key, file_id) if exc.retried else None
+            if landed is None or _props(landed).get(NONCE_PROPERTY) != nonce:
+                raise self._refusal("create", key, exc) from None
+            meta = landed
+        with self._lock:
+            self._mine.add(file_id)
+        return meta
 
-    def _resolve_folder(self, path: str) -> str:
+    def _remove_file(self, key: str, file_id: str) -> None:
+        """Delete a file this account may delete (an orphan or a tombstone); failures are logged:
+        an orphan costs space, never correctness."""
+        try:
+            self._call("delete", key, lambda s: s.files().delete(fileId=file_id, supportsAllDrives=True))
+        except (_Refused, StoreError) as exc:
+            if not (isinstance(exc, _Refused) and exc.status == 404):
+                log.info("Google Drive: could not remove unused file %s of %r (%s); `sessionkit gc` "
+                         "collects it later", file_id, key, exc)
+
+    # -- folder and catalog ------------------------------------------------------
+
+    def _resolve_path(self, path: str) -> str:
+        """Find or create ``path`` under My Drive, by title search: for one account only."""
         parent = "root"
         for name in [p for p in path.strip("/").split("/") if p]:
-            found = self._find(name, parent, FOLDER_MIME)
-            if found:
+            q = (f"title = '{_quote(name)}' and '{_quote(parent)}' in parents and trashed = false "
+                 f"and mimeType = '{FOLDER_MIME}'")
+            found = self._call("list", name, lambda s: s.files().list(
+                q=q, maxResults=100, fields=f"items({FOLDER_FIELDS})", supportsAllDrives=True,
+                includeItemsFromAllDrives=True)).get("items", [])
+            if found:  # prefer an existing store, then the oldest
+                found.sort(key=lambda f: (CATALOG_PROPERTY not in _props(f), f.get("createdDate", ""), f["id"]))
                 parent = found[0]["id"]
-                continue
-            created = self._call("mkdir", name, lambda s: s.files().insert(
-                body={"title": name, "mimeType": FOLDER_MIME, "parents": [{"id": parent}]}, fields=FIELDS))
-            again = self._find(name, parent, FOLDER_MIME)  # two runtimes may create it at once
-            parent = again[0]["id"] if again else created["id"]
+            else:
+                parent = self._insert(name, None, name, parent, FOLDER_MIME)["id"]
         return parent
 
-    def _lookup(self, key: str) -> Optional[dict[str, Any]]:
-        found = self._find(key, self.folder_id)
-        if not found:
-            self._ids.pop(key, None)
-            return None
-        self._ids[key] = found[0]["id"]
-        return found[0]
+    def _open_folder(self) -> None:
+        """Find the store's catalog through the folder's property, creating it the first time."""
+        for _attempt in range(5):
+            folder = self._get_meta("(store folder)", self.folder_id, FOLDER_FIELDS)
+            if folder is None or not _alive(folder) or folder.get("mimeType") != FOLDER_MIME:
+                raise StoreError(f"Google Drive: no folder {self.folder_id} reachable by this account "
+                                 f"({self._auth.source}): check the link, and share the folder with "
+                                 f"this account as Editor")
+            if self._auth.service_account and not folder.get("driveId"):
+                raise StoreError(self._service_account_hint(self.url))
+            catalog_id = _props(folder).get(CATALOG_PROPERTY)
+            if catalog_id:
+                self._catalog_id = catalog_id
+                if self._load_catalog(missing_ok=True):
+                    return
+            self._create_catalog(folder)
+            if self._catalog_loaded:
+                return
+        raise StoreError(f"Google Drive: the folder {self.folder_id} keeps changing while its store is "
+                         f"set up; try again")
 
-    def _meta(self, key: str) -> Optional[dict[str, Any]]:
-        """Current metadata of ``key`` (id from the cache when known)."""
-        from googleapiclient.errors import HttpError
-
-        file_id = self._ids.get(key)
-        if file_id is None:
-            return self._lookup(key)
+    def _create_catalog(self, folder: dict[str, Any]) -> None:
+        raw = json.dumps({"kind": CATALOG_KIND, "v": 1, "keys": {}}).encode()
+        meta = self._insert("(catalog)", raw, "sessionkit-catalog.json", self.folder_id)
         try:
-            return self._call("get", key, lambda s: s.files().get(fileId=file_id, fields=FIELDS))
-        except HttpError as exc:
-            if int(exc.resp.status) == 404:
-                return self._lookup(key)  # deleted, maybe written again under a new id
-            raise self._error("read", key, exc) from None
+            self._update("(store folder)", self.folder_id, folder["etag"], None, {CATALOG_PROPERTY: meta["id"]})
+        except _Refused as exc:
+            self._remove_file("(catalog)", meta["id"])
+            if exc.status == 412:
+                return  # another runtime set the folder up first: read its catalog
+            raise self._refusal("set up the store in", "(store folder)", exc) from None
+        self._catalog_id, self._catalog_etag, self._catalog, self._catalog_loaded = meta["id"], meta["etag"], {}, True
 
-    def _error(self, what: str, key: str, exc: Any) -> StoreError:
-        return StoreError(f"Google Drive: cannot {what} {key!r} (HTTP {exc.resp.status} {_reason(exc)})",
-                          key=key)
+    def _load_catalog(self, key: str = "(catalog)", missing_ok: bool = False) -> bool:
+        """Read the catalog (two requests); ``key`` is what the caller wanted, for messages."""
+        for _attempt in range(8):
+            meta = self._get_meta(key, self._catalog_id)
+            if meta is None or not _alive(meta):
+                if missing_ok:
+                    return False
+                raise StoreError(f"Google Drive: the catalog of {self.url} is gone (deleted or trashed "
+                                 f"by hand?); restore it from Drive's trash", key="(catalog)")
+            data = self._download(key, self._catalog_id)
+            if data is None or hashlib.md5(data).hexdigest() != meta.get("md5Checksum"):
+                time.sleep(random.random() * 0.05 * (_attempt + 1))  # changed between the two reads
+                continue
+            try:
+                body = json.loads(data)
+                if body.get("kind") != CATALOG_KIND or not isinstance(body.get("keys"), dict):
+                    raise ValueError("not a sessionkit catalog")
+                keys = {str(k): str(v) for k, v in body["keys"].items()}
+            except (ValueError, AttributeError) as exc:
+                raise CorruptRecord("(catalog)", self.url, str(exc), meta["etag"]) from None
+            with self._lock:
+                self._catalog, self._catalog_etag, self._catalog_loaded = keys, meta["etag"], True
+                self._ids = dict(keys)
+            return True
+        raise StoreError(f"Google Drive: the catalog of {self.url} keeps changing while being read; "
+                         f"try again", key="(catalog)")
 
-    # -- the contract --------------------------------------------------------------
+    def _change_catalog(self, key: str, change: Callable[[dict[str, str]], Optional[dict[str, str]]]) -> None:
+        """Compare-and-swap the catalog: ``change`` returns the new mapping, or None when
+        there is nothing to do (e.g. an earlier try already landed). It may raise."""
+        if not self._catalog_loaded:
+            self._load_catalog(key)
+        for _attempt in range(50):
+            new = change(dict(self._catalog))
+            if new is None:
+                return
+            raw = json.dumps({"kind": CATALOG_KIND, "v": 1, "keys": new}, separators=(",", ":")).encode()
+            try:
+                meta = self._update(key, self._catalog_id, self._catalog_etag, raw, {})
+            except _Refused as exc:
+                if exc.status != 412:
+                    raise self._refusal("update the catalog for", key, exc) from None
+                self._load_catalog(key)
+                continue
+            with self._lock:
+                self._catalog, self._catalog_etag, self._ids = new, meta["etag"], dict(new)
+            return
+        raise StoreError(f"Google Drive: too many writers changed the catalog of {self.url} at once; "
+                         f"try again", key=key)
+
+    def _file_id(self, key: str, fresh: bool = False) -> Optional[str]:
+        """The key's file id from the catalog (read again when unknown or ``fresh``)."""
+        if fresh or not self._catalog_loaded or key not in self._ids:
+            self._load_catalog(key)
+        return self._ids.get(key)
+
+    def _live_meta(self, key: str) -> Optional[dict[str, Any]]:
+        """Metadata of the key's live file, or None when the key holds no record."""
+        file_id = self._file_id(key)
+        for fresh in (False, True):
+            if file_id is None:
+                return None
+            meta = self._get_meta(key, file_id)
+            if _alive(meta):
+                return meta
+            if fresh:
+                return None
+            file_id = self._file_id(key, fresh=True)  # a stale cache names a dead file
+        return None
+
+    def _version_of(self, key: str) -> Optional[str]:
+        meta = self._live_meta(key)
+        return f"{meta['id']}:{meta['etag']}" if meta else None
+
+    def _parse(self, key: str, version: str) -> Optional[tuple[str, str]]:
+        """(file id, etag) if ``version`` is one of this key's versions in a form Drive takes."""
+        file_id, _, etag = version.partition(":")
+        if not file_id or not _ETAG.fullmatch(etag):
+            return None
+        if self._ids.get(key) != file_id and self._file_id(key, fresh=True) != file_id:
+            return None  # another key's file (or a deleted one): never write there
+        return file_id, etag
+
+    # -- the contract ------------------------------------------------------------
 
     def get(self, key: str) -> Optional[Record]:
-        from googleapiclient.errors import HttpError
-
         check_key(key)
-        for _ in range(5):
-            meta = self._meta(key)
+        for attempt in range(8):
+            meta = self._live_meta(key)
             if meta is None:
                 return None
-            try:
-                data = self._call("download", key, lambda s: s.files().get_media(fileId=meta["id"]))
-            except HttpError as exc:
-                if int(exc.resp.status) == 404:
-                    self._ids.pop(key, None)
-                    continue
-                raise self._error("read", key, exc) from None
-            if hashlib.md5(data).hexdigest() == meta.get("md5Checksum"):
-                return Record(data, meta["etag"])
-            self._ids.pop(key, None)  # it changed between the two requests: read again
+            data = self._download(key, meta["id"])
+            if data is not None and hashlib.md5(data).hexdigest() == meta.get("md5Checksum"):
+                with self._lock:
+                    self._etags[key] = meta["etag"]
+                return Record(data, f"{meta['id']}:{meta['etag']}")
+            time.sleep(random.random() * 0.05 * (attempt + 1))  # it changed between the two reads
         raise StoreError(f"Google Drive: {key!r} keeps changing while being read; try again", key=key)
 
     def put(self, key: str, data: bytes, *, expect: Expect = None) -> str:
-        from googleapiclient.errors import HttpError
-
         check_key(key)
         data = check_data(key, data)
         check_expect(key, expect)
         if expect is ABSENT:
             return self._create(key, data, exclusive=True)
-        if expect is None:
-            file_id = self._ids.get(key)  # a cached id needs no lookup; a stale one answers 404
-            if file_id is None:
-                meta = self._meta(key)
+        if isinstance(expect, str):
+            target = self._parse(key, expect)
+            if target is None:
+                raise Conflict(key, expect, self._version_of(key))
+            try:
+                meta = self._update(key, target[0], target[1], data, {})
+            except _Refused as exc:
+                if exc.status not in (404, 412):
+                    raise self._refusal("write", key, exc) from None
+                raise Conflict(key, expect, self._version_of(key)) from None
+            if not _alive(meta):  # trashed by hand: the key holds no record
+                raise Conflict(key, expect, None)
+            with self._lock:
+                self._etags[key] = meta["etag"]
+            return f"{meta['id']}:{meta['etag']}"
+        return self._overwrite(key, data)
+
+    def _overwrite(self, key: str, data: bytes) -> str:
+        """An unconditional put: a compare-and-swap on the version last seen, read again on
+        a mismatch (never an update without If-Match, which could revive a tombstone)."""
+        file_id, etag = self._ids.get(key), self._etags.get(key)
+        for _attempt in range(20):
+            if file_id is None or etag is None:
+                meta = self._live_meta(key)
                 if meta is None:
                     return self._create(key, data, exclusive=False)
-                file_id = meta["id"]
-        else:
-            file_id = self._ids.get(key) or (self._meta(key) or {}).get("id")
-            if file_id is None:
-                raise Conflict(key, expect, None)
-        try:
-            answer = self._call("update", key, lambda s: s.files().update(
-                fileId=file_id, media_body=_media(data), fields=FIELDS),
-                if_match=expect if isinstance(expect, str) else None)
-        except HttpError as exc:
-            status = int(exc.resp.status)
-            if status not in (404, 412):
-                raise self._error("write", key, exc) from None
-            if expect is None:  # deleted meanwhile (or the cached id is stale): write it anew
-                self._ids.pop(key, None)
-                return self.put(key, data)
-            current = self._meta(key)
-            if current is not None and getattr(self._local, "retried", False) \
-                    and current.get("md5Checksum") == hashlib.md5(data).hexdigest():
-                return current["etag"]  # a retried update whose first try had landed
-            raise Conflict(key, expect, current["etag"] if current else None) from None
-        return answer["etag"]
+                file_id, etag = meta["id"], meta["etag"]
+            try:
+                meta = self._update(key, file_id, etag, data, {})
+            except _Refused as exc:
+                if exc.status not in (404, 412):
+                    raise self._refusal("write", key, exc) from None
+                file_id = etag = None
+                continue
+            if not _alive(meta):
+                file_id = etag = None
+                continue
+            with self._lock:
+                self._etags[key] = meta["etag"]
+            return f"{meta['id']}:{meta['etag']}"
+        raise StoreError(f"Google Drive: {key!r} keeps changing while being written; try again", key=key)
 
     def _create(self, key: str, data: bytes, exclusive: bool) -> str:
-        answer = self._call("insert", key, lambda s: s.files().insert(
-            body={"title": key, "parents": [{"id": self.folder_id}]}, media_body=_media(data), fields=FIELDS))
-        same = self._find(key, self.folder_id)  # a retried insert, or another writer, may have made more
-        winner = same[0] if same else answer
-        for other in same:
-            if other["id"] != winner["id"] and (other["id"] == answer["id"] or winner["id"] == answer["id"]):
-                self._delete_id(key, other["id"], None)  # ours lost, or a duplicate of ours/theirs
-        self._ids[key] = winner["id"]
-        if winner["id"] == answer["id"]:
-            return answer["etag"]
-        if exclusive:
-            raise Conflict(key, ABSENT, winner["etag"])
-        return self.put(key, data)  # an unconditional write: ours goes on top of the winner
+        meta = self._insert(key, data, key, self.folder_id)
+        new_id = meta["id"]
 
-    def _delete_id(self, key: str, file_id: str, if_match: Optional[str]) -> bool:
-        from googleapiclient.errors import HttpError
+        def add(catalog: dict[str, str]) -> Optional[dict[str, str]]:
+            current = catalog.get(key)
+            if current == new_id:
+                return None  # an earlier try landed
+            if current is not None:
+                other = self._get_meta(key, current)
+                if _alive(other):
+                    raise _Taken(other)  # type: ignore[arg-type]
+            catalog[key] = new_id
+            return catalog
 
         try:
-            self._call("delete", key, lambda s: s.files().delete(fileId=file_id), if_match=if_match)
-            return True
-        except HttpError as exc:
-            if int(exc.resp.status) == 404:
-                return False
-            if int(exc.resp.status) == 412:
-                raise
-            raise self._error("delete", key, exc) from None
+            self._change_catalog(key, add)
+        except _Taken as lost:
+            self._remove_file(key, new_id)
+            winner = lost.meta
+            if exclusive:
+                raise Conflict(key, ABSENT, f"{winner['id']}:{winner['etag']}") from None
+            with self._lock:
+                self._ids[key], self._etags[key] = winner["id"], winner["etag"]
+            return self._overwrite(key, data)
+        with self._lock:
+            self._etags[key] = meta["etag"]
+        return f"{new_id}:{meta['etag']}"
 
     def delete(self, key: str, *, expect: Expect = None) -> bool:
-        from googleapiclient.errors import HttpError
-
         check_key(key)
         check_expect(key, expect)
-        if expect is None and key in self._ids:  # a cached id needs no lookup first
-            if self._delete_id(key, self._ids[key], None):
-                self._ids.pop(key, None)
-                return True
-            self._ids.pop(key, None)  # stale: look the key up below
-        meta = self._meta(key)
-        if meta is None:
-            if expect is not None and expect is not ABSENT:
-                raise Conflict(key, expect, None)
-            return False
         if expect is ABSENT:
-            raise Conflict(key, expect, meta["etag"])
+            current = self._version_of(key)
+            if current is not None:
+                raise Conflict(key, expect, current)
+            return False
+        for _attempt in range(20):
+            if isinstance(expect, str):
+                target = self._parse(key, expect)
+                if target is None:
+                    raise Conflict(key, expect, self._version_of(key))
+                file_id, etag = target
+            else:
+                meta = self._live_meta(key)
+                if meta is None:
+                    return False
+                file_id, etag = meta["id"], meta["etag"]
+            try:
+                if file_id in self._mine:  # ours (inserted here): a conditional delete is the delete
+                    tomb = self._delete_mine(key, file_id, etag)
+                else:  # the tombstone is the delete: its new etag fails every stale writer
+                    tomb = self._update(key, file_id, etag, b"", {TOMBSTONE_PROPERTY: "1"})
+            except _Refused as exc:
+                if exc.status not in (404, 412):
+                    raise self._refusal("delete", key, exc) from None
+                if isinstance(expect, str):
+                    raise Conflict(key, expect, self._version_of(key)) from None
+                continue  # it changed meanwhile: delete what is there now
+            self._change_catalog(key, lambda c: (c.pop(key), c)[1] if c.get(key) == file_id else None)
+            with self._lock:
+                self._etags.pop(key, None)
+            if tomb and (tomb.get("capabilities") or {}).get("canDelete"):
+                self._remove_file(key, file_id)  # a tombstone we may remove: free the space
+            return True
+        raise StoreError(f"Google Drive: {key!r} keeps changing while being deleted; try again", key=key)
+
+    def _delete_mine(self, key: str, file_id: str, etag: str) -> dict[str, Any]:
+        """Delete a file this store inserted, with ``If-Match``; {} when done. A 404 after a
+        retry means an earlier try landed."""
         try:
-            removed = self._delete_id(key, meta["id"], expect if isinstance(expect, str) else None)
-        except HttpError:
-            current = self._meta(key)
-            raise Conflict(key, expect, current["etag"] if current else None) from None
-        self._ids.pop(key, None)
-        return removed
+            self._call("delete", key, lambda s: s.files().delete(fileId=file_id, supportsAllDrives=True),
+                       if_match=etag)
+        except _Refused as exc:
+            if not (exc.status == 404 and exc.retried):
+                raise
+        with self._lock:
+            self._mine.discard(file_id)
+        return {}
 
     def list(self, prefix: str = "") -> list[str]:
         check_prefix(prefix)
-        q = f"'{_quote(self.folder_id)}' in parents and trashed = false"
-        titles: set[str] = set()
-        token = None
-        while True:
-            page = self._call("list", prefix or "*", lambda s: s.files().list(
-                q=q, maxResults=1000, pageToken=token, fields=f"nextPageToken,items({FIELDS})"))
-            for item in page.get("items", []):
-                if item["title"].startswith(prefix):
-                    titles.add(item["title"])
-                    self._ids.setdefault(item["title"], item["id"])
-            token = page.get("nextPageToken")
-            if not token:
-                return sorted(titles)
+        self._load_catalog(prefix or "(all keys)")
+        return sorted(k for k in self._catalog if k.startswith(prefix))
+
+    def describe(self) -> str:
+        """What to give another runtime, for people: the URL and the folder link."""
+        return f"{self.url} (folder {self.link})"
 
 
 def _media(data: bytes) -> Any:
@@ -386,19 +614,25 @@ def _reason(exc: Any) -> str:
         return ""
 
 
-def _in_colab() -> bool:
-    import sys
-
-    return "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG")) and \
-        not os.environ.get("KAGGLE_KERNEL_RUN_TYPE")
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def open_gdrive(url: str) -> GDriveStore:
     """``gdrive://<folder path under My Drive>`` or ``gdrive://id/<folderId>``."""
     rest = url[len("gdrive://"):]
     if not rest.strip("/"):
-        raise ValueError(f"{url!r} names no folder: use gdrive://<folder path under My Drive> or "
-                         f"gdrive://id/<folderId>")
+        raise ValueError(f"{url!r} names no folder: use gdrive://id/<folderId>, a Drive folder link, or "
+                         f"gdrive://<folder path under My Drive>")
     if rest.startswith("id/"):
         return GDriveStore(folder_id=rest[3:].strip("/"))
     return GDriveStore(rest)
+
+
+def open_drive_link(url: str) -> GDriveStore:
+    """A Drive folder link, as Drive's Share button gives it."""
+    folder_id = folder_id_from_link(url)
+    if folder_id is None:
+        raise ValueError(f"{url!r} is not a Google Drive folder link; the only https:// stores are Drive "
+                         f"folders (https://drive.google.com/drive/folders/<id>)")
+    return GDriveStore(folder_id=folder_id)
