@@ -197,11 +197,39 @@ def handover_backup(url: str, log_path: str, items: str, item_seconds: str, ttl:
     print(json.dumps({"status": primary.job.status, "done": primary.job.done}), flush=True)
 
 
-def drive_count(folder: str, times: str) -> None:
+def drive_count(url: str, times: str) -> None:
     """CAS increments on a gdrive:// store (the environment points it at the emulator)."""
-    store = sessionkit.open_store(f"gdrive://{folder}")
+    store = sessionkit.open_store(url)
     conflicts = sum(increment(store, "counter") for _ in range(int(times)))
     print(json.dumps({"conflicts": conflicts, "requests": store.stats["requests"]}), flush=True)
+
+
+def _at(start_at: str) -> None:
+    """Wait until a wall-clock moment both racers were given, so their requests overlap."""
+    time.sleep(max(0.0, float(start_at) - time.time()))
+
+
+def drive_create_race(url: str, name: str, start_at: str) -> None:
+    """One racer for a create-only put: prints whether it won and how many searches it made."""
+    store = sessionkit.open_store(url)
+    _at(start_at)
+    try:
+        version = store.put("lock", name.encode(), expect=ABSENT)
+        won = True
+    except Conflict:
+        version, won = None, False
+    print(json.dumps({"won": won, "version": version, "lists": store.stats["by_method"].get("list", 0)}),
+          flush=True)
+
+
+def drive_lease_race(url: str, holder: str, start_at: str) -> None:
+    """One racer for a lease: prints the token it got (or null) and whether it still holds."""
+    store = sessionkit.open_store(url)
+    lease = sessionkit.Lease(store, "primary", holder=holder, ttl=600)
+    _at(start_at)
+    token = lease.try_acquire()
+    renewed = lease.renew() if token is not None else False
+    print(json.dumps({"token": token, "renewed": renewed}), flush=True)
 
 
 if __name__ == "__main__":

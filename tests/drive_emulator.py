@@ -108,13 +108,19 @@ class DriveEmulator:
         self.token_ttl = 3600.0
         self.requests = 0
         self.by_kind: dict[str, int] = {}
-        self._queued: list[str] = []
+        self.statuses: dict[int, int] = {}  # answers sent, by HTTP status
+        self.journal: list[str] = []  # the kind of every request answered, in order
+        self._queued: list[Optional[str]] = []
         self._random: Optional[tuple[float, list[str], random.Random]] = None
         self.faults_served = 0
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without this, Nagle's algorithm and the
+            # client's delayed ACK add 40 ms to every answer (latency is injected on purpose
+            # with ``latency`` instead)
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 return
@@ -208,8 +214,14 @@ class DriveEmulator:
 
     # -- faults -----------------------------------------------------------------
 
-    def inject(self, *kinds: str) -> None:
-        """Answer the next requests with these faults, in order (see the module docstring)."""
+    def expire_tokens(self) -> None:
+        """Every access token handed out so far expires now (clients must refresh)."""
+        with self.lock:
+            self.tokens = {t: (email, 0.0) for t, (email, _) in self.tokens.items()}
+
+    def inject(self, *kinds: Optional[str]) -> None:
+        """Answer the next requests with these faults, in order (see the module docstring);
+        ``None`` lets a request through, so ``inject(None, None, "lost")`` hits the third."""
         with self.lock:
             self._queued.extend(kinds)
 
@@ -285,9 +297,9 @@ class DriveEmulator:
         drive = self._drive_of(meta)
         if drive is not None:
             return all_drives and email in self.drives.get(drive, set())
-        if meta["_owner"] == email:
-            return True
-        return any(email in self.shared.get(m["id"], set()) for m in self._ancestors(meta))
+        # the owner of the file or of any folder above it, or anyone it is shared with
+        return any(m["_owner"] == email or email in self.shared.get(m["id"], set())
+                   for m in self._ancestors(meta))
 
     def _public(self, meta: dict[str, Any], email: Optional[str]) -> dict[str, Any]:
         out = {k: v for k, v in meta.items() if not k.startswith("_")}
@@ -329,6 +341,8 @@ class DriveEmulator:
 
     def _send(self, h: Any, status: int, body: Any = None, headers: Optional[dict] = None,
               raw: Optional[bytes] = None) -> None:
+        with self.lock:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
         if isinstance(h, _Captured):
             h.status = status
             return
@@ -422,6 +436,7 @@ class DriveEmulator:
     def _count(self, kind: str) -> None:
         with self.lock:
             self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
+            self.journal.append(kind)
 
     def _route(self, h: Any, method: str, path: str, query: dict, body: bytes, headers: Any, email: str) -> None:
         all_drives = query.get("supportsAllDrives") == "true"

@@ -99,14 +99,13 @@ def test_create_only_race_has_one_winner(emulator):
 
 @pytest.mark.slow
 def test_three_processes_100_cas_increments_each_end_exact(emulator, tmp_path):
-    folder = f"gdrive-tests/{uuid.uuid4().hex[:8]}"
-    sessionkit.open_store(f"gdrive://{folder}")  # create the folder once
-    procs = [subprocess.Popen([sys.executable, WORKERS, "drive_count", folder, "100"], stdout=subprocess.PIPE,
+    url = fresh(emulator).url  # create the store once; the workers open it by id
+    procs = [subprocess.Popen([sys.executable, WORKERS, "drive_count", url, "100"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=os.environ.copy()) for _ in range(3)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
-    value = json.loads(sessionkit.open_store(f"gdrive://{folder}").get("counter").data)["value"]
+    value = json.loads(sessionkit.open_store(url).get("counter").data)["value"]
     assert value == 300
     assert sum(json.loads(o)["conflicts"] for o, _ in outs) > 0
 

@@ -73,11 +73,13 @@ _LINK = re.compile(r"^https://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|op
 
 
 class _Refused(Exception):
-    """Drive answered a status that retrying cannot change (404, 409, 412, 403 permission, ...)."""
+    """Drive answered a status that retrying cannot change (404, 409, 412, 403 permission, ...).
 
-    def __init__(self, status: int, reason: str, retried: bool) -> None:
+    ``current``: the file's metadata as read after a 412 (None when gone or not read)."""
+
+    def __init__(self, status: int, reason: str, current: Optional[dict[str, Any]] = None) -> None:
         super().__init__(f"HTTP {status} {reason}".strip())
-        self.status, self.reason, self.retried = status, reason, retried
+        self.status, self.reason, self.current = status, reason, current
 
 
 class _Taken(Exception):
@@ -161,8 +163,8 @@ class GDriveStore(Store):
         """One request, retried on rate limits, 5xx, timeouts and dropped connections.
 
         Returns the parsed answer (bytes for media). Raises ``_Refused`` for answers a
-        retry cannot change (with ``retried`` set when an earlier try may have landed)
-        and ``StoreError`` once the retries are spent.
+        retry cannot change and ``StoreError`` once the retries are spent. Any try, ours or
+        httplib2's own resend, may have landed before its answer was lost.
         """
         from googleapiclient.errors import HttpError
 
@@ -181,7 +183,7 @@ class GDriveStore(Store):
                 self._count_error(str(status))
                 retryable = (status == 403 and reason in RATE_REASONS) or status in (408, 429) or status >= 500
                 if not retryable:
-                    raise _Refused(status, reason, attempt > 0) from None
+                    raise _Refused(status, reason) from None
                 problem = f"HTTP {status} {reason}".strip()
             except (socket.timeout, TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
                 self._count_error(type(exc).__name__)
@@ -261,10 +263,14 @@ class GDriveStore(Store):
                 fileId=file_id, body=body, media_body=_media(data) if data is not None else None,
                 fields=FIELDS, supportsAllDrives=True), if_match=etag)
         except _Refused as exc:
-            if exc.retried and exc.status in (404, 412):
-                landed = self._get_meta(key, file_id)
-                if landed is not None and _props(landed).get(NONCE_PROPERTY) == nonce:
-                    return landed  # the first try landed; its answer was lost
+            if exc.status not in (404, 412):
+                raise
+            # Any layer may have retried (httplib2 resends a dropped PUT by itself): look
+            # whether this write is the one that is there.
+            current = self._get_meta(key, file_id)
+            if current is not None and _props(current).get(NONCE_PROPERTY) == nonce:
+                return current  # an earlier try landed; its answer was lost
+            exc.current = current
             raise
 
     def _new_id(self, key: str) -> str:
@@ -294,7 +300,7 @@ class GDriveStore(Store):
                 body=body, media_body=_media(data) if data is not None else None, fields=FOLDER_FIELDS,
                 supportsAllDrives=True))
         except _Refused as exc:
-            landed = self._get_meta(key, file_id) if exc.retried else None
+            landed = self._get_meta(key, file_id) if exc.status in (400, 409) else None
             if landed is None or _props(landed).get(NONCE_PROPERTY) != nonce:
                 raise self._refusal("create", key, exc) from None
             meta = landed
@@ -477,7 +483,9 @@ class GDriveStore(Store):
             except _Refused as exc:
                 if exc.status not in (404, 412):
                     raise self._refusal("write", key, exc) from None
-                raise Conflict(key, expect, self._version_of(key)) from None
+                now = exc.current
+                actual = f"{now['id']}:{now['etag']}" if _alive(now) else self._version_of(key)  # type: ignore[index]
+                raise Conflict(key, expect, actual) from None
             if not _alive(meta):  # trashed by hand: the key holds no record
                 raise Conflict(key, expect, None)
             with self._lock:
@@ -584,7 +592,7 @@ class GDriveStore(Store):
             self._call("delete", key, lambda s: s.files().delete(fileId=file_id, supportsAllDrives=True),
                        if_match=etag)
         except _Refused as exc:
-            if not (exc.status == 404 and exc.retried):
+            if exc.status != 404:  # gone: this delete (retried by some layer) or another one
                 raise
         with self._lock:
             self._mine.discard(file_id)
