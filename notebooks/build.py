@@ -13,19 +13,36 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
-INSTALL = '''# Install sessionkit if this runtime does not have it yet. In Colab this upgrades
-# nothing Colab ships: sessionkit only needs versions Colab already has.
-import importlib.util, subprocess, sys
-if importlib.util.find_spec("sessionkit") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "sessionkit"])'''
+INSTALL = '''# Install sessionkit only from a source you control. The PyPI name "sessionkit" belongs
+# to an unrelated project: this cell never installs it. It uses sessionkit (distribution
+# "sessionkit-runtime") if this runtime has it, else installs SESSIONKIT_SOURCE (a pip
+# requirement you control: a git URL of where you keep the project, a wheel, a folder),
+# else the checkout this notebook was opened from. It upgrades nothing Colab ships.
+import importlib.metadata, importlib.util, os, pathlib, re, subprocess, sys
+SESSIONKIT_SOURCE = os.environ.get("SESSIONKIT_SOURCE", "")  # e.g. "git+https://github.com/<you>/sessionkit"
+_found = {re.sub(r"[-_.]+", "-", n).lower() for n in importlib.metadata.packages_distributions().get("sessionkit", [])}
+_others = sorted(_found - {"sessionkit-runtime"})
+if _others:
+    raise RuntimeError(f"{_others} (not sessionkit-runtime) provides the module 'sessionkit' here: remove it "
+                       f"with `pip uninstall -y {' '.join(_others)}` and run this cell again")
+if not _found or importlib.util.find_spec("sessionkit") is None:
+    _checkout = next((p for p in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents) if (p / "setup.cfg").is_file()
+                      and "name = sessionkit-runtime" in (p / "setup.cfg").read_text()), None)
+    _source = SESSIONKIT_SOURCE or (str(_checkout) if _checkout else "")
+    if not _source:
+        raise RuntimeError("sessionkit is not installed here: set SESSIONKIT_SOURCE (in this cell or the "
+                           "environment) to a git URL, a wheel or a folder of the project you control")
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", _source])
+    importlib.invalidate_caches()'''
 
 RUN_ANYWHERE = """**Run it** in Colab (Runtime → Run all), in Jupyter, or headless with papermill
 (`papermill {name}.ipynb out.ipynb -p STORE /path/to/store`)."""
 
-STORE_NOTE = """`STORE` is where the progress lives. A local folder works for one machine. For a
-backup on another machine both need a store they share with real compare-and-swap;
-a mounted Google Drive (`/content/drive`) is **not** such a store: it syncs late and
-sessionkit refuses to put a lease there."""
+STORE_NOTE = """`STORE` is where the progress lives. Left empty, it is a Google Drive folder in
+your My Drive when this runs in Colab (used through the Drive API, so another runtime
+sees every write), and the local folder `sessionkit-state` elsewhere, which only this
+machine sees. A mounted Google Drive (`/content/drive`) is **not** a store two runtimes
+can share: it syncs late and sessionkit refuses to put a lease there."""
 
 TERMS = """**Colab's terms forbid using several accounts to get around its usage limits.**
 Run the backup only on a runtime you may legitimately use: a second runtime of your
@@ -51,13 +68,14 @@ after a crash or a new runtime: the job resumes where it stopped.
 
 {RUN_ANYWHERE.format(name="primary")}"""),
         new_code_cell(INSTALL),
-        _parameters('''STORE = "sessionkit-state"   # folder or store URL
+        _parameters('''STORE = ""                   # empty: a Drive folder in Colab, "sessionkit-state" elsewhere
 JOB = "my-job"               # the job's name in the store
 RUNTIME = "colab-free"       # colab-free, colab-pro-plus, kaggle or local
 TIME_SCALE = 1.0             # 1.0 = real time, 720 runs a 12 h runtime in a minute
-LEASE_TTL = 60.0             # seconds a dead primary's lease lasts before a backup takes over
+LEASE_TTL = 60.0             # real seconds a dead primary's lease lasts before a backup takes over
 ITEMS = 100                  # the demo workload: ITEMS items ...
-ITEM_SECONDS = 1.0           # ... of ITEM_SECONDS each'''),
+ITEM_SECONDS = 1.0           # ... of ITEM_SECONDS each
+RELEASE_RUNTIME = False      # Colab: give the runtime back once the job has completed'''),
         new_code_cell('''from sessionkit import notebook
 
 primary = notebook.start_primary(STORE, JOB, runtime=RUNTIME, time_scale=TIME_SCALE,
@@ -65,7 +83,9 @@ primary = notebook.start_primary(STORE, JOB, runtime=RUNTIME, time_scale=TIME_SC
         new_code_cell(WORK),
         new_code_cell('''notebook.run(primary, items, work)
 print(f"job {primary.job.id}: {primary.job.status}, {primary.job.done} done"
-      + (" (handed over to the backup)" if primary.handed_over else ""))'''),
+      + (" (handed over to the backup)" if primary.handed_over else ""))
+if RELEASE_RUNTIME:
+    print(notebook.release_runtime(primary))'''),
     ])
 
 
@@ -83,7 +103,7 @@ Never two primaries at once: every checkpoint carries a fencing token.
 
 {RUN_ANYWHERE.format(name="backup")}"""),
         new_code_cell(INSTALL),
-        _parameters('''STORE = "sessionkit-state"
+        _parameters('''STORE = ""                   # the primary's: the value it printed, or the Drive folder's link
 JOB = "my-job"               # the job this backup expects to take over
 RUNTIME = "kaggle"           # this runtime's kind
 TIME_SCALE = 1.0
@@ -91,7 +111,8 @@ LEASE_TTL = 60.0
 ITEMS = 100
 ITEM_SECONDS = 1.0
 PRIORITY = 1                 # lower goes first when several backups watch
-APPROVAL = "auto"            # "required": wait for `sessionkit approve STORE REQUEST`'''),
+APPROVAL = "auto"            # "required": wait for `sessionkit approve STORE REQUEST`
+RELEASE_RUNTIME = False      # Colab: give the runtime back once the job has completed'''),
         new_code_cell('''from sessionkit import notebook
 
 primary = notebook.start_backup(STORE, job=JOB, runtime=RUNTIME, time_scale=TIME_SCALE,
@@ -100,7 +121,9 @@ primary = notebook.start_backup(STORE, job=JOB, runtime=RUNTIME, time_scale=TIME
         new_code_cell(WORK),
         new_code_cell('''if primary is not None:
     notebook.run(primary, items, work)
-    print(f"job {primary.job.id}: {primary.job.status}, {primary.job.done} done")'''),
+    print(f"job {primary.job.id}: {primary.job.status}, {primary.job.done} done")
+    if RELEASE_RUNTIME:
+        print(notebook.release_runtime(primary))'''),
     ])
 
 
@@ -117,7 +140,7 @@ cannot be read are recorded in the `errors` table and never stop the run.
 
 {RUN_ANYWHERE.format(name="ingest")}"""),
         new_code_cell(INSTALL),
-        _parameters('''STORE = "sessionkit-state"
+        _parameters('''STORE = "sessionkit-state"      # a folder, or the primary's store URL
 SOURCE_DIR = "images"
 PATTERN = "*.png|*.jpg|*.jpeg"
 CATALOG = "catalog.sqlite"
@@ -143,7 +166,7 @@ with three plots saved as PNG in `OUT_DIR`.
 
 {RUN_ANYWHERE.format(name="history")}"""),
         new_code_cell(INSTALL),
-        _parameters('''STORE = "sessionkit-state"
+        _parameters('''STORE = "sessionkit-state"      # a folder, or the primary's store URL (gdrive://id/...)
 OUT_DIR = "history-plots"'''),
         new_code_cell('''from sessionkit import history, plots
 

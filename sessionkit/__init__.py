@@ -29,9 +29,32 @@ from .widgets import auto_view as _auto_view
 _job_module.default_view = _auto_view  # display=True: a widget in notebooks, a text line elsewhere
 
 __version__ = "0.1.0"
+__distribution__ = "sessionkit-runtime"  # the PyPI name; "sessionkit" there is another project
+
+# Submodules that need pandas, matplotlib or ipywidgets, or are applications, load on first
+# use (PEP 562): ``import sessionkit as sk; sk.history.load(...)`` works, and ``import
+# sessionkit`` itself stays light.
+_LAZY_MODULES = ("cli", "config", "demo", "handover", "history", "ingest", "jobs", "lease", "notebook",
+                 "notify", "plots", "runtimes", "sessions", "store", "widgets")
+_LAZY_NAMES = {"Primary": "handover", "Backup": "handover"}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module 'sessionkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_NAMES))
 
 __all__ = [
     "ABSENT",
+    "Backup",
     "Clock",
     "Conflict",
     "CorruptRecord",
@@ -41,6 +64,7 @@ __all__ = [
     "Lease",
     "LeaseLost",
     "LeaseTimeout",
+    "Primary",
     "Record",
     "Runtime",
     "ScaledClock",

@@ -130,8 +130,8 @@ class _Watcher:
 def run(store_dir: Optional[str] = None, *, items: int = 800, item_seconds: float = 0.1, scale: float = 720.0,
         ttl: Optional[float] = None, out: Optional[TextIO] = None) -> bool:
     """Run the story; return True when the job completed with every item done. ``ttl`` is in
-    clock seconds; by default one real second whatever the scale, so a busy machine's
-    pauses do not end a lease by themselves."""
+    real seconds (as the notebooks' LEASE_TTL), one by default whatever the scale, so a busy
+    machine's pauses do not end a lease by themselves."""
     from . import history, plots
     from .jobs.progress import format_seconds
     from .store import open_store
@@ -140,7 +140,7 @@ def run(store_dir: Optional[str] = None, *, items: int = 800, item_seconds: floa
     if items < 1 or item_seconds < 0 or scale <= 0:
         raise ValueError(f"items must be >= 1, item_seconds >= 0 and scale > 0 "
                          f"(got {items}, {item_seconds}, {scale})")
-    ttl = ttl if ttl is not None else scale * 1.0
+    ttl = ttl if ttl is not None else 1.0
     store_dir = store_dir or tempfile.mkdtemp(prefix="sessionkit-demo-")
     store = open_store(store_dir)
     if store.list():

@@ -37,6 +37,7 @@ from .store import ABSENT, Store, open_store
 __all__ = ["Primary", "Backup", "approve", "pending_approvals", "HandoverState"]
 
 T = TypeVar("T")
+NO_PRIMARY_POLLS = 5  # a backup says "no primary here" after this many polls without one
 log = logging.getLogger("sessionkit.handover")
 
 
@@ -216,6 +217,7 @@ class Backup:
         self._answered: Optional[str] = None
         self._available_since: Optional[float] = None
         self._approval_id: Optional[str] = None
+        self._waiting_since: Optional[float] = None  # when it first found no primary, on its clock
         self.status = "watching"
         self.session.beat()
 
@@ -223,9 +225,13 @@ class Backup:
     def state(self) -> HandoverState:
         record = self.lease.record
         found = _read(self.store, _key(self.lease_name, "state"))
+        detail = f"priority {self.priority}"
+        waited = (self.clock.monotonic() - self._waiting_since) if self._waiting_since is not None else 0.0
+        if self.status == "waiting for a primary" and waited >= NO_PRIMARY_POLLS * self.poll:
+            detail = (f"no primary has written to {self.store.url} for {waited:.0f} s: is STORE the same "
+                      f"as the primary's? {detail}")
         return HandoverState("backup", self.status, self.lease_name, record.holder if record else None,
-                             record.token if record else None, found[0].get("job") if found else None,
-                             f"priority {self.priority}")
+                             record.token if record else None, found[0].get("job") if found else None, detail)
 
     def rank(self) -> int:
         """How many live backups go before this one."""
@@ -246,7 +252,10 @@ class Backup:
         state = _read(self.store, _key(self.lease_name, "state"))
         if not state or not state[0].get("job"):
             self.status = "waiting for a primary"
+            if self._waiting_since is None:
+                self._waiting_since = self.clock.monotonic()
             return None  # a free lease that never guarded a job is nothing to take over
+        self._waiting_since = None
         self._answer_request()
         current = self.lease.observe()
         free = current is None or current.holder is None

@@ -2,13 +2,22 @@
 
 ``start_primary`` and ``start_backup`` open a session with the notebook's parameters
 and show its views; ``demo_items`` is the built-in workload a user replaces with
-their own. ``TIME_SCALE`` above 1 runs a scaled clock (720: 12 hours in a minute).
+their own. ``TIME_SCALE`` above 1 runs a scaled clock (720: 12 hours in a minute):
+the runtime's limit and its phase thresholds run on that clock, while ``LEASE_TTL``
+is always real seconds (how long a backup waits for a dead primary).
+
+An empty ``STORE`` means the default for where the notebook runs: in Colab a Drive
+folder in the signed-in account's My Drive (``gdrive://sessionkit/<JOB>``), which a
+backup on another account can open once the folder is shared with it; elsewhere the
+local folder ``sessionkit-state``, which only this machine sees.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Optional, Union
 
@@ -17,9 +26,59 @@ from .handover import Backup, Primary
 from .runtimes import Runtime
 from .errors import Conflict
 from .store import ABSENT, Store, open_store
+from .store.gdrive_auth import in_colab
 from .widgets import in_notebook
 
-__all__ = ["clock_for", "start_primary", "start_backup", "demo_items", "demo_work"]
+__all__ = ["StoreShare", "clock_for", "default_store", "demo_items", "demo_work", "release_runtime",
+           "share_info", "start_backup", "start_primary"]
+
+log = logging.getLogger("sessionkit.notebook")
+LOCAL_DEFAULT = "sessionkit-state"
+
+
+def default_store(job: str) -> str:
+    """The store an empty STORE means: a Drive folder in Colab, a local folder elsewhere."""
+    return f"gdrive://sessionkit/{job}" if in_colab() else LOCAL_DEFAULT
+
+
+@dataclass(frozen=True)
+class StoreShare:
+    """What another runtime needs to open this store (a snapshot for ``StoreBanner``)."""
+
+    url: str
+    link: Optional[str]
+    shareable: bool  # another machine can use it
+    note: str
+
+
+def share_info(store: Store) -> StoreShare:
+    """How to hand ``store`` to a backup on another runtime, in words a user can follow."""
+    link = getattr(store, "link", None)
+    if link:
+        return StoreShare(store.url, link, True,
+                          "On another account's runtime: share this folder with that account as Editor "
+                          "(Drive's Share button), then set STORE to the value above in the backup "
+                          "notebook. The folder link works as STORE too.")
+    if store.url.startswith("memory://"):
+        return StoreShare(store.url, None, False, "a memory store lives in this process only")
+    return StoreShare(store.url, None, False,
+                      "this store is a folder on this machine: only runtimes on this machine see it. "
+                      "For a backup elsewhere use a gdrive:// store (docs/gdrive.md).")
+
+
+def _resolve(store: Union[Store, str, None], job: str) -> Store:
+    if isinstance(store, Store):
+        return store
+    if store is None or (isinstance(store, str) and not store.strip()):
+        store = default_store(job)
+    return open_store(store)
+
+
+def _real_seconds(name: str, seconds: float, time_scale: float) -> float:
+    """A duration the user gave in real seconds, on a clock running ``time_scale`` times fast."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValueError(f"{name} must be a number of real seconds > 0, got {seconds!r}")
+    return float(seconds) * float(time_scale)
 
 
 def clock_for(time_scale: float, store: Optional[Store] = None) -> Clock:
@@ -50,43 +109,56 @@ def _show(views: list[Any]) -> None:
         view.show()
 
 
-def start_primary(store: Union[Store, str], job: str, *, runtime: Union[str, Runtime] = "colab-free",
+def start_primary(store: Union[Store, str, None], job: str, *, runtime: Union[str, Runtime] = "colab-free",
                   time_scale: float = 1.0, lease_ttl: float = 60.0, label: Optional[str] = None,
                   show: bool = True, **job_kwargs: Any) -> Primary:
     """Open the primary session, take the lease (waiting while another primary holds it),
-    and show Countdown and SessionBanner (JobProgress appears when the job runs)."""
-    from .widgets.session import Countdown, HandoverStatus, SessionBanner
+    and show the store (what to give a backup), Countdown, SessionBanner and HandoverStatus
+    (JobProgress appears when the job runs). ``lease_ttl`` is real seconds at any scale."""
+    from .widgets.session import Countdown, HandoverStatus, SessionBanner, StoreBanner
 
-    store = open_store(store)
-    primary = Primary(store, job, runtime=runtime, clock=clock_for(time_scale, store), ttl=lease_ttl,
-                      label=label, **job_kwargs)
+    clock_check = clock_for(time_scale)  # validates TIME_SCALE before anything is opened
+    ttl = _real_seconds("LEASE_TTL", lease_ttl, time_scale)
+    store = _resolve(store, job)
+    clock = clock_for(time_scale, store) if time_scale != 1 else clock_check
+    primary = Primary(store, job, runtime=runtime, clock=clock, ttl=ttl, label=label, **job_kwargs)
+    banner = StoreBanner(share_info(store))
     primary.views += [Countdown(primary.session), SessionBanner(primary.session), HandoverStatus(primary)]
     if show:
-        _show(primary.views)
+        _show([banner] + primary.views)
     return primary
 
 
-def start_backup(store: Union[Store, str], *, job: Optional[str] = None,
+def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
                  runtime: Union[str, Runtime] = "colab-free",
                  time_scale: float = 1.0, lease_ttl: float = 60.0, priority: int = 1, approval: str = "auto",
                  label: Optional[str] = None, show: bool = True, timeout: Optional[float] = None
                  ) -> Optional[Primary]:
     """Watch the primary and take over when it hands over or dies; returns the new Primary
-    (showing its views), or None if ``timeout`` passed or the job finished meanwhile."""
+    (showing its views), or None if ``timeout`` passed or the job finished meanwhile.
+    ``store`` must be the primary's (in Colab there is no default: the backup must be told)."""
     from .widgets.session import Countdown, HandoverStatus, SessionBanner
 
-    store = open_store(store)
-    backup = Backup(store, label, priority=priority, approval=approval, runtime=runtime,
-                    clock=clock_for(time_scale, store), ttl=lease_ttl)
+    clock_check = clock_for(time_scale)
+    ttl = _real_seconds("LEASE_TTL", lease_ttl, time_scale)
+    if job is not None and (not isinstance(job, str) or not job):
+        raise ValueError(f"JOB must be the primary's job name, got {job!r}")
+    if (store is None or (isinstance(store, str) and not store.strip())) and in_colab():
+        raise ValueError("set STORE to the value the primary notebook printed ('for the backup: STORE = "
+                         "...'), or to the Drive folder's link: a backup must watch the primary's store")
+    store = _resolve(store, job or "")
+    clock = clock_for(time_scale, store) if time_scale != 1 else clock_check
+    backup = Backup(store, label, priority=priority, approval=approval, runtime=runtime, clock=clock, ttl=ttl)
     status = HandoverStatus(backup)
     if show:
         status.show()
     last = [None]
 
     def refresh(b: Backup) -> None:  # from this (the cell's) thread, only when it changes
-        if b.status != last[0]:
-            last[0] = b.status
-            status.update(b.state)
+        state = b.state
+        if (state.status, state.detail) != last[0]:
+            last[0] = (state.status, state.detail)
+            status.update(state)
 
     primary = backup.watch(timeout=timeout, on_step=refresh)
     if primary is None:
@@ -103,6 +175,24 @@ def start_backup(store: Union[Store, str], *, job: Optional[str] = None,
         _show(primary.views[1:])
     primary.refresh_views(force=True)
     return primary
+
+
+def release_runtime(primary: Primary) -> str:
+    """Give the Colab runtime back once the job has completed (RELEASE_RUNTIME), so an idle
+    runtime stops using quota (colabtools#1923). Returns what was done, for the notebook."""
+    if primary.job.status != "completed":
+        return f"runtime kept: job {primary.job.id} is {primary.job.status}, not completed"
+    if not in_colab():
+        return "not in Colab: nothing to release"
+    from .notify import flush_all
+
+    if not flush_all(timeout=30):
+        log.warning("some notifications were not sent within 30 s; releasing the runtime anyway")
+    primary.close()
+    from google.colab import runtime as colab_runtime  # type: ignore[import-not-found]
+
+    colab_runtime.unassign()
+    return "runtime released (google.colab.runtime.unassign)"
 
 
 def demo_items(items: int) -> range:

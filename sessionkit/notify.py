@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import weakref
 from typing import Any, Callable, Iterable, Optional
 
 from . import events
@@ -114,6 +115,7 @@ class WebhookNotifier:
         self._listener = subscribe(kinds, self._enqueue)
         self._worker = threading.Thread(target=self._run, name="sessionkit-webhook", daemon=True)
         self._worker.start()
+        _open_webhooks.add(self)
 
     def _enqueue(self, event: dict[str, Any]) -> None:
         while True:
@@ -193,6 +195,17 @@ class WebhookNotifier:
 
     def close(self) -> None:
         """Stop listening; send what is queued, then stop the worker."""
+        _open_webhooks.discard(self)
         unsubscribe(self._listener)
         self._queue.put(None)
         self._worker.join(timeout=self.timeout * self.retries + 5)
+
+
+_open_webhooks: "weakref.WeakSet[WebhookNotifier]" = weakref.WeakSet()
+
+
+def flush_all(timeout: float = 30.0) -> bool:
+    """Wait until every open webhook has sent (or given up on) what is queued, at most
+    ``timeout`` seconds in all; True if all were done in time (before a runtime is released)."""
+    deadline = time.monotonic() + timeout
+    return all([hook.flush(max(0.0, deadline - time.monotonic())) for hook in list(_open_webhooks)])

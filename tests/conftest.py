@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Iterator
@@ -51,6 +52,28 @@ def gdrive_store(tmp: Path) -> sessionkit.Store:
     return sessionkit.open_store(f"gdrive://sessionkit-tests/{next(_names)}-{tmp.name}")
 
 
+REAL_DRIVE_HOW = ("set SESSIONKIT_REAL_DRIVE_CREDENTIALS to saved user credentials to run this "
+                  "against real Google Drive (docs/gdrive.md, 'Checking it on your own Drive')")
+
+
+def real_drive_store(tmp: Path) -> sessionkit.Store:
+    """A new store in a real Drive account's My Drive, with the credentials the user named.
+    It never goes through the emulator: Google's endpoint and the usual CA certificates."""
+    import os
+
+    credentials = os.environ.get("SESSIONKIT_REAL_DRIVE_CREDENTIALS")
+    if not credentials:
+        pytest.skip(REAL_DRIVE_HOW)
+    import httplib2
+
+    from sessionkit.store.gdrive import GDriveStore
+
+    ca_certs = os.path.join(os.path.dirname(httplib2.__file__), "cacerts.txt")
+    return GDriveStore(f"sessionkit-conformance/{next(_names)}-{tmp.name}", credentials_file=credentials,
+                       endpoint="https://www.googleapis.com",
+                       http=lambda: httplib2.Http(timeout=30, ca_certs=ca_certs))
+
+
 # backend name -> factory(tmp_path) returning a fresh, empty store.
 STORE_BACKENDS: dict[str, Callable[[Path], sessionkit.Store]] = {
     "local": lambda tmp: sessionkit.open_store(tmp / "store"),
@@ -58,6 +81,8 @@ STORE_BACKENDS: dict[str, Callable[[Path], sessionkit.Store]] = {
     "memory-private": lambda tmp: MemoryStore(),
     "gdrive": gdrive_store,
 }
+if os.environ.get("SESSIONKIT_REAL_DRIVE_CREDENTIALS"):  # the contract on real Drive too
+    STORE_BACKENDS["gdrive-real"] = real_drive_store
 
 
 @pytest.fixture(params=sorted(STORE_BACKENDS))

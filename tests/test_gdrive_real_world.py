@@ -41,8 +41,10 @@ def fresh(**kw) -> GDriveStore:
     return GDriveStore(f"real-world/{uuid.uuid4().hex[:8]}", **kw)
 
 
-def live_files(emulator, title):
+def live_files(emulator, store, title):
+    """Files of that title in the store's folder that hold a record (not trashed or tombstones)."""
     return [f for f in emulator.by_title(title) if not f["labels"]["trashed"]
+            and [p["id"] for p in f["parents"]] == [store.folder_id]
             and not any(p["key"] == "sessionkitDeleted" for p in f["properties"])]
 
 
@@ -101,7 +103,7 @@ def test_two_processes_racing_a_create_under_a_5_s_search_lag_have_one_winner(em
     winner = next(r for r in results if r["won"])
     record = store.get("lock")
     assert record.version == winner["version"]
-    assert len(live_files(emulator, "lock")) == 1  # the loser removed its own file
+    assert len(live_files(emulator, store, "lock")) == 1  # the loser removed its own file
 
 
 @pytest.mark.slow
@@ -128,7 +130,7 @@ def test_in_process_racers_each_with_a_stale_catalog_never_both_create(emulator)
     b.put("other", b"unconditional")  # a plain put of a key another store just created:
     a.put("shared", b"from a")
     b.put("shared", b"from b")  # overwrites a's file instead of making a second one
-    assert len(live_files(emulator, "shared")) == 1 and a.get("shared").data == b"from b"
+    assert len(live_files(emulator, a, "shared")) == 1 and a.get("shared").data == b"from b"
 
 
 # -- answers lost after the write landed ---------------------------------------------------
@@ -302,3 +304,20 @@ def test_a_version_drive_would_not_take_is_never_sent(emulator):
         store.put("k", b"z", expect=other)
     assert emulator.statuses.get(500, 0) == errors
     assert store.get("other").data == b"y" and store.get("k").data == b"x"
+
+
+def test_a_pydrive2_sign_in_is_reused_without_oauth2client_sending_requests(emulator):
+    """PyDrive2 users sign in with GoogleAuth; the store reuses its refresh token through
+    google-auth (oauth2client is deprecated)."""
+    pytest.importorskip("pydrive2")
+    from oauth2client.client import OAuth2Credentials
+    from pydrive2.auth import GoogleAuth
+
+    info = emulator.add_user("dora@example.com")
+    gauth = GoogleAuth()
+    gauth.credentials = OAuth2Credentials(None, info["client_id"], info["client_secret"], info["refresh_token"],
+                                          None, info["token_uri"], "test")
+    store = GDriveStore("pydrive2-user/store", credentials=gauth)
+    store.put("k", b"v")
+    assert store.get("k").data == b"v"
+    assert emulator.files[store.folder_id]["_owner"] == "dora@example.com"

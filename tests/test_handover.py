@@ -139,3 +139,19 @@ def test_observers_never_take_a_lease(setup):
     with pytest.raises(ValueError, match="observer"):
         Primary(store, "job", session=observer, clock=clock)
     assert store.list("leases/") == []
+
+
+def test_a_backup_with_no_primary_in_its_store_says_so(setup):
+    store, clock = setup
+    backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
+    assert backup.step() is None and backup.status == "waiting for a primary"
+    assert "no primary" not in backup.state.detail  # not at once: the primary may be starting
+    for _ in range(6):
+        clock.advance(backup.poll)
+        backup.step()
+    assert "no primary has written to memory://" in backup.state.detail
+    assert "is STORE the same as the primary's?" in backup.state.detail
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, label="A")
+    backup.step()
+    assert backup.status == "watching" and "no primary" not in backup.state.detail
+    primary.close()

@@ -12,6 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import sessionkit
 from sessionkit import FakeClock, Job, Lease, LeaseLost, LeaseTimeout, StoreError
+from sessionkit.store import Store
 from sessionkit.store.memory import MemoryStore
 
 
@@ -42,14 +43,13 @@ class Network:
         self.lose_answers = 0  # the next N writes take effect, then their answer is lost
 
 
-class SlowStore(MemoryStore):
-    """Runtime ``owner``'s view of one shared memory store. Each request takes time from
+class SlowStore(Store):
+    """Runtime ``owner``'s view of one shared store (``inner``). Each request takes time from
     the network's plan (before it takes effect, and before its answer arrives), and in
     between other runtimes may act (``meanwhile``), as they would while an answer is in flight."""
 
-    def __init__(self, name: str, owner: int, net: Network) -> None:
-        super().__init__(name)
-        self.owner, self.net = owner, net
+    def __init__(self, inner: Store, owner: int, net: Network) -> None:
+        self.inner, self.owner, self.net, self.url = inner, owner, net, inner.url
 
     def _around(self, op):
         net = self.net
@@ -69,16 +69,22 @@ class SlowStore(MemoryStore):
             net.busy.discard(self.owner)
 
     def get(self, key):
-        return self._around(lambda: super(SlowStore, self).get(key))
+        return self._around(lambda: self.inner.get(key))
 
     def put(self, key, data, *, expect=None):
-        version = self._around(lambda: super(SlowStore, self).put(key, data, expect=expect))
+        version = self._around(lambda: self.inner.put(key, data, expect=expect))
         if self.net.lose_answers:
             # as a remote store does after a timeout or a retried 5xx: the write landed, the
             # caller only learns that it failed
             self.net.lose_answers -= 1
             raise StoreError(f"put {key!r}: the answer was lost (the write landed)", key=key)
         return version
+
+    def delete(self, key, *, expect=None):
+        return self._around(lambda: self.inner.delete(key, expect=expect))
+
+    def list(self, prefix=""):
+        return self.inner.list(prefix)
 
 
 def lease(store, holder, clock, **kw):
@@ -233,8 +239,8 @@ def test_the_renew_deadline_counts_from_when_the_renewal_began():
     base = FakeClock()
     net = Network(base)
     name = f"late-{uuid.uuid4().hex}"
-    a = lease(SlowStore(name, 0, net), "a", base)
-    b = lease(SlowStore(name, 1, net), "b", base)
+    a = lease(SlowStore(MemoryStore(name), 0, net), "a", base)
+    b = lease(SlowStore(MemoryStore(name), 1, net), "b", base)
     a.acquire()
     net.delays = [(0.0, 5.0)]  # a's renewal lands at once; its answer takes 5 s
     net.meanwhile.append((1, b.try_acquire))  # b sees the renewed record right away
@@ -253,14 +259,19 @@ class LeaseSafety(RuleBasedStateMachine):
         super().__init__()
         self.base = FakeClock()
         self.net = Network(self.base)
-        name = f"safety-{uuid.uuid4().hex}"  # named memory stores live as long as the process
-        self.stores = [SlowStore(name, i, self.net) for i in range(3)]
-        self.store = MemoryStore(name)  # the test's own look at the shared records
+        views = self.open_views()
+        self.stores = [SlowStore(views[i], i, self.net) for i in range(3)]
+        self.store = views[3]  # the test's own look at the shared records
         self.leases = [lease(self.stores[i], f"h{i}", OffsetClock(self.base, 1000.0 * i, 600.0 * (i - 1)))
                        for i in range(3)]
         self.issued: list[int] = []
         self.written_tokens: list[int] = []
         self.answers_lost = 0
+
+    def open_views(self):
+        """Four views of one new store: three runtimes' and the test's own."""
+        name = f"safety-{uuid.uuid4().hex}"  # named memory stores live as long as the process
+        return [MemoryStore(name) for _ in range(4)]
 
     @rule(delays=st.lists(st.tuples(st.floats(0, 8), st.floats(0, 8)), max_size=3))
     def network_is_slow(self, delays):
@@ -344,6 +355,24 @@ class LeaseSafety(RuleBasedStateMachine):
 
 LeaseSafety.TestCase.settings = settings(max_examples=600, stateful_step_count=30, deadline=None)
 test_lease_safety = LeaseSafety.TestCase
+
+
+class LeaseSafetyOnDrive(LeaseSafety):
+    """The same machine with each runtime's own gdrive:// store (own caches) on the Drive
+    emulator, search lag on: what holds on a memory store must hold on Drive."""
+
+    def open_views(self):
+        pytest.importorskip("googleapiclient")
+        from conftest import drive_emulator
+        from sessionkit.store.gdrive import GDriveStore
+
+        drive_emulator()
+        first = GDriveStore(f"lease-safety/{uuid.uuid4().hex[:8]}", backoff=0.01)
+        return [first] + [GDriveStore(folder_id=first.folder_id, backoff=0.01) for _ in range(3)]
+
+
+LeaseSafetyOnDrive.TestCase.settings = settings(max_examples=120, stateful_step_count=25, deadline=None)
+test_lease_safety_on_drive = LeaseSafetyOnDrive.TestCase
 
 
 def test_a_job_stops_working_once_its_lease_is_past_the_deadline():

@@ -14,8 +14,8 @@ from ..runtimes import ipython_shell
 
 from .text import TextProgress
 
-__all__ = ["Countdown", "HandoverStatus", "JobProgress", "SessionBanner", "TextProgress", "auto_view",
-           "in_notebook"]
+__all__ = ["Countdown", "HandoverStatus", "JobProgress", "SessionBanner", "StoreBanner", "TextProgress",
+           "auto_view", "in_notebook"]
 
 
 def in_notebook() -> bool:
@@ -44,7 +44,7 @@ def __getattr__(name: str) -> Any:
         from .progress import JobProgress
 
         return JobProgress
-    if name in ("Countdown", "SessionBanner", "HandoverStatus"):
+    if name in ("Countdown", "SessionBanner", "HandoverStatus", "StoreBanner"):
         from . import session
 
         return getattr(session, name)

@@ -181,3 +181,26 @@ class HandoverStatus(_View):
         colour = self.COLOURS.get(self.snapshot.status, "#7f7f7f")
         return (f"<div style='font-family:monospace;padding:4px 8px;border-left:4px solid {colour}'>"
                 f"{html.escape(self.text())}</div>")
+
+
+class StoreBanner(_View):
+    """Where the state lives and what another runtime needs to open it (from a ``StoreShare``)."""
+
+    def text(self) -> str:
+        s = self.snapshot
+        lines = [f"store: {s.url}"]
+        if s.link:
+            lines.append(f"folder: {s.link}")
+        lines.append(f"for the backup: STORE = {s.url!r}" if s.shareable else "for a backup: " + s.note)
+        if s.shareable and s.note:
+            lines.append(s.note)
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        s = self.snapshot
+        link = (f"<br>folder: <a href='{html.escape(s.link)}' target='_blank'>{html.escape(s.link)}</a>"
+                if s.link else "")
+        backup = (f"<br>for the backup: <code>STORE = {html.escape(repr(s.url))}</code>" if s.shareable else "")
+        colour = "#2ca02c" if s.shareable else "#7f7f7f"
+        return (f"<div style='padding:4px 8px;border-left:4px solid {colour}'>store: <code>{html.escape(s.url)}"
+                f"</code>{link}{backup}<br><small>{html.escape(s.note)}</small></div>")

@@ -1,0 +1,28 @@
+"""Stand-in for ``google.colab.auth`` (see the package docstring)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+
+def authenticate_user(clear_output: bool = True, project_id=None) -> None:
+    """Make google.auth.default() return the stand-in user's credentials.
+
+    Real Colab writes ``authorized_user`` credentials, whose refresh always goes to
+    Google's token endpoint (google-auth ignores any other token_uri there). The
+    ``external_account_authorized_user`` kind carries its own token URL, so the refresh
+    reaches the Drive emulator; to the code under test both are user credentials.
+    """
+    with open(os.environ["SESSIONKIT_COLAB_STANDIN_USER"], encoding="utf-8") as f:
+        user = json.load(f)
+    adc = {"type": "external_account_authorized_user",
+           "audience": "//iam.googleapis.com/locations/global/workforcePools/standin/providers/colab",
+           "refresh_token": user["refresh_token"], "token_url": user["token_uri"],
+           "token_info_url": user["token_uri"] + "/info", "client_id": user["client_id"],
+           "client_secret": user["client_secret"]}
+    fd, path = tempfile.mkstemp(prefix="standin-adc-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(adc, f)
+    os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = path

@@ -1,0 +1,57 @@
+"""Conformance against real Google Drive: skipped unless SESSIONKIT_REAL_DRIVE_CREDENTIALS
+names saved user credentials (docs/gdrive.md says how). The whole store contract runs on
+real Drive through the ``gdrive-real`` backend in conftest; these add the lease, fencing,
+a leased job and the create race, as the emulator runs them."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from sessionkit import ABSENT, Conflict, FakeClock, Job, Lease, LeaseLost
+
+from conftest import real_drive_store
+
+
+@pytest.fixture
+def real(tmp_path):
+    return real_drive_store(tmp_path)
+
+
+def test_lease_fencing_and_a_leased_job_on_real_drive(real):
+    clock = FakeClock()
+    a = Lease(real, "primary", holder="a", ttl=10, clock=clock)
+    b = Lease(real, "primary", holder="b", ttl=10, clock=clock)
+    assert a.acquire() == 1 and b.try_acquire() is None
+    job_a = Job(real, "j", lease=a, clock=clock, checkpoint_items=5)
+    it = job_a.track(range(20), display=False)
+    for _ in range(8):
+        next(it)
+    clock.advance(10)
+    assert b.try_acquire() == 2
+    assert list(Job(real, "j", lease=b, clock=clock).track(range(20), display=False))[0] == 5
+    with pytest.raises(LeaseLost):
+        job_a.checkpoint()
+
+
+def test_racing_creates_on_real_drive_have_one_winner(real):
+    from sessionkit.store.gdrive import GDriveStore
+
+    views = [real] + [GDriveStore(folder_id=real.folder_id, credentials_file=None, endpoint=real.endpoint,
+                                  http=real._http_factory, credentials=real._auth.credentials) for _ in range(3)]
+    results: list[bool] = []
+
+    def create(store):
+        try:
+            store.put("lock", b"x", expect=ABSENT)
+            results.append(True)
+        except Conflict:
+            results.append(False)
+
+    threads = [threading.Thread(target=create, args=(v,)) for v in views]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
