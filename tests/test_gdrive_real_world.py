@@ -321,3 +321,16 @@ def test_a_pydrive2_sign_in_is_reused_without_oauth2client_sending_requests(emul
     store.put("k", b"v")
     assert store.get("k").data == b"v"
     assert emulator.files[store.folder_id]["_owner"] == "dora@example.com"
+
+
+def test_a_revoked_sign_in_is_a_store_error_that_says_sign_in_again(emulator):
+    credentials = emulator.user_credentials_file("erin@example.com")
+    store = GDriveStore("revoked/store", credentials_file=str(credentials), backoff=0.01)
+    store.put("k", b"v")
+    refresh_token = json.loads(credentials.read_text())["refresh_token"]
+    with emulator.lock:
+        del emulator.refresh_tokens[refresh_token]  # the user revoked the app's access
+    emulator.expire_tokens()
+    with pytest.raises(StoreError, match="sign in again") as info:
+        store.get("k")
+    assert refresh_token not in str(info.value)

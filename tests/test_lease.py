@@ -386,3 +386,29 @@ def test_a_job_stops_working_once_its_lease_is_past_the_deadline():
             seen.append(x)
             base.advance(1.0)  # no renewals: the deadline (6 s) passes during item 5
     assert seen == [0, 1, 2, 3, 4, 5]
+
+
+def test_lease_lost_says_what_happened():
+    base = FakeClock()
+    a = lease(MemoryStore(), "a", base)
+    a.acquire()
+    base.advance(7)  # past a's renew deadline, and nobody newer exists
+    with pytest.raises(LeaseLost) as info:
+        a.renew()
+    text = str(info.value)
+    assert "could not renew in time" in text and "no newer holder" in text and "took over" not in text
+
+
+def test_a_fenced_writer_is_told_a_newer_token_exists():
+    class Holder:  # the smallest lease a job needs: its token
+        def __init__(self, token):
+            self.token = token
+
+    store = MemoryStore()
+    Job(store, "j", lease=Holder(1)).checkpoint()
+    stale = Job(store, "j", lease=Holder(1))
+    Job(store, "j", lease=Holder(2)).checkpoint()
+    with pytest.raises(LeaseLost) as info:
+        stale.checkpoint()
+    text = str(info.value)
+    assert "holds token 1, the store has token 2" in text and "another runtime took over" in text

@@ -12,6 +12,12 @@ opaque version string. Four operations, all backends alike:
 
 Versions never repeat for a key, even after a delete, so a compare-and-swap can
 never succeed against a record that was replaced in between (no ABA).
+
+**A write that failed may have landed.** ``Conflict`` means the write did not happen.
+Any other ``StoreError`` from ``put`` or ``delete`` (a timeout, a dropped connection,
+a 5xx after retries on a remote store) says nothing either way: the change may be in
+the store. Callers must be correct in both cases: read the key again before relying on
+either (``Lease`` and ``Job`` do; see docs/gdrive.md).
 """
 
 from __future__ import annotations

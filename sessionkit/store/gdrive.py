@@ -141,6 +141,9 @@ class GDriveStore(Store):
         self.link = f"https://drive.google.com/drive/folders/{self.folder_id}"
         self.created_from = f"gdrive://{folder}" if folder is not None else self.url
         self._open_folder()
+        if folder is not None:
+            log.info("gdrive://%s is %s (%s): give other runtimes that URL or link; the path means "
+                     "another folder in another account", folder, self.url, self.link)
 
     # -- transport ---------------------------------------------------------------
 
@@ -189,8 +192,12 @@ class GDriveStore(Store):
                 self._count_error(type(exc).__name__)
                 problem = type(exc).__name__
                 self._local.service = None  # a dropped connection: start a fresh one
-            except Exception as exc:  # httplib2 raises its own errors for broken answers
-                if type(exc).__module__.split(".")[0] not in ("httplib2", "google_auth_httplib2"):
+            except Exception as exc:  # httplib2 and google-auth raise their own errors
+                if type(exc).__name__ == "RefreshError":  # google.auth.exceptions: revoked or expired
+                    raise StoreError(f"Google Drive: {what} {key!r}: the sign-in ({self._auth.source}) "
+                                     f"was refused when refreshed; sign in again (in Colab run "
+                                     f"google.colab.auth.authenticate_user())", key=key) from None
+                if type(exc).__module__.split(".")[0] not in ("httplib2", "google_auth_httplib2", "google"):
                     raise
                 self._count_error(type(exc).__name__)
                 problem = type(exc).__name__
