@@ -4,6 +4,9 @@ Unplanned: a primary holding the lease (ttl 2 s) is SIGKILLed mid-job; we time
 until the backup holds the lease. Bar: ttl + 2 retry periods.
 Planned: a primary on a scaled clock reaches its handover phase; we time the gap
 between its last item and the backup's first. Bar: 2 poll intervals.
+After SIGTERM: a primary (ttl 20 s) is sent SIGTERM mid-job; it checkpoints and
+releases its lease; we time until the backup holds it. Bar: 2 poll intervals
+(before orderly exits it was a whole ttl).
 The processes are the test suite's workers (tests/_workers.py).
 """
 
@@ -51,6 +54,21 @@ def unplanned(tmp: str, run: int, ttl: float) -> float:
     return took - killed
 
 
+def after_sigterm(tmp: str, run: int, ttl: float) -> float:
+    url, log = f"{tmp}/t{run}", f"{tmp}/t{run}.log"
+    backup = _start("handover_backup", url, log, 1000, 0.0, ttl, 1)
+    _line(backup, "watching")
+    primary = _start("handover_primary", url, log, 1000, 0.01, ttl, 1, 0)
+    _line(primary, "holding")
+    time.sleep(0.3 + (run % 5) * 0.1)
+    signalled = time.time()
+    primary.send_signal(signal.SIGTERM)
+    primary.wait()
+    took = float(_line(backup, "holding")[2])
+    backup.communicate(timeout=120)
+    return took - signalled
+
+
 def planned(tmp: str, run: int, ttl: float, scale: float) -> float:
     url, log = f"{tmp}/p{run}", f"{tmp}/p{run}.log"
     backup = _start("handover_backup", url, log, 150, 0.01, ttl, scale)
@@ -74,14 +92,20 @@ def run() -> Section:
                       f"mid-job, time until the backup holds the lease. Planned: a 20-minute runtime "
                       f"on a clock {scale:g}x fast, gap between the primary's last item and the "
                       f"backup's first (poll interval {poll_planned * 1e3:.0f} ms real).")
+    sigterm_ttl = 20.0
     with tempfile.TemporaryDirectory() as tmp:
         u = [unplanned(tmp, i, ttl) for i in range(RUNS)]
         p = [planned(tmp, i, 60.0, scale) for i in range(RUNS)]
+        t = [after_sigterm(tmp, i, sigterm_ttl) for i in range(RUNS)]
+    poll_sigterm = sigterm_ttl / 7.5
     table = section.table("handover", "median", "worst", "bar")
     table.append(["unplanned takeover", f"{statistics.median(u):.2f} s", f"{max(u):.2f} s",
                   f"ttl + 2 retry = {ttl + 2 * retry:.2f} s"])
     table.append(["planned handover gap", f"{statistics.median(p) * 1e3:.0f} ms", f"{max(p) * 1e3:.0f} ms",
                   f"2 polls = {2 * poll_planned * 1e3:.0f} ms"])
+    table.append(["takeover after SIGTERM (ttl 20 s)", f"{statistics.median(t):.2f} s", f"{max(t):.2f} s",
+                  f"2 polls = {2 * poll_sigterm:.2f} s"])
     section.bars.append(Bar("unplanned takeover, worst of 20", max(u), "s", ttl + 2 * retry))
+    section.bars.append(Bar("takeover after SIGTERM, worst of 20", max(t), "s", 2 * poll_sigterm))
     section.bars.append(Bar("planned handover gap, worst of 20", max(p) * 1e3, "ms", 2 * poll_planned * 1e3))
     return section

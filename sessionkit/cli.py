@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Optional, Sequence
 
 from . import __version__
+from .status import status_data  # the read model cli and demo share
 from .errors import SessionkitError
 from .store import Store, open_store
 
@@ -48,30 +49,6 @@ def _open(url: str) -> Store:
 
 
 # -- status ---------------------------------------------------------------------
-
-def status_data(store: Store) -> dict[str, Any]:
-    """The fixed ``status --json`` shape (see docs/cli.md)."""
-    from .jobs.listing import list_jobs
-    from .lease import list_leases
-    from .sessions import list_sessions
-
-    now = datetime.now(timezone.utc)
-    sessions = [{"id": s.get("id"), "role": s.get("role"), "label": s.get("label"),
-                 "status": s.get("status"), "phase": s.get("phase"), "remaining_s": s.get("remaining_s"),
-                 "last_heartbeat": s.get("last_heartbeat")} for s in list_sessions(store)]
-    leases = []
-    for name, lease in list_leases(store):
-        expires = None
-        if lease.holder is not None:
-            # An estimate for people, from the holder's wall clock; takeovers never use it.
-            renewed = datetime.fromisoformat(lease.renewed)
-            expires = round(lease.ttl - (now - renewed).total_seconds(), 1)
-        leases.append({"name": name, "holder": lease.holder, "token": lease.token,
-                       "expires_in_s": expires})
-    jobs = [{"id": j.id, "status": j.status, "done": j.done, "total": j.total, "stage": j.stage,
-             "updated": j.updated} for j in list_jobs(store)]
-    return {"sessions": sessions, "leases": leases, "jobs": jobs}
-
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     if not rows:

@@ -113,7 +113,7 @@ class _Watcher:
         return events
 
     def status_line(self) -> None:
-        from .cli import status_data
+        from .status import status_data
         from .jobs.progress import format_seconds
 
         data = status_data(self.store)

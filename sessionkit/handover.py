@@ -31,6 +31,7 @@ from .errors import Conflict, SessionkitError
 from .jobs import Job
 from .lease import Lease
 from .runtimes import Runtime
+from . import stopping
 from .sessions import DropWatcher, Session, list_sessions
 from .store import ABSENT, Store, open_store
 
@@ -38,6 +39,7 @@ __all__ = ["Primary", "Backup", "approve", "pending_approvals", "HandoverState"]
 
 T = TypeVar("T")
 NO_PRIMARY_POLLS = 5  # a backup says "no primary here" after this many polls without one
+MIN_STALL_AFTER = 300.0  # a job is never called stalled sooner than this (seconds)
 log = logging.getLogger("sessionkit.handover")
 
 
@@ -83,12 +85,19 @@ class Primary:
                  runtime: Union[None, str, Runtime] = None, clock: Optional[Clock] = None,
                  ttl: float = 60.0, poll: Optional[float] = None, lease_name: str = "primary",
                  session: Optional[Session] = None, lease: Optional[Lease] = None,
-                 acquire_timeout: Optional[float] = None, **job_kwargs: Any) -> None:
+                 acquire_timeout: Optional[float] = None, stall_after: Optional[float] = None,
+                 ping_url: Optional[str] = None, **job_kwargs: Any) -> None:
+        if stall_after is not None and not (isinstance(stall_after, (int, float)) and stall_after > 0):
+            raise ValueError(f"stall_after must be seconds > 0 (or None: 10x the recent mean item time, "
+                             f"at least 5 min), got {stall_after!r}")
+        self.stall_after = stall_after
+        self.stalled = False
         self.store = open_store(store)
         if session is not None and session.role == "observer":
             raise ValueError("an observer session never takes a lease: open a Backup or a Primary "
                              "session to run the job")
-        self.session = session or Session(self.store, "primary", runtime=runtime, label=label, clock=clock)
+        self.session = session or Session(self.store, "primary", runtime=runtime, label=label, clock=clock,
+                                          ping_url=ping_url)
         self.clock = self.session.clock
         self.lease_name = lease_name
         self.lease = lease or Lease(self.store, lease_name, holder=self.session.id, ttl=ttl,
@@ -100,6 +109,9 @@ class Primary:
         self.session.role = "primary"
         self.job = Job(self.store, job_id, lease=self.lease, clock=self.clock, events=self.session.events,
                        **job_kwargs)
+        self.job.runtime_left = lambda: self.session.remaining
+        self._update_lead()
+        self.session.watchers.append(self.check_stall)
         self.session.extra.update(job=job_id, lease={"name": lease_name, "token": self.lease.token})
         self._request: Optional[dict[str, Any]] = None
         self._last_poll = -1e18
@@ -110,6 +122,7 @@ class Primary:
         self._shown: Optional[tuple[str, str]] = None
         self._publish_state("primary")
         self.session.beat()
+        stopping.install(self)  # SIGTERM and interpreter exit hand over at once (stopping.py)
 
     def _publish_state(self, state: str) -> None:
         _put(self.store, _key(self.lease_name, "state"), {
@@ -134,12 +147,62 @@ class Primary:
             self._release("handover")
         elif self.job.status in ("completed", "cancelled"):
             self._release(self.job.status)
+        elif stopping.requested() and self.lease.token is not None:
+            self._release(f"stopped ({stopping.requested()})")
+            stopping.pass_on()
+
+    def check_stall(self) -> bool:
+        """Stalled: the job runs but has finished no item for ``stall_after`` seconds (default
+        10x the recent mean item time, at least 5 min) while this runtime still beats. Called
+        on every heartbeat; emits ``job.stalled`` (a notification) once, and ``job.unstalled``
+        when items finish again. The session record carries ``stalled`` for other runtimes'
+        views and ``sessionkit status``."""
+        job = self.job
+        since = job.last_progress_at
+        if job.status != "running" or since is None:
+            stalled, idle, after = False, 0.0, 0.0
+        else:
+            rate = job.progress.rate
+            after = self.stall_after or max(MIN_STALL_AFTER, 10.0 / rate if rate else MIN_STALL_AFTER)
+            idle = self.clock.monotonic() - since
+            stalled = idle >= after
+        if stalled != self.stalled:
+            self.stalled = stalled
+            self.session.extra["stalled"] = stalled
+            self.session.events.emit("job.stalled" if stalled else "job.unstalled", job=job.id,
+                                     idle_s=round(idle, 1), stall_after_s=round(after, 1))
+        return stalled
+
+    def _update_lead(self) -> None:
+        """A handover needs a final checkpoint (as long as the last one took) and a backup's
+        takeover (two polls): the handover phase starts at least that long before the end."""
+        lead = self.job.checkpoint_seconds + 2 * self.poll
+        self.job.handover_lead = self.session.handover_lead = lead
+
+    def stop_now(self, reason: str) -> bool:
+        """Told to stop (SIGTERM, exit): end the loop with a final checkpoint and release the
+        lease now. False when the loop is inside sessionkit's own code: it stops at its next
+        tick (``_should_hand_over`` sees ``stopping.requested()``)."""
+        if self.lease.token is None or not self.lease.held:
+            return True  # not primary (any more): nothing to hand over, nothing to write
+        active = self.job._active() if self.job._active is not None else None
+        if active is not None and active.gi_running:
+            return False
+        if active is not None:
+            active.close()  # the item in progress is not done: the backup runs it again
+        elif self.job.status == "running":
+            self.job.checkpoint()
+        self._release(f"stopped ({reason})")
+        return True
 
     def _should_hand_over(self) -> Optional[str]:
+        if stopping.requested():
+            return f"stopped ({stopping.requested()})"
         now = self.clock.monotonic()
         if now - self._last_poll < self.poll:
             return None
         self._last_poll = now
+        self._update_lead()
         if self.lease.token is not None and self.lease.held:
             self.lease.renew_if_due()  # from the loop too: the renewer thread covers long items
         self.session.beat_if_due()
@@ -185,6 +248,7 @@ class Primary:
         self._publish_state("released")
         self.lease.release()
         self.session.end(reason)
+        stopping.uninstall(self)
 
     def close(self) -> None:
         """Give up the lease and end the session (e.g. at the end of a notebook)."""
@@ -198,14 +262,14 @@ class Backup:
     def __init__(self, store: Union[Store, str], label: Optional[str] = None, *, priority: int = 1,
                  approval: str = "auto", runtime: Union[None, str, Runtime] = None,
                  clock: Optional[Clock] = None, ttl: float = 60.0, poll: Optional[float] = None,
-                 grace: Optional[float] = None, lease_name: str = "primary") -> None:
+                 grace: Optional[float] = None, lease_name: str = "primary", ping_url: Optional[str] = None) -> None:
         if approval not in ("auto", "required"):
             raise ValueError(f"approval must be 'auto' or 'required', got {approval!r}")
         if not isinstance(priority, int):
             raise TypeError(f"priority must be an int (lower goes first), got {priority!r}")
         self.store = open_store(store)
         self.priority, self.approval, self.lease_name = priority, approval, lease_name
-        self.session = Session(self.store, "backup", runtime=runtime, label=label, clock=clock)
+        self.session = Session(self.store, "backup", runtime=runtime, label=label, clock=clock, ping_url=ping_url)
         self.session.extra.update(priority=priority)
         self.clock = self.session.clock
         self.lease = Lease(self.store, lease_name, holder=self.session.id, ttl=ttl, clock=self.clock,
@@ -326,13 +390,15 @@ class Backup:
             raise SessionkitError(f"lease {self.lease_name!r} guards no job yet: start the primary first")
         state = found[0]
         request = _read(self.store, _key(self.lease_name, "request"))
-        planned = planned and bool(request and request[0].get("state") == "released")
+        released = planned  # the lease was free: handed over, or released by an orderly stop
+        planned = released and bool(request and request[0].get("state") == "released")
         self.session.role = "primary"
         self.session.events.context["role"] = "primary"
         self.status = "primary"
         primary = Primary(self.store, state["job"], session=self.session, lease=self.lease, clock=self.clock)
         self.session.events.emit("handover.completed", **{"from": previous or state.get("primary"),
                                  "to": self.session.id, "planned": planned, "token": self.lease.token,
+                                 "how": "planned" if planned else ("released" if released else "expired"),
                                  "job": state["job"], "waited_s": waited})
         self.session.events.flush()
         return primary

@@ -286,24 +286,28 @@ def jobs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def handovers(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per takeover: from, to, planned or not, and the gap in seconds without a
-    primary. Planned: from the old primary's release to the takeover. Unplanned: how long
-    the new primary saw the lease record lie still before taking it (``waited_s``, on its own
-    clock); the old primary may have died a little earlier than that."""
+    """One row per takeover: from, to, planned or not, how, and the gap in seconds without a
+    primary. ``how``: "planned" (asked for at the handover phase), "released" (the primary
+    was told to stop, e.g. SIGTERM, and released its lease) or "expired" (it died). After a
+    release the gap runs from the release to the takeover; after an expiry it is how long
+    the new primary saw the lease record lie still (``waited_s``, on its own clock); the old
+    primary may have died a little earlier than that."""
     rows = []
     done = df[df["kind"] == "handover.completed"]
     for _, ev in done.iterrows():
         gap = None
+        planned = bool(ev.get("data.planned"))
+        how = ev.get("data.how") if isinstance(ev.get("data.how"), str) else ("planned" if planned else "expired")
         released = df[(df["session"] == ev.get("data.from")) & (df["kind"] == "lease.released")
                       & (df["ts"] <= ev["ts"])]
-        if ev.get("data.planned") and len(released):
+        if how in ("planned", "released") and len(released):
             gap = (ev["ts"] - released["ts"].iloc[-1]).total_seconds()
         elif pd.notna(ev.get("data.waited_s")):
             gap = float(ev["data.waited_s"])
         rows.append({"ts": ev["ts"], "from": ev.get("data.from"), "to": ev.get("data.to"),
-                     "planned": bool(ev.get("data.planned")), "job": ev.get("job"),
-                     "token": ev.get("data.token"), "gap_s": gap})
-    return pd.DataFrame(rows, columns=["ts", "from", "to", "planned", "job", "token", "gap_s"])
+                     "planned": planned, "job": ev.get("job"), "token": ev.get("data.token"),
+                     "gap_s": gap, "how": how})
+    return pd.DataFrame(rows, columns=["ts", "from", "to", "planned", "job", "token", "gap_s", "how"])
 
 
 def gaps(df: pd.DataFrame) -> pd.DataFrame:

@@ -36,7 +36,7 @@ log = logging.getLogger("sessionkit.notify")
 
 #: What a person wants to hear about by default.
 DEFAULT_KINDS = ("session.dropped", "handover.completed", "approval.requested", "job.completed",
-                 "job.failed")
+                 "job.failed", "job.stalled")
 
 
 def _kind(event: dict[str, Any]) -> str:
@@ -78,6 +78,10 @@ def message_for(event: dict[str, Any]) -> tuple[str, str]:
     if kind == "approval.requested":
         return "Approval needed", (f"backup {who} waits for approval: sessionkit approve STORE "
                                    f"{data.get('request')}")
+    if kind == "job.stalled":
+        return "Job stalled", (f"job {data.get('job')} on {who} has finished no item for "
+                               f"{data.get('idle_s', 0):.0f} s (stall_after {data.get('stall_after_s', 0):.0f} s); "
+                               f"its runtime still answers")
     if kind.startswith("job."):
         error = data.get("error") or {}
         detail = f": {error.get('message')}" if isinstance(error, dict) and error.get("message") else ""

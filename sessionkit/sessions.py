@@ -19,10 +19,10 @@ import socket
 import threading
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
-from .errors import Conflict, CorruptRecord, StoreError
+from .errors import Conflict, CorruptRecord, SessionkitError, StoreError
 from .events import EventLog
 from .runtimes import Runtime, detect, get_runtime, ipython_shell, utc
 from .store import Store, open_store
@@ -62,12 +62,14 @@ class Session:
 
     Thresholds (seconds left): ``warning_at`` (default 60 min) and ``handover_at``
     (15 min); ``fresh_for``: how long a new session counts as fresh (5 min).
+    ``ping_url``: a dead-man's switch (e.g. a healthchecks.io check URL) pinged on every
+    heartbeat, so an outside service can alert when the whole runtime is gone.
     """
 
     def __init__(self, store: Union[Store, str], role: str, *, runtime: Union[None, str, Runtime] = None,
                  label: Optional[str] = None, clock: Optional[Clock] = None, heartbeat: float = 30.0,
                  warning_at: float = 3600.0, handover_at: float = 900.0, fresh_for: float = 300.0,
-                 started: Optional[datetime] = None, start: bool = True) -> None:
+                 started: Optional[datetime] = None, start: bool = True, ping_url: Optional[str] = None) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if not heartbeat > 0:
@@ -75,6 +77,10 @@ class Session:
         if not warning_at > handover_at >= 0:
             raise ValueError(f"warning_at ({warning_at}) must be greater than handover_at "
                              f"({handover_at}), and handover_at >= 0")
+        if ping_url is not None and not (isinstance(ping_url, str) and ping_url.startswith(("http://", "https://"))):
+            raise ValueError(f"ping_url must be an http:// or https:// URL (a dead-man's switch such as "
+                             f"healthchecks.io), got {ping_url!r}")
+        self.ping_url = ping_url
         self.store = open_store(store)
         self.role = role
         self.clock = clock or SYSTEM_CLOCK
@@ -85,6 +91,9 @@ class Session:
         self.id = uuid.uuid4().hex
         self.heartbeat = float(heartbeat)
         self.warning_at, self.handover_at, self.fresh_for = warning_at, handover_at, fresh_for
+        #: seconds a handover needs (set by a Primary from its measured checkpoint time and
+        #: its backup's polls); the handover phase starts no later than that before the end
+        self.handover_lead = 0.0
         now = self.clock.now()
         if started is not None:
             started_at = utc(started)
@@ -107,6 +116,8 @@ class Session:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.extra: dict[str, Any] = {}  # shown in views and status (e.g. job, lease token)
+        #: called on every heartbeat, before the record is written (from the beating thread)
+        self.watchers: list[Callable[[], None]] = []
         self._watch_activity()
         if start:
             self.start()
@@ -155,7 +166,7 @@ class Session:
         if remaining is not None:
             if remaining <= 0:
                 return "expired"
-            if remaining <= self.handover_at:
+            if remaining <= max(self.handover_at, self.handover_lead):
                 return "handover"
             if remaining <= self.warning_at:
                 return "warning"
@@ -208,6 +219,11 @@ class Session:
                 return self.phase
             self._beats += 1
             self._last_beat = self.clock.monotonic()
+            for watch in list(self.watchers):  # e.g. a Primary's stall check: before the write
+                try:
+                    watch()
+                except SessionkitError as exc:
+                    log.warning("session %s: a heartbeat watcher failed: %s", self.id[:8], exc)
             phase = self.phase
             if phase != self._phase:
                 self.events.emit("session.phase", **{"from": self._phase, "to": phase},
@@ -216,7 +232,23 @@ class Session:
             self._write()
             if self.events.pending:
                 self.events.flush()
+            if self.ping_url:
+                threading.Thread(target=self._ping, name="sessionkit-ping", daemon=True).start()
             return phase
+
+    def _ping(self) -> None:
+        """The dead-man's switch: tell an outside service (healthchecks-style) this runtime
+        lives. It alerts when pings stop: the whole runtime is gone and nothing else can say so.
+        Runs on its own thread, so a slow service never delays a heartbeat or the loop."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.ping_url, timeout=10) as answer:
+                answer.read(1024)
+        except (urllib.error.URLError, OSError) as exc:
+            log.warning("session %s: ping to the dead-man's switch failed: %s", self.id[:8],
+                        getattr(exc, "reason", exc))
 
     def beat_if_due(self) -> str:
         """Beat now if a heartbeat is due on this session's clock (loops call this, so a

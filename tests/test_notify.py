@@ -40,6 +40,11 @@ class Hook:
                 self.send_response(204)
                 self.end_headers()
 
+            def do_GET(self):  # a dead-man's switch ping
+                hook.paths.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+
             def log_message(self, *args):
                 return
 
@@ -152,3 +157,51 @@ def test_webhook_arguments_are_checked():
         notify.WebhookNotifier("http://127.0.0.1:9/", format="teams")
     with pytest.raises(ValueError, match="topic"):
         notify.WebhookNotifier("http://127.0.0.1:9/", format="ntfy")
+
+
+def test_a_job_that_stops_finishing_items_is_marked_stalled_and_the_webhook_hears_it(hook):
+    from sessionkit.handover import Primary
+    from sessionkit.sessions import read_session
+
+    clock = FakeClock()
+    store = MemoryStore()
+    sender = notify.WebhookNotifier(hook.url, kinds=["job.stalled"], backoff=0.01)
+    primary = Primary(store, "j", runtime="local", clock=clock, ttl=7200)
+    try:
+        for item in primary.track(range(30), display=False):
+            clock.advance(2.0)  # a mean item time of 2 s: stall_after is max(300 s, 20 s)
+            if item == 10:
+                clock.advance(297)  # this item hangs (299 s since the last one finished) ...
+                primary.session.beat()  # ... while the heartbeat thread keeps beating
+                assert not primary.stalled, "not before 5 minutes"
+                clock.advance(2)
+                primary.session.beat()
+                assert primary.stalled and read_session(store, primary.session.id)["stalled"] is True
+            if item == 12:
+                primary.session.beat()  # items finish again
+                assert not primary.stalled and read_session(store, primary.session.id)["stalled"] is False
+        assert sender.flush(timeout=10)
+    finally:
+        sender.close()
+        primary.close()
+    assert [b["kind"] for b in hook.bodies] == ["job.stalled"]
+    assert hook.bodies[0]["data"]["idle_s"] >= 300
+    title, message = notify.message_for(hook.bodies[0])
+    assert title == "Job stalled" and "finished no item" in message
+
+
+def test_a_dead_mans_switch_is_pinged_on_every_heartbeat(hook):
+    import time
+
+    from sessionkit import Session
+
+    session = Session(MemoryStore(), "primary", runtime="local", clock=FakeClock(), start=False,
+                      ping_url=hook.url + "/ping/abc")
+    for _ in range(3):
+        session.beat()
+    deadline = time.monotonic() + 10  # pings go out on their own threads
+    while hook.paths.count("/ping/abc") < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert hook.paths.count("/ping/abc") == 3
+    with pytest.raises(ValueError, match="ping_url"):
+        Session(MemoryStore(), "primary", ping_url="ftp://x", start=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
+
 from sessionkit import FakeClock, Runtime, Session
 from sessionkit.handover import Backup, Primary
 from sessionkit.store.memory import MemoryStore
@@ -77,3 +79,31 @@ def test_primary_refreshes_views_only_when_phase_or_status_changes():
     phases = [line.rsplit("(", 1)[1].rstrip(")") for line in out.getvalue().splitlines()]
     # one line per change (phase, or handover status "handing over"), not one per item
     assert phases == ["fresh", "active", "warning", "handover", "handover"], phases
+
+
+def test_views_re_attach_from_the_store(capsys):
+    """A new cell (or the backup's runtime) shows the live countdown, banner and progress."""
+    from sessionkit import FakeClock, widgets
+    from sessionkit.handover import Primary
+    from sessionkit.runtimes import Runtime
+    from sessionkit.store.memory import MemoryStore
+
+    store = MemoryStore()
+    assert widgets.show(store).session is None
+    assert "no primary has written" in capsys.readouterr().out
+    clock = FakeClock()
+    primary = Primary(store, "job", runtime=Runtime(max_runtime=3600, name="hour"), clock=clock, ttl=7200,
+                      label="A", checkpoint_items=5)
+    it = primary.track(range(40), display=False)
+    for _ in range(21):
+        next(it)
+    clock.advance(600)
+    primary.session.beat()  # its last heartbeat: 3000 s left
+    clock.advance(100)  # shown 100 s later
+    live = widgets.show(store, clock=clock)
+    shown = capsys.readouterr().err
+    assert live.progress.done == 20 and live.progress.total == 40 and live.progress.job == "job"
+    assert live.session["label"] == "A" and live.session["remaining_s"] == pytest.approx(2900)
+    assert "[A] primary on hour" in shown and "job 'job' running 20/40" in shown
+    it.close()
+    primary.close()

@@ -120,6 +120,12 @@ class Job:
         self._view: Any = None
         self._interrupted = False
         self._active: Optional["weakref.ref[Iterator[Any]]"] = None
+        #: Set by whoever runs the job on a runtime that ends (a Primary): seconds it has left,
+        #: and the seconds a handover needs. ``progress.forecast`` judges them.
+        self.runtime_left: Optional[Callable[[], Optional[float]]] = None
+        self.handover_lead = 0.0
+        self.checkpoint_seconds = 0.0  # how long the last checkpoint took, on the job's clock
+        self.last_progress_at: Optional[float] = None  # when an item last finished (slow path), on its clock
         #: Called on the slow path (about every 50 ms); a true result stops the loop cleanly,
         #: leaving the job paused with this reason (handover uses it).
         self.stop_when: Optional[Callable[[], Optional[str]]] = None
@@ -210,6 +216,8 @@ class Job:
             rate=rate, eta=eta, bytes=self._bytes, elapsed=self._elapsed(), stage=stage,
             stage_index=(stages.index(stage) + 1) if stage in stages else None, stages=len(stages),
             error=error.get("message") if isinstance(error, dict) else None,
+            runtime_left=self.runtime_left() if self.runtime_left is not None else None,
+            handover_lead=self.handover_lead,
         )
 
     def _elapsed(self) -> float:
@@ -336,6 +344,7 @@ class Job:
         now = self.clock.monotonic()
         self._last.update(checkpoint=now, view=now, control=now)
         self._rate.restart(0, now)
+        self.last_progress_at = now
         return True
 
     def _track_positions(self, iterable: Iterable[T]) -> Iterator[T]:
@@ -424,6 +433,7 @@ class Job:
             self._token()  # raises LeaseLost: a holder past its renew deadline stops working
         now = self.clock.monotonic()
         instant = self._rate.update(n, now)
+        self.last_progress_at = now  # the slow path runs only after an item finished
         last = self._last
         if self.checkpoint_items and n - self._n_at_checkpoint >= self.checkpoint_items \
                 or now - last["checkpoint"] >= self.checkpoint_every:
@@ -515,6 +525,13 @@ class Job:
 
     def checkpoint(self) -> None:
         """Write progress, state and blob pointers now (one compare-and-swap of the manifest)."""
+        started = self.clock.monotonic()
+        try:
+            self._checkpoint()
+        finally:
+            self.checkpoint_seconds = self.clock.monotonic() - started
+
+    def _checkpoint(self) -> None:
         with self._lock:
             token = self._token()
             self._check_state()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
+from ..forecast import Forecast, forecast
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -23,6 +25,13 @@ class Progress:
     stage_index: Optional[int]  # 1-based position of the stage among those seen
     stages: int
     error: Optional[str] = None
+    runtime_left: Optional[float] = None  # seconds the runtime running it has (None: no limit or unknown)
+    handover_lead: float = 0.0  # seconds a handover needs: a final checkpoint and a takeover
+
+    @property
+    def forecast(self) -> Forecast:
+        """Will it finish in this runtime (see sessionkit.forecast)."""
+        return forecast(self.done, self.total, self.rate, self.runtime_left, self.handover_lead)
 
     @property
     def fraction(self) -> Optional[float]:

@@ -15,7 +15,7 @@ from ..runtimes import ipython_shell
 from .text import TextProgress
 
 __all__ = ["Countdown", "HandoverStatus", "JobProgress", "SessionBanner", "StoreBanner", "TextProgress",
-           "auto_view", "in_notebook"]
+           "auto_view", "in_notebook", "show"]
 
 
 def in_notebook() -> bool:
@@ -37,6 +37,27 @@ def auto_view(progress: Any) -> Any:
         view.show()
         return view
     return TextProgress(progress)
+
+
+def show(store: Any, lease_name: str = "primary", job: Any = None, clock: Any = None) -> Any:
+    """Show the primary's countdown, banner and job progress again, read from the store: in a
+    new cell, a reloaded tab, or on another runtime (the backup's). The countdown ticks on in
+    the browser; the rest is as of the primary's last heartbeat and checkpoint (call it again
+    to refresh). Returns the snapshots shown (a ``status.LiveView``)."""
+    from ..status import live_view
+    from ..store import open_store
+    from .session import Countdown, SessionBanner
+
+    store = open_store(store)
+    live = live_view(store, lease_name, job, clock)
+    if live.session is not None:
+        Countdown(live.session).show()
+        SessionBanner(live.session).show()
+    if live.progress is not None:
+        auto_view(live.progress)
+    if live.session is None and live.progress is None:
+        print(f"nothing to show: no primary has written to {store.url} yet")
+    return live
 
 
 def __getattr__(name: str) -> Any:

@@ -21,6 +21,7 @@ from . import in_notebook
 
 PHASE_COLOURS = {"fresh": "#2ca02c", "active": "#1f77b4", "warning": "#ff7f0e", "handover": "#d62728",
                  "expired": "#7f7f7f", "ended": "#7f7f7f", "dropped": "#7f7f7f"}
+STALLED_COLOUR = "#9467bd"  # the job finishes no item while its runtime still beats
 
 _SCRIPT = """
 <script>
@@ -148,13 +149,14 @@ class SessionBanner(_View):
         return [("role", str(s.get("role"))), ("runtime", str((s.get("runtime") or {}).get("name"))),
                 ("label", str(s.get("label"))),
                 ("lease", f"{lease.get('name')} token {lease.get('token')}" if lease else "-"),
-                ("phase", str(s.get("phase"))),
+                ("phase", str(s.get("phase")) + (" · STALLED" if s.get("stalled") else "")),
                 ("job", f"{job}" + (f" / {stage}" if stage else "") if job else "-")]
 
     def html(self) -> str:
         cells = "".join(f"<td style='padding:2px 10px'><small>{html.escape(k)}</small><br><b>"
                         f"{html.escape(v)}</b></td>" for k, v in self._fields())
-        colour = PHASE_COLOURS.get(self.snapshot.get("phase"), "#7f7f7f")
+        colour = STALLED_COLOUR if self.snapshot.get("stalled") else PHASE_COLOURS.get(self.snapshot.get("phase"),
+                                                                                     "#7f7f7f")
         return f"<table style='border-left:4px solid {colour}'><tr>{cells}</tr></table>"
 
     def text(self) -> str:

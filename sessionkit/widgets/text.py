@@ -28,6 +28,10 @@ def describe(p: Progress) -> str:
         parts.append(format_bytes(p.bytes))
     if p.skipped:
         parts.append(f"({p.skipped} done before)")
+    if p.status == "running" and p.runtime_left is not None:
+        outlook = p.forecast
+        if outlook.verdict.name not in ("UNKNOWN", "DONE"):
+            parts.append(f"· {outlook.text()}")
     if p.error:
         parts.append(f"error: {p.error}")
     return " ".join(parts)

@@ -1,0 +1,80 @@
+"""The read model: what is in a store now, as plain data for the command line, the demo
+and views that re-attach. Nothing here writes; a damaged record is logged and left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from .clock import SYSTEM_CLOCK, Clock
+from .jobs.progress import Progress
+from .store import Store
+
+__all__ = ["LiveView", "live_view", "status_data"]
+
+
+def status_data(store: Store) -> dict[str, Any]:
+    """The fixed ``status --json`` shape (see docs/cli.md)."""
+    from .jobs.listing import list_jobs
+    from .lease import list_leases
+    from .sessions import list_sessions
+
+    now = datetime.now(timezone.utc)
+    sessions = [{"id": s.get("id"), "role": s.get("role"), "label": s.get("label"),
+                 "status": s.get("status"), "phase": s.get("phase"), "remaining_s": s.get("remaining_s"),
+                 "last_heartbeat": s.get("last_heartbeat")} for s in list_sessions(store)]
+    leases = []
+    for name, lease in list_leases(store):
+        expires = None
+        if lease.holder is not None:
+            # An estimate for people, from the holder's wall clock; takeovers never use it.
+            renewed = datetime.fromisoformat(lease.renewed)
+            expires = round(lease.ttl - (now - renewed).total_seconds(), 1)
+        leases.append({"name": name, "holder": lease.holder, "token": lease.token,
+                       "expires_in_s": expires})
+    jobs = [{"id": j.id, "status": j.status, "done": j.done, "total": j.total, "stage": j.stage,
+             "updated": j.updated} for j in list_jobs(store)]
+    return {"sessions": sessions, "leases": leases, "jobs": jobs}
+
+
+@dataclass(frozen=True)
+class LiveView:
+    """Snapshots for re-attached views: the primary's session record (with ``remaining_s``
+    brought up to now), its job's progress, and the handover state record."""
+
+    session: Optional[dict[str, Any]]
+    progress: Optional[Progress]
+    handover: Optional[dict[str, Any]]
+
+
+def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = None,
+              clock: Optional[Clock] = None) -> LiveView:
+    """What the primary of ``lease_name`` (or the last one) is doing, read from the store;
+    ``clock`` tells the time now (its wall clock judges the record's age)."""
+    import json
+
+    from .jobs.manifest import load
+    from .sessions import read_session
+
+    record = store.get(f"handover/{lease_name}/state")
+    state = json.loads(record.data) if record is not None else None
+    session = read_session(store, state["primary"]) if state and state.get("primary") else None
+    if session is not None and session.get("remaining_s") is not None and session.get("last_heartbeat"):
+        # an estimate from the writer's wall clock, for display only
+        now = (clock or SYSTEM_CLOCK).now()
+        age = (now - datetime.fromisoformat(session["last_heartbeat"])).total_seconds()
+        session = dict(session, remaining_s=session["remaining_s"] - max(0.0, age))
+    job_id = job or (state or {}).get("job")
+    progress = None
+    loaded = load(store, job_id) if job_id else None
+    if loaded is not None:
+        m = loaded.manifest
+        stages = m.get("stages") or []
+        progress = Progress(job=job_id, status=m["status"], done=int(m.get("done") or 0), total=m.get("total"),
+                            skipped=0, rate=None, eta=None, bytes=int(m.get("bytes") or 0),
+                            elapsed=float(m.get("elapsed") or 0.0), stage=m.get("stage"),
+                            stage_index=(stages.index(m["stage"]) + 1) if m.get("stage") in stages else None,
+                            stages=len(stages))
+    return LiveView(session, progress, state)

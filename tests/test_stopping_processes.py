@@ -1,0 +1,87 @@
+"""A primary told to stop hands over at once: SIGTERM to a real process, and a Jupyter
+kernel shut down mid-job. The lease is released, so the backup's takeover is planned (it
+found the lease free), not an expiry after the ttl."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+import sessionkit
+from sessionkit import history
+from sessionkit.sessions import list_sessions
+
+from test_handover_processes import expect_line, read_log, start
+
+pytestmark = pytest.mark.slow
+TTL = 20.0  # long enough that an expiry could not pass for a release
+
+
+def wait_for_items(log: Path, count: int, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} items were done")
+
+
+def test_sigterm_to_a_primary_mid_job_hands_over_at_once(tmp_path):
+    url, log = str(tmp_path / "s"), tmp_path / "items.log"
+    backup = start("handover_backup", url, log, 300, 0.02, TTL, 1)
+    expect_line(backup, "watching")
+    primary = start("handover_primary", url, log, 300, 0.02, TTL, 1, 0)
+    expect_line(primary, "holding")
+    wait_for_items(log, 40)
+    primary.send_signal(signal.SIGTERM)
+    primary.communicate(timeout=30)
+    assert primary.returncode == -signal.SIGTERM, "the signal is passed on: the process ends"
+    stopped = time.monotonic()
+    assert expect_line(backup, "holding")[1] == "2"
+    waited = time.monotonic() - stopped
+    out, err = backup.communicate(timeout=120)
+    assert json.loads(out.splitlines()[-1]) == {"status": "completed", "done": 300}, err
+    assert sorted(i for i, *_ in read_log(log)) == list(range(300)), "every item exactly once"
+    ended = [s for s in list_sessions(url) if s.get("label") == "A"]
+    assert ended and ended[0]["end_reason"] == "stopped (SIGTERM)"
+    handover = history.handovers(history.load(url))
+    assert list(handover["how"]) == ["released"], "taken over from a released lease, not an expired one"
+    assert waited < TTL, "no ttl wait (the bar, two polls, is measured in make bench)"
+
+
+def test_a_kernel_shut_down_mid_job_releases_its_lease(tmp_path):
+    jupyter_client = pytest.importorskip("jupyter_client")
+    url = str(tmp_path / "s")
+    km = jupyter_client.KernelManager(kernel_name="python3")
+    km.start_kernel()
+    client = km.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        client.execute(
+            "import time\n"
+            "from sessionkit.handover import Primary\n"
+            f"primary = Primary({url!r}, 'work', runtime='local', ttl={TTL}, label='kernel')\n"
+            "for item in primary.track(range(100000), display=False):\n"
+            "    time.sleep(0.01)\n")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            jobs = sessionkit.jobs.list(url) if (tmp_path / "s").exists() else []
+            if jobs and jobs[0].done >= 20:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the kernel's job did not start")
+        km.shutdown_kernel(now=False)  # what a front end's "shut down" or "restart" sends
+    finally:
+        client.stop_channels()
+    record = sessionkit.lease.read_lease(sessionkit.open_store(url), "primary")
+    assert record.holder is None and record.token == 1, "released, not left to expire"
+    job = sessionkit.Job(url, "work")
+    assert job.status == "paused" and job.done >= 20
+    ended = [s for s in list_sessions(url) if s.get("label") == "kernel"]
+    assert ended[0]["end_reason"].startswith("stopped (")
