@@ -49,6 +49,11 @@ Run the backup only on a runtime you may legitimately use: a second runtime of y
 own account, Kaggle, a local Jupyter or a VM. sessionkit never creates, rotates or
 hides accounts."""
 
+SHOW_AGAIN_NOTE = """Reloaded the page, or opened the notebook while the job runs elsewhere? This cell
+shows the primary's countdown, banner and progress again, read from `STORE` (it only reads)."""
+
+SHOW_AGAIN = '''notebook.show_again(STORE, JOB)'''
+
 WORK = '''# Your work goes here: replace the built-in demo workload (ITEMS items that take
 # ITEM_SECONDS each) with your items and what to do with each one.
 items = notebook.demo_items(ITEMS)
@@ -86,6 +91,8 @@ print(f"job {primary.job.id}: {primary.job.status}, {primary.job.done} done"
       + (" (handed over to the backup)" if primary.handed_over else ""))
 if RELEASE_RUNTIME:
     print(notebook.release_runtime(primary))'''),
+        new_markdown_cell(SHOW_AGAIN_NOTE),
+        new_code_cell(SHOW_AGAIN),
     ])
 
 
@@ -124,6 +131,8 @@ primary = notebook.start_backup(STORE, job=JOB, runtime=RUNTIME, time_scale=TIME
     print(f"job {primary.job.id}: {primary.job.status}, {primary.job.done} done")
     if RELEASE_RUNTIME:
         print(notebook.release_runtime(primary))'''),
+        new_markdown_cell(SHOW_AGAIN_NOTE),
+        new_code_cell(SHOW_AGAIN),
     ])
 
 

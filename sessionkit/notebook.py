@@ -30,7 +30,7 @@ from .store.gdrive_auth import in_colab
 from .widgets import in_notebook
 
 __all__ = ["StoreShare", "clock_for", "default_store", "demo_items", "demo_work", "release_runtime",
-           "share_info", "start_backup", "start_primary"]
+           "share_info", "show_again", "start_backup", "start_primary"]
 
 log = logging.getLogger("sessionkit.notebook")
 LOCAL_DEFAULT = "sessionkit-state"
@@ -175,6 +175,13 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
         _show(primary.views[1:])
     primary.refresh_views(force=True)
     return primary
+
+
+def show_again(store: Union[Store, str, None], job: str) -> Any:
+    """The notebooks' last cell: the primary's live views again, read from the store."""
+    from .widgets import show
+
+    return show(_resolve(store, job), job=job)
 
 
 def release_runtime(primary: Primary) -> str:

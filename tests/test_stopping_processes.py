@@ -5,6 +5,7 @@ found the lease free), not an expiry after the ttl."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -85,3 +86,47 @@ def test_a_kernel_shut_down_mid_job_releases_its_lease(tmp_path):
     assert job.status == "paused" and job.done >= 20
     ended = [s for s in list_sessions(url) if s.get("label") == "kernel"]
     assert ended[0]["end_reason"].startswith("stopped (")
+
+
+def test_a_papermill_primary_notebook_whose_kernel_is_shut_down_hands_over(tmp_path):
+    """The primary notebook runs under papermill; its kernel is shut down as a Jupyter server
+    does it: a shutdown request (through a second client on the kernel's connection file),
+    then, as jupyter_client's KernelManager does after ``shutdown_wait_time`` (5 s) when the
+    kernel is busy, SIGTERM. The backup notebook takes over from the released lease."""
+    jupyter_client = pytest.importorskip("jupyter_client")
+    from test_notebooks import outputs, start
+
+    import nbformat
+
+    store = tmp_path / "store"
+    common = dict(STORE=store, JOB="shut", RUNTIME="local", LEASE_TTL=TTL, ITEMS=1500, ITEM_SECONDS=0.02)
+    backup = start("backup", tmp_path / "backup.ipynb", PRIORITY=1, APPROVAL="auto", **common)
+    primary = start("primary", tmp_path / "primary.ipynb", **common)
+    kernel_pid = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and kernel_pid is None:
+        if store.exists():
+            jobs = sessionkit.jobs.list(str(store))
+            primaries = [s for s in list_sessions(str(store)) if s.get("role") == "primary" and s.get("job")]
+            if jobs and jobs[0].done >= 20 and primaries:
+                kernel_pid = primaries[0]["pid"]
+        time.sleep(0.1)
+    assert kernel_pid, "the primary notebook did not start its job"
+    argv = Path(f"/proc/{kernel_pid}/cmdline").read_bytes().split(b"\0")
+    connection_file = argv[argv.index(b"-f") + 1].decode()
+    client = jupyter_client.BlockingKernelClient(connection_file=connection_file)
+    client.load_connection_file()
+    client.start_channels()
+    client.shutdown()  # what "Shut down kernel" / "Restart kernel" sends first
+    client.stop_channels()
+    waited = time.monotonic() + 5.0  # jupyter_client's shutdown_wait_time
+    while time.monotonic() < waited and Path(f"/proc/{kernel_pid}").exists():
+        time.sleep(0.1)
+    if Path(f"/proc/{kernel_pid}").exists():
+        os.kill(kernel_pid, signal.SIGTERM)  # the kernel manager's next step for a busy kernel
+    primary.communicate(timeout=60)
+    out, err = backup.communicate(timeout=120)
+    assert backup.returncode == 0, err[-2000:]
+    assert "job shut: completed, 1500 done" in outputs(nbformat.read(tmp_path / "backup.ipynb", 4))
+    handover = history.handovers(history.load(str(store)))
+    assert list(handover["how"]) == ["released"], "the kernel released its lease on shutdown"
