@@ -39,30 +39,16 @@ def _line(proc: subprocess.Popen, word: str) -> list[str]:
     return line
 
 
-def unplanned(tmp: str, run: int, ttl: float) -> float:
-    url, log = f"{tmp}/u{run}", f"{tmp}/u{run}.log"
+def takeover(tmp: str, run: int, ttl: float, sig: int = signal.SIGKILL) -> float:
+    """Seconds from ``sig`` to the primary mid-job until the backup holds the lease."""
+    url, log = f"{tmp}/{sig}-{run}", f"{tmp}/{sig}-{run}.log"
     primary = _start("handover_primary", url, log, 1000, 0.01, ttl, 1, 0)
     _line(primary, "holding")
     backup = _start("handover_backup", url, log, 1000, 0.0, ttl, 1)
     _line(backup, "watching")
-    time.sleep(0.3 + (run % 5) * 0.1)
-    killed = time.time()
-    primary.send_signal(signal.SIGKILL)
-    primary.wait()
-    took = float(_line(backup, "holding")[2])
-    backup.communicate(timeout=120)
-    return took - killed
-
-
-def after_sigterm(tmp: str, run: int, ttl: float) -> float:
-    url, log = f"{tmp}/t{run}", f"{tmp}/t{run}.log"
-    backup = _start("handover_backup", url, log, 1000, 0.0, ttl, 1)
-    _line(backup, "watching")
-    primary = _start("handover_primary", url, log, 1000, 0.01, ttl, 1, 0)
-    _line(primary, "holding")
     time.sleep(0.3 + (run % 5) * 0.1)
     signalled = time.time()
-    primary.send_signal(signal.SIGTERM)
+    primary.send_signal(sig)
     primary.wait()
     took = float(_line(backup, "holding")[2])
     backup.communicate(timeout=120)
@@ -94,9 +80,9 @@ def run() -> Section:
                       f"backup's first (poll interval {poll_planned * 1e3:.0f} ms real).")
     sigterm_ttl = 20.0
     with tempfile.TemporaryDirectory() as tmp:
-        u = [unplanned(tmp, i, ttl) for i in range(RUNS)]
+        u = [takeover(tmp, i, ttl) for i in range(RUNS)]
         p = [planned(tmp, i, 60.0, scale) for i in range(RUNS)]
-        t = [after_sigterm(tmp, i, sigterm_ttl) for i in range(RUNS)]
+        t = [takeover(tmp, i, sigterm_ttl, signal.SIGTERM) for i in range(RUNS)]
     poll_sigterm = sigterm_ttl / 7.5
     table = section.table("handover", "median", "worst", "bar")
     table.append(["unplanned takeover", f"{statistics.median(u):.2f} s", f"{max(u):.2f} s",

@@ -111,7 +111,12 @@ def test_three_processes_100_cas_increments_each_end_exact(emulator, tmp_path):
 
 
 def test_lease_and_fencing_on_drive(emulator):
-    store = fresh(emulator)
+    lease_and_fencing(fresh(emulator))
+
+
+def lease_and_fencing(store) -> None:
+    """Two leases and two leased jobs on one store: the second takes over after the ttl
+    and resumes after the first one's checkpoint; the first is fenced."""
     clock = FakeClock()
     a = Lease(store, "primary", holder="a", ttl=10, clock=clock)
     b = Lease(store, "primary", holder="b", ttl=10, clock=clock)

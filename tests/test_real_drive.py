@@ -9,9 +9,10 @@ import threading
 
 import pytest
 
-from sessionkit import ABSENT, Conflict, FakeClock, Job, Lease, LeaseLost
+from sessionkit import ABSENT, Conflict
 
 from conftest import real_drive_store
+from test_gdrive import lease_and_fencing
 
 
 @pytest.fixture
@@ -20,19 +21,7 @@ def real(tmp_path):
 
 
 def test_lease_fencing_and_a_leased_job_on_real_drive(real):
-    clock = FakeClock()
-    a = Lease(real, "primary", holder="a", ttl=10, clock=clock)
-    b = Lease(real, "primary", holder="b", ttl=10, clock=clock)
-    assert a.acquire() == 1 and b.try_acquire() is None
-    job_a = Job(real, "j", lease=a, clock=clock, checkpoint_items=5)
-    it = job_a.track(range(20), display=False)
-    for _ in range(8):
-        next(it)
-    clock.advance(10)
-    assert b.try_acquire() == 2
-    assert list(Job(real, "j", lease=b, clock=clock).track(range(20), display=False))[0] == 5
-    with pytest.raises(LeaseLost):
-        job_a.checkpoint()
+    lease_and_fencing(real)  # the emulator test's body, on real Drive
 
 
 def test_racing_creates_on_real_drive_have_one_winner(real):
