@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any, Optional, Sequence
 
 from . import __version__

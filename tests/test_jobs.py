@@ -252,21 +252,38 @@ def test_two_writers_without_a_lease_keep_both_sets_of_work(store):
 
 
 def test_corrupted_manifest_falls_back_to_the_previous_generation(tmp_path):
+    from sessionkit.jobs.job import PREV_EVERY
+
     url = str(tmp_path / "store")
     job = Job(url, "c", checkpoint_items=10)
-    run(job, range(100), upto=35)  # checkpoints at 30 and, leaving the loop, at 35
+    # generation 1 starts the run, k+1 holds 10k items; leaving the loop writes 125
+    run(job, range(200), upto=125)
     store = sessionkit.open_store(url)
     path = store.path_of("jobs/c/manifest")
     path.write_bytes(path.read_bytes()[:-5])  # truncated
     with pytest.warns(SessionkitWarning, match="previous generation") as record:
         again = Job(url, "c")
     assert "jobs/c/manifest" in str(record[0].message)
-    assert again.done == 30  # the generation before the last checkpoint (35 -> 30)
-    assert run(again, range(100))[0] == 30
+    # a position job without blobs keeps manifest.prev every PREV_EVERY generations: the
+    # one replaced by generation 10 (80 items); at most PREV_EVERY intervals run again
+    assert again.done == 80 and 125 - again.done <= PREV_EVERY * 10
+    assert run(again, range(200))[0] == 80
     assert again.status == "completed"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert Job(url, "c").done == 100
+        assert Job(url, "c").done == 200
+
+
+def test_a_job_with_blobs_keeps_the_generation_just_before(tmp_path):
+    url = str(tmp_path / "store")
+    job = Job(url, "b", checkpoint_items=10)
+    job.save_blob("model", {"w": 1})
+    run(job, range(100), upto=35)  # checkpoints at 30 and, leaving the loop, at 35
+    path = sessionkit.open_store(url).path_of("jobs/b/manifest")
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.warns(SessionkitWarning, match="previous generation"):
+        again = Job(url, "b")
+    assert again.done == 30 and again.load_blob("model") == {"w": 1}
 
 
 def test_foreign_manifest_with_no_previous_generation_is_a_clear_error(store):

@@ -15,7 +15,7 @@ import pytest
 
 import sessionkit
 from sessionkit import jobs
-from sessionkit.jobs.doneset import SegmentList, Segment
+from sessionkit.jobs.doneset import Ranges, Segment, SegmentList
 
 WORKERS = str(Path(__file__).with_name("_workers.py"))
 pytestmark = pytest.mark.slow
@@ -32,6 +32,7 @@ def done_positions(url: str, job_id: str) -> set[int]:
     segments = SegmentList(store, f"jobs/{job_id}/done/", m["mode"] or "position",
                            [Segment(n, c) for n, c in m["segments"]])
     ranges, _ = segments.load()
+    ranges.update(Ranges(m.get("ranges") or []))  # format 2 keeps positions in the manifest
     return {i for a, b in ranges.spans for i in range(a, b)}
 
 
@@ -46,7 +47,12 @@ def test_sigkilled_job_loses_nothing_and_redoes_at_most_one_interval(tmp_path):
         proc = start("job_worker", url, "crash", log, items, every, 0.0002)
         runs += 1
         assert proc.stdout.readline().strip() == "started", proc.stderr.read()
-        time.sleep(rng.uniform(0.0, 0.25))
+        # kill after a random amount of progress (not of time: the machine's speed must
+        # not decide how many kills a run gets)
+        target = sum(before.values()) + rng.randint(5, 250)
+        while proc.poll() is None and kills < 40 and \
+                len(log.read_text().split()) < target:
+            time.sleep(0.002)
         if proc.poll() is None and kills < 40:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -128,3 +134,12 @@ def test_a_loop_suspended_at_interpreter_exit_is_checkpointed_cleanly(tmp_path):
     job = sessionkit.Job(url, "suspended")
     # items 0..28 finished (the loop asked for item 29); item 29 was in flight
     assert job.status == "paused" and job.done == 29
+
+
+def test_done_positions_sees_what_a_checkpoint_wrote(tmp_path):
+    url = str(tmp_path / "store")
+    job = sessionkit.Job(url, "seen", checkpoint_items=10)
+    for x in job.track(range(100), display=False):
+        if x == 35:
+            break
+    assert done_positions(url, "seen") == set(range(35))

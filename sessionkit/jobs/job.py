@@ -24,7 +24,7 @@ from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import Conflict, CorruptRecord, LeaseLost, SessionkitError, SessionkitWarning, StoreError
+from ..errors import Conflict, LeaseLost, SessionkitError, SessionkitWarning, StoreError
 from ..events import EventLog
 from ..runtimes import ipython_shell
 from ..store import ABSENT, Store, open_store
@@ -39,7 +39,6 @@ from .manifest import (
     InvalidTransition,
     Loaded,
     check_job_id,
-    decode,
     encode,
     load,
     manifest_key,
@@ -54,6 +53,7 @@ TICK_SECONDS = 0.05  # target time between slow-path visits
 MAX_TICK_ITEMS = 512  # ... and at most this many items between them
 VIEW_SECONDS = 0.1  # views are refreshed at most this often
 EVENT_SECONDS = 30.0  # job.checkpoint events are sampled at most this often
+PREV_EVERY = 10  # a position job without blobs keeps manifest.prev this many generations apart
 _MISSING = object()
 
 
@@ -173,12 +173,14 @@ class Job:
         self._m = m
         self._raw = loaded.raw
         self._version = loaded.version
+        self._written_status = m["status"]  # as stored (set_status changes _m before it is written)
         self.state = dict(m.get("state") or {})
         self._bytes = int(m.get("bytes") or 0)
         segments = [Segment(str(s[0]), int(s[1])) for s in m["segments"]]
         mode = m.get("mode") or POSITION
         self._segments = SegmentList(self.store, f"jobs/{self.id}/done/", mode, segments)
         self._done_ranges, self._done_keys = self._segments.load() if segments else (Ranges(), set())
+        self._done_ranges.update(Ranges(m.get("ranges") or []))  # format 2: positions inline
 
     # -- reading ---------------------------------------------------------------
 
@@ -535,30 +537,40 @@ class Job:
         with self._lock:
             token = self._token()
             self._check_state()
-            self._fence(token)
             fresh_ranges, fresh_keys = self._fresh_ranges, self._fresh_keys
             keyed = self._segments.mode == KEY
             count = len(fresh_keys) if keyed else len(fresh_ranges)
             while True:
-                try:
-                    dropped, written = self._segments.append(fresh_ranges, fresh_keys, count)
-                except SegmentMissing:
-                    self._adopt_concurrent(token, fresh_work=count > 0)  # our view was stale
-                    continue
+                # Fencing without a read: the write below is a compare-and-swap on the very
+                # manifest this writer last saw, so refusing to write over a higher token seen
+                # there fences as a fresh read would; a newer write makes the swap fail.
+                if (self._m.get("token") or 0) > (token or 0):
+                    self._lost(token, self._m.get("token"))
                 if keyed:
+                    try:
+                        dropped, written = self._segments.append(fresh_ranges, fresh_keys, count)
+                    except SegmentMissing:
+                        self._adopt_concurrent(token, fresh_work=count > 0)  # our view was stale
+                        continue
                     done = len(self._done_keys)  # the loop adds fresh keys to it at once
+                    ranges = None
                 else:
-                    done = len(Ranges(self._done_ranges.spans + fresh_ranges.spans))
+                    # positions live in the manifest itself: no segment files, no merges
+                    dropped, written = list(self._segments.segments), []  # older stores' segments
+                    self._segments.segments = []
+                    all_ranges = Ranges(self._done_ranges.spans + fresh_ranges.spans)
+                    done, ranges = len(all_ranges), [list(span) for span in all_ranges.spans]
                 m = dict(self._m)
                 m.update(
-                    generation=self._m["generation"] + 1, token=token, writer=self.events.writer,
-                    segments=[s.to_json() for s in self._segments.segments], done=done,
-                    state=dict(self.state), bytes=self._bytes, updated=self.clock.now().isoformat(),
-                    elapsed=self._elapsed(),
+                    format=MANIFEST_FORMAT, generation=self._m["generation"] + 1, token=token,
+                    writer=self.events.writer, segments=[s.to_json() for s in self._segments.segments],
+                    ranges=ranges, done=done, state=dict(self.state), bytes=self._bytes,
+                    updated=self.clock.now().isoformat(), elapsed=self._elapsed(),
                 )
                 raw = encode(m)
                 try:
-                    self.store.put(prev_key(self.id), self._raw)
+                    if self._prev_needed(m):
+                        self.store.put(prev_key(self.id), self._raw)
                     version = self.store.put(manifest_key(self.id), raw, expect=self._version)
                     break
                 except Conflict:
@@ -570,6 +582,7 @@ class Job:
             self._delete_blobs(old_blobs - _blob_hashes(m) - _blob_hashes(self._m))
             self._garbage = (dropped, self._pending_blob_garbage())
             self._m, self._raw, self._version = m, raw, version
+            self._written_status = m["status"]
             self._done_ranges.update(fresh_ranges)
             self._fresh_ranges = Ranges()
             self._fresh_keys.clear()  # in place: the running loop appends to this list
@@ -592,19 +605,18 @@ class Job:
                 f"dicts with str keys); {', '.join(map(repr, bad)) or 'a key'} is not. Store other "
                 f"objects with job.save_blob(name, obj). Nothing was written.")
 
-    def _fence(self, token: Optional[int]) -> None:
-        """Before writing anything: stop if a newer token holds the job (fencing)."""
-        try:
-            record = self.store.get(manifest_key(self.id))
-        except CorruptRecord as exc:
-            if exc.version == self._version:
-                return
-            raise
-        if record is None or record.version == self._version:
-            return
-        stored = decode(manifest_key(self.id), self.store.url, record.data, record.version)
-        if (stored.get("token") or 0) > (token or 0):
-            self._lost(token, stored.get("token"))
+    def _prev_needed(self, new: dict[str, Any]) -> bool:
+        """Whether to keep the generation being replaced as ``manifest.prev``, the fallback
+        for a damaged manifest. Always when a generation names blobs or segments (the
+        fallback must find the files it names: only the two newest generations' are kept);
+        for a position job without blobs (its done ranges are in the manifest) at the first
+        checkpoint, every PREV_EVERY generations and when the status changes: a fallback then
+        redoes at most PREV_EVERY checkpoint intervals, and a checkpoint is one request."""
+        old = self._m
+        if old.get("segments") or new["segments"] or old.get("blobs") or new["blobs"]:
+            return True
+        return (new["generation"] == 1 or new["generation"] % PREV_EVERY == 0
+                or new["status"] != self._written_status)
 
     def _lost(self, token: Optional[int], newer: Optional[int]) -> None:
         self._running_since = None
@@ -627,6 +639,7 @@ class Job:
             listed = SegmentList(self.store, self._segments.prefix, self._segments.mode, segments)
             try:
                 ranges, keys = listed.load()
+                ranges.update(Ranges(theirs.get("ranges") or []))
                 break
             except SegmentMissing:
                 current = self.store.get(manifest_key(self.id))
@@ -648,6 +661,7 @@ class Job:
             self._bytes = int(keep["bytes"])
         self._m = dict(self._m, **keep)
         self._raw, self._version = loaded.raw, loaded.version
+        self._written_status = theirs["status"]
         self._garbage = ([], set())  # what we meant to delete may be named by theirs
 
     # -- blobs -----------------------------------------------------------------

@@ -17,7 +17,7 @@ from ..errors import CorruptRecord, InvalidKey, SessionkitError, SessionkitWarni
 from ..store import Store
 from ..store.base import check_key
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: a position job's done ranges are in the manifest ("ranges"); 1 is read too
 STATUSES = ("pending", "running", "paused", "completed", "failed", "cancelled")
 ACTIVE = ("running", "paused")
 FINISHED = ("completed", "failed", "cancelled")
@@ -80,6 +80,10 @@ def decode(key: str, where: str, data: bytes, version: Optional[str]) -> dict[st
                          ("state", dict), ("blobs", dict)):
         if not isinstance(m.get(field), types):
             raise CorruptRecord(key, where, f"field {field!r} is missing or of the wrong type", version)
+    ranges = m.get("ranges")
+    if ranges is not None and not (isinstance(ranges, list) and all(
+            isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) and x >= 0 for x in r) for r in ranges)):
+        raise CorruptRecord(key, where, "field 'ranges' is not a list of [start, end] positions", version)
     if m.get("mode") not in (None, "position", "key"):
         raise CorruptRecord(key, where, f"unknown item mode {m.get('mode')!r}", version)
     if m["status"] not in STATUSES:
