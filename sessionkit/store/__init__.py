@@ -24,6 +24,8 @@ _registry: dict[str, Union[str, Opener]] = {
     "file": "sessionkit.store.local:open_local",
     "memory": "sessionkit.store.memory:open_memory",
     "gdrive": "sessionkit.store.gdrive:open_gdrive",
+    "gs": "sessionkit.store.gcs:open_gcs",
+    "s3": "sessionkit.store.s3:open_s3",
     # a Drive folder link, as Drive's Share button gives it (nothing else is an https store)
     "https": "sessionkit.store.gdrive:open_drive_link",
 }

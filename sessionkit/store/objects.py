@@ -1,0 +1,209 @@
+"""What object stores with native conditional writes share (``gs://``, ``s3://``).
+
+Each backend overrides three hooks on whole objects under ``<bucket>/<prefix>/<key>``:
+``_read(name) -> Obj | None``, ``_write(name, body, ...) -> version`` (raising
+``PreconditionFailed`` when its condition does not hold) and ``_names(prefix)``;
+plus ``_retryable(exc)``. This class does the rest, the same way for both:
+
+- ``expect=ABSENT`` is the server's atomic create; ``expect=<version>`` a conditional
+  write; versions are the server's (a GCS generation, an S3 ETag). No listing on any
+  read or write path.
+- **A delete is a tombstone** written conditionally (an empty object, for S3; a
+  metadata flag for GCS), so its correctness never depends on the server honouring a
+  precondition on DELETE (fake-gcs-server ignores ``ifGenerationMatch`` there). Reads
+  and lists treat tombstones as absent; a create replaces one conditionally.
+- **Every write carries a nonce**: when a write answers 412 (a retry of a write whose
+  answer was lost, by us or by the client library), the object is read and the write
+  counts as done if the nonce there is ours. A ``StoreError`` after the retries says
+  the write may or may not have landed, as the contract says.
+- Rate limits, 5xx, S3's 409 ``ConditionalRequestConflict`` and dropped connections are
+  retried with truncated exponential backoff and jitter, then ``StoreError`` names the key.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, TypeVar
+
+from ..errors import Conflict, StoreError
+from .base import ABSENT, Expect, Record, Store, check_data, check_expect, check_key, check_prefix
+
+__all__ = ["Obj", "ObjectStore", "PreconditionFailed"]
+
+T = TypeVar("T")
+
+
+class PreconditionFailed(Exception):
+    """The server refused a conditional write (HTTP 412)."""
+
+
+@dataclass(frozen=True)
+class Obj:
+    """An object as read: its payload, version, the nonce of the write that made it."""
+
+    data: bytes
+    version: str
+    nonce: Optional[str]
+    tombstone: bool
+
+
+class ObjectStore(Store):
+    """Base of the object-store backends; see the module docstring."""
+
+    scheme = ""
+
+    def __init__(self, bucket: str, prefix: str, *, retries: int = 5, backoff: float = 0.2,
+                 max_backoff: float = 8.0) -> None:
+        if not bucket:
+            raise ValueError(f"a {self.scheme}:// store needs a bucket: {self.scheme}://<bucket>/<prefix>")
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.url = f"{self.scheme}://{bucket}/{self.prefix}".rstrip("/")
+        self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
+        self.stats: dict[str, Any] = {"requests": 0, "retries": 0, "by_method": {}, "errors": {}}
+        self._lock = threading.Lock()
+
+    # -- hooks ---------------------------------------------------------------------
+
+    def _read(self, name: str) -> Optional[Obj]:
+        raise NotImplementedError
+
+    def _write(self, name: str, data: bytes, *, create_only: bool, match: Optional[str], nonce: str,
+               tombstone: bool) -> str:
+        raise NotImplementedError
+
+    def _names(self, prefix: str) -> list[tuple[str, bool]]:
+        """(object name, is a tombstone) for every object whose name starts with ``prefix``."""
+        raise NotImplementedError
+
+    def _retryable(self, exc: BaseException) -> bool:
+        raise NotImplementedError
+
+    def _valid_version(self, version: str) -> bool:
+        """Whether ``version`` could be one of this server's versions (else never sent)."""
+        return bool(version)
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, key: str, op: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            with self._lock:
+                self.stats["requests"] += 1
+                self.stats["by_method"][what] = self.stats["by_method"].get(what, 0) + 1
+            try:
+                return op()
+            except PreconditionFailed:
+                raise
+            except Exception as exc:  # each client library raises its own types: _retryable sorts them
+                if not self._retryable(exc):
+                    raise
+                with self._lock:
+                    name = type(exc).__name__
+                    self.stats["errors"][name] = self.stats["errors"].get(name, 0) + 1
+                attempt += 1
+                if attempt >= self.retries:
+                    raise StoreError(f"{self.url}: {what} {key!r} failed after {attempt} tries "
+                                     f"({type(exc).__name__}). A write may have landed all the same; "
+                                     f"the store stays consistent either way. Check the network or the "
+                                     f"endpoint, or wait if the service limits your rate.", key=key) from None
+                with self._lock:
+                    self.stats["retries"] += 1
+                pause = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                time.sleep(pause / 2 + random.random() * pause / 2)
+
+    def _current(self, key: str) -> Optional[Obj]:
+        return self._call("read", key, lambda: self._read(self._name(key)))
+
+    def _put_checked(self, key: str, data: bytes, *, create_only: bool = False, match: Optional[str] = None,
+                     tombstone: bool = False) -> str:
+        """A conditional write; on 412, succeed if the object holds this very write (its
+        answer was lost and a retry found it), else raise ``PreconditionFailed``."""
+        nonce = uuid.uuid4().hex
+        try:
+            return self._call("write", key, lambda: self._write(self._name(key), data, create_only=create_only,
+                                                               match=match, nonce=nonce, tombstone=tombstone))
+        except PreconditionFailed:
+            now = self._current(key)
+            if now is not None and now.nonce == nonce:
+                return now.version
+            raise
+
+    # -- the contract ---------------------------------------------------------------
+
+    def get(self, key: str) -> Optional[Record]:
+        check_key(key)
+        now = self._current(key)
+        return None if now is None or now.tombstone else Record(now.data, now.version)
+
+    def put(self, key: str, data: bytes, *, expect: Expect = None) -> str:
+        check_key(key)
+        data = check_data(key, data)
+        check_expect(key, expect)
+        if expect is None:
+            return self._put_checked(key, data)
+        if expect is ABSENT:
+            for _attempt in range(20):
+                try:
+                    return self._put_checked(key, data, create_only=True)
+                except PreconditionFailed:
+                    now = self._current(key)
+                    if now is not None and not now.tombstone:
+                        raise Conflict(key, ABSENT, now.version) from None
+                    if now is None:
+                        continue  # removed meanwhile: try to create again
+                try:  # a tombstone is no record: replace it, conditionally
+                    return self._put_checked(key, data, match=now.version)
+                except PreconditionFailed:
+                    continue
+            raise StoreError(f"{self.url}: {key!r} keeps changing while being created; try again", key=key)
+        if not self._valid_version(expect):
+            raise Conflict(key, expect, self._live_version(key))
+        try:
+            return self._put_checked(key, data, match=expect)
+        except PreconditionFailed:
+            raise Conflict(key, expect, self._live_version(key)) from None
+
+    def _live_version(self, key: str) -> Optional[str]:
+        now = self._current(key)
+        return None if now is None or now.tombstone else now.version
+
+    def delete(self, key: str, *, expect: Expect = None) -> bool:
+        check_key(key)
+        check_expect(key, expect)
+        if isinstance(expect, str):  # one conditional write: the tombstone
+            if not self._valid_version(expect):
+                raise Conflict(key, expect, self._live_version(key))
+            try:
+                self._put_checked(key, b"", match=expect, tombstone=True)
+                return True
+            except PreconditionFailed:
+                raise Conflict(key, expect, self._live_version(key)) from None
+        for _attempt in range(20):
+            now = self._current(key)
+            live = now if now is not None and not now.tombstone else None
+            if expect is ABSENT:
+                if live is not None:
+                    raise Conflict(key, expect, live.version)
+                return False
+            if live is None:
+                return False
+            try:
+                self._put_checked(key, b"", match=live.version, tombstone=True)
+                return True
+            except PreconditionFailed:
+                continue  # it changed meanwhile: delete what is there now
+        raise StoreError(f"{self.url}: {key!r} keeps changing while being deleted; try again", key=key)
+
+    def list(self, prefix: str = "") -> list[str]:
+        check_prefix(prefix)
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        names = self._call("list", prefix or "(all keys)", lambda: self._names(self._name(prefix) if prefix
+                                                                             else (self.prefix + "/" if self.prefix else "")))
+        return sorted(name[skip:] for name, tombstone in names if not tombstone)
