@@ -163,3 +163,29 @@ def test_a_write_whose_answer_was_lost_is_not_a_false_conflict(url):
     assert store.stats["retries"] == 1
     lost.clear()
     assert store.delete("k", expect=new) is True and store.get("k") is None  # a lost tombstone answer too
+
+
+@pytest.mark.parametrize("scheme,module,extra", [("gs", "google.cloud", r"\[gcs\]"), ("s3", "boto3", r"\[s3\]")])
+def test_without_the_client_library_the_error_names_the_extra(monkeypatch, scheme, module, extra):
+    import builtins
+
+    real = builtins.__import__
+
+    def missing(name, *args, **kw):
+        if name == module or name.startswith(module + "."):
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", missing)
+    with pytest.raises(sessionkit.StoreError, match=f"sessionkit-runtime{extra}"):
+        sessionkit.open_store(f"{scheme}://bucket/prefix")
+
+
+def test_sessions_jobs_and_history_work_unchanged(url):
+    from sessionkit import history
+    from sessionkit.handover import Primary
+
+    primary = Primary(url, "job", runtime="local", clock=FakeClock(), ttl=600, label="A")
+    assert list(primary.track(range(30), display=False)) == list(range(30))
+    events = history.load(url)
+    assert len(history.sessions(events)) == 1 and history.jobs(events)["done"].iloc[-1] == 30
