@@ -17,7 +17,7 @@ from sessionkit import FakeClock, Job, Lease, StoreError
 
 from conftest import drive_emulator
 
-pytest.importorskip("pydrive2")
+pytest.importorskip("googleapiclient")
 WORKERS = str(Path(__file__).with_name("_workers.py"))
 
 
