@@ -38,7 +38,7 @@ class Stoppable(Protocol):
 
 _primaries: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _lock = threading.Lock()
-_previous: Any = None  # the SIGTERM handler before ours; None while ours is not installed
+_previous: Any = None  # the SIGTERM handler that was in place when ours was installed
 _requested: list[Optional[str]] = [None]
 _atexit_registered = False
 
@@ -57,13 +57,13 @@ def install(primary: Stoppable) -> None:
         if not _atexit_registered:
             atexit.register(_at_exit)
             _atexit_registered = True
-        if _previous is not None:
-            return
         if threading.current_thread() is not threading.main_thread():
             log.info("not in the main thread: SIGTERM will not hand over early (the lease expires)")
             return
-        _previous = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        current = signal.getsignal(signal.SIGTERM)
+        if current is not _on_sigterm:  # judge by the handler in place: a program may have set its own
+            _previous = current
+            signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def uninstall(primary: Stoppable) -> None:
@@ -71,11 +71,11 @@ def uninstall(primary: Stoppable) -> None:
     global _previous
     with _lock:
         _primaries.discard(primary)
-        if _primaries or _previous is None:
+        if _primaries or threading.current_thread() is not threading.main_thread():
             return
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is _on_sigterm:
-            signal.signal(signal.SIGTERM, _previous)
-            _previous = None
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, _previous if _previous is not None else signal.SIG_DFL)
+        _previous = None
 
 
 def _stop_all(reason: str) -> bool:
@@ -99,18 +99,24 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def pass_on(signum: int = signal.SIGTERM, frame: Any = None) -> None:
-    """Give the signal to whoever had it before us (the default: end the process)."""
+    """Give the signal to whoever had it before us: the handler in place once ours is gone
+    (``uninstall`` restored it), else the default action, which ends the process."""
     global _previous
-    previous, _previous = _previous, None
-    if previous is None:
-        previous = signal.SIG_DFL
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, previous)
-    if callable(previous):
-        previous(signum, frame)
-    elif previous == signal.SIG_DFL:
+    main = threading.current_thread() is threading.main_thread()
+    with _lock:
+        current = signal.getsignal(signal.SIGTERM) if main else None
+        if current is _on_sigterm:  # still ours (another primary lives): the one before ours
+            handler, _previous = _previous, None
+            signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
+        else:
+            handler = current
+    if handler is None or handler == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
-    # SIG_IGN: the process goes on, no longer primary
+        return
+    _requested[0] = None  # the process goes on (a handler of its own, or ignored): no longer stopping
+    if callable(handler):
+        handler(signum, frame)
 
 
 def _at_exit() -> None:

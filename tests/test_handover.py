@@ -155,3 +155,26 @@ def test_a_backup_with_no_primary_in_its_store_says_so(setup):
     backup.step()
     assert backup.status == "watching" and "no primary" not in backup.state.detail
     primary.close()
+
+
+def test_sigterm_hands_the_signal_on_to_the_handler_that_was_there_before(setup):
+    """A program with its own SIGTERM handler still gets the signal, after the primary has
+    checkpointed and released (the handler is called directly: no signal is sent)."""
+    import signal
+
+    from sessionkit import stopping
+    from sessionkit.lease import read_lease
+
+    store, clock = setup
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, label="A")
+        assert signal.getsignal(signal.SIGTERM) is stopping._on_sigterm
+        stopping._on_sigterm(signal.SIGTERM, None)  # what the signal would run, between two items
+        assert seen == [signal.SIGTERM], "the program's own handler ran"
+        assert read_lease(store, "primary").holder is None, "released first"
+        assert primary.session.end_reason == "stopped (SIGTERM)"
+        assert stopping.requested() is None and signal.getsignal(signal.SIGTERM) is not stopping._on_sigterm
+    finally:
+        signal.signal(signal.SIGTERM, previous)
