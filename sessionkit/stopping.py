@@ -37,7 +37,7 @@ class Stoppable(Protocol):
 
 
 _primaries: "weakref.WeakSet[Any]" = weakref.WeakSet()
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: the SIGTERM handler runs on the main thread, maybe inside install()
 _previous: Any = None  # the SIGTERM handler that was in place when ours was installed
 _requested: list[Optional[str]] = [None]
 _atexit_registered = False
