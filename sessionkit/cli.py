@@ -64,7 +64,8 @@ def _fmt_status(data: dict[str, Any]) -> str:
     sessions = [dict(s, id=(s["id"] or "")[:8], remaining=_left(s.get("remaining_s"))) for s in data["sessions"]]
     leases = [dict(l, holder=(l["holder"] or "(free)")[:8]) for l in data["leases"]]
     return "\n".join([
-        "sessions:", _table(sessions, ["id", "role", "label", "status", "phase", "remaining", "last_heartbeat"]),
+        "sessions:", _table(sessions, ["id", "role", "label", "status", "phase", "remaining", "stalled",
+                                       "last_heartbeat"]),
         "leases:", _table(leases, ["name", "holder", "token", "expires_in_s"]),
         "jobs:", _table(data["jobs"], ["id", "status", "done", "total", "stage", "updated"]),
     ])

@@ -24,7 +24,8 @@ def status_data(store: Store) -> dict[str, Any]:
     now = datetime.now(timezone.utc)
     sessions = [{"id": s.get("id"), "role": s.get("role"), "label": s.get("label"),
                  "status": s.get("status"), "phase": s.get("phase"), "remaining_s": s.get("remaining_s"),
-                 "last_heartbeat": s.get("last_heartbeat")} for s in list_sessions(store)]
+                 "last_heartbeat": s.get("last_heartbeat"), "stalled": bool(s.get("stalled"))}
+                for s in list_sessions(store)]
     leases = []
     for name, lease in list_leases(store):
         expires = None

@@ -33,7 +33,7 @@ def test_status_json_has_the_fixed_shape(recorded):
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert set(data) == {"sessions", "leases", "jobs"}
-    assert all(set(s) == {"id", "role", "label", "status", "phase", "remaining_s", "last_heartbeat"}
+    assert all(set(s) == {"id", "role", "label", "status", "phase", "remaining_s", "last_heartbeat", "stalled"}
                for s in data["sessions"])
     assert all(set(l) == {"name", "holder", "token", "expires_in_s"} for l in data["leases"])
     assert all(set(j) == {"id", "status", "done", "total", "stage", "updated"} for j in data["jobs"])
