@@ -110,6 +110,14 @@ def test_one_request_per_heartbeat_and_per_position_checkpoint(url):
     assert sorted(costs) == [1] * (PREV_EVERY - 1) + [2], costs  # every 10th keeps manifest.prev
 
 
+def logged_lines(log: Path) -> int:
+    """Lines in the worker's item log; 0 before the worker has created it."""
+    try:
+        return len(log.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
 @pytest.mark.slow
 def test_a_sigkilled_leased_job_loses_nothing(url, tmp_path):
     """A Primary (lease ttl 2 s) is SIGKILLed five times at random progress; each new one
@@ -125,8 +133,8 @@ def test_a_sigkilled_leased_job_loses_nothing(url, tmp_path):
         line = proc.stdout.readline().split()
         assert line and line[0] == "holding", proc.stderr.read()
         tokens.append(int(line[1]))
-        target = (len(log.read_text().splitlines()) if log.exists() else 0) + rng.randint(20, 60)
-        while proc.poll() is None and kills < 5 and len(log.read_text().splitlines()) < target:
+        target = logged_lines(log) + rng.randint(20, 60)
+        while proc.poll() is None and kills < 5 and logged_lines(log) < target:
             time.sleep(0.005)
         if proc.poll() is None and kills < 5:
             proc.send_signal(signal.SIGKILL)
