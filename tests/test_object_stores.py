@@ -197,3 +197,18 @@ def test_sessions_jobs_and_history_work_unchanged(url):
     assert list(primary.track(range(30), display=False)) == list(range(30))
     events = history.load(url)
     assert len(history.sessions(events)) == 1 and history.jobs(events)["done"].iloc[-1] == 30
+
+
+def test_what_each_operation_costs_as_docs_stores_md_says(url):
+    store = sessionkit.open_store(url)
+
+    def cost(op):
+        before = store.stats["requests"]
+        op()
+        return store.stats["requests"] - before
+
+    reads = 2 if url.startswith("gs://") else 1  # GCS: metadata, then that generation
+    assert cost(lambda: store.put("k", b"x", expect=ABSENT)) == 1
+    assert cost(lambda: store.get("k")) == reads
+    version = store.get("k").version
+    assert cost(lambda: store.delete("k", expect=version)) == 1

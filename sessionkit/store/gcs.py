@@ -67,6 +67,7 @@ class GCSStore(ObjectStore):
             meta = blob.metadata or {}
             if meta.get(TOMBSTONE) == "1":
                 return Obj(b"", str(blob.generation), meta.get(NONCE), True)
+            self._count("download")  # the second request of a read
             try:
                 data = blob.download_as_bytes(if_generation_match=blob.generation, retry=None, timeout=self.timeout)
             except (self._api.PreconditionFailed, self._api.NotFound):

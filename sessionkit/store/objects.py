@@ -91,12 +91,16 @@ class ObjectStore(Store):
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    def _count(self, what: str) -> None:
+        """Count one request (a hook that makes a second request inside one call says so)."""
+        with self._lock:
+            self.stats["requests"] += 1
+            self.stats["by_method"][what] = self.stats["by_method"].get(what, 0) + 1
+
     def _call(self, what: str, key: str, op: Callable[[], T]) -> T:
         attempt = 0
         while True:
-            with self._lock:
-                self.stats["requests"] += 1
-                self.stats["by_method"][what] = self.stats["by_method"].get(what, 0) + 1
+            self._count(what)
             try:
                 return op()
             except PreconditionFailed:
