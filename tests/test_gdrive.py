@@ -148,15 +148,21 @@ def test_a_job_completes_under_ten_percent_faults_with_no_item_lost(emulator, tm
 
 
 def test_a_heartbeat_costs_one_request_in_steady_state(emulator):
-    store = fresh(emulator)
+    assert heartbeat_costs(fresh(emulator)) == [1] * 5
+
+
+def heartbeat_costs(store) -> list[int]:
+    """Requests made by each of five steady-state heartbeats of a session on ``store``."""
     session = sessionkit.Session(store, "primary", runtime="local", clock=FakeClock(), start=False)
     session.start()
     session.beat()
-    before = store.stats["requests"]
+    costs = []
     for _ in range(5):
+        before = store.stats["requests"]
         session.beat()
+        costs.append(store.stats["requests"] - before)
     session._stop.set()
-    assert store.stats["requests"] - before == 5
+    return costs
 
 
 def test_without_the_google_client_the_error_names_the_extra(monkeypatch):
