@@ -213,3 +213,33 @@ def test_a_stale_cached_id_is_rewritten_not_lost(emulator):
     b.delete("k")
     assert a.put("k", b"2")  # a's cached id is gone: 404, then created anew
     assert b.get("k").data == b"2" and a.list() == ["k"]
+
+
+def test_a_running_job_reads_control_requests_every_10_s_on_a_remote_store(emulator):
+    """Pause/cancel requests are read every REMOTE_CONTROL_POLL seconds on a remote store,
+    and a read of an absent request costs one request (the catalog's etag is unchanged):
+    a job with nothing to checkpoint makes 6 requests a minute, and still obeys a pause."""
+    from sessionkit import jobs
+    from sessionkit.jobs.job import REMOTE_CONTROL_POLL
+
+    store = fresh(emulator)
+    clock = FakeClock()
+    job = Job(store, "j", clock=clock, checkpoint_every=1e9)
+    assert job.control_poll == REMOTE_CONTROL_POLL == 10.0
+    assert Job(sessionkit.open_store(f"memory://{uuid.uuid4().hex}"), "j").control_poll == 1.0
+    it = job.track(range(100_000), display=False)
+    clock.advance(0.1)
+    next(it)
+    before = store.stats["requests"]
+    for _ in range(600):  # a minute of 0.1 s items
+        clock.advance(0.1)
+        next(it)
+    assert 5 <= store.stats["requests"] - before <= 6  # one read per 10 s, edges aside
+    jobs.request(store, "j", "pause")
+    ran = 0
+    while ran <= 200:
+        clock.advance(0.1)  # time passes before every item, as it does for real
+        if next(it, None) is None:
+            break
+        ran += 1
+    assert job.status == "paused" and ran <= 101  # obeyed within one poll interval (10 s)

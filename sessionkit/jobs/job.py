@@ -54,6 +54,8 @@ MAX_TICK_ITEMS = 512  # ... and at most this many items between them
 VIEW_SECONDS = 0.1  # views are refreshed at most this often
 EVENT_SECONDS = 30.0  # job.checkpoint events are sampled at most this often
 PREV_EVERY = 10  # a position job without blobs keeps manifest.prev this many generations apart
+LOCAL_CONTROL_POLL = 1.0  # seconds between reads of pause/cancel requests on a local or memory store
+REMOTE_CONTROL_POLL = 10.0  # ... on a remote store (Drive, GCS, S3), where each read is a request
 _MISSING = object()
 
 
@@ -88,7 +90,7 @@ class Job:
                  params: Optional[dict[str, Any]] = None, lease: Any = None,
                  checkpoint_every: float = 2.0, checkpoint_items: Optional[int] = None,
                  clock: Optional[Clock] = None, events: Optional[EventLog] = None,
-                 keep_blobs: int = 3, control_poll: float = 1.0) -> None:
+                 keep_blobs: int = 3, control_poll: Optional[float] = None) -> None:
         self.store = open_store(store)
         self.id = check_job_id(job_id)
         if not isinstance(checkpoint_every, (int, float)) or not checkpoint_every > 0:
@@ -99,6 +101,11 @@ class Job:
             raise ValueError(f"total must be an int >= 0 or None, got {total!r}")
         if keep_blobs < 1:
             raise ValueError(f"keep_blobs must be >= 1, got {keep_blobs!r}")
+        if control_poll is None:  # every read of a remote store is a request: poll it less often
+            control_poll = REMOTE_CONTROL_POLL if getattr(self.store, "remote", False) else LOCAL_CONTROL_POLL
+        if isinstance(control_poll, bool) or not isinstance(control_poll, (int, float)) or not control_poll > 0:
+            raise ValueError(f"control_poll must be a number of seconds > 0 (how often pause/cancel "
+                             f"requests are read), got {control_poll!r}")
         self.checkpoint_every = float(checkpoint_every)
         self.checkpoint_items = checkpoint_items
         self.clock = clock or SYSTEM_CLOCK

@@ -145,6 +145,8 @@ class Store(abc.ABC):
 
     #: The URL this store was opened from (for messages and records).
     url: str = ""
+    #: True where every operation is a network request (Drive, GCS, S3): pollers slow down.
+    remote: bool = False
 
     @abc.abstractmethod
     def get(self, key: str) -> Optional[Record]:

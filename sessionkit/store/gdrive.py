@@ -108,6 +108,9 @@ def folder_id_from_link(link: str) -> Optional[str]:
 class GDriveStore(Store):
     """A store in one Drive folder. See the module docstring for what is guaranteed."""
 
+    #: every operation is a network request: callers poll it less often (Job.control_poll)
+    remote = True
+
     def __init__(self, folder: Optional[str] = None, *, folder_id: Optional[str] = None,
                  credentials: Any = None, service_account: Optional[str] = None,
                  credentials_file: Optional[str] = None, endpoint: Optional[str] = None, http: Any = None,
@@ -377,7 +380,8 @@ class GDriveStore(Store):
         self._catalog_id, self._catalog_etag, self._catalog, self._catalog_loaded = meta["id"], meta["etag"], {}, True
 
     def _load_catalog(self, key: str = "(catalog)", missing_ok: bool = False) -> bool:
-        """Read the catalog (two requests); ``key`` is what the caller wanted, for messages."""
+        """Read the catalog: its metadata, and its content when the etag changed (one or two
+        requests); ``key`` is what the caller wanted, for messages."""
         for _attempt in range(8):
             meta = self._get_meta(key, self._catalog_id)
             if meta is None or not _alive(meta):
@@ -385,6 +389,8 @@ class GDriveStore(Store):
                     return False
                 raise StoreError(f"Google Drive: the catalog of {self.url} is gone (deleted or trashed "
                                  f"by hand?); restore it from Drive's trash", key="(catalog)")
+            if self._catalog_loaded and meta["etag"] == self._catalog_etag:
+                return True  # unchanged since we read it: a miss costs one request, not two
             data = self._download(key, self._catalog_id)
             if data is None or hashlib.md5(data).hexdigest() != meta.get("md5Checksum"):
                 time.sleep(random.random() * 0.05 * (_attempt + 1))  # changed between the two reads

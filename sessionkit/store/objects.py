@@ -54,6 +54,9 @@ class Obj:
 class ObjectStore(Store):
     """Base of the object-store backends; see the module docstring."""
 
+    #: every operation is a network request: callers poll it less often (Job.control_poll)
+    remote = True
+
     scheme = ""
 
     def __init__(self, bucket: str, prefix: str, *, retries: int = 5, backoff: float = 0.2,
