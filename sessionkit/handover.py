@@ -35,7 +35,7 @@ from . import stopping
 from .sessions import DropWatcher, Session, list_sessions
 from .store import ABSENT, Store, open_store
 
-__all__ = ["Primary", "Backup", "approve", "pending_approvals", "HandoverState"]
+__all__ = ["Primary", "Backup", "approve", "pending_approvals", "read_state", "HandoverState"]
 
 T = TypeVar("T")
 NO_PRIMARY_POLLS = 5  # a backup says "no primary here" after this many polls without one
@@ -59,6 +59,12 @@ def _read(store: Store, key: str) -> Optional[tuple[dict[str, Any], str]]:
         log.warning("ignoring %s: %s", key, exc)
         return None
     return body, record.version
+
+
+def read_state(store: Store, lease_name: str = "primary") -> Optional[dict[str, Any]]:
+    """The handover state record (job, primary session, token, state), or None."""
+    found = _read(store, _key(lease_name, "state"))
+    return found[0] if found else None
 
 
 def _put(store: Store, key: str, body: dict[str, Any], **kw: Any) -> str:

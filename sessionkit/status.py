@@ -54,13 +54,11 @@ def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = No
               clock: Optional[Clock] = None) -> LiveView:
     """What the primary of ``lease_name`` (or the last one) is doing, read from the store;
     ``clock`` tells the time now (its wall clock judges the record's age)."""
-    import json
-
+    from .handover import read_state
     from .jobs.manifest import load
     from .sessions import read_session
 
-    record = store.get(f"handover/{lease_name}/state")
-    state = json.loads(record.data) if record is not None else None
+    state = read_state(store, lease_name)
     session = read_session(store, state["primary"]) if state and state.get("primary") else None
     if session is not None and session.get("remaining_s") is not None and session.get("last_heartbeat"):
         # an estimate from the writer's wall clock, for display only

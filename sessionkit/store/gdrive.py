@@ -142,7 +142,6 @@ class GDriveStore(Store):
         self.folder_id = folder_id or self._resolve_path(folder or "")
         self.url = f"gdrive://id/{self.folder_id}"
         self.link = f"https://drive.google.com/drive/folders/{self.folder_id}"
-        self.created_from = f"gdrive://{folder}" if folder is not None else self.url
         self._open_folder()
         if folder is not None:
             log.info("gdrive://%s is %s (%s): give other runtimes that URL or link; the path means "
@@ -615,10 +614,6 @@ class GDriveStore(Store):
         check_prefix(prefix)
         self._load_catalog(prefix or "(all keys)")
         return sorted(k for k in self._catalog if k.startswith(prefix))
-
-    def describe(self) -> str:
-        """What to give another runtime, for people: the URL and the folder link."""
-        return f"{self.url} (folder {self.link})"
 
 
 def _media(data: bytes) -> Any:
