@@ -23,11 +23,6 @@ from .sessions import Session
 from .store import ABSENT, Record, Store, known_schemes, open_store, register_scheme
 from .store.local import flush_mounted_drive
 
-from .jobs import job as _job_module
-from .widgets import auto_view as _auto_view
-
-_job_module.default_view = _auto_view  # display=True: a widget in notebooks, a text line elsewhere
-
 __version__ = "0.1.0"
 __distribution__ = "sessionkit-runtime"  # the PyPI name; "sessionkit" there is another project
 

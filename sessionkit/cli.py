@@ -119,7 +119,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         loaded = load(store, args.job)
         if loaded is None:
             raise CommandError(f"no job {args.job!r} in {store.url}")
-        m = dict(loaded.manifest)
+        m = loaded.manifest.to_json()
         m.pop("segments", None)
         print(json.dumps(m, indent=2, default=str))
         return 0

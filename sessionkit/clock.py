@@ -29,6 +29,14 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` of this clock's time."""
 
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Wait until ``event`` is set or ``seconds`` of this clock's time pass; True if set.
+        Background threads wait with this, so none converts clock seconds to real ones."""
+
+    def real_seconds(self, seconds: float) -> Optional[float]:
+        """How many real seconds ``seconds`` of this clock take; None when this clock does
+        not move by itself (a FakeClock), where no real-time bound can apply."""
+
 
 class SystemClock:
     """The real clocks of this machine."""
@@ -42,6 +50,12 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(max(0.0, seconds))
+
+    def real_seconds(self, seconds: float) -> Optional[float]:
+        return seconds
 
     def __repr__(self) -> str:
         return "SystemClock()"
@@ -100,6 +114,14 @@ class FakeClock:
         if seconds > 0:
             self.advance(seconds)
 
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Waits ``seconds`` of real time and does not move the clock: a thread must never
+        move a test's time (logic tests on a FakeClock start no threads anyway)."""
+        return event.wait(max(0.0, seconds))
+
+    def real_seconds(self, seconds: float) -> Optional[float]:
+        return None
+
     def __repr__(self) -> str:
         return f"FakeClock(now={self.now().isoformat()}, monotonic={self.monotonic()})"
 
@@ -133,6 +155,12 @@ class ScaledClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             self.base.sleep(seconds / self.factor)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return self.base.wait(event, seconds / self.factor)
+
+    def real_seconds(self, seconds: float) -> Optional[float]:
+        return self.base.real_seconds(seconds / self.factor)
 
     def __repr__(self) -> str:
         return f"ScaledClock({self.factor:g}, epoch={self.epoch.isoformat()})"

@@ -38,6 +38,11 @@ class StoreError(SessionkitError):
         super().__init__(message)
 
 
+class StoreTimeout(StoreError):
+    """A store did not answer within the time its caller could wait. The request may
+    still land later: callers that write treat the outcome as unknown."""
+
+
 class Conflict(StoreError):
     """A conditional write or delete found another version than it expected.
 

@@ -358,7 +358,7 @@ class Backup:
         from .jobs.manifest import FINISHED, load
 
         loaded = load(self.store, state["job"])
-        return loaded is not None and loaded.manifest["status"] in FINISHED
+        return loaded is not None and loaded.manifest.status in FINISHED
 
     def _answer_request(self) -> None:
         found = _read(self.store, _key(self.lease_name, "request"))

@@ -32,11 +32,13 @@ from .errors import Conflict, CorruptRecord, LeaseLost, SessionkitError, StoreEr
 from .events import EventLog
 from .store import ABSENT, Store, open_store
 from .store.base import check_key
+from .store.bounded import BoundedCaller
 
 __all__ = ["Lease", "LeaseRecord", "LeaseTimeout", "list_leases", "read_lease"]
 
 log = logging.getLogger("sessionkit.lease")
 RENEW_EVENT_EVERY = 20  # lease.renewed events are sampled: one per this many renewals
+REQUEST_SHARE = 0.4  # each store request is given at most this share of the renew deadline (< 1/2)
 
 
 class LeaseTimeout(SessionkitError, TimeoutError):
@@ -142,7 +144,15 @@ class Lease:
         self.on_lost = on_lost
         self.events = events
         self.token: Optional[int] = None
+        #: Real seconds this lease waits for any one store request: below half the renew
+        #: deadline, so a hung request leaves time for a retry before the holder gives up.
+        self.request_timeout = self.clock.real_seconds(renew_deadline * REQUEST_SHARE)
+        self._requests = BoundedCaller(self.request_timeout, f"lease {name!r}")
+        # Two locks: _lock guards the in-memory view only and is never held during a store
+        # request, so ``held`` (read on a job loop's slow path) never waits on the network;
+        # _io makes this lease's own requests (renewer thread, acquire, release) take turns.
         self._lock = threading.RLock()
+        self._io = threading.Lock()
         self._version: Optional[str] = None  # version of the record as last seen
         self._mine: Optional[str] = None  # version this holder last wrote: renew/release CAS on it
         self._record: Optional[LeaseRecord] = None
@@ -155,22 +165,30 @@ class Lease:
 
     # -- observing -------------------------------------------------------------
 
+    def _get(self) -> Any:
+        return self._requests.call(f"reading {self.key!r}", self.store.get, self.key)
+
+    def _put(self, data: bytes, expect: Any) -> str:
+        return self._requests.call(f"writing {self.key!r}", self.store.put, self.key, data, expect=expect)
+
     def observe(self) -> Optional[LeaseRecord]:
         """Read the record; note when it changed, on my clock."""
-        record = self.store.get(self.key)
+        record = self._get()
         now = self.clock.monotonic()
-        if record is None:
-            self._version, self._record, self._observed_at = None, None, now
-            return None
-        if record.version != self._version:
-            self._record = LeaseRecord.decode(self.key, self.store.url, record.data, record.version)
-            self._version, self._observed_at = record.version, now
-        return self._record
+        with self._lock:
+            if record is None:
+                self._version, self._record, self._observed_at = None, None, now
+                return None
+            if record.version != self._version:
+                decoded = LeaseRecord.decode(self.key, self.store.url, record.data, record.version)
+                self._record, self._version, self._observed_at = decoded, record.version, now
+            return self._record
 
     @property
     def held(self) -> bool:
         """True while this holder may act: it holds the lease and its last successful
-        renewal began less than ``renew_deadline`` ago on its own clock."""
+        renewal began less than ``renew_deadline`` ago on its own clock. Never waits on
+        the store."""
         with self._lock:
             return (self.token is not None and self._renewed_at is not None
                     and self.clock.monotonic() - self._renewed_at < self.renew_deadline)
@@ -198,15 +216,20 @@ class Lease:
 
     def try_acquire(self) -> Optional[int]:
         """One attempt: take the lease if it is free, released, or expired on my clock.
-        Returns the new token, or None if someone else holds it."""
-        with self._lock:
+        Returns the new token, or None if someone else holds it.
+
+        1. Already holding (within the renew deadline): keep the token.
+        2. Read the record; held by another and not expired on my clock: give up.
+        3. It names me after an attempt whose answer was lost: take it up (``_adopt``).
+        4. Write token + 1 by compare-and-swap on the version read in 2.
+        """
+        with self._io:
             started = self.clock.monotonic()
             if self.held:
                 return self.token
             current = self.observe()
             if current is not None and current.holder is not None:
-                expired = self.clock.monotonic() - self._observed_at >= self.ttl  # type: ignore[operator]
-                if not expired:
+                if self.clock.monotonic() - self._observed_at < self.ttl:  # type: ignore[operator]
                     return None
             if current is not None and current.holder == self.holder and self._unsure:
                 return self._adopt(current, started)
@@ -214,8 +237,7 @@ class Lease:
             now = self.clock.now().isoformat()
             new = LeaseRecord(self.holder, token, self.ttl, now, now)
             try:
-                version = self.store.put(self.key, new.encode(),
-                                         expect=self._version if current is not None else ABSENT)
+                version = self._put(new.encode(), self._version if current is not None else ABSENT)
             except Conflict:
                 return None  # someone else moved first
             except StoreError as exc:
@@ -224,30 +246,32 @@ class Lease:
                 log.warning("lease %r: acquiring failed (%s); it may have landed, the next try checks",
                             self.name, exc)
                 return None
-            self._unsure = False
-            previous = current.holder if current is not None else None
-            self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
-            self._mine = version
-            self.token, self._renewed_at, self._renewals = token, started, 0
-            self._emit("lease.acquired", token=token, previous=previous,
-                       how="expired" if previous else ("released" if current else "new"))
-            return token
+            with self._lock:
+                self._unsure = False
+                self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
+                self._mine = version
+                self.token, self._renewed_at, self._renewals = token, started, 0
+        previous = current.holder if current is not None else None
+        self._emit("lease.acquired", token=token, previous=previous,
+                   how="expired" if previous else ("released" if current else "new"))
+        return token
 
     def _adopt(self, current: LeaseRecord, started: float) -> Optional[int]:
         """The record names this holder: an earlier acquisition landed though its answer was
         lost. Take it up by renewing it now, so the renew deadline counts from this write."""
         new = LeaseRecord(self.holder, current.token, self.ttl, current.acquired, self.clock.now().isoformat())
         try:
-            version = self.store.put(self.key, new.encode(), expect=self._version)
+            version = self._put(new.encode(), self._version)
         except Conflict:
             return None
         except StoreError as exc:
             log.warning("lease %r: taking up its own record failed (%s); trying again", self.name, exc)
             return None
-        self._unsure = False
-        self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
-        self._mine = version
-        self.token, self._renewed_at, self._renewals = current.token, started, 0
+        with self._lock:
+            self._unsure = False
+            self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
+            self._mine = version
+            self.token, self._renewed_at, self._renewals = current.token, started, 0
         self._emit("lease.acquired", token=current.token, previous=None, how="answer lost, then found")
         return current.token
 
@@ -274,18 +298,29 @@ class Lease:
 
     def renew(self) -> bool:
         """Renew once. True on success; False if the store could not be reached (retry
-        later). Raises ``LeaseLost`` if another holder took over or the deadline passed."""
-        with self._lock:
-            if self.token is None:
-                raise LeaseLost(self.name, None, None, "renewing a lease it does not hold")
-            if not self.held:
+        later). Raises ``LeaseLost`` if another holder took over or the deadline passed.
+
+        1. Not holding, or past the renew deadline on my clock: lost.
+        2. Compare-and-swap on the version I wrote last (nobody else writes my holder id).
+        3. Conflict: read; another holder or token means lost; else an earlier renewal of
+           mine landed though its answer was lost: swap on top of it.
+        4. No answer (error, or none within ``request_timeout``): retry until the deadline.
+        """
+        with self._io:
+            with self._lock:
+                token = self.token
+                if token is None:
+                    raise LeaseLost(self.name, None, None, "renewing a lease it does not hold")
+                deadline_passed = not self.held
+                started = self.clock.monotonic()
+                now = self.clock.now().isoformat()
+                acquired = self._record.acquired if self._record is not None else now
+                new = LeaseRecord(self.holder, token, self.ttl, acquired, now)
+                mine = self._mine
+            if deadline_passed:
                 self._lose("the renew deadline passed")
-            started = self.clock.monotonic()
-            now = self.clock.now().isoformat()
-            acquired = self._record.acquired if self._record is not None else now
-            new = LeaseRecord(self.holder, self.token, self.ttl, acquired, now)
             try:
-                version = self.store.put(self.key, new.encode(), expect=self._mine)
+                version = self._put(new.encode(), mine)
             except Conflict:
                 try:
                     current = self.observe()
@@ -293,12 +328,10 @@ class Lease:
                     log.warning("lease %r: renewal conflicted and the record cannot be read (%s); "
                                 "retrying until the deadline", self.name, exc)
                     return False
-                if current is None or current.holder != self.holder or current.token != self.token:
+                if current is None or current.holder != self.holder or current.token != token:
                     self._lose("another holder took over", current.token if current is not None else None)
-                # Only this holder writes its holder id and token: an earlier renewal of ours
-                # landed though its answer was lost. Renew on top of it.
                 try:
-                    version = self.store.put(self.key, new.encode(), expect=self._version)
+                    version = self._put(new.encode(), self._version)
                 except (Conflict, StoreError) as exc:
                     log.warning("lease %r: renewal failed (%s); retrying until the deadline", self.name, exc)
                     return False
@@ -306,13 +339,17 @@ class Lease:
                 log.warning("lease %r: renewal failed (%s); it may have landed; retrying until the "
                             "deadline", self.name, exc)
                 return False
-            self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
-            self._mine = version
-            self._renewed_at = started
-            self._renewals += 1
-            if self._renewals % RENEW_EVENT_EVERY == 1:
-                self._emit("lease.renewed", token=self.token, renewals=self._renewals)
-            return True
+            with self._lock:
+                if self.token != token:
+                    return False  # released while the request was out
+                self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
+                self._mine = version
+                self._renewed_at = started
+                self._renewals += 1
+                renewals = self._renewals
+        if renewals % RENEW_EVENT_EVERY == 1:
+            self._emit("lease.renewed", token=token, renewals=renewals)
+        return True
 
     def renew_if_due(self) -> bool:
         """Renew if ``retry_period`` has passed since the last renewal began (loops call
@@ -326,20 +363,21 @@ class Lease:
 
     def release(self) -> None:
         """Give the lease up now, so a waiting backup can take it at once (with token + 1)."""
-        with self._lock:
-            self._stop.set()
-            if self.token is None:
-                return
-            token, self.token = self.token, None
-            self._renewed_at = None
-            now = self.clock.now().isoformat()
-            acquired = self._record.acquired if self._record is not None else now
-            new = LeaseRecord(None, token, self.ttl, acquired, now)
+        self._stop.set()
+        with self._io:
+            with self._lock:
+                if self.token is None:
+                    return
+                token, self.token = self.token, None
+                self._renewed_at = None
+                now = self.clock.now().isoformat()
+                acquired = self._record.acquired if self._record is not None else now
+                new = LeaseRecord(None, token, self.ttl, acquired, now)
+                mine = self._mine
             try:
                 # only a record this holder wrote last may be released: a stale holder must
                 # not free (or turn back the token of) a lease someone else took over
-                self._version = self.store.put(self.key, new.encode(), expect=self._mine)
-                self._record = new
+                version = self._put(new.encode(), mine)
             except Conflict:
                 log.info("lease %r was taken over before it was released", self.name)
                 return
@@ -347,11 +385,14 @@ class Lease:
                 log.warning("lease %r: releasing failed (%s); others take over after its ttl "
                             "(%g s)", self.name, exc, self.ttl)
                 return
-            self._emit("lease.released", token=token)
+            with self._lock:
+                self._version, self._record = version, new
+        self._emit("lease.released", token=token)
 
     def _lose(self, why: str, newer: Optional[int] = None) -> None:
-        token, self.token = self.token, None
-        self._renewed_at = None
+        with self._lock:
+            token, self.token = self.token, None
+            self._renewed_at = None
         self._stop.set()
         self._emit("lease.lost", token=token, newer=newer, reason=why)
         if self.on_lost is not None:
@@ -363,9 +404,10 @@ class Lease:
 
     def check(self) -> int:
         """The token, if this holder may still act; else ``LeaseLost`` (use before writing)."""
-        if not self.held:
-            raise LeaseLost(self.name, self.token, None, "its renew deadline passed")
-        return self.token  # type: ignore[return-value]
+        with self._lock:
+            if not self.held:
+                raise LeaseLost(self.name, self.token, None, "its renew deadline passed")
+            return self.token  # type: ignore[return-value]
 
     # -- background renewal ----------------------------------------------------
 
@@ -380,7 +422,7 @@ class Lease:
         self._renewer.start()
 
     def _renew_loop(self) -> None:
-        while not self._stop.wait(self._real_seconds(self.retry_period)):
+        while not self.clock.wait(self._stop, self.retry_period):
             try:
                 self.renew()
             except LeaseLost as exc:
@@ -388,10 +430,6 @@ class Lease:
                 return
             except SessionkitError as exc:
                 log.warning("lease %r: renewal error: %s", self.name, exc)
-
-    def _real_seconds(self, seconds: float) -> float:
-        factor = getattr(self.clock, "factor", 1.0)
-        return seconds / factor
 
     def stop_renewing(self) -> None:
         self._stop.set()

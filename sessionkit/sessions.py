@@ -258,8 +258,7 @@ class Session:
         return self.phase
 
     def _beat_loop(self) -> None:
-        factor = getattr(self.clock, "factor", 1.0)
-        while not self._stop.wait(self.heartbeat / factor):
+        while not self.clock.wait(self._stop, self.heartbeat):
             try:
                 self.beat()
             except (StoreError, OSError) as exc:

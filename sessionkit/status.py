@@ -70,10 +70,8 @@ def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = No
     loaded = load(store, job_id) if job_id else None
     if loaded is not None:
         m = loaded.manifest
-        stages = m.get("stages") or []
-        progress = Progress(job=job_id, status=m["status"], done=int(m.get("done") or 0), total=m.get("total"),
-                            skipped=0, rate=None, eta=None, bytes=int(m.get("bytes") or 0),
-                            elapsed=float(m.get("elapsed") or 0.0), stage=m.get("stage"),
-                            stage_index=(stages.index(m["stage"]) + 1) if m.get("stage") in stages else None,
-                            stages=len(stages))
+        progress = Progress(job=job_id, status=m.status, done=m.done, total=m.total, skipped=0, rate=None,
+                            eta=None, bytes=m.bytes, elapsed=m.elapsed, stage=m.stage,
+                            stage_index=(m.stages.index(m.stage) + 1) if m.stage in m.stages else None,
+                            stages=len(m.stages))
     return LiveView(session, progress, state)

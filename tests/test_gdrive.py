@@ -186,7 +186,7 @@ def test_what_a_job_checkpoint_costs_on_drive(emulator):
     """docs/gdrive.md's figures, with search lag on (nothing here searches). A position
     job keeps its done ranges in the manifest, and the compare-and-swap itself fences: a
     checkpoint is one update; every tenth also keeps manifest.prev (one more)."""
-    from sessionkit.jobs.job import PREV_EVERY
+    from sessionkit.jobs.checkpoint import PREV_EVERY
 
     store = fresh(emulator)
     job = Job(store, "j", clock=FakeClock(), checkpoint_every=1e9, checkpoint_items=10)

@@ -34,6 +34,13 @@ def clock():
     return FakeClock()
 
 
+@pytest.fixture(autouse=True)
+def fake_time_by_default(monkeypatch):
+    """Logic tests: a Job made without clock= gets a FakeClock, so its checkpoints are
+    written on the loop's thread and no thread starts (writer threads: test_jobs_writer.py)."""
+    monkeypatch.setattr(jobs.job, "SYSTEM_CLOCK", FakeClock())
+
+
 def run(job, items, upto=None, **kw):
     seen = []
     for x in job.track(items, display=False, **kw):
@@ -252,7 +259,7 @@ def test_two_writers_without_a_lease_keep_both_sets_of_work(store):
 
 
 def test_corrupted_manifest_falls_back_to_the_previous_generation(tmp_path):
-    from sessionkit.jobs.job import PREV_EVERY
+    from sessionkit.jobs.checkpoint import PREV_EVERY
 
     url = str(tmp_path / "store")
     job = Job(url, "c", checkpoint_items=10)
@@ -329,7 +336,7 @@ def test_numpy_blobs_load_without_pickle(store):
     arr = np.arange(12.0).reshape(3, 4)
     job.save_blob("arr", arr)
     job.checkpoint()
-    assert job._m["blobs"]["arr"][0]["format"] == "numpy"
+    assert job._m.blobs["arr"][0]["format"] == "numpy"
     assert (Job(store, "np").load_blob("arr") == arr).all()
 
 
@@ -346,14 +353,14 @@ def test_checkpoint_cost_follows_new_items_not_all_done(store):
     sizes = []
     for x in job.track(range(20_000), key=str, display=False):
         if x % 100 == 99:
-            sizes.append(job._segments.bytes_written)
+            sizes.append(job._checkpointer.segments.bytes_written)
     per_checkpoint = [b - a for a, b in zip(sizes, sizes[1:])]
     early = sum(per_checkpoint[:20]) / 20
     late = sum(per_checkpoint[-20:]) / 20
     # tiered merging rewrites each key O(log n) times: late checkpoints cost a few times
     # the early ones, not 100x as rewriting the whole set would
     assert late < 8 * early, (early, late)
-    assert len(job._segments.segments) <= 12
+    assert len(job._checkpointer.segments.segments) <= 12
 
 
 def test_position_done_set_is_ranges(store):

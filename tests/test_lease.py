@@ -31,6 +31,12 @@ class OffsetClock:
     def sleep(self, seconds: float) -> None:
         self.base.sleep(seconds)
 
+    def wait(self, event, seconds: float) -> bool:
+        return self.base.wait(event, seconds)
+
+    def real_seconds(self, seconds: float):
+        return self.base.real_seconds(seconds)
+
 
 class Network:
     """What the runtimes share: time, and the adversary's plan for the next requests."""
@@ -215,7 +221,7 @@ def test_job_fencing_with_a_real_lease():
     base.advance(3)
     b.acquire()
     Job(store, "j", lease=b, clock=base).checkpoint()
-    assert Job(store, "j")._m["token"] == 2
+    assert Job(store, "j")._m.token == 2
 
 
 def test_a_stale_holder_cannot_release_a_lease_someone_else_took_over():
@@ -328,7 +334,7 @@ class LeaseSafety(RuleBasedStateMachine):
         except StoreError:
             self.check_stored_tokens_never_go_back()
             return
-        stored = Job(self.store, "fenced")._m["token"]
+        stored = Job(self.store, "fenced")._m.token
         assert stored == l.token
         self.check_stored_tokens_never_go_back()
 

@@ -87,7 +87,7 @@ def test_leases_and_fencing(url):
 
 
 def test_one_request_per_heartbeat_and_per_position_checkpoint(url):
-    from sessionkit.jobs.job import PREV_EVERY
+    from sessionkit.jobs.checkpoint import PREV_EVERY
 
     store = sessionkit.open_store(url)
     assert heartbeat_costs(store) == [1] * 5

@@ -7,7 +7,8 @@ action)`` work on jobs without running them.
 from __future__ import annotations
 
 from .control import ACTIONS, request
-from .job import BlobError, Job, JobCancelled
+from .blobs import BlobError
+from .job import Job, JobCancelled
 from .listing import JobInfo, clear, list_jobs
 from .manifest import ACTIVE, FINISHED, STATUSES, InvalidTransition
 from .progress import Progress

@@ -12,11 +12,59 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import pickle
 import sys
+import warnings
 from typing import Any, Optional
 
+from ..clock import Clock
+from ..errors import Conflict, SessionkitError, SessionkitWarning
+from ..store import ABSENT, Store
+
 FORMATS = ("pickle", "numpy", "torch")
+log = logging.getLogger("sessionkit.jobs")
+
+
+class BlobError(SessionkitError):
+    """No generation of a saved blob could be loaded."""
+
+
+def blob_key(job_id: str, digest: str) -> str:
+    return f"jobs/{job_id}/blobs/{digest}"
+
+
+def save(store: Store, job_id: str, obj: Any, fmt: Optional[str], clock: Clock) -> dict[str, Any]:
+    """Store ``obj`` under its content hash (once: an equal blob is there already) and
+    return the manifest entry that will name it."""
+    fmt = choose_format(obj, fmt)
+    data = dump(obj, fmt)
+    hashed = digest(data)
+    try:
+        store.put(blob_key(job_id, hashed), data, expect=ABSENT)
+    except Conflict:
+        log.debug("blob %s of job %r is stored already", hashed, job_id)
+    return {"hash": hashed, "format": fmt, "size": len(data), "at": clock.now().isoformat()}
+
+
+def load_newest(store: Store, job_id: str, name: str, entries: "tuple[dict[str, Any], ...]") -> Any:
+    """The newest loadable generation among ``entries``; an unreadable one is skipped with
+    a warning naming its key."""
+    problems = []
+    for entry in entries:
+        key = blob_key(job_id, entry["hash"])
+        try:
+            record = store.get(key)
+            if record is None:
+                raise LookupError("it is missing")
+            if digest(record.data) != entry["hash"]:
+                raise ValueError("its content does not match its hash")
+            return load(record.data, entry.get("format", "pickle"))
+        except Exception as exc:  # any failure to decode user data: try an older generation
+            problems.append(f"{key}: {exc}")
+            warnings.warn(f"job {job_id!r}: blob {name!r} at {key!r} cannot be loaded ({exc}); "
+                          f"trying the previous generation", SessionkitWarning, stacklevel=3)
+    raise BlobError(f"job {job_id!r}: no generation of blob {name!r} can be loaded: " + "; ".join(problems))
 
 
 def _is_numpy(obj: Any) -> bool:

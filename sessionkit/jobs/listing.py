@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Iterable, Optional, Union
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import Conflict, CorruptRecord
 from ..store import Store, open_store
-from .manifest import FINISHED, load, manifest_key
+from .manifest import ACTIVE, FINISHED, load, manifest_key
 
 log = logging.getLogger("sessionkit.jobs")
 
@@ -48,11 +48,23 @@ def list_jobs(store: Union[Store, str]) -> list[JobInfo]:
         if loaded is None:
             continue
         m = loaded.manifest
-        error = m.get("error")
-        out.append(JobInfo(job_id, m["status"], m["done"], m.get("total"), m.get("stage"),
-                           m.get("created"), m.get("updated"), m.get("token"),
-                           error.get("message") if isinstance(error, dict) else None))
+        error = m.error
+        out.append(JobInfo(job_id, m.status, m.done, m.total, m.stage, m.created or None, m.updated or None,
+                           m.token, error.get("message") if isinstance(error, dict) else None))
     return out
+
+
+def latest_id(store: Store, clock: Clock) -> Optional[str]:
+    """The job to restore: active ones (running, paused) first, most recent first; then
+    one completed in the last 5 minutes; then the most recent overall. None if no job."""
+    infos = list_jobs(store)
+    if not infos:
+        return None
+    by_recent = sorted(infos, key=lambda i: i.updated or datetime.min.isoformat(), reverse=True)
+    active = [i for i in by_recent if i.status in ACTIVE]
+    recent_cutoff = (clock.now() - timedelta(minutes=5)).isoformat()
+    completed = [i for i in by_recent if i.status == "completed" and (i.updated or "") >= recent_cutoff]
+    return (active or completed or by_recent)[0].id
 
 
 def clear(store: Union[Store, str], older_than: timedelta = timedelta(hours=24),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
 from ..errors import CorruptRecord, InvalidKey, SessionkitError, SessionkitWarning
@@ -91,11 +91,75 @@ def decode(key: str, where: str, data: bytes, version: Optional[str]) -> dict[st
     return m
 
 
-@dataclass
+@dataclass(frozen=True)
+class Manifest:
+    """One generation of ``jobs/<id>/manifest`` (fields as in docs/format.md).
+
+    Frozen: a change is a new value (``manifest.but(status="paused")``), so the loop
+    can hand the one it holds to the checkpoint writer without a copy or a lock.
+    ``state``, ``params`` and ``blobs`` are plain JSON values; they are never changed in
+    place, only replaced.
+    """
+
+    job: str
+    status: str = "pending"
+    generation: int = 0
+    token: Optional[int] = None
+    total: Optional[int] = None
+    params: dict[str, Any] = field(default_factory=dict)
+    mode: Optional[str] = None
+    segments: tuple[tuple[str, int], ...] = ()
+    ranges: Optional[tuple[tuple[int, int], ...]] = None
+    done: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
+    blobs: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    stages: tuple[str, ...] = ()
+    stage: Optional[str] = None
+    bytes: int = 0
+    elapsed: float = 0.0
+    created: str = ""
+    updated: str = ""
+    error: Optional[dict[str, Any]] = None
+    control: Optional[str] = None
+    writer: Optional[str] = None
+
+    def but(self, **changes: Any) -> "Manifest":
+        """This manifest with ``changes``."""
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        body = asdict(self)
+        body.update(format=MANIFEST_FORMAT, kind="sessionkit.job",
+                    segments=[list(s) for s in self.segments], stages=list(self.stages),
+                    ranges=None if self.ranges is None else [list(r) for r in self.ranges],
+                    blobs={name: [dict(e) for e in entries] for name, entries in self.blobs.items()})
+        return body
+
+    def encode(self) -> bytes:
+        return encode(self.to_json())
+
+    @classmethod
+    def from_json(cls, m: dict[str, Any]) -> "Manifest":
+        """From a dict ``decode`` has checked."""
+        ranges = m.get("ranges")
+        return cls(
+            job=str(m.get("job") or ""), status=m["status"], generation=m["generation"], token=m.get("token"),
+            total=m.get("total"), params=dict(m.get("params") or {}), mode=m.get("mode"),
+            segments=tuple((str(s[0]), int(s[1])) for s in m["segments"]),
+            ranges=None if ranges is None else tuple((int(a), int(b)) for a, b in ranges),
+            done=m["done"], state=dict(m["state"]),
+            blobs={str(k): tuple(v) for k, v in m["blobs"].items() if isinstance(v, list)},
+            stages=tuple(m.get("stages") or ()), stage=m.get("stage"), bytes=int(m.get("bytes") or 0),
+            elapsed=float(m.get("elapsed") or 0.0), created=str(m.get("created") or ""),
+            updated=str(m.get("updated") or ""), error=m.get("error") or None, control=m.get("control"),
+            writer=m.get("writer"))
+
+
+@dataclass(frozen=True)
 class Loaded:
     """A manifest as read: its content, raw bytes, and the version to compare-and-swap against."""
 
-    manifest: dict[str, Any]
+    manifest: Manifest
     raw: bytes
     version: str  # version of jobs/<id>/manifest (even when the content came from .prev)
     fell_back: bool = False
@@ -112,7 +176,8 @@ def load(store: Store, job_id: str) -> Optional[Loaded]:
         record = store.get(key)
         if record is None:
             return None
-        return Loaded(decode(key, store.url, record.data, record.version), record.data, record.version)
+        m = decode(key, store.url, record.data, record.version)
+        return Loaded(Manifest.from_json(m), record.data, record.version)
     except CorruptRecord as damaged:
         if damaged.version is None:
             raise
@@ -131,4 +196,4 @@ def load(store: Store, job_id: str) -> Optional[Loaded]:
         warnings.warn(f"job {job_id!r}: {damaged}. Using the previous generation "
                       f"({manifest['generation']}) from {pkey!r}; items done since then "
                       f"will run again.", SessionkitWarning, stacklevel=4)
-        return Loaded(manifest, prev.data, damaged.version, fell_back=True)
+        return Loaded(Manifest.from_json(manifest), prev.data, damaged.version, fell_back=True)

@@ -1,0 +1,237 @@
+"""Writing a job's checkpoints: fencing, compare-and-swap, adopting a concurrent writer's
+work, and removing what no generation names any more.
+
+The loop never calls this directly while it runs: it hands a ``Snapshot`` (an
+immutable manifest plus the items done since the last one) to the job's
+``CheckpointWriter`` (writer.py), which calls ``Checkpointer.write``. The steps of
+one write are listed in docs/format.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Optional
+
+from ..clock import Clock
+from ..errors import Conflict, LeaseLost, StoreError
+from ..events import EventLog
+from ..store import Store
+from . import blobs
+from .doneset import KEY, POSITION, Ranges, Segment, SegmentList, SegmentMissing
+from .manifest import FINISHED, Loaded, Manifest, load, manifest_key, prev_key
+
+if TYPE_CHECKING:
+    from .progress import RateMeter
+
+log = logging.getLogger("sessionkit.jobs")
+
+EVENT_SECONDS = 30.0  # job.checkpoint events are sampled at most this often
+PREV_EVERY = 10  # a position job without blobs keeps manifest.prev this many generations apart
+ADOPT_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the loop hands over: its view of the manifest and the items done since the
+    previous snapshot. ``n_at`` is the loop's count of items done in this run when it
+    was taken (so ``done`` can be shown before the write lands)."""
+
+    manifest: Manifest
+    fresh_ranges: tuple[tuple[int, int], ...]
+    fresh_keys: tuple[str, ...]
+    n_at: int
+
+    @property
+    def count(self) -> int:
+        return len(self.fresh_keys) if self.manifest.mode == KEY else len(Ranges(self.fresh_ranges))
+
+    def after(self, newer: "Snapshot") -> "Snapshot":
+        """This snapshot and a newer one as one (the writer coalesces what waits)."""
+        return Snapshot(newer.manifest, self.fresh_ranges + newer.fresh_ranges,
+                        self.fresh_keys + newer.fresh_keys, newer.n_at)
+
+
+@dataclass(frozen=True)
+class Written:
+    """The last generation that landed, as the loop's views need it."""
+
+    manifest: Manifest
+    done: int
+    n_at: int
+
+
+class Checkpointer:
+    """The store side of one job: the last generation written (or read), its version,
+    the done set, and garbage to remove once two newer generations exist. One write
+    at a time (a lock); the writer thread and synchronous checkpoints share it."""
+
+    def __init__(self, store: Store, job_id: str, loaded: Loaded, *, clock: Clock, events: EventLog,
+                 token: Callable[[], Optional[int]], rate: "RateMeter") -> None:
+        self.store, self.job_id, self.clock, self.events = store, job_id, clock, events
+        self._token, self._rate = token, rate
+        self.lock = threading.Lock()
+        self.fenced: Optional[LeaseLost] = None  # once fenced, nothing more is written
+        self.seconds = 0.0  # how long the last write took, on the job's clock
+        self._last_event = -1e18
+        self._take(loaded)
+        m = loaded.manifest
+        self.segments = SegmentList(store, f"jobs/{job_id}/done/", m.mode or POSITION,
+                                    [Segment(name, count) for name, count in m.segments])
+        self.done_ranges, self.done_keys = self.segments.load() if m.segments else (Ranges(), set())
+        self.done_ranges.update(Ranges(m.ranges or ()))
+        self._garbage: tuple[list[Segment], set[str]] = ([], set())
+
+    def _take(self, loaded: Loaded) -> None:
+        self.raw, self.version = loaded.raw, loaded.version
+        self.written = Written(loaded.manifest, loaded.manifest.done, 0)
+
+    # -- one write -------------------------------------------------------------
+
+    def write(self, snap: Snapshot, *, adopt_state: bool) -> Written:
+        """Write ``snap`` as the next generation. ``adopt_state``: if another writer moved
+        the manifest on, take its state and blobs (a run that has done nothing yet).
+
+        1. Fenced before, or the lease says stop: ``LeaseLost``.
+        2. Refuse to swap over a manifest this writer has seen carry a higher token.
+        3. Key mode: write the new done segment (and merged ones).
+        4. Keep the replaced generation as manifest.prev when a fallback needs it.
+        5. Compare-and-swap the manifest; on a conflict adopt the other writer's work
+           (or stop, if its token is higher) and go back to 2.
+        6. Delete segments and blobs that neither of the two newest generations names.
+        """
+        with self.lock:
+            if self.fenced is not None:
+                raise self.fenced
+            started = self.clock.monotonic()
+            try:
+                return self._write(snap, adopt_state)
+            finally:
+                self.seconds = self.clock.monotonic() - started
+
+    def _write(self, snap: Snapshot, adopt_state: bool) -> Written:
+        token = self._token()
+        fresh_ranges = Ranges(snap.fresh_ranges)
+        fresh_keys = list(snap.fresh_keys)
+        keyed = snap.manifest.mode == KEY
+        self.segments.mode = snap.manifest.mode or POSITION
+        count = len(fresh_keys) if keyed else len(fresh_ranges)
+        base = snap.manifest
+        while True:
+            old = self.written.manifest
+            if (old.token or 0) > (token or 0):
+                self._lost(token, old.token)
+            if keyed:
+                try:
+                    dropped, written = self.segments.append(None, fresh_keys, count)
+                except SegmentMissing:
+                    base = self._adopt_concurrent(token, base, adopt_state)
+                    continue
+                done, ranges = self.written.done + count, None
+            else:
+                # positions live in the manifest itself: no segment files, no merges
+                dropped, written = list(self.segments.segments), []  # older stores' segments
+                self.segments.segments = []
+                all_ranges = Ranges(self.done_ranges.spans + fresh_ranges.spans)
+                done, ranges = len(all_ranges), tuple((a, b) for a, b in all_ranges.spans)
+            new = base.but(generation=old.generation + 1, token=token, writer=self.events.writer,
+                           segments=tuple(s.to_json() for s in self.segments.segments), ranges=ranges,
+                           done=done, updated=self.clock.now().isoformat())
+            raw = new.encode()
+            try:
+                if self._prev_needed(old, new):
+                    self.store.put(prev_key(self.job_id), self.raw)
+                version = self.store.put(manifest_key(self.job_id), raw, expect=self.version)
+                break
+            except Conflict:
+                self.segments.delete(written)  # nobody names what this attempt wrote
+                base = self._adopt_concurrent(token, base, adopt_state)
+        # Segments and blobs that generation n-1 named can go once n+1 exists.
+        old_segments, old_blobs = self._garbage
+        self.segments.delete(old_segments)
+        self._delete_blobs(old_blobs - _blob_hashes(new) - _blob_hashes(old))
+        self._garbage = (dropped, _blob_hashes(old) - _blob_hashes(new))
+        self.raw, self.version = raw, version
+        self.done_ranges.update(fresh_ranges)
+        if keyed:
+            self.done_keys.update(fresh_keys)
+        self.written = Written(new, done, snap.n_at)
+        now = self.clock.monotonic()
+        if now - self._last_event >= EVENT_SECONDS or new.status in FINISHED:
+            self._last_event = now
+            self.events.emit("job.checkpoint", job=self.job_id, generation=new.generation, done=done,
+                             total=new.total, new=count, rate=self._rate.rate, bytes=new.bytes,
+                             stage=new.stage)
+        if self.events.pending:
+            self.events.flush()
+        return self.written
+
+    def _prev_needed(self, old: Manifest, new: Manifest) -> bool:
+        """Whether to keep the generation being replaced as ``manifest.prev``, the fallback
+        for a damaged manifest. Always when a generation names blobs or segments (the
+        fallback must find the files it names: only the two newest generations' are kept);
+        for a position job without blobs (its done ranges are in the manifest) at the first
+        checkpoint, every PREV_EVERY generations and when the status changes: a fallback then
+        redoes at most PREV_EVERY checkpoint intervals, and a checkpoint is one request."""
+        if old.segments or new.segments or old.blobs or new.blobs:
+            return True
+        return new.generation == 1 or new.generation % PREV_EVERY == 0 or new.status != old.status
+
+    def _lost(self, token: Optional[int], newer: Optional[int]) -> None:
+        self.events.emit("job.fenced", job=self.job_id, token=token, newer=newer)
+        self.fenced = LeaseLost(f"job:{self.job_id}", token, newer, "checkpointing")
+        raise self.fenced
+
+    def _adopt_concurrent(self, token: Optional[int], base: Manifest, adopt_state: bool) -> Manifest:
+        """The manifest changed under us. Stop if a newer token wrote it; otherwise build on
+        it: its done items join ours, and (``adopt_state``: this run has done nothing yet,
+        e.g. a new holder starting) its state and blobs replace the ones loaded earlier.
+        Returns the manifest to write next."""
+        for _attempt in range(ADOPT_ATTEMPTS):
+            loaded = load(self.store, self.job_id)
+            if loaded is None:
+                raise StoreError(f"job {self.job_id!r} was removed from {self.store.url} while running",
+                                 key=manifest_key(self.job_id))
+            theirs = loaded.manifest
+            if (theirs.token or 0) > (token or 0):
+                self._lost(token, theirs.token)
+            listed = SegmentList(self.store, self.segments.prefix, self.segments.mode,
+                                 [Segment(name, n) for name, n in theirs.segments])
+            try:
+                ranges, keys = listed.load()
+                ranges.update(Ranges(theirs.ranges or ()))
+                break
+            except SegmentMissing:
+                current = self.store.get(manifest_key(self.job_id))
+                if current is not None and current.version == loaded.version:
+                    raise  # the manifest stands and names a lost segment: real damage
+        else:
+            raise StoreError(f"job {self.job_id!r}: other writers keep changing it; is it running "
+                             f"in several places without a lease?", key=manifest_key(self.job_id))
+        if not adopt_state:
+            log.warning("job %r was checkpointed by another writer (%s) while this one ran; "
+                        "keeping the work of both", self.job_id, theirs.writer)
+        added = len(keys - self.done_keys)  # keys only they have done: ours are counted already
+        self.segments = listed
+        self.done_ranges.update(ranges)
+        self.done_keys.update(keys)
+        if adopt_state:
+            base = base.but(state=theirs.state, blobs=theirs.blobs, bytes=theirs.bytes)
+        self.raw, self.version = loaded.raw, loaded.version
+        old = self.written
+        done = old.done + added if self.segments.mode == KEY else len(self.done_ranges)
+        self.written = Written(theirs.but(done=done), done, old.n_at)
+        self._garbage = ([], set())  # what we meant to delete may be named by theirs
+        return base
+
+    def _delete_blobs(self, hashes: set[str]) -> None:
+        for digest in hashes:
+            try:
+                self.store.delete(blobs.blob_key(self.job_id, digest))
+            except StoreError as exc:
+                log.info("could not remove old blob %s of job %r: %s", digest, self.job_id, exc)
+
+
+def _blob_hashes(manifest: Manifest) -> set[str]:
+    return {e["hash"] for entries in manifest.blobs.values() for e in entries}

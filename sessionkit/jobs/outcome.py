@@ -1,0 +1,91 @@
+"""How an interrupted loop ended, learned from the process around it.
+
+A generator cannot tell a ``break`` from an exception in the loop body: both close
+it. An interrupted job stays "running" until one of these learns the outcome:
+``with job:`` (exact), IPython's ``post_run_cell`` (the cell's error),
+``sys.excepthook`` (an uncaught error in a script), or interpreter exit (no error
+seen: paused). ``Job`` installs these hooks explicitly, the first time a job is
+made (``install_exit_hook``) or interrupted (``watch``); nothing is installed at import.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Optional
+
+from ..errors import SessionkitError
+from ..runtimes import ipython_shell
+
+if TYPE_CHECKING:
+    from .job import Job
+
+log = logging.getLogger("sessionkit.jobs")
+
+
+class Outcomes:
+    """The process-wide hooks, and the jobs they settle."""
+
+    def __init__(self) -> None:
+        self.interrupted: "weakref.WeakSet[Job]" = weakref.WeakSet()
+        self.live: "weakref.WeakSet[Job]" = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._hooks = False
+        self._exit_hook = False
+        self._previous_hook: Any = None
+
+    def install_exit_hook(self, job: "Job") -> None:
+        """Checkpoint ``job`` at interpreter exit if it is still tracking."""
+        with self._lock:
+            self.live.add(job)
+            if self._exit_hook:
+                return
+            self._exit_hook = True
+        atexit.register(self.at_exit)
+
+    def watch(self, job: "Job") -> None:
+        """``job``'s loop was left early: settle it when the cell or script ends."""
+        with self._lock:
+            self.interrupted.add(job)
+            if self._hooks:
+                return
+            self._hooks = True
+        ip = ipython_shell()
+        if ip is not None:
+            ip.events.register("post_run_cell", self._post_run_cell)
+        self._previous_hook = sys.excepthook
+        sys.excepthook = self._excepthook
+
+    def settle(self, exc: Optional[BaseException]) -> None:
+        for job in list(self.interrupted):
+            self.interrupted.discard(job)
+            if job._interrupted:
+                try:
+                    job.record_outcome(exc)
+                except SessionkitError as err:
+                    log.warning("could not record how job %r ended: %s", job.id, err)
+
+    def _post_run_cell(self, result: Any = None) -> None:
+        self.settle(getattr(result, "error_in_exec", None))
+
+    def _excepthook(self, exc_type: Any, exc: BaseException, tb: Any) -> None:
+        self.settle(exc)
+        self._previous_hook(exc_type, exc, tb)
+
+    def at_exit(self) -> None:
+        """Checkpoint jobs still tracking when the interpreter exits; settle interrupted ones."""
+        for job in list(self.live):
+            try:
+                gen = job._active() if job._active is not None else None
+                if gen is not None:
+                    gen.close()  # a loop still suspended: finish it now, while modules still work
+                if job._interrupted:
+                    job.record_outcome(None)
+            except (SessionkitError, OSError) as exc:
+                log.warning("could not checkpoint job %r at exit: %s", job.id, exc)
+
+
+OUTCOMES = Outcomes()

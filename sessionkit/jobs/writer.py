@@ -1,0 +1,162 @@
+"""The checkpoint writer: one per running job, so the user's loop never waits on the store.
+
+The loop hands it immutable ``Snapshot``s and goes on. A background thread
+writes them one at a time; snapshots that arrive while a write is out are
+coalesced into one. What goes wrong comes back to the loop: ``failure`` holds a
+``LeaseLost`` (a newer holder exists: nothing more is ever written) or a store
+error (its snapshot is kept and written with the next one), and the loop raises
+it at its next tick. The same thread reads pause/cancel requests every
+``control_poll`` seconds and leaves the latest in ``request`` for the loop.
+
+``flush`` writes on the caller's thread, after any write in flight: the final
+checkpoint of a run, and ``job.checkpoint()``.
+
+Bound after a crash (SIGKILL): items finished before the newest snapshot whose
+write landed are safe. Snapshots are taken every ``checkpoint_every`` seconds,
+so what runs again is at most the items finished in one checkpoint interval (or
+in one write's duration, when a write takes longer than the interval) plus those
+in the one write in flight, plus at most one tick (~50 ms) of items.
+
+On a clock that does not move by itself (``FakeClock``) there is no thread:
+``submit`` writes at once and ``poll_control`` reads at once, so logic tests stay
+deterministic and start no threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Optional
+
+from ..clock import Clock
+from ..errors import LeaseLost
+from .checkpoint import Checkpointer, Snapshot, Written
+from .control import Control
+
+log = logging.getLogger("sessionkit.jobs")
+
+
+def _joined(*snaps: Optional[Snapshot]) -> Optional[Snapshot]:
+    """Oldest first: one snapshot with every item and the newest manifest."""
+    out: Optional[Snapshot] = None
+    for snap in snaps:
+        if snap is not None:
+            out = snap if out is None else out.after(snap)
+    return out
+
+
+class CheckpointWriter:
+    def __init__(self, checkpointer: Checkpointer, *, clock: Clock, control_poll: float,
+                 read_control: Callable[[], Optional[Control]], name: str) -> None:
+        self.checkpointer = checkpointer
+        self.clock = clock
+        self.control_poll = control_poll
+        self.read_control = read_control
+        self.name = name
+        self.background = clock.real_seconds(1.0) is not None
+        self.failure: Optional[BaseException] = None
+        self.request: Optional[Control] = None
+        self._mutex = threading.Lock()
+        self._wake = threading.Event()
+        self._pending: Optional[Snapshot] = None
+        self._failed: Optional[Snapshot] = None  # a snapshot whose write failed: goes out with the next
+        self._stopping = False
+        self._thread: Optional[threading.Thread] = None
+
+    # -- the loop's side (never waits on the store in background mode) ---------
+
+    def start(self, request: Optional[Control]) -> None:
+        """Begin a run: ``request`` is the control request read as it started."""
+        self.request = request
+        self.failure = None
+        if not self.background or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._stopping = False
+        self._wake.clear()
+        self._thread = threading.Thread(target=self._run, name=f"sessionkit-checkpoint-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, snap: Snapshot) -> None:
+        if not self.background:
+            self.flush(snap, adopt_state=False)
+            return
+        with self._mutex:
+            self._pending = _joined(self._pending, snap)
+        self._wake.set()
+
+    def poll_control(self) -> None:
+        """Inline mode: read the control record now (the thread reads it in background mode)."""
+        if not self.background:
+            self._read_control()
+
+    def flush(self, snap: Optional[Snapshot], *, adopt_state: bool) -> Written:
+        """Write everything not yet written, with ``snap`` last, on this thread (after the
+        write in flight). Raises what went wrong."""
+        with self._mutex:
+            work = _joined(self._failed, self._pending, snap)
+            self._failed = self._pending = None
+            failure, self.failure = self.failure, None
+        if isinstance(failure, LeaseLost):
+            self.failure = failure
+            raise failure
+        if work is None:
+            return self.checkpointer.written
+        try:
+            return self.checkpointer.write(work, adopt_state=adopt_state)
+        except LeaseLost:
+            raise
+        except BaseException:
+            with self._mutex:
+                self._failed = _joined(work, self._failed)
+            raise
+
+    def close(self) -> None:
+        """Stop the thread after the write in flight (the run's final flush follows)."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        if thread is not threading.current_thread():
+            thread.join()
+        self._thread = None
+
+    # -- the thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        clock = self.clock
+        next_control = clock.monotonic() + self.control_poll
+        while True:
+            clock.wait(self._wake, max(0.0, next_control - clock.monotonic()))
+            with self._mutex:
+                self._wake.clear()
+                work = _joined(self._failed, self._pending)
+                self._failed = self._pending = None
+            if work is not None and self._write(work):
+                return
+            if self._stopping:
+                return
+            if clock.monotonic() >= next_control:
+                next_control = clock.monotonic() + self.control_poll
+                self._read_control()
+
+    def _write(self, work: Snapshot) -> bool:
+        """One background write; True when fenced (the thread ends: nothing more may land)."""
+        try:
+            self.checkpointer.write(work, adopt_state=False)
+        except LeaseLost as exc:
+            self.failure = exc
+            return True
+        except Exception as exc:  # handed to the loop, which raises it at its next tick
+            log.warning("job %s: checkpoint failed (%s); the loop stops at its next tick", self.name, exc)
+            with self._mutex:
+                self._failed = _joined(work, self._failed)
+            self.failure = exc
+        return False
+
+    def _read_control(self) -> None:
+        try:
+            self.request = self.read_control()
+        except Exception as exc:  # a failed poll is retried at the next one; the job goes on
+            log.warning("job %s: could not read pause/cancel requests: %s", self.name, exc)
