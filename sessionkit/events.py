@@ -11,10 +11,12 @@ files grows with the events, not with the flushes. Format: ``docs/format.md``.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import threading
 import uuid
+import weakref
 from typing import Any, Callable, Optional
 
 from .clock import SYSTEM_CLOCK, Clock
@@ -38,6 +40,8 @@ KNOWN_KINDS = (
 
 _listeners: list = []  # called with each event as it is emitted (see sessionkit.notify)
 log = logging.getLogger("sessionkit.events")
+_unflushed: "weakref.WeakSet[EventLog]" = weakref.WeakSet()  # logs with a background flush pending
+_exit_hook = False
 
 
 def add_listener(listener: "Callable[[dict[str, Any]], None]") -> None:
@@ -85,10 +89,11 @@ class EventLog:
         self._size = 0
         self._version: Any = ABSENT
         self._seq = 0
-        self._resume_numbering()
+        self._numbered = False  # the store is first asked at the first flush, not here
 
     def _resume_numbering(self) -> None:
         """A writer id reused (e.g. a session restarted) continues after its last segment."""
+        self._numbered = True
         existing = self.store.list(f"events/{self.writer}/")
         if existing:
             last = existing[-1].rsplit("/", 1)[-1].split(".", 1)[0]
@@ -113,6 +118,25 @@ class EventLog:
         """Events emitted and not yet written."""
         return len(self._pending)
 
+    def flush_soon(self) -> None:
+        """Write the buffered events from a background thread, so the caller does not wait
+        for the store (a job's final checkpoint). Events still pending at interpreter exit
+        are written then."""
+        if not self._pending:
+            return
+        global _exit_hook
+        if not _exit_hook:
+            _exit_hook = True
+            atexit.register(_flush_at_exit)
+        _unflushed.add(self)
+        threading.Thread(target=self._flush_logged, name="sessionkit-events", daemon=True).start()
+
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except StoreError as exc:
+            log.warning("events of %s not written yet (%s); the next flush retries", self.writer, exc)
+
     def flush(self) -> int:
         """Write the buffered events; return how many were written (one put, or none)."""
         with self._lock:
@@ -120,6 +144,8 @@ class EventLog:
                 return 0
             pending, self._pending = self._pending, []
             try:
+                if not self._numbered:
+                    self._resume_numbering()
                 if len(self._lines) >= self.segment_events or self._size >= self.segment_bytes:
                     self._segment += 1
                     self._lines, self._size, self._version = [], 0, ABSENT
@@ -137,6 +163,11 @@ class EventLog:
             except BaseException:
                 self._pending = pending + self._pending  # keep them for the next flush
                 raise
+
+
+def _flush_at_exit() -> None:
+    for events in list(_unflushed):
+        events._flush_logged()
 
 
 def compact(store: Store, *, keep_files: int = 8) -> int:

@@ -27,7 +27,9 @@ real service does (sources in docs/gdrive.md):
   ``POST /token`` takes refresh tokens (users) and signed JWT assertions (service
   accounts);
 - **faults**, one-shot (``inject``) or at random (``random_faults``): ``412``,
-  ``403rate``, ``429``, ``500``, ``slow``, ``drop`` (nothing applied), and the
+  ``403rate``, ``429``, ``500``, ``slow``, ``hang`` (the answer waits until
+  ``release_hang()`` or ``hang_seconds``, as a request stuck in a dead
+  connection does), ``drop`` (nothing applied), and the
   ones real Drive is reported to do (Stack Overflow 18578768), where the request
   **is applied but the answer is an error or lost**: ``500-landed``,
   ``403rate-landed``, ``lost``. Every request is counted, by kind.
@@ -113,6 +115,9 @@ class DriveEmulator:
         self._queued: list[Optional[str]] = []
         self._random: Optional[tuple[float, list[str], random.Random]] = None
         self.faults_served = 0
+        self.hang_seconds = 30.0
+        self.hanging = threading.Event()  # set while a ``hang`` fault holds a request
+        self._release = threading.Event()
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -225,6 +230,10 @@ class DriveEmulator:
         with self.lock:
             self._queued.extend(kinds)
 
+    def release_hang(self) -> None:
+        """Let a ``hang`` fault's request go on now."""
+        self._release.set()
+
     def random_faults(self, rate: float, kinds: list[str], seed: int = 0) -> None:
         """Answer each Drive request with a random fault of ``kinds`` with probability ``rate``."""
         with self.lock:
@@ -237,6 +246,7 @@ class DriveEmulator:
             self._random = None
             self.list_lag = self.latency = 0.0
             self.token_ttl = 3600.0
+            self._release = threading.Event()
 
     def _fault(self) -> Optional[str]:
         with self.lock:
@@ -391,6 +401,10 @@ class DriveEmulator:
                 return self._drop(h)
             if fault == "slow":
                 time.sleep(1.5)
+            elif fault == "hang":
+                self.hanging.set()
+                self._release.wait(self.hang_seconds)
+                self.hanging.clear()
             elif fault == "403rate":
                 return self._error(h, 403, "userRateLimitExceeded", "User Rate Limit Exceeded")
             elif fault == "429":

@@ -281,16 +281,21 @@ def test_corrupted_manifest_falls_back_to_the_previous_generation(tmp_path):
         assert Job(url, "c").done == 200
 
 
-def test_a_job_with_blobs_keeps_the_generation_just_before(tmp_path):
+def test_a_job_whose_blobs_change_keeps_the_generation_just_before(tmp_path):
+    """The files a generation names are deleted two writes after it dropped them, so while
+    they change, manifest.prev is the generation just before, and its blob is still there."""
     url = str(tmp_path / "store")
     job = Job(url, "b", checkpoint_items=10)
-    job.save_blob("model", {"w": 1})
-    run(job, range(100), upto=35)  # checkpoints at 30 and, leaving the loop, at 35
+    for x in job.track(range(100), display=False):
+        if x == 35:
+            break
+        job.save_blob("model", {"w": x})  # a new blob with every item
+    # checkpoints at 10, 20, 30 and, leaving the loop, at 35
     path = sessionkit.open_store(url).path_of("jobs/b/manifest")
     path.write_bytes(path.read_bytes()[:-5])
     with pytest.warns(SessionkitWarning, match="previous generation"):
         again = Job(url, "b")
-    assert again.done == 30 and again.load_blob("model") == {"w": 1}
+    assert again.done == 30 and again.load_blob("model") == {"w": 29}
 
 
 def test_foreign_manifest_with_no_previous_generation_is_a_clear_error(store):
@@ -351,11 +356,13 @@ def test_blob_pointer_is_not_current_until_a_checkpoint(store):
 def test_checkpoint_cost_follows_new_items_not_all_done(store):
     job = Job(store, "cost", checkpoint_items=100, checkpoint_every=1e9)
     sizes = []
+    manifests = 0
     for x in job.track(range(20_000), key=str, display=False):
         if x % 100 == 99:
-            sizes.append(job._checkpointer.segments.bytes_written)
+            manifests += len(job._checkpointer.raw)  # the newest keys live in the manifest
+            sizes.append(job._checkpointer.segments.bytes_written + manifests)
     per_checkpoint = [b - a for a, b in zip(sizes, sizes[1:])]
-    early = sum(per_checkpoint[:20]) / 20
+    early = sum(per_checkpoint[:20]) / 20  # 20 checkpoints: one cycle of keys kept inline
     late = sum(per_checkpoint[-20:]) / 20
     # tiered merging rewrites each key O(log n) times: late checkpoints cost a few times
     # the early ones, not 100x as rewriting the whole set would
@@ -479,3 +486,23 @@ def test_ranges_hold_exactly_the_union(spans):
     expected = {i for a, b in spans for i in range(a, b)}
     assert {i for a, b in r.spans for i in range(a, b)} == expected and len(r) == len(expected)
     assert all(b < c for (_, b), (c, _) in zip(r.spans, r.spans[1:])), "disjoint, not touching"
+
+
+def test_keyed_done_keys_live_in_the_manifest_until_they_outgrow_it(tmp_path):
+    """Most keyed checkpoints are one manifest write: the newest keys are kept inline and
+    move to a segment every INLINE_KEYS keys; a resumed job sees both."""
+    from sessionkit.jobs.checkpoint import INLINE_KEYS
+
+    url = str(tmp_path / "store")
+    items = [f"k{i}" for i in range(2 * INLINE_KEYS + 500)]
+    job = Job(url, "inline", checkpoint_items=100, checkpoint_every=1e9)
+    seen = []
+    for k in job.track(items, key=str, display=False):
+        if len(seen) == 2 * INLINE_KEYS + 321:
+            break
+        seen.append(k)
+    m = Job(url, "inline")._m
+    assert len(m.segments) >= 1 and 0 < len(m.keys) <= INLINE_KEYS
+    again = Job(url, "inline")
+    rest = list(again.track(items, key=str, display=False))
+    assert rest == items[len(seen):] and again.done == len(items) == again.total

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sessionkit.jobs")
 
 EVENT_SECONDS = 30.0  # job.checkpoint events are sampled at most this often
-PREV_EVERY = 10  # a position job without blobs keeps manifest.prev this many generations apart
+PREV_EVERY = 10  # manifest.prev is kept at most this many generations apart (more often when files change)
+INLINE_KEYS = 2000  # a keyed job keeps up to this many done keys in the manifest itself ...
+INLINE_KEY_BYTES = 64 * 1024  # ... and at most this many bytes of them; then they go to a segment
 ADOPT_ATTEMPTS = 20
 
 
@@ -81,7 +83,10 @@ class Checkpointer:
                                     [Segment(name, count) for name, count in m.segments])
         self.done_ranges, self.done_keys = self.segments.load() if m.segments else (Ranges(), set())
         self.done_ranges.update(Ranges(m.ranges or ()))
+        self.done_keys.update(m.keys)
         self._garbage: tuple[list[Segment], set[str]] = ([], set())
+        # unknown for the generation read: if it names files, keep a fallback at the first write
+        self._files_changed = bool(m.segments or m.blobs)
 
     def _take(self, loaded: Loaded) -> None:
         self.raw, self.version = loaded.raw, loaded.version
@@ -89,9 +94,12 @@ class Checkpointer:
 
     # -- one write -------------------------------------------------------------
 
-    def write(self, snap: Snapshot, *, adopt_state: bool) -> Written:
+    def write(self, snap: Snapshot, *, adopt_state: bool, events: str = "now") -> Written:
         """Write ``snap`` as the next generation. ``adopt_state``: if another writer moved
         the manifest on, take its state and blobs (a run that has done nothing yet).
+        ``events``: write pending events "now", "soon" (from a background thread: a run's
+        final checkpoint) or "later" (with the next write: the claim a run starts with), so
+        the loop waits for no event write.
 
         1. Fenced before, or the lease says stop: ``LeaseLost``.
         2. Refuse to swap over a manifest this writer has seen carry a higher token.
@@ -106,11 +114,11 @@ class Checkpointer:
                 raise self.fenced
             started = self.clock.monotonic()
             try:
-                return self._write(snap, adopt_state)
+                return self._write(snap, adopt_state, events)
             finally:
                 self.seconds = self.clock.monotonic() - started
 
-    def _write(self, snap: Snapshot, adopt_state: bool) -> Written:
+    def _write(self, snap: Snapshot, adopt_state: bool, events: str) -> Written:
         token = self._token()
         fresh_ranges = Ranges(snap.fresh_ranges)
         fresh_keys = list(snap.fresh_keys)
@@ -123,24 +131,33 @@ class Checkpointer:
             if (old.token or 0) > (token or 0):
                 self._lost(token, old.token)
             if keyed:
-                try:
-                    dropped, written = self.segments.append(None, fresh_keys, count)
-                except SegmentMissing:
-                    base = self._adopt_concurrent(token, base, adopt_state)
-                    continue
+                # the newest done keys live in the manifest; a segment is written only when
+                # they outgrow it (every INLINE_KEYS keys), so most checkpoints are one write
+                inline = old.keys + tuple(fresh_keys)
+                written = []
+                dropped = []
+                if len(inline) > INLINE_KEYS or sum(map(len, inline)) > INLINE_KEY_BYTES:
+                    try:
+                        dropped, written = self.segments.append(None, list(inline), len(inline))
+                    except SegmentMissing:
+                        base = self._adopt_concurrent(token, base, adopt_state)
+                        continue
+                    inline = ()
                 done, ranges = self.written.done + count, None
             else:
                 # positions live in the manifest itself: no segment files, no merges
                 dropped, written = list(self.segments.segments), []  # older stores' segments
                 self.segments.segments = []
+                inline = ()
                 all_ranges = Ranges(self.done_ranges.spans + fresh_ranges.spans)
                 done, ranges = len(all_ranges), tuple((a, b) for a, b in all_ranges.spans)
             new = base.but(generation=old.generation + 1, token=token, writer=self.events.writer,
                            segments=tuple(s.to_json() for s in self.segments.segments), ranges=ranges,
-                           done=done, updated=self.clock.now().isoformat())
+                           keys=inline, done=done, updated=self.clock.now().isoformat())
             raw = new.encode()
             try:
-                if self._prev_needed(old, new):
+                files_change = old.segments != new.segments or _blob_hashes(old) != _blob_hashes(new)
+                if self._prev_needed(new, files_change):
                     self.store.put(prev_key(self.job_id), self.raw)
                 version = self.store.put(manifest_key(self.job_id), raw, expect=self.version)
                 break
@@ -153,6 +170,7 @@ class Checkpointer:
         self._delete_blobs(old_blobs - _blob_hashes(new) - _blob_hashes(old))
         self._garbage = (dropped, _blob_hashes(old) - _blob_hashes(new))
         self.raw, self.version = raw, version
+        self._files_changed = files_change
         self.done_ranges.update(fresh_ranges)
         if keyed:
             self.done_keys.update(fresh_keys)
@@ -163,20 +181,23 @@ class Checkpointer:
             self.events.emit("job.checkpoint", job=self.job_id, generation=new.generation, done=done,
                              total=new.total, new=count, rate=self._rate.rate, bytes=new.bytes,
                              stage=new.stage)
-        if self.events.pending:
+        if events == "now" and self.events.pending:
             self.events.flush()
+        elif events == "soon":
+            self.events.flush_soon()
         return self.written
 
-    def _prev_needed(self, old: Manifest, new: Manifest) -> bool:
+    def _prev_needed(self, new: Manifest, files_change: bool) -> bool:
         """Whether to keep the generation being replaced as ``manifest.prev``, the fallback
-        for a damaged manifest. Always when a generation names blobs or segments (the
-        fallback must find the files it names: only the two newest generations' are kept);
-        for a position job without blobs (its done ranges are in the manifest) at the first
-        checkpoint, every PREV_EVERY generations and when the status changes: a fallback then
-        redoes at most PREV_EVERY checkpoint intervals, and a checkpoint is one request."""
-        if old.segments or new.segments or old.blobs or new.blobs:
+        for a damaged manifest. The fallback must find the files it names, and segments and
+        blobs a generation drops are deleted at the next write: so when this write or the
+        one before it changed the files named. Otherwise when generation 2 replaces the
+        first claim, then every PREV_EVERY generations: a fallback redoes at most PREV_EVERY
+        checkpoint intervals, and a checkpoint is one request (the claim a run starts with,
+        written while the loop waits, never needs two)."""
+        if files_change or self._files_changed:
             return True
-        return new.generation == 1 or new.generation % PREV_EVERY == 0 or new.status != old.status
+        return new.generation == 2 or new.generation % PREV_EVERY == 0
 
     def _lost(self, token: Optional[int], newer: Optional[int]) -> None:
         self.events.emit("job.fenced", job=self.job_id, token=token, newer=newer)
@@ -201,6 +222,7 @@ class Checkpointer:
             try:
                 ranges, keys = listed.load()
                 ranges.update(Ranges(theirs.ranges or ()))
+                keys.update(theirs.keys)
                 break
             except SegmentMissing:
                 current = self.store.get(manifest_key(self.job_id))
@@ -223,6 +245,7 @@ class Checkpointer:
         done = old.done + added if self.segments.mode == KEY else len(self.done_ranges)
         self.written = Written(theirs.but(done=done), done, old.n_at)
         self._garbage = ([], set())  # what we meant to delete may be named by theirs
+        self._files_changed = bool(theirs.segments or theirs.blobs)
         return base
 
     def _delete_blobs(self, hashes: set[str]) -> None:

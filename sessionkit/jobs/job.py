@@ -138,8 +138,8 @@ class Job:
                 self._load_or_create(total, params)
                 return
             self._adopt(Loaded(manifest, raw, version))
+            # written with the next checkpoint: the loop does not wait for events
             self.events.emit("job.created", job=self.id, total=total, params=params or {})
-            self.events.flush()
             return
         stored = loaded.manifest.params
         if params is not None and params != stored:
@@ -315,29 +315,27 @@ class Job:
         return self._checkpointer.done_keys
 
     def _start(self, run: Run) -> bool:
-        """Begin a run: honour control requests, mark running, claim the job with a write.
-        False if the job must not run."""
-        request = self._read_control()
-        if request is not None and request.action == "cancel" and request.id != self._m.control:
-            self._m = self._m.but(control=request.id)
-            self._set_status("cancelled", reason="requested")
-            self.checkpoint()
-            return False
-        if request is not None and request.action == "pause":
-            if self.status != "paused":
-                self._m = self._m.but(control=request.id)
-                self._set_status("paused", reason="requested")
-                self.checkpoint()
-            log.warning("job %r is paused by request; run sessionkit.jobs.request(store, %r, 'resume') "
-                        "and track it again", self.id, self.id)
-            return False
-        if request is not None:
-            self._m = self._m.but(control=request.id)
+        """Begin a run: claim the job with a write (our token is in the store from then on)
+        while the control record is read, then honour a pause or cancel request. False if
+        the job must not run. The loop waits for one round trip here, not two."""
+        read_control = self._writer.read_control_soon()
         self._run = run
         self._interrupted = False
         generation = self._checkpointer.written.manifest.generation
         self._set_status("running", reason="resumed" if generation else "started")
-        self.checkpoint()  # claims the job: our token is in the store from now on
+        self._checkpoint(events="later")
+        request = read_control()
+        if request is not None and request.action in ("cancel", "pause") and (
+                request.id != self._m.control or request.action == "pause"):
+            self._m = self._m.but(control=request.id)
+            self._set_status("cancelled" if request.action == "cancel" else "paused", reason="requested")
+            self.checkpoint()
+            if request.action == "pause":
+                log.warning("job %r is paused by request; run sessionkit.jobs.request(store, %r, 'resume') "
+                            "and track it again", self.id, self.id)
+            return False
+        if request is not None:
+            self._m = self._m.but(control=request.id)
         self._writer.start(request)
         run.begin()
         return True
@@ -364,7 +362,7 @@ class Job:
                     self._interrupted = True  # break, an exception, or Ctrl-C: see outcome.py
                     OUTCOMES.watch(self)
             try:
-                self.checkpoint()
+                self._checkpoint(events="soon")  # the loop does not wait for the event write
             except LeaseLost as exc:
                 if finished:
                     raise  # the loop ran to its end: tell the caller its last items did not land
@@ -413,12 +411,15 @@ class Job:
     def checkpoint(self) -> None:
         """Write progress, state and blob pointers now, on this thread (after any write in
         flight). Call it from the loop's thread, or when no loop runs."""
+        self._checkpoint(events="now")
+
+    def _checkpoint(self, events: str) -> None:
         run = self._run
         if run is not None:
             snap = run.snapshot()
         else:
             snap = Snapshot(self._manifest_now(), (), (), 0)
-        written = self._writer.flush(snap, adopt_state=snap.n_at == 0)
+        written = self._writer.flush(snap, adopt_state=snap.n_at == 0, events=events)
         if snap.n_at == 0 and written.manifest.state is not snap.manifest.state:
             # another writer's state and blobs were taken up (this run has done nothing yet)
             m = written.manifest

@@ -17,7 +17,8 @@ from ..errors import CorruptRecord, InvalidKey, SessionkitError, SessionkitWarni
 from ..store import Store
 from ..store.base import check_key
 
-MANIFEST_FORMAT = 2  # 2: a position job's done ranges are in the manifest ("ranges"); 1 is read too
+MANIFEST_FORMAT = 3  # 2: a position job's done ranges are in the manifest ("ranges");
+#                      3: a keyed job's newest done keys too ("keys"); 1 and 2 are read
 STATUSES = ("pending", "running", "paused", "completed", "failed", "cancelled")
 ACTIVE = ("running", "paused")
 FINISHED = ("completed", "failed", "cancelled")
@@ -80,6 +81,9 @@ def decode(key: str, where: str, data: bytes, version: Optional[str]) -> dict[st
                          ("state", dict), ("blobs", dict)):
         if not isinstance(m.get(field), types):
             raise CorruptRecord(key, where, f"field {field!r} is missing or of the wrong type", version)
+    keys = m.get("keys")
+    if keys is not None and not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+        raise CorruptRecord(key, where, "field 'keys' is not a list of str", version)
     ranges = m.get("ranges")
     if ranges is not None and not (isinstance(ranges, list) and all(
             isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) and x >= 0 for x in r) for r in ranges)):
@@ -110,6 +114,7 @@ class Manifest:
     mode: Optional[str] = None
     segments: tuple[tuple[str, int], ...] = ()
     ranges: Optional[tuple[tuple[int, int], ...]] = None
+    keys: tuple[str, ...] = ()  # key mode: done keys not yet moved to a segment
     done: int = 0
     state: dict[str, Any] = field(default_factory=dict)
     blobs: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
@@ -130,7 +135,7 @@ class Manifest:
     def to_json(self) -> dict[str, Any]:
         body = asdict(self)
         body.update(format=MANIFEST_FORMAT, kind="sessionkit.job",
-                    segments=[list(s) for s in self.segments], stages=list(self.stages),
+                    segments=[list(s) for s in self.segments], stages=list(self.stages), keys=list(self.keys),
                     ranges=None if self.ranges is None else [list(r) for r in self.ranges],
                     blobs={name: [dict(e) for e in entries] for name, entries in self.blobs.items()})
         return body
@@ -147,7 +152,7 @@ class Manifest:
             total=m.get("total"), params=dict(m.get("params") or {}), mode=m.get("mode"),
             segments=tuple((str(s[0]), int(s[1])) for s in m["segments"]),
             ranges=None if ranges is None else tuple((int(a), int(b)) for a, b in ranges),
-            done=m["done"], state=dict(m["state"]),
+            keys=tuple(m.get("keys") or ()), done=m["done"], state=dict(m["state"]),
             blobs={str(k): tuple(v) for k, v in m["blobs"].items() if isinstance(v, list)},
             stages=tuple(m.get("stages") or ()), stage=m.get("stage"), bytes=int(m.get("bytes") or 0),
             elapsed=float(m.get("elapsed") or 0.0), created=str(m.get("created") or ""),

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from ..clock import Clock
 from ..errors import LeaseLost
@@ -85,12 +85,36 @@ class CheckpointWriter:
             self._pending = _joined(self._pending, snap)
         self._wake.set()
 
+    def read_control_soon(self) -> Callable[[], Optional[Control]]:
+        """Start reading the control record while the caller does something else (a run's
+        claim); the function returned waits for the answer and returns it."""
+        if not self.background:
+            request = self.read_control()
+            return lambda: request
+        answer: dict[str, Any] = {}
+
+        def read() -> None:
+            try:
+                answer["request"] = self.read_control()
+            except BaseException as exc:  # handed to the caller of the function returned
+                answer["error"] = exc
+
+        thread = threading.Thread(target=read, name=f"sessionkit-control-{self.name}", daemon=True)
+        thread.start()
+
+        def wait() -> Optional[Control]:
+            thread.join()
+            if "error" in answer:
+                raise answer["error"]
+            return answer["request"]
+        return wait
+
     def poll_control(self) -> None:
         """Inline mode: read the control record now (the thread reads it in background mode)."""
         if not self.background:
             self._read_control()
 
-    def flush(self, snap: Optional[Snapshot], *, adopt_state: bool) -> Written:
+    def flush(self, snap: Optional[Snapshot], *, adopt_state: bool, events: str = "now") -> Written:
         """Write everything not yet written, with ``snap`` last, on this thread (after the
         write in flight). Raises what went wrong."""
         with self._mutex:
@@ -103,7 +127,7 @@ class CheckpointWriter:
         if work is None:
             return self.checkpointer.written
         try:
-            return self.checkpointer.write(work, adopt_state=adopt_state)
+            return self.checkpointer.write(work, adopt_state=adopt_state, events=events)
         except LeaseLost:
             raise
         except BaseException:

@@ -1,0 +1,132 @@
+"""The checkpoint writer thread and the lease's bounded requests, with real threads, on
+the real Drive client stack against the emulator (and the memory store for fencing).
+
+No real-time limits: each test waits for a state (an Event, a hung request) and checks
+what happened while that state held."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from conftest import drive_emulator
+from sessionkit import Job, Lease, LeaseLost, SystemClock
+from sessionkit.errors import StoreTimeout
+from sessionkit.store.memory import MemoryStore
+
+pytest.importorskip("googleapiclient")
+
+
+@pytest.fixture
+def emulator():
+    emu = drive_emulator()
+    yield emu
+    emu.release_hang()
+    emu.reset()
+
+
+def drive(**kw):
+    from sessionkit.store.gdrive import GDriveStore
+
+    kw.setdefault("backoff", 0.01)
+    if "folder_id" not in kw:
+        kw["folder"] = f"gdrive-tests/{uuid.uuid4().hex[:8]}"
+    return GDriveStore(**kw)
+
+
+class Token:
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+
+def test_a_hung_checkpoint_request_does_not_hold_up_the_loop(emulator):
+    """The writer's request hangs (up to 30 s); the loop goes on finishing items while it
+    hangs, and the final checkpoint, written after the hang ends, holds every item."""
+    store = drive()
+    job = Job(store, "hung", checkpoint_items=10, checkpoint_every=3600)
+    it = job.track(range(1000), display=False)
+    for _ in range(5):
+        next(it)
+    emulator.inject("hang")  # the next request is the writer's: the loop makes none
+    while not emulator.hanging.wait(0.01):
+        next(it)  # the 10th item hands a snapshot to the writer, whose request hangs
+    done_while_hanging = 0
+    for _ in range(300):
+        next(it)
+        done_while_hanging += 1
+    assert emulator.hanging.is_set(), "the loop waited for the hung request to end"
+    assert done_while_hanging == 300 and job.done >= 300
+    emulator.release_hang()
+    for _ in it:
+        pass
+    assert job.status == "completed"
+    again = Job(drive(folder_id=store.folder_id), "hung")
+    assert again.done == 1000 and again.status == "completed"
+
+
+def test_the_writer_learns_of_a_newer_token_and_the_loop_stops_at_its_next_tick():
+    store = MemoryStore()
+    stale = Job(store, "fenced", lease=Token(1), checkpoint_items=1, checkpoint_every=3600,
+                clock=SystemClock())
+    it = stale.track(range(100_000), display=False)
+    for _ in range(3):
+        next(it)
+    newer = Job(store, "fenced", lease=Token(2), checkpoint_every=3600, clock=SystemClock())
+    newer.set_status("paused")  # the new holder's write: token 2 is in the manifest
+    with pytest.raises(LeaseLost):
+        while stale._writer.failure is None:
+            next(it)  # every item is a tick (checkpoint_items=1): each hands the writer a snapshot
+            time.sleep(0.001)  # an item's work
+        next(it)  # the tick after the writer learnt of token 2 raises
+    assert stale.done < 100_000
+    manifest = Job(store, "fenced", clock=SystemClock())._m
+    assert manifest.token == 2 and manifest.status == "paused"
+    before = store.get("jobs/fenced/manifest").version
+    with pytest.raises(LeaseLost):
+        stale.checkpoint()  # nothing the stale holder does afterwards lands
+    assert store.get("jobs/fenced/manifest").version == before
+
+
+def test_a_lease_waits_for_the_store_at_most_its_request_timeout(emulator):
+    """A renewal whose request hangs gives up after request_timeout (< renew_deadline / 2)
+    while ``held`` answers at once from memory, and the next renewal succeeds."""
+    store = drive()
+    lease = Lease(store, "p", holder="a", ttl=12.0)
+    assert lease.request_timeout < lease.renew_deadline / 2
+    lease.acquire(timeout=10)
+    emulator.inject("hang")
+    answered = threading.Event()
+    outcome = {}
+
+    def renew():
+        outcome["renewed"] = lease.renew()
+        answered.set()
+
+    thread = threading.Thread(target=renew)
+    thread.start()
+    emulator.hanging.wait(30)
+    assert emulator.hanging.is_set()
+    assert lease.held is True  # read while the renewal's request hangs
+    answered.wait(30)
+    assert emulator.hanging.is_set(), "renew waited for the hung request to end"
+    assert outcome["renewed"] is False
+    emulator.release_hang()
+    thread.join()
+    assert lease.renew() is True and lease.token == 1
+
+
+def test_a_bounded_call_raises_store_timeout_and_the_next_call_uses_a_new_worker():
+    from sessionkit.store.bounded import BoundedCaller
+
+    gate = threading.Event()
+    caller = BoundedCaller(0.05, "test")
+    with pytest.raises(StoreTimeout, match="no answer within"):
+        caller.call("waiting", gate.wait, 30)
+    assert caller.call("adding", lambda a, b: a + b, 1, 2) == 3
+    gate.set()
+    with pytest.raises(ZeroDivisionError):
+        caller.call("dividing", lambda: 1 / 0)
+    caller.close()
