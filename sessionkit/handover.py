@@ -209,9 +209,12 @@ class Primary:
             return None
         self._last_poll = now
         self._update_lead()
-        if self.lease.token is not None and self.lease.held:
-            self.lease.renew_if_due()  # from the loop too: the renewer thread covers long items
-        self.session.beat_if_due()
+        # Renewals and heartbeats have their own threads on real clocks; the loop does them
+        # only where none runs (a FakeClock in tests), so it never waits on them otherwise.
+        if self.lease.token is not None and self.lease.held and not self.lease.renewing:
+            self.lease.renew_if_due()
+        if not self.session.beating:
+            self.session.beat_if_due()
         self.refresh_views()
         if self.session.phase not in ("handover", "expired"):
             return None

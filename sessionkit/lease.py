@@ -413,8 +413,12 @@ class Lease:
 
     def start_renewing(self) -> None:
         """Renew every ``retry_period`` from a background thread until released or lost.
-        The thread only talks to the store; it never touches widgets."""
+        The thread only talks to the store; it never touches widgets. On a clock that does
+        not move by itself (``FakeClock``) no thread starts: its time is the test's, so
+        the loop renews (``renew_if_due``)."""
         if self._renewer is not None and self._renewer.is_alive():
+            return
+        if self.clock.real_seconds(1.0) is None:
             return
         self._stop.clear()
         self._renewer = threading.Thread(target=self._renew_loop, name=f"sessionkit-lease-{self.name}",
@@ -430,6 +434,11 @@ class Lease:
                 return
             except SessionkitError as exc:
                 log.warning("lease %r: renewal error: %s", self.name, exc)
+
+    @property
+    def renewing(self) -> bool:
+        """True while the background renewer thread runs."""
+        return self._renewer is not None and self._renewer.is_alive()
 
     def stop_renewing(self) -> None:
         self._stop.set()

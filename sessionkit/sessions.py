@@ -208,6 +208,8 @@ class Session:
             self.events.emit("session.started", runtime=self.runtime.as_dict(), environment=self.environment,
                              started=self.started.isoformat(), remaining_s=self.remaining)
             self.events.flush()
+            if self.clock.real_seconds(1.0) is None:
+                return  # a FakeClock's time is the test's: loops beat with beat_if_due
             self._thread = threading.Thread(target=self._beat_loop, name=f"sessionkit-heartbeat-{self.id[:8]}",
                                             daemon=True)
             self._thread.start()
@@ -249,6 +251,11 @@ class Session:
         except (urllib.error.URLError, OSError) as exc:
             log.warning("session %s: ping to the dead-man's switch failed: %s", self.id[:8],
                         getattr(exc, "reason", exc))
+
+    @property
+    def beating(self) -> bool:
+        """True while the heartbeat thread runs."""
+        return self._thread is not None and self._thread.is_alive()
 
     def beat_if_due(self) -> str:
         """Beat now if a heartbeat is due on this session's clock (loops call this, so a
