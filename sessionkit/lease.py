@@ -387,6 +387,7 @@ class Lease:
                 return
             with self._lock:
                 self._version, self._record = version, new
+        self._requests.close()  # its worker thread (and a connection a store keeps per thread) ends
         self._emit("lease.released", token=token)
 
     def _lose(self, why: str, newer: Optional[int] = None) -> None:
@@ -442,6 +443,7 @@ class Lease:
 
     def stop_renewing(self) -> None:
         self._stop.set()
+        self._requests.close()
         if self._renewer is not None and self._renewer is not threading.current_thread():
             self._renewer.join(timeout=5)
 

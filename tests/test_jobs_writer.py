@@ -130,3 +130,17 @@ def test_a_bounded_call_raises_store_timeout_and_the_next_call_uses_a_new_worker
     with pytest.raises(ZeroDivisionError):
         caller.call("dividing", lambda: 1 / 0)
     caller.close()
+
+
+def test_a_released_lease_leaves_no_request_thread_behind():
+    """Each lease's requests run on a worker thread (Drive keeps a connection per thread):
+    released leases must not pile them up (a test run hit 'Too many open files')."""
+    store = MemoryStore()
+    for i in range(20):
+        lease = Lease(store, f"leak{i}", holder="a", ttl=12.0, clock=SystemClock())
+        lease.acquire(timeout=5)
+        lease.release()
+    workers = [t for t in threading.enumerate() if t.name.startswith("sessionkit-lease 'leak")]
+    for thread in workers:
+        thread.join(timeout=30)
+    assert not [t for t in workers if t.is_alive()]

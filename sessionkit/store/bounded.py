@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, TypeVar
 from ..errors import StoreTimeout
 
 T = TypeVar("T")
+IDLE_SECONDS = 30.0  # a worker with nothing to do for this long ends
 
 
 class _Call:
@@ -58,7 +59,7 @@ class BoundedCaller:
         with self._lock:
             if self._queue is None:
                 self._queue = queue.SimpleQueue()
-                threading.Thread(target=_work, args=(self._queue,), name=f"sessionkit-{self.name}",
+                threading.Thread(target=self._work, args=(self._queue,), name=f"sessionkit-{self.name}",
                                  daemon=True).start()
             work = self._queue
             work.put(job)
@@ -79,10 +80,19 @@ class BoundedCaller:
         if work is not None:
             work.put(None)
 
-
-def _work(work: "queue.SimpleQueue[Optional[_Call]]") -> None:
-    while True:
-        job = work.get()
-        if job is None:
-            return
-        job.run()
+    def _work(self, work: "queue.SimpleQueue[Optional[_Call]]") -> None:
+        """Run calls until told to stop, or until idle for IDLE_SECONDS (the thread, and a
+        connection a store keeps per thread, are not kept for a lease nobody renews)."""
+        while True:
+            try:
+                job = work.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if not work.empty():
+                        continue  # a call arrived as the wait ended
+                    if self._queue is work:
+                        self._queue = None
+                return
+            if job is None:
+                return
+            job.run()
