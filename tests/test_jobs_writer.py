@@ -142,5 +142,5 @@ def test_a_released_lease_leaves_no_request_thread_behind():
         lease.release()
     workers = [t for t in threading.enumerate() if t.name.startswith("sessionkit-lease 'leak")]
     for thread in workers:
-        thread.join(timeout=30)
+        thread.join(timeout=5)  # well below the 30 s after which an idle worker ends by itself
     assert not [t for t in workers if t.is_alive()]
