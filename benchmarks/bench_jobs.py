@@ -78,13 +78,13 @@ def checkpoint_bytes(section: Section, tmp: str) -> None:
             for _ in job.track(range(done), display=False, **kw):
                 pass
             checkpoints = done // 1000
-            per_checkpoint = job._segments.bytes_written / checkpoints
-            items = job._segments.items_written / checkpoints
+            per_checkpoint = job._checkpointer.segments.bytes_written / checkpoints
+            items = job._checkpointer.segments.items_written / checkpoints
             manifest = len(store.get("jobs/b/manifest").data)
             # positions live in the manifest (format 2): its size is what a checkpoint writes
             amortised[(mode, done)] = items if mode == "key" else manifest
             rows.append([mode, f"{done:,}", f"{per_checkpoint / 1024:.1f} KB", f"{items:,.0f}",
-                         f"{manifest} B", str(len(job._segments.segments))])
+                         f"{manifest} B", str(len(job._checkpointer.segments.segments))])
     section.table("items known by", "done items", "segment bytes per checkpoint",
                   "items written per checkpoint", "manifest", "segments").extend(rows)
     # Tiered merging writes each item about log2(n / 1000) times, so from 10k to 1M done the
