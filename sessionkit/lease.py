@@ -160,6 +160,7 @@ class Lease:
         self._renewed_at: Optional[float] = None  # start of my last successful renewal
         self._renewals = 0
         self._unsure = False  # an acquisition failed after it may have landed
+        self._last_error: Optional[str] = None  # why the last renewal failed, for LeaseLost
         self._renewer: Optional[threading.Thread] = None
         self._stop = threading.Event()
 
@@ -334,14 +335,17 @@ class Lease:
                     version = self._put(new.encode(), self._version)
                 except (Conflict, StoreError) as exc:
                     log.warning("lease %r: renewal failed (%s); retrying until the deadline", self.name, exc)
+                    self._last_error = str(exc)
                     return False
             except StoreError as exc:
                 log.warning("lease %r: renewal failed (%s); it may have landed; retrying until the "
                             "deadline", self.name, exc)
+                self._last_error = str(exc)
                 return False
             with self._lock:
                 if self.token != token:
                     return False  # released while the request was out
+                self._last_error = None
                 self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
                 self._mine = version
                 self._renewed_at = started
@@ -395,19 +399,19 @@ class Lease:
             token, self.token = self.token, None
             self._renewed_at = None
         self._stop.set()
-        self._emit("lease.lost", token=token, newer=newer, reason=why)
+        self._emit("lease.lost", token=token, newer=newer, reason=why, cause=self._last_error)
         if self.on_lost is not None:
             try:
                 self.on_lost(self)
             except Exception as exc:  # a user callback must not hide the loss itself
                 log.error("lease %r: on_lost callback failed: %r", self.name, exc)
-        raise LeaseLost(self.name, token, newer, why)
+        raise LeaseLost(self.name, token, newer, why, None if newer is not None else self._last_error)
 
     def check(self) -> int:
         """The token, if this holder may still act; else ``LeaseLost`` (use before writing)."""
         with self._lock:
             if not self.held:
-                raise LeaseLost(self.name, self.token, None, "its renew deadline passed")
+                raise LeaseLost(self.name, self.token, None, "its renew deadline passed", self._last_error)
             return self.token  # type: ignore[return-value]
 
     # -- background renewal ----------------------------------------------------
