@@ -84,6 +84,12 @@ class HandoverState:
     detail: str = ""
 
 
+def _check_poll(poll: object) -> float:
+    if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not poll > 0:
+        raise ValueError(f"poll must be a number of seconds > 0 (how often the store is read), got {poll!r}")
+    return float(poll)
+
+
 class Primary:
     """The runtime that runs the job: a session, the lease, and the job fenced by it."""
 
@@ -108,7 +114,7 @@ class Primary:
         self.lease_name = lease_name
         self.lease = lease or Lease(self.store, lease_name, holder=self.session.id, ttl=ttl,
                                     clock=self.clock, events=self.session.events)
-        self.poll = poll if poll is not None else self.lease.retry_period
+        self.poll = _check_poll(poll) if poll is not None else self.lease.retry_period
         if not self.lease.held:
             self.lease.acquire(timeout=acquire_timeout)
         self.lease.start_renewing()
@@ -283,7 +289,7 @@ class Backup:
         self.clock = self.session.clock
         self.lease = Lease(self.store, lease_name, holder=self.session.id, ttl=ttl, clock=self.clock,
                            events=self.session.events)
-        self.poll = poll if poll is not None else self.lease.retry_period
+        self.poll = _check_poll(poll) if poll is not None else self.lease.retry_period
         self.grace = grace if grace is not None else 2 * self.poll
         self._dropwatch = DropWatcher(self.store, clock=self.clock, events=self.session.events,
                                       exclude=(self.session.id,))
