@@ -89,17 +89,20 @@ def read_lease(store: Store, name: str) -> Optional[LeaseRecord]:
     return LeaseRecord.decode(key, store.url, record.data, record.version)
 
 
-def list_leases(store: Store) -> list[tuple[str, LeaseRecord]]:
-    """Every lease record as stored, by name; a damaged one is logged and left out."""
+def list_leases(store: Store, damaged: Optional[list[CorruptRecord]] = None) -> list[tuple[str, LeaseRecord]]:
+    """Every lease record as stored, by name; a damaged one is logged, left out, and added
+    to ``damaged`` when given (read-only tools show the rest and flag it)."""
     out = []
     for key in store.list("leases/"):
-        record = store.get(key)
-        if record is None:
-            continue
         try:
+            record = store.get(key)
+            if record is None:
+                continue
             out.append((key.split("/", 1)[1], LeaseRecord.decode(key, store.url, record.data, record.version)))
         except CorruptRecord as exc:
             log.warning("%s", exc)
+            if damaged is not None:
+                damaged.append(exc)
     return out
 
 
