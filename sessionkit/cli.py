@@ -68,7 +68,8 @@ def _fmt_status(data: dict[str, Any]) -> str:
                                        "last_heartbeat"]),
         "leases:", _table(leases, ["name", "holder", "token", "expires_in_s"]),
         "jobs:", _table(data["jobs"], ["id", "status", "done", "total", "stage", "updated"]),
-    ])
+    ] + (["damaged records (left out above; move them away or write the key again):"]
+         + [f"  {d['key']}: {d['reason']}" for d in data["damaged"]] if data["damaged"] else []))
 
 
 def _left(seconds: Optional[float]) -> str:

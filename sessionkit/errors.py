@@ -38,6 +38,18 @@ class StoreError(SessionkitError):
         super().__init__(message)
 
 
+class StoreFull(StoreError):
+    """The disk (or quota) that holds a store is full: free space and run again."""
+
+
+class StoreReadOnly(StoreError):
+    """A store cannot be written here: a read-only mount, or no permission."""
+
+
+class StoreMissing(StoreError):
+    """A store's folder is gone (removed while in use)."""
+
+
 class StoreTimeout(StoreError):
     """A store did not answer within the time its caller could wait. The request may
     still land later: callers that write treat the outcome as unknown."""
@@ -79,17 +91,21 @@ class CorruptRecord(StoreError):
 class LeaseLost(SessionkitError):
     """This writer's lease was taken over (a higher fencing token exists): stop."""
 
-    def __init__(self, name: str, token: Optional[int], newer: Optional[int], what: str = "") -> None:
+    def __init__(self, name: str, token: Optional[int], newer: Optional[int], what: str = "",
+                 cause: Optional[str] = None) -> None:
         self.name = name
         self.token = token
         self.newer = newer
+        self.cause = cause
         doing = f" ({what})" if what else ""
         if newer is not None and (token is None or newer > token):
             why = (f"this writer holds token {token}, the store has token {newer}: another runtime "
                    f"took over and is primary now. This one must stop writing.")
         else:
+            failed = f" The last renewal failed: {cause}" if cause else ""
             why = (f"this writer (token {token}) could not renew in time, so it stopped acting as "
-                   f"holder by itself; no newer holder is known. Check that the store answers "
-                   f"(network, rate limits), then run again: the lease is taken up anew.")
+                   f"holder by itself; no newer holder is known.{failed} Check that the store "
+                   f"answers (network, rate limits, disk space), then run again: the lease is "
+                   f"taken up anew.")
         super().__init__(f"lease {name!r} lost{doing}: {why}")
 

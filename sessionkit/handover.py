@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from .clock import Clock
 from .events import EventLog
-from .errors import Conflict, SessionkitError
+from .errors import Conflict, CorruptRecord, SessionkitError
 from .jobs import Job
 from .lease import Lease
 from .runtimes import Runtime
@@ -48,7 +48,13 @@ def _key(lease: str, *rest: str) -> str:
 
 
 def _read(store: Store, key: str) -> Optional[tuple[dict[str, Any], str]]:
-    record = store.get(key)
+    """A handover record and its version; None when absent or damaged (logged: the next
+    writer replaces it)."""
+    try:
+        record = store.get(key)
+    except CorruptRecord as exc:
+        log.warning("ignoring %s", exc)
+        return None
     if record is None:
         return None
     try:
@@ -84,6 +90,12 @@ class HandoverState:
     detail: str = ""
 
 
+def _check_poll(poll: object) -> float:
+    if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not poll > 0:
+        raise ValueError(f"poll must be a number of seconds > 0 (how often the store is read), got {poll!r}")
+    return float(poll)
+
+
 class Primary:
     """The runtime that runs the job: a session, the lease, and the job fenced by it."""
 
@@ -108,7 +120,7 @@ class Primary:
         self.lease_name = lease_name
         self.lease = lease or Lease(self.store, lease_name, holder=self.session.id, ttl=ttl,
                                     clock=self.clock, events=self.session.events)
-        self.poll = poll if poll is not None else self.lease.retry_period
+        self.poll = _check_poll(poll) if poll is not None else self.lease.retry_period
         if not self.lease.held:
             self.lease.acquire(timeout=acquire_timeout)
         self.lease.start_renewing()
@@ -283,7 +295,7 @@ class Backup:
         self.clock = self.session.clock
         self.lease = Lease(self.store, lease_name, holder=self.session.id, ttl=ttl, clock=self.clock,
                            events=self.session.events)
-        self.poll = poll if poll is not None else self.lease.retry_period
+        self.poll = _check_poll(poll) if poll is not None else self.lease.retry_period
         self.grace = grace if grace is not None else 2 * self.poll
         self._dropwatch = DropWatcher(self.store, clock=self.clock, events=self.session.events,
                                       exclude=(self.session.id,))
@@ -291,6 +303,7 @@ class Backup:
         self._available_since: Optional[float] = None
         self._approval_id: Optional[str] = None
         self._waiting_since: Optional[float] = None  # when it first found no primary, on its clock
+        self._warned_state = False
         self.status = "watching"
         self.session.beat()
 
@@ -322,7 +335,7 @@ class Backup:
         self.session.beat_if_due()
         # dropped: silent for 3 heartbeats, and never sooner than a lease could expire
         self._dropwatch.check(timeout=max(3 * self.session.heartbeat, self.lease.ttl))
-        state = _read(self.store, _key(self.lease_name, "state"))
+        state = self._guarded_state()
         if not state or not state[0].get("job"):
             self.status = "waiting for a primary"
             if self._waiting_since is None:
@@ -353,6 +366,32 @@ class Backup:
         if token is None:
             return None
         return self._become_primary(current.holder if current else None, planned=free, waited=waited)
+
+    def _guarded_state(self) -> Optional[tuple[dict[str, Any], Optional[str]]]:
+        """The handover state record; when it is missing or damaged but the lease shows a
+        primary existed (token >= 1), the most recent active job stands in for it, so a
+        backup never waits on a record nobody will write (the new primary writes it anew)."""
+        found = _read(self.store, _key(self.lease_name, "state"))
+        if found and found[0].get("job"):
+            return found
+        try:
+            record = self.lease.observe()
+        except CorruptRecord as exc:
+            log.warning("%s", exc)
+            return found
+        if record is None or record.token < 1:
+            return found  # no primary ever held this lease: truly waiting for one
+        from .jobs.listing import latest_id
+
+        job = latest_id(self.store, self.clock)
+        if job is None:
+            return found
+        if not self._warned_state:
+            self._warned_state = True
+            log.warning("the handover state record %s in %s is missing or damaged; lease %r was "
+                        "held (token %d), so this backup guards the most recent active job, %r",
+                        _key(self.lease_name, "state"), self.store.url, self.lease_name, record.token, job)
+        return {"job": job, "state": "unknown", "primary": record.holder}, None
 
     def _job_finished(self, state: dict[str, Any]) -> bool:
         """The primary released the lease because its job ended (not to hand it over)."""
@@ -393,7 +432,7 @@ class Backup:
         return bool(found and found[0].get("status") == "granted")
 
     def _become_primary(self, previous: Optional[str], planned: bool, waited: Optional[float]) -> Primary:
-        found = _read(self.store, _key(self.lease_name, "state"))
+        found = self._guarded_state()
         if not found or not found[0].get("job"):
             self.lease.release()
             raise SessionkitError(f"lease {self.lease_name!r} guards no job yet: start the primary first")

@@ -89,17 +89,20 @@ def read_lease(store: Store, name: str) -> Optional[LeaseRecord]:
     return LeaseRecord.decode(key, store.url, record.data, record.version)
 
 
-def list_leases(store: Store) -> list[tuple[str, LeaseRecord]]:
-    """Every lease record as stored, by name; a damaged one is logged and left out."""
+def list_leases(store: Store, damaged: Optional[list[CorruptRecord]] = None) -> list[tuple[str, LeaseRecord]]:
+    """Every lease record as stored, by name; a damaged one is logged, left out, and added
+    to ``damaged`` when given (read-only tools show the rest and flag it)."""
     out = []
     for key in store.list("leases/"):
-        record = store.get(key)
-        if record is None:
-            continue
         try:
+            record = store.get(key)
+            if record is None:
+                continue
             out.append((key.split("/", 1)[1], LeaseRecord.decode(key, store.url, record.data, record.version)))
         except CorruptRecord as exc:
             log.warning("%s", exc)
+            if damaged is not None:
+                damaged.append(exc)
     return out
 
 
@@ -160,6 +163,7 @@ class Lease:
         self._renewed_at: Optional[float] = None  # start of my last successful renewal
         self._renewals = 0
         self._unsure = False  # an acquisition failed after it may have landed
+        self._last_error: Optional[str] = None  # why the last renewal failed, for LeaseLost
         self._renewer: Optional[threading.Thread] = None
         self._stop = threading.Event()
 
@@ -334,14 +338,17 @@ class Lease:
                     version = self._put(new.encode(), self._version)
                 except (Conflict, StoreError) as exc:
                     log.warning("lease %r: renewal failed (%s); retrying until the deadline", self.name, exc)
+                    self._last_error = str(exc)
                     return False
             except StoreError as exc:
                 log.warning("lease %r: renewal failed (%s); it may have landed; retrying until the "
                             "deadline", self.name, exc)
+                self._last_error = str(exc)
                 return False
             with self._lock:
                 if self.token != token:
                     return False  # released while the request was out
+                self._last_error = None
                 self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
                 self._mine = version
                 self._renewed_at = started
@@ -395,19 +402,19 @@ class Lease:
             token, self.token = self.token, None
             self._renewed_at = None
         self._stop.set()
-        self._emit("lease.lost", token=token, newer=newer, reason=why)
+        self._emit("lease.lost", token=token, newer=newer, reason=why, cause=self._last_error)
         if self.on_lost is not None:
             try:
                 self.on_lost(self)
             except Exception as exc:  # a user callback must not hide the loss itself
                 log.error("lease %r: on_lost callback failed: %r", self.name, exc)
-        raise LeaseLost(self.name, token, newer, why)
+        raise LeaseLost(self.name, token, newer, why, None if newer is not None else self._last_error)
 
     def check(self) -> int:
         """The token, if this holder may still act; else ``LeaseLost`` (use before writing)."""
         with self._lock:
             if not self.held:
-                raise LeaseLost(self.name, self.token, None, "its renew deadline passed")
+                raise LeaseLost(self.name, self.token, None, "its renew deadline passed", self._last_error)
             return self.token  # type: ignore[return-value]
 
     # -- background renewal ----------------------------------------------------

@@ -366,16 +366,19 @@ def check_dropped(store: Union[Store, str], timeout: float, *, clock: Optional[C
     return watcher.check(timeout)
 
 
-def list_sessions(store: Union[Store, str]) -> list[dict[str, Any]]:
-    """Every session record (active, ended and dropped), oldest start first."""
+def list_sessions(store: Union[Store, str], damaged: Optional[list[CorruptRecord]] = None) -> list[dict[str, Any]]:
+    """Every session record (active, ended and dropped), oldest start first; a damaged one
+    is logged, left out, and added to ``damaged`` when given."""
     store = open_store(store)
     out = []
     for key in store.list("sessions/"):
-        record = store.get(key)
-        if record is None:
-            continue
         try:
+            record = store.get(key)
+            if record is None:
+                continue
             out.append(_decode(key, store.url, record.data, record.version))
         except CorruptRecord as exc:
             log.warning("%s", exc)
+            if damaged is not None:
+                damaged.append(exc)
     return sorted(out, key=lambda s: s.get("started") or "")

@@ -22,12 +22,13 @@ def status_data(store: Store) -> dict[str, Any]:
     from .sessions import list_sessions
 
     now = datetime.now(timezone.utc)
+    damaged: list[Any] = []
     sessions = [{"id": s.get("id"), "role": s.get("role"), "label": s.get("label"),
                  "status": s.get("status"), "phase": s.get("phase"), "remaining_s": s.get("remaining_s"),
                  "last_heartbeat": s.get("last_heartbeat"), "stalled": bool(s.get("stalled"))}
-                for s in list_sessions(store)]
+                for s in list_sessions(store, damaged)]
     leases = []
-    for name, lease in list_leases(store):
+    for name, lease in list_leases(store, damaged):
         expires = None
         if lease.holder is not None:
             # An estimate for people, from the holder's wall clock; takeovers never use it.
@@ -36,8 +37,9 @@ def status_data(store: Store) -> dict[str, Any]:
         leases.append({"name": name, "holder": lease.holder, "token": lease.token,
                        "expires_in_s": expires})
     jobs = [{"id": j.id, "status": j.status, "done": j.done, "total": j.total, "stage": j.stage,
-             "updated": j.updated} for j in list_jobs(store)]
-    return {"sessions": sessions, "leases": leases, "jobs": jobs}
+             "updated": j.updated} for j in list_jobs(store, damaged)]
+    return {"sessions": sessions, "leases": leases, "jobs": jobs,
+            "damaged": [{"key": exc.key, "reason": exc.reason} for exc in damaged]}
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def test_status_json_has_the_fixed_shape(recorded):
     res = run("status", path, "--json")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
-    assert set(data) == {"sessions", "leases", "jobs"}
+    assert set(data) == {"sessions", "leases", "jobs", "damaged"}
     assert all(set(s) == {"id", "role", "label", "status", "phase", "remaining_s", "last_heartbeat", "stalled"}
                for s in data["sessions"])
     assert all(set(l) == {"name", "holder", "token", "expires_in_s"} for l in data["leases"])
@@ -116,3 +116,26 @@ def test_every_subcommand_has_help(command):
 def test_bad_duration():
     res = run("gc", ".", "--older-than", "soon")
     assert res.returncode == 2 and "duration" in res.stderr
+
+
+def test_status_jobs_and_history_keep_working_with_a_damaged_lease_session_and_job(tmp_path):
+    import sessionkit
+    from sessionkit import Job, Lease
+
+    url = str(tmp_path / "s")
+    store = sessionkit.open_store(url)
+    Lease(store, "primary", holder="a", ttl=30).acquire(timeout=1)
+    Lease(store, "other", holder="b", ttl=30).acquire(timeout=1)
+    list(Job(store, "good").track(range(3), display=False))
+    list(Job(store, "bad").track(range(3), display=False))
+    store.path_of("leases/primary").write_bytes(b"garbage")
+    store.path_of("jobs/bad/manifest").write_bytes(b"")
+    store.path_of("jobs/bad/manifest.prev").write_bytes(b"")
+    for args in (["status", url], ["jobs", "list", url], ["history", url]):
+        done = subprocess.run([sys.executable, "-m", "sessionkit", *args], capture_output=True, text=True)
+        assert done.returncode == 0, (args, done.stderr)
+        assert "good" in done.stdout
+    data = json.loads(subprocess.run([sys.executable, "-m", "sessionkit", "status", "--json", url],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert [l["name"] for l in data["leases"]] == ["other"]
+    assert {d["key"] for d in data["damaged"]} == {"leases/primary", "jobs/bad/manifest"}

@@ -8,6 +8,7 @@ import pytest
 
 from sessionkit import FakeClock, Runtime, handover
 from sessionkit.handover import Backup, Primary
+from sessionkit.store.local import LocalStore
 from sessionkit.store.memory import MemoryStore
 
 SHORT = Runtime(max_runtime=1000, name="short")  # handover phase after 100 s (15 min left)
@@ -178,3 +179,30 @@ def test_sigterm_hands_the_signal_on_to_the_handler_that_was_there_before(setup)
         assert stopping.requested() is None and signal.getsignal(signal.SIGTERM) is not stopping._on_sigterm
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "removed"])
+def test_a_damaged_handover_state_record_does_not_leave_the_backup_waiting(tmp_path, damage):
+    """The state record names the job; if it is damaged or moved away while a primary holds
+    the lease, the backup still takes over when the lease expires (the most recent active
+    job stands in), and the new primary writes the record anew."""
+    store, clock = LocalStore(tmp_path / "s"), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, checkpoint_items=5)
+    it = primary.track(range(30), display=False)
+    for _ in range(11):
+        next(it)
+    primary.lease.stop_renewing()
+    path = store.path_of("handover/primary/state")
+    if damage == "garbage":
+        path.write_bytes(b"\x00 not a record")
+    else:
+        path.rename(tmp_path / "moved-away")
+    backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
+    for _ in range(100):
+        new = backup.step()
+        if new is not None:
+            break
+        clock.advance(backup.poll)
+    assert new is not None, f"the backup stayed {backup.status!r}"
+    assert list(new.track(range(30), display=False)) == list(range(10, 30))
+    assert handover.read_state(store)["job"] == "job"

@@ -506,3 +506,86 @@ def test_keyed_done_keys_live_in_the_manifest_until_they_outgrow_it(tmp_path):
     again = Job(url, "inline")
     rest = list(again.track(items, key=str, display=False))
     assert rest == items[len(seen):] and again.done == len(items) == again.total
+
+
+def test_duplicate_keys_in_one_run_are_an_error_naming_the_key(store):
+    job = Job(store, "dup")
+    seen = []
+    with pytest.raises(jobs.DuplicateKey, match="'b'.*appears twice"):
+        for x in job.track(["a", "b", "c", "b", "d"], key=str, display=False):
+            seen.append(x)
+    assert seen == ["a", "b", "c"]
+
+
+def test_a_key_that_is_not_a_str_is_refused_before_the_item_runs(store):
+    job = Job(store, "nonstr")
+    seen = []
+    with pytest.raises(TypeError, match="must return a str.*Nothing was run"):
+        for x in job.track([1, 2], key=lambda x: x, display=False):
+            seen.append(x)
+    assert seen == []
+
+
+def test_one_run_of_track_at_a_time(store):
+    job = Job(store, "twice")
+    first = job.track(range(10), display=False)
+    next(first)
+    second = job.track(range(10), display=False)
+    with pytest.raises(sessionkit.SessionkitError, match="already being tracked"):
+        next(second)
+    assert list(first) == list(range(1, 10)) and job.done == 10 and job.status == "completed"
+    assert list(job.track(range(12), display=False)) == [10, 11]  # a new run once the first ended
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "1"])
+def test_backup_and_primary_poll_must_be_positive_seconds(store, bad):
+    from sessionkit.handover import Backup
+
+    with pytest.raises(ValueError, match="poll must be a number of seconds > 0"):
+        Backup(store, "B", clock=FakeClock(), poll=bad, runtime="local")
+
+
+@pytest.mark.parametrize("state", [{1: "one"}, {"t": (1, 2)}, {"x": float("nan")}])
+def test_state_that_would_not_round_trip_is_refused(store, state):
+    job = Job(store, "rt")
+    job.state = state
+    with pytest.raises(TypeError, match="job.state"):
+        job.checkpoint()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "emptied", "garbage", "foreign", "removed"])
+def test_a_damaged_done_segment_costs_only_its_items(tmp_path, monkeypatch, damage):
+    """A segment that cannot be read is never a dead end: its items run again, with a
+    warning naming the segment and how many items; the job then completes."""
+    from sessionkit.jobs import checkpoint
+
+    monkeypatch.setattr(checkpoint, "INLINE_KEYS", 20)  # keys go to segments every 20
+    url = str(tmp_path / "store")
+    items = [f"k{i}" for i in range(100)]
+    job = Job(url, "seg", checkpoint_items=10)
+    ran = []
+    for k in job.track(items, key=str, display=False):
+        ran.append(k)
+        if len(ran) == 70:
+            break
+    store = sessionkit.open_store(url)
+    segment = Job(url, "seg")._m.segments[0]
+    path = store.path_of(f"jobs/seg/done/{segment[0]}")
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-7])
+    elif damage == "emptied":
+        path.write_bytes(b"")
+    elif damage == "garbage":
+        path.write_bytes(b"\x00\xff" * 50)
+    elif damage == "foreign":
+        path.write_text("a file someone else put here\n")
+    else:
+        path.unlink()
+    with pytest.warns(SessionkitWarning, match=rf"{segment[0]}.*the {segment[1]} item\(s\) they recorded will run again"):
+        again = Job(url, "seg")
+    assert again.done == 69 - segment[1]  # the 70th item's body broke the loop: not done
+    ran += list(again.track(items, key=str, display=False))
+    assert again.status == "completed" and again.done == 100 == again.total
+    assert set(ran) == set(items) and len(ran) == 100 + segment[1] + 1, \
+        "only the damaged segment's items (and the one that broke the loop) ran twice"
+    assert Job(url, "seg").done == 100  # and the manifest no longer names it

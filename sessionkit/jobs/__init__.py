@@ -10,10 +10,11 @@ from .control import ACTIONS, request
 from .blobs import BlobError
 from .job import Job, JobCancelled
 from .listing import JobInfo, clear, list_jobs
+from .loop import DuplicateKey
 from .manifest import ACTIVE, FINISHED, STATUSES, InvalidTransition
 from .progress import Progress
 
 list = list_jobs  # noqa: A001 - the documented name is sessionkit.jobs.list
 
-__all__ = ["ACTIONS", "ACTIVE", "FINISHED", "STATUSES", "BlobError", "InvalidTransition", "Job",
+__all__ = ["ACTIONS", "ACTIVE", "FINISHED", "STATUSES", "BlobError", "DuplicateKey", "InvalidTransition", "Job",
            "JobCancelled", "JobInfo", "Progress", "clear", "list", "list_jobs", "request"]

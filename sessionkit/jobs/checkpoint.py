@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..clock import Clock
-from ..errors import Conflict, LeaseLost, StoreError
+from ..errors import Conflict, CorruptRecord, LeaseLost, SessionkitWarning, StoreError
 from ..events import EventLog
 from ..store import Store
 from . import blobs
@@ -81,12 +82,29 @@ class Checkpointer:
         m = loaded.manifest
         self.segments = SegmentList(store, f"jobs/{job_id}/done/", m.mode or POSITION,
                                     [Segment(name, count) for name, count in m.segments])
-        self.done_ranges, self.done_keys = self.segments.load() if m.segments else (Ranges(), set())
+        self.done_ranges, self.done_keys, lost = self.segments.load_what_remains()
+        if lost:
+            self._forget(lost)
         self.done_ranges.update(Ranges(m.ranges or ()))
         self.done_keys.update(m.keys)
         self._garbage: tuple[list[Segment], set[str]] = ([], set())
         # unknown for the generation read: if it names files, keep a fallback at the first write
         self._files_changed = bool(m.segments or m.blobs)
+
+    def _forget(self, lost: "list[tuple[Segment, CorruptRecord]]") -> None:
+        """Damaged or missing done segments: the items they recorded run again (never a dead
+        end); the next checkpoint writes a manifest without them."""
+        items = sum(segment.count for segment, _ in lost)
+        keys = ", ".join(repr(self.segments.key(segment.name)) for segment, _ in lost)
+        reasons = "; ".join(exc.reason for _, exc in lost)
+        warnings.warn(f"job {self.job_id!r}: done segment(s) {keys} in {self.store.url} cannot be read "
+                      f"({reasons}); the {items} item(s) they recorded will run again", SessionkitWarning,
+                      stacklevel=5)
+        self.events.emit("job.damaged", job=self.job_id, keys=keys, items=items, reason=reasons)
+        old = self.written
+        done = max(0, old.done - items)
+        self.written = Written(old.manifest.but(done=done), done, old.n_at)
+        self._files_changed = True
 
     def _take(self, loaded: Loaded) -> None:
         self.raw, self.version = loaded.raw, loaded.version

@@ -162,6 +162,21 @@ class SegmentList:
             raise CorruptRecord(key, self.store.url, f"not a done segment ({exc})",
                                 record.version) from None
 
+    def load_what_remains(self) -> tuple[Ranges, set[str], list[tuple[Segment, CorruptRecord]]]:
+        """Everything done that can be read, and the segments that cannot (damaged or
+        missing): their items count as not done, and they leave the list."""
+        ranges, keys, lost = Ranges(), set(), []
+        for segment in list(self.segments):
+            try:
+                r, k = self.read(segment)
+            except CorruptRecord as exc:
+                lost.append((segment, exc))
+                self.segments.remove(segment)
+                continue
+            ranges.update(r)
+            keys.update(k)
+        return ranges, keys, lost
+
     def load(self) -> tuple[Ranges, set[str]]:
         """Everything done, read from all segments."""
         ranges, keys = Ranges(), set()

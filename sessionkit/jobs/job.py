@@ -110,6 +110,7 @@ class Job:
         self._running_since: Optional[float] = None
         self._rate = RateMeter()
         self._run: Optional[Run] = None
+        self._tracking = False  # a run has started and not finished
         self._interrupted = False
         self._active: Optional["weakref.ref[Iterator[Any]]"] = None
         #: Set by whoever runs the job on a runtime that ends (a Primary): seconds it has left,
@@ -318,6 +319,11 @@ class Job:
         """Begin a run: claim the job with a write (our token is in the store from then on)
         while the control record is read, then honour a pause or cancel request. False if
         the job must not run. The loop waits for one round trip here, not two."""
+        if self._tracking:
+            raise SessionkitError(f"job {self.id!r} is already being tracked by a loop that has not "
+                                  f"ended; one run of track() at a time per Job (finish or close the "
+                                  f"other loop first)")
+        self._tracking = True
         read_control = self._writer.read_control_soon()
         self._run = run
         self._interrupted = False
@@ -350,6 +356,9 @@ class Job:
 
     def _finish(self, run: Run, finished: bool) -> None:
         """End of a run: set the status, write the final checkpoint, refresh the view."""
+        if run is not self._run:
+            return  # a run refused at its start (another was open): nothing of it to write
+        self._tracking = False
         if sys.is_finalizing():
             return  # too late to write safely; the exit hook closed every loop it could before this
         with self._lock:

@@ -35,8 +35,9 @@ def job_ids(store: Store) -> list[str]:
                    if k.count("/") == 2 and k.endswith("/manifest")})
 
 
-def list_jobs(store: Union[Store, str]) -> list[JobInfo]:
-    """Every readable job in the store, sorted by id; unreadable ones are logged and left out."""
+def list_jobs(store: Union[Store, str], damaged: Optional[list[CorruptRecord]] = None) -> list[JobInfo]:
+    """Every readable job in the store, sorted by id; unreadable ones are logged, left out,
+    and added to ``damaged`` when given."""
     store = open_store(store)
     out = []
     for job_id in job_ids(store):
@@ -44,6 +45,8 @@ def list_jobs(store: Union[Store, str]) -> list[JobInfo]:
             loaded = load(store, job_id)
         except CorruptRecord as exc:
             log.warning("leaving out job %r: %s", job_id, exc)
+            if damaged is not None:
+                damaged.append(exc)
             continue
         if loaded is None:
             continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
 
+from ..errors import SessionkitError
 from .checkpoint import Snapshot
 from .doneset import Ranges
 
@@ -24,6 +25,16 @@ T = TypeVar("T")
 TICK_SECONDS = 0.05  # target time between slow-path visits
 MAX_TICK_ITEMS = 512  # ... and at most this many items between them
 VIEW_SECONDS = 0.1  # views are refreshed at most this often
+
+
+class DuplicateKey(SessionkitError, ValueError):
+    """Two items of one run have the same key: the second would be skipped as done."""
+
+    def __init__(self, job: str, key: str, item: object) -> None:
+        self.key = key
+        super().__init__(f"job {job!r}: key {key!r} (item {item!r}) appears twice in the items; "
+                         f"keys must be unique, or the second would count as done without running. "
+                         f"Make key() tell them apart, or drop duplicates before track().")
 
 
 def _consume(it: Iterator[Any], n: int) -> int:
@@ -107,6 +118,7 @@ class Run:
         job = self.job
         done = job._done_keys()
         fresh = self.fresh_keys
+        seen: set[str] = set()  # keys run in this run: a second one is an error, not "done"
         n = 0
         skipped = 0
         finished = False
@@ -117,10 +129,16 @@ class Run:
             for item in iterable:
                 k = key(item)
                 if k in done:
+                    if k in seen:
+                        raise DuplicateKey(job.id, k, item)
                     skipped += 1
                     continue
+                if k.__class__ is not str:
+                    raise TypeError(f"job {job.id!r}: key(item) must return a str; for {item!r} it "
+                                    f"returned {k!r} ({type(k).__name__}). Nothing was run for it.")
                 yield item
                 done.add(k)
+                seen.add(k)
                 fresh.append(k)
                 n += 1
                 if n >= check_at:

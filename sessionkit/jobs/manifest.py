@@ -187,7 +187,12 @@ def load(store: Store, job_id: str) -> Optional[Loaded]:
         if damaged.version is None:
             raise
         pkey = prev_key(job_id)
-        prev = store.get(pkey)
+        try:
+            prev = store.get(pkey)
+        except CorruptRecord as also:
+            raise CorruptRecord(key, store.url, f"{damaged.reason}; the previous generation "
+                                                f"{pkey!r} is unreadable too ({also.reason})",
+                                damaged.version) from damaged
         if prev is None:
             raise CorruptRecord(key, store.url, f"{damaged.reason}; and there is no previous "
                                                 f"generation ({pkey!r}) to fall back to",

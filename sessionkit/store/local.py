@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 from urllib.parse import quote, unquote
 
-from ..errors import CorruptRecord, InvalidKey, SessionkitWarning, StoreError
+from ..errors import CorruptRecord, InvalidKey, SessionkitWarning, StoreError, StoreFull, StoreMissing, StoreReadOnly
 from .base import Expect, Record, Store, check_data, check_expect, check_key, check_prefix, match_expect
 
 try:
@@ -96,8 +96,10 @@ class LocalStore(Store):
         self.url = self.root.as_uri()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StoreError(f"{self.root} is a file, not a folder: give a folder path for the store") from None
         except OSError as exc:
-            raise StoreError(f"cannot create the store folder {self.root}: {exc.strerror}") from exc
+            raise self._failed(None, "create the store folder", exc) from exc
         if not self.root.is_dir():
             raise StoreError(f"{self.root} is not a folder: give a folder path for the store")
         self.on_mounted_drive = self.root == MOUNTED_DRIVE_ROOT or MOUNTED_DRIVE_ROOT in self.root.parents
@@ -111,6 +113,29 @@ class LocalStore(Store):
                 SessionkitWarning,
                 stacklevel=3,
             )
+
+    # -- errors ----------------------------------------------------------------
+
+    def _failed(self, key: Optional[str], doing: str, exc: OSError) -> StoreError:
+        """An OSError as a StoreError naming the store, the key, the cause and the remedy."""
+        where = f"{key!r} in {self.url}" if key else self.url
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StoreFull(
+                f"cannot {doing} {where}: the disk (or quota) holding {self.root} is full. Free "
+                f"space there, or open the store on a disk with room, and run again: nothing "
+                f"already saved was changed, and a job resumes from its last checkpoint.", key=key)
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            cause = "is on a read-only file system" if exc.errno == errno.EROFS else \
+                f"cannot be written by this user ({exc.strerror})"
+            return StoreReadOnly(
+                f"cannot {doing} {where}: {exc.filename or self.root} {cause}. Use a store in a "
+                f"folder this runtime can write, or fix the mount or permissions; nothing already "
+                f"saved was changed.", key=key)
+        if not self.root.is_dir():
+            return StoreMissing(
+                f"cannot {doing} {where}: the store folder {self.root} is gone (removed while "
+                f"in use?). Put it back, or open the store again to start an empty one.", key=key)
+        return StoreError(f"cannot {doing} {where}: {exc.strerror} ({exc.filename})", key=key)
 
     # -- paths -----------------------------------------------------------------
 
@@ -138,7 +163,7 @@ class LocalStore(Store):
         except IsADirectoryError:
             raise CorruptRecord(key, str(path), "it is a folder, not a record file") from None
         except OSError as exc:
-            raise StoreError(f"cannot read {key!r} at {path}: {exc.strerror}", key=key) from exc
+            raise self._failed(key, "read", exc) from exc
         return self._decode(key, path, raw)
 
     def _decode(self, key: str, path: Path, raw: bytes) -> Record:
@@ -177,6 +202,8 @@ class LocalStore(Store):
     def _ensure_dir(self, folder: Path) -> None:
         if folder.is_dir():
             return
+        if not self.root.is_dir():  # never recreate a store removed while in use: say so
+            raise FileNotFoundError(errno.ENOENT, "the store folder is gone", str(self.root))
         created = []
         probe = folder
         while not probe.exists() and probe != self.root:
@@ -194,6 +221,12 @@ class LocalStore(Store):
         data = check_data(key, data)
         check_expect(key, expect)
         try:
+            return self._put(key, path, data, expect)
+        except OSError as exc:
+            raise self._failed(key, "write", exc) from exc
+
+    def _put(self, key: str, path: Path, data: bytes, expect: Expect) -> str:
+        try:
             self._ensure_dir(path.parent)
         except (NotADirectoryError, FileExistsError) as exc:
             raise StoreError(f"cannot write {key!r}: a file stands where its folder "
@@ -210,10 +243,8 @@ class LocalStore(Store):
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, path)
-            except OSError as exc:
-                _remove_quietly(tmp)
-                raise StoreError(f"cannot write {key!r} at {path}: {exc.strerror}; the "
-                                 f"previous record is unchanged", key=key) from exc
+            finally:
+                _remove_quietly(tmp)  # gone after the rename; what a failed write left otherwise
             _fsync_dir(path.parent)
             return version
 
@@ -223,14 +254,17 @@ class LocalStore(Store):
         if not path.parent.is_dir():
             match_expect(key, expect, None)
             return False
-        with self._locked(path):
-            current = self._current_version(key, path)
-            match_expect(key, expect, current)
-            if current is None:
-                return False
-            os.unlink(path)
-            _fsync_dir(path.parent)
-            return True
+        try:
+            with self._locked(path):
+                current = self._current_version(key, path)
+                match_expect(key, expect, current)
+                if current is None:
+                    return False
+                os.unlink(path)
+                _fsync_dir(path.parent)
+                return True
+        except OSError as exc:
+            raise self._failed(key, "delete", exc) from exc
 
     # -- listing ---------------------------------------------------------------
 
@@ -240,7 +274,10 @@ class LocalStore(Store):
         start = self.root
         if start_key:
             start = self.root.joinpath(*(encode_segment(prefix, s) for s in start_key.split("/")))
-        found = [k for k in self._walk(start, start_key) if k.startswith(prefix)]
+        try:
+            found = [k for k in self._walk(start, start_key) if k.startswith(prefix)]
+        except OSError as exc:
+            raise self._failed(prefix or None, "list", exc) from exc
         return sorted(found)
 
     def _walk(self, folder: Path, key_prefix: str) -> Iterator[str]:
