@@ -15,6 +15,10 @@ from .errors import (
     SessionkitError,
     SessionkitWarning,
     StoreError,
+    StoreFull,
+    StoreMissing,
+    StoreReadOnly,
+    StoreTimeout,
 )
 from .jobs import Job
 from .lease import Lease, LeaseTimeout
@@ -68,6 +72,10 @@ __all__ = [
     "SessionkitWarning",
     "Store",
     "StoreError",
+    "StoreFull",
+    "StoreMissing",
+    "StoreReadOnly",
+    "StoreTimeout",
     "SystemClock",
     "__version__",
     "flush_mounted_drive",
