@@ -136,3 +136,22 @@ def test_compaction_bounds_the_files_and_loses_no_event():
     log.emit("job.checkpoint", job="j", done=300)  # the writer carries on after compaction
     log.flush()
     assert list(history.load(store)["seq"])[-1] == 301
+
+
+def test_every_event_kind_the_package_writes_is_known_to_history():
+    """history.load warns about kinds it does not know: a kind added to an emit() call and
+    not to KNOWN_KINDS (job.stalled once) must fail here, not in a user's notebook."""
+    import re
+    from pathlib import Path
+
+    import sessionkit
+    from sessionkit.events import KNOWN_KINDS
+
+    written = set()
+    for path in Path(sessionkit.__file__).parent.rglob("*.py"):
+        text = path.read_text()
+        written |= set(re.findall(r'emit\(\s*"([a-z_.]+)"', text))
+        for pair in re.findall(r'emit\(\s*"([a-z_.]+)" if \w+ else "([a-z_.]+)"', text):
+            written |= set(pair)
+    assert "job.unstalled" in written and "job.checkpoint" in written
+    assert sorted(written - set(KNOWN_KINDS)) == []
