@@ -243,3 +243,29 @@ def test_a_running_job_reads_control_requests_every_10_s_on_a_remote_store(emula
             break
         ran += 1
     assert job.status == "paused" and ran <= 101  # obeyed within one poll interval (10 s)
+
+
+def test_a_read_that_races_a_write_returns_the_new_version_without_starting_over(emulator):
+    """get reads metadata, then content. When a write lands between the two, the content is
+    the new write's: the metadata read once more vouches for it (its checksum matches), so
+    the read costs one request more instead of failing under contention ('keeps changing')."""
+    import threading
+
+    store = fresh(emulator)
+    store.put("k", b"old")
+    store.get("k")  # ids and catalog cached
+    emulator.inject(None, "hang")  # the metadata read passes; the download waits
+    got = {}
+    reader = threading.Thread(target=lambda: got.update(record=store.get("k")))
+    before = store.stats["requests"]
+    reader.start()
+    emulator.hanging.wait(30)
+    from sessionkit.store.gdrive import GDriveStore
+
+    writer = GDriveStore(folder_id=store.folder_id, backoff=0.01)
+    new_version = writer.put("k", b"new")
+    emulator.release_hang()
+    reader.join(30)
+    record = got["record"]
+    assert record.data == b"new" and record.version == new_version
+    assert store.stats["requests"] - before == 3  # metadata, content, metadata again

@@ -468,17 +468,26 @@ class GDriveStore(Store):
 
     def get(self, key: str) -> Optional[Record]:
         check_key(key)
+        meta = self._live_meta(key)
         for attempt in range(8):
-            meta = self._live_meta(key)
             if meta is None:
                 return None
             data = self._download(key, meta["id"])
-            if data is not None and hashlib.md5(data).hexdigest() == meta.get("md5Checksum"):
-                with self._lock:
-                    self._etags[key] = meta["etag"]
-                return Record(data, f"{meta['id']}:{meta['etag']}")
-            time.sleep(random.random() * 0.05 * (attempt + 1))  # it changed between the two reads
+            digest = hashlib.md5(data).hexdigest() if data is not None else None
+            if digest is not None and digest == meta.get("md5Checksum"):
+                return self._record(key, data, meta)  # type: ignore[arg-type]
+            # It changed between the two reads. The content downloaded is usually the newest
+            # write: if the metadata read now has its checksum, that version holds exactly it.
+            meta = self._live_meta(key)
+            if meta is not None and digest is not None and digest == meta.get("md5Checksum"):
+                return self._record(key, data, meta)  # type: ignore[arg-type]
+            time.sleep(random.random() * 0.05 * (attempt + 1))
         raise StoreError(f"Google Drive: {key!r} keeps changing while being read; try again", key=key)
+
+    def _record(self, key: str, data: bytes, meta: dict[str, Any]) -> Record:
+        with self._lock:
+            self._etags[key] = meta["etag"]
+        return Record(data, f"{meta['id']}:{meta['etag']}")
 
     def put(self, key: str, data: bytes, *, expect: Expect = None) -> str:
         check_key(key)
