@@ -218,7 +218,7 @@ def run(store_dir: Optional[str] = None, *, items: int = 800, item_seconds: floa
     for g in history.gaps(df).itertuples():
         print(f"  {format_seconds(g.duration_s)} ({g.duration_s / scale:.2f} s of real time)", file=out)
     print(f"items: {len(set(done_items))}/{items} done, {len(missing)} missing, {redone} redone after the "
-          f"crash (at most one checkpoint interval)\njob: {status}\n"
+          f"crash (at most one checkpoint interval plus the write in flight)\njob: {status}\n"
           f"plots: {plot_dir}/timeline.png, progress.png, throughput.png", file=out)
     print("\nAll checks hold." if ok else f"\nA CHECK FAILED (see {proc_log}).", file=out)
     return ok
