@@ -46,10 +46,6 @@ class Snapshot:
     fresh_keys: tuple[str, ...]
     n_at: int
 
-    @property
-    def count(self) -> int:
-        return len(self.fresh_keys) if self.manifest.mode == KEY else len(Ranges(self.fresh_ranges))
-
     def after(self, newer: "Snapshot") -> "Snapshot":
         """This snapshot and a newer one as one (the writer coalesces what waits)."""
         return Snapshot(newer.manifest, self.fresh_ranges + newer.fresh_ranges,

@@ -139,8 +139,8 @@ class Job:
                 self._load_or_create(total, params)
                 return
             self._adopt(Loaded(manifest, raw, version))
-            # written with the next checkpoint: the loop does not wait for events
             self.events.emit("job.created", job=self.id, total=total, params=params or {})
+            self.events.flush_soon()  # from a background thread: opening a job waits for no event write
             return
         stored = loaded.manifest.params
         if params is not None and params != stored:
@@ -434,7 +434,6 @@ class Job:
             m = written.manifest
             self._m = self._m.but(state=m.state, blobs=m.blobs, bytes=m.bytes)
             self.state, self._bytes = dict(m.state), m.bytes
-        self._m = self._m.but(generation=written.manifest.generation)
 
     def _manifest_now(self) -> Manifest:
         """The loop's view with this moment's state, bytes and elapsed time (frozen)."""

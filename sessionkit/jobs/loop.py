@@ -89,7 +89,7 @@ class Run:
             if not job._start(self):
                 return
             check_at = 1
-            for start, end in list(job._done_gaps()):
+            for start, end in job._done_gaps():  # a list: the writer may add to the done set
                 if start > pos:
                     skipped = _consume(it, start - pos)
                     self.skipped += skipped
