@@ -160,3 +160,12 @@ def test_done_positions_sees_what_a_checkpoint_wrote(tmp_path):
         if x == 35:
             break
     assert done_positions(url, "seen") == set(range(35))
+
+
+def test_a_job_opened_and_never_tracked_has_its_created_event_written_at_exit(tmp_path):
+    url = str(tmp_path / "store")
+    subprocess.run([sys.executable, "-c", f"import sessionkit; sessionkit.Job({url!r}, 'idle')"], check=True)
+    from sessionkit import history
+
+    kinds = list(history.load(url)["kind"])
+    assert kinds == ["job.created"]

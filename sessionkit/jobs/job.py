@@ -139,8 +139,9 @@ class Job:
                 self._load_or_create(total, params)
                 return
             self._adopt(Loaded(manifest, raw, version))
+            # written with the job's next write (or at exit): a background write now would race
+            # the claim for Drive's catalog and make the loop wait longer (measured: 1.13x -> 1.17x)
             self.events.emit("job.created", job=self.id, total=total, params=params or {})
-            self.events.flush_soon()  # from a background thread: opening a job waits for no event write
             return
         stored = loaded.manifest.params
         if params is not None and params != stored:

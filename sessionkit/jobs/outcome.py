@@ -84,6 +84,8 @@ class Outcomes:
                     gen.close()  # a loop still suspended: finish it now, while modules still work
                 if job._interrupted:
                     job.record_outcome(None)
+                if job.events.pending:
+                    job.events.flush()  # e.g. job.created of a job never tracked
             except (SessionkitError, OSError) as exc:
                 log.warning("could not checkpoint job %r at exit: %s", job.id, exc)
 
