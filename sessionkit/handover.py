@@ -304,6 +304,7 @@ class Backup:
         self._approval_id: Optional[str] = None
         self._waiting_since: Optional[float] = None  # when it first found no primary, on its clock
         self._warned_state = False
+        self._warned_lease = False
         self.status = "watching"
         self.session.beat()
 
@@ -343,8 +344,15 @@ class Backup:
             return None  # a free lease that never guarded a job is nothing to take over
         self._waiting_since = None
         self._answer_request()
-        current = self.lease.observe()
-        free = current is None or current.holder is None
+        try:
+            current = self.lease.observe()
+        except CorruptRecord as exc:  # held by an unknown holder until it lies still for its ttl
+            current = None
+            if not self._warned_lease:
+                self._warned_lease = True
+                log.warning("%s; this backup takes over once it has lain unchanged for %g s",
+                            exc, self.lease.ttl)
+        free = self.lease.damaged is None and (current is None or current.holder is None)
         if free and self._job_finished(state[0]):
             self.status = "done"
             return None
@@ -376,10 +384,10 @@ class Backup:
             return found
         try:
             record = self.lease.observe()
-        except CorruptRecord as exc:
-            log.warning("%s", exc)
-            return found
-        if record is None or record.token < 1:
+            token = record.token if record is not None else 0
+        except CorruptRecord:
+            record, token = None, -1  # someone wrote it: a primary existed
+        if token == 0:
             return found  # no primary ever held this lease: truly waiting for one
         from .jobs.listing import latest_id
 
@@ -389,9 +397,9 @@ class Backup:
         if not self._warned_state:
             self._warned_state = True
             log.warning("the handover state record %s in %s is missing or damaged; lease %r was "
-                        "held (token %d), so this backup guards the most recent active job, %r",
-                        _key(self.lease_name, "state"), self.store.url, self.lease_name, record.token, job)
-        return {"job": job, "state": "unknown", "primary": record.holder}, None
+                        "held (token %d; -1: its record is damaged), so this backup guards the most recent active job, %r",
+                        _key(self.lease_name, "state"), self.store.url, self.lease_name, token, job)
+        return {"job": job, "state": "unknown", "primary": record.holder if record else None}, None
 
     def _job_finished(self, state: dict[str, Any]) -> bool:
         """The primary released the lease because its job ended (not to hand it over)."""

@@ -16,7 +16,14 @@ and renews it. Rules:
   rate; their offsets do not matter).
 - Every acquisition writes ``token = previous token + 1`` by compare-and-swap,
   so tokens strictly increase per lease name and each is issued at most once.
-  Lease records are never deleted (a deleted record would restart tokens at 1).
+- The highest token issued is kept twice: in the lease record and in its own
+  record, ``lease-tokens/<name>``, raised (by compare-and-swap) before the lease
+  record is written. Losing either one (damaged, removed, restored from an old
+  copy) cannot make a token repeat: the next one is above both.
+- A damaged lease record is reported (``CorruptRecord``) and treated as held by
+  an unknown holder: once it has lain unchanged for ``ttl`` on the observer's
+  clock, the next acquirer replaces it (no live holder can renew a record it
+  cannot read, so it gave up at its renew deadline).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any, Callable, Optional
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import Conflict, CorruptRecord, LeaseLost, SessionkitError, StoreError
 from .events import EventLog
-from .store import ABSENT, Store, open_store
+from .store import ABSENT, Record, Store, open_store
 from .store.base import check_key
 from .store.bounded import BoundedCaller
 
@@ -78,6 +85,26 @@ def lease_key(name: str) -> str:
     if not isinstance(name, str) or "/" in name:
         raise ValueError(f"a lease name must be one name without '/', got {name!r}")
     return check_key(f"leases/{name}")
+
+
+def high_water_key(name: str) -> str:
+    """Where the highest token ever issued for lease ``name`` is kept, apart from the lease."""
+    lease_key(name)
+    return check_key(f"lease-tokens/{name}")
+
+
+def _decode_high_water(key: str, where: str, data: bytes, version: str) -> tuple[int, Optional[str]]:
+    """(highest token issued, the holder that raised the mark to it)."""
+    try:
+        body = json.loads(data)
+        token, holder = body["token"], body.get("holder")
+        if not isinstance(token, int) or isinstance(token, bool) or token < 0:
+            raise ValueError(f"token {token!r} is not a count")
+        if holder is not None and not isinstance(holder, str):
+            raise ValueError("holder is not a string")
+        return token, holder
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptRecord(key, where, f"not a lease token record ({exc})", version) from None
 
 
 def read_lease(store: Store, name: str) -> Optional[LeaseRecord]:
@@ -159,6 +186,8 @@ class Lease:
         self._version: Optional[str] = None  # version of the record as last seen
         self._mine: Optional[str] = None  # version this holder last wrote: renew/release CAS on it
         self._record: Optional[LeaseRecord] = None
+        self._damaged: Optional[CorruptRecord] = None  # the record as last seen could not be read
+        self._raised_unanswered: Optional[int] = None  # a token this holder's mark write may have set
         self._observed_at: Optional[float] = None  # my monotonic time when I saw it change
         self._renewed_at: Optional[float] = None  # start of my last successful renewal
         self._renewals = 0
@@ -176,17 +205,48 @@ class Lease:
         return self._requests.call(f"writing {self.key!r}", self.store.put, self.key, data, expect=expect)
 
     def observe(self) -> Optional[LeaseRecord]:
-        """Read the record; note when it changed, on my clock."""
-        record = self._get()
+        """Read the record; note when it changed, on my clock. A damaged record raises
+        ``CorruptRecord`` and is remembered as held by an unknown holder (``damaged``):
+        ``expires_in`` counts its ttl from when it was first seen."""
+        try:
+            record = self._get()
+        except CorruptRecord as exc:  # the store itself could not read it (e.g. a foreign file)
+            record, unreadable = None, exc
+        else:
+            unreadable = None
         now = self.clock.monotonic()
         with self._lock:
+            if unreadable is not None:
+                version = unreadable.version or "(unreadable)"
+                if version != self._version or self._damaged is None:
+                    self._version, self._observed_at = version, now
+                self._record, self._damaged = None, unreadable
+                raise unreadable
             if record is None:
-                self._version, self._record, self._observed_at = None, None, now
+                if self._version is not None or self._record is not None or self._observed_at is None:
+                    self._observed_at = now  # it changed (to absent) now, as seen here
+                self._version, self._record, self._damaged = None, None, None
                 return None
             if record.version != self._version:
-                decoded = LeaseRecord.decode(self.key, self.store.url, record.data, record.version)
-                self._record, self._version, self._observed_at = decoded, record.version, now
+                self._version, self._observed_at = record.version, now
+                try:
+                    self._record = LeaseRecord.decode(self.key, self.store.url, record.data, record.version)
+                    self._damaged = None
+                except CorruptRecord as exc:
+                    self._record, self._damaged = None, exc
+            if self._damaged is not None:
+                raise self._damaged
             return self._record
+
+    def _wrote(self, version: str, record: LeaseRecord) -> None:
+        """This holder's write landed: the record is now ``record`` (call under ``_lock``)."""
+        self._version, self._record, self._damaged = version, record, None
+        self._observed_at = self.clock.monotonic()
+
+    @property
+    def damaged(self) -> Optional[CorruptRecord]:
+        """Why the record, as last seen, could not be read (None if it could)."""
+        return self._damaged
 
     @property
     def held(self) -> bool:
@@ -200,7 +260,9 @@ class Lease:
     def expires_in(self) -> Optional[float]:
         """Seconds until this observer may take the lease over (None if free or never seen)."""
         with self._lock:
-            if self._record is None or self._record.holder is None or self._observed_at is None:
+            if self._observed_at is None:
+                return None
+            if self._damaged is None and (self._record is None or self._record.holder is None):
                 return None
             return self.ttl - (self.clock.monotonic() - self._observed_at)
 
@@ -223,25 +285,39 @@ class Lease:
         Returns the new token, or None if someone else holds it.
 
         1. Already holding (within the renew deadline): keep the token.
-        2. Read the record; held by another and not expired on my clock: give up.
+        2. Read the record; held by another (or damaged) and not expired on my clock: give up.
         3. It names me after an attempt whose answer was lost: take it up (``_adopt``).
-        4. Write token + 1 by compare-and-swap on the version read in 2.
+        4. Read the high-water mark; the new token is one above it and the record's token.
+        5. Raise the high-water mark to the new token by compare-and-swap.
+        6. Write the new token by compare-and-swap on the version read in 2.
         """
         with self._io:
             started = self.clock.monotonic()
             if self.held:
                 return self.token
-            current = self.observe()
-            if current is not None and current.holder is not None:
-                if self.clock.monotonic() - self._observed_at < self.ttl:  # type: ignore[operator]
+            try:
+                current = self.observe()
+            except CorruptRecord as exc:
+                current = None
+                if self.expires_in() > 0:  # type: ignore[operator]
+                    log.warning("%s; it is replaced once it has lain unchanged for the lease's ttl "
+                                "(%g s)", exc, self.ttl)
                     return None
-            if current is not None and current.holder == self.holder and self._unsure:
-                return self._adopt(current, started)
-            token = (current.token if current is not None else 0) + 1
+                log.warning("%s; replacing it", exc)
+            else:
+                if current is not None and current.holder is not None:
+                    if self.clock.monotonic() - self._observed_at < self.ttl:  # type: ignore[operator]
+                        return None
+                if current is not None and current.holder == self.holder and self._unsure:
+                    return self._adopt(current, started)
+            token = self._raise_high_water(current.token if current is not None else 0,
+                                           removed=current is None and self._damaged is None)
+            if token is None:
+                return None
             now = self.clock.now().isoformat()
             new = LeaseRecord(self.holder, token, self.ttl, now, now)
             try:
-                version = self._put(new.encode(), self._version if current is not None else ABSENT)
+                version = self._put(new.encode(), self._version if self._version is not None else ABSENT)
             except Conflict:
                 return None  # someone else moved first
             except StoreError as exc:
@@ -252,12 +328,59 @@ class Lease:
                 return None
             with self._lock:
                 self._unsure = False
-                self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
+                self._wrote(version, new)
                 self._mine = version
                 self.token, self._renewed_at, self._renewals = token, started, 0
         previous = current.holder if current is not None else None
         self._emit("lease.acquired", token=token, previous=previous,
                    how="expired" if previous else ("released" if current else "new"))
+        return token
+
+    def _raise_high_water(self, seen: int, removed: bool) -> Optional[int]:
+        """Steps 4-5: the next token, above both ``seen`` (the lease record's) and the high-water
+        mark, written to the mark first; None if another acquirer moved it in between or the
+        store did not answer (a mark raised without a lease write only skips a token).
+        ``removed``: there is no lease record. If the mark shows one was issued, the record
+        was removed, perhaps under a live holder: as for a damaged record, wait until it has
+        been absent for ``ttl`` on this clock (the holder gave up at its renew deadline)."""
+        key = high_water_key(self.name)
+        try:
+            found = self._requests.call(f"reading {key!r}", self.store.get, key)
+        except CorruptRecord as exc:  # unreadable to the store itself: replace it by its version
+            found, damaged = Record(b"", exc.version or "(unreadable)"), exc
+        except StoreError as exc:
+            log.warning("lease %r: reading its token high-water mark failed (%s); trying again", self.name, exc)
+            return None
+        else:
+            damaged = None
+        high, raised_by = 0, None
+        if found is not None and damaged is None:
+            try:
+                high, raised_by = _decode_high_water(key, self.store.url, found.data, found.version)
+            except CorruptRecord as exc:
+                damaged = exc
+        if damaged is not None:
+            log.warning("%s; the lease record's token is used and the mark is written anew", damaged)
+        # (unless the mark is this holder's own raise whose answer was lost: no lease record was
+        # written with it, so nobody can hold it; a raise that then lost the race is not exempt)
+        mine = raised_by == self.holder and high == self._raised_unanswered
+        if removed and high > 0 and not mine and self.unchanged_for() < self.ttl:  # type: ignore[operator]
+            log.warning("lease %r: its record %s is missing from %s although token %d was issued; "
+                        "it is written anew once it has been missing for the lease's ttl (%g s)",
+                        self.name, self.key, self.store.url, high, self.ttl)
+            return None
+        token = max(seen, high) + 1
+        body = json.dumps({"v": 1, "token": token, "holder": self.holder}).encode()
+        try:
+            self._requests.call(f"writing {key!r}", self.store.put, key, body,
+                                expect=found.version if found is not None else ABSENT)
+        except Conflict:
+            return None  # another acquirer is moving first
+        except StoreError as exc:
+            log.warning("lease %r: raising its token high-water mark failed (%s); trying again", self.name, exc)
+            self._raised_unanswered = token
+            return None
+        self._raised_unanswered = None
         return token
 
     def _adopt(self, current: LeaseRecord, started: float) -> Optional[int]:
@@ -273,7 +396,7 @@ class Lease:
             return None
         with self._lock:
             self._unsure = False
-            self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
+            self._wrote(version, new)
             self._mine = version
             self.token, self._renewed_at, self._renewals = current.token, started, 0
         self._emit("lease.acquired", token=current.token, previous=None, how="answer lost, then found")
@@ -332,8 +455,14 @@ class Lease:
                     log.warning("lease %r: renewal conflicted and the record cannot be read (%s); "
                                 "retrying until the deadline", self.name, exc)
                     return False
-                if current is None or current.holder != self.holder or current.token != token:
-                    self._lose("another holder took over", current.token if current is not None else None)
+                if current is None:
+                    self._lose("its lease record was removed from the store, so another runtime may "
+                               "take the lease at once")
+                if current.token < token:
+                    self._lose(f"its lease record was replaced by an older copy (token {current.token}), "
+                               f"so another runtime may take the lease")
+                if current.holder != self.holder or current.token != token:
+                    self._lose("another holder took over", current.token)
                 try:
                     version = self._put(new.encode(), self._version)
                 except (Conflict, StoreError) as exc:
@@ -349,7 +478,7 @@ class Lease:
                 if self.token != token:
                     return False  # released while the request was out
                 self._last_error = None
-                self._version, self._record, self._observed_at = version, new, self.clock.monotonic()
+                self._wrote(version, new)
                 self._mine = version
                 self._renewed_at = started
                 self._renewals += 1
@@ -393,7 +522,7 @@ class Lease:
                             "(%g s)", self.name, exc, self.ttl)
                 return
             with self._lock:
-                self._version, self._record = version, new
+                self._version, self._record, self._damaged = version, new, None
         self._requests.close()  # its worker thread (and a connection a store keeps per thread) ends
         self._emit("lease.released", token=token)
 

@@ -8,6 +8,7 @@ import pytest
 
 from sessionkit import FakeClock, Runtime, handover
 from sessionkit.handover import Backup, Primary
+from sessionkit.lease import read_lease
 from sessionkit.store.local import LocalStore
 from sessionkit.store.memory import MemoryStore
 
@@ -181,18 +182,21 @@ def test_sigterm_hands_the_signal_on_to_the_handler_that_was_there_before(setup)
         signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.mark.parametrize("record", ["state", "lease"])
 @pytest.mark.parametrize("damage", ["garbage", "removed"])
-def test_a_damaged_handover_state_record_does_not_leave_the_backup_waiting(tmp_path, damage):
+def test_a_damaged_handover_state_record_does_not_leave_the_backup_waiting(tmp_path, damage, record):
     """The state record names the job; if it is damaged or moved away while a primary holds
     the lease, the backup still takes over when the lease expires (the most recent active
-    job stands in), and the new primary writes the record anew."""
+    job stands in), and the new primary writes the record anew. The same when the lease
+    record itself is damaged or moved away: the backup takes over once it has lain still
+    for the ttl, with a token above the old primary's (never token 1 again)."""
     store, clock = LocalStore(tmp_path / "s"), FakeClock()
     primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, checkpoint_items=5)
     it = primary.track(range(30), display=False)
     for _ in range(11):
         next(it)
     primary.lease.stop_renewing()
-    path = store.path_of("handover/primary/state")
+    path = store.path_of("handover/primary/state" if record == "state" else "leases/primary")
     if damage == "garbage":
         path.write_bytes(b"\x00 not a record")
     else:
@@ -206,3 +210,4 @@ def test_a_damaged_handover_state_record_does_not_leave_the_backup_waiting(tmp_p
     assert new is not None, f"the backup stayed {backup.status!r}"
     assert list(new.track(range(30), display=False)) == list(range(10, 30))
     assert handover.read_state(store)["job"] == "job"
+    assert read_lease(store, "primary").token == 2  # the new primary held token 2
