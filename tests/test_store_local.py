@@ -143,6 +143,35 @@ def test_mounted_drive_warns_once(tmp_path, monkeypatch):
     assert not sessionkit.open_store(str(tmp_path / "elsewhere")).on_mounted_drive
 
 
+def files_besides_records(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix != ".skv")
+
+
+def test_no_lock_file_is_left_per_key_written_or_deleted(store):
+    """Issue 18 (8): a lock file stayed beside every key ever written (64,886 files for 5,420
+    records after an hour), including keys long deleted."""
+    for i in range(50):
+        store.put(f"segments/{i}", b"x", expect=sessionkit.ABSENT)
+        v = store.put("manifest", str(i).encode())
+        store.put("manifest", b"cas", expect=v)
+        if i % 2:
+            store.delete(f"segments/{i}")
+    assert files_besides_records(store.root) == []
+    assert len(store.list("segments/")) == 25
+
+
+def test_a_job_with_many_checkpoints_leaves_only_its_live_records(tmp_path):
+    from sessionkit import Job
+
+    store = sessionkit.open_store(str(tmp_path / "s"))
+    job = Job(store, "j", checkpoint_items=50, clock=sessionkit.FakeClock())  # writes inline
+    names = [f"file-{i}" for i in range(6000)]  # more keys than a manifest holds: segments too
+    assert list(job.track(names, key=str, display=False)) == names
+    assert files_besides_records(store.root) == []
+    assert store.list("jobs/j/done/"), "segments were written"
+    assert len(store.list("jobs/j/")) <= 12, store.list("jobs/j/")
+
+
 @pytest.mark.slow
 def test_four_processes_250_cas_increments_each_end_at_exactly_1000(tmp_path):
     url = str(tmp_path / "store")

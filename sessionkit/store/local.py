@@ -327,19 +327,43 @@ class LocalStore(Store):
 
 
 class _KeyLock:
-    """An exclusive ``flock`` on a key's lock file, held for one read-check-write."""
+    """An exclusive ``flock`` on a key's lock file, held for one read-check-write.
+
+    The lock file exists only while someone holds or waits for it: the holder removes it
+    before letting go, so a store keeps no file per key it ever wrote (a checkpoint's
+    segments and blobs would leave one each). A waiter that then gets the lock on the
+    removed file sees that the path no longer names it and tries again on a new one."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = -1
 
     def __enter__(self) -> "_KeyLock":
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if self._still_named(fd):
+                    self.fd = fd
+                    return self
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # its holder removed it while this one waited: lock the new file
+
+    def _still_named(self, fd: int) -> bool:
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev)
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)  # closing releases the flock
+        try:
+            _remove_quietly(self.path)  # while still held: nobody can lock this file meanwhile
+        finally:
+            os.close(self.fd)  # closing releases the flock
 
 
 def _decode_name(key_prefix: str, name: str) -> Optional[str]:
