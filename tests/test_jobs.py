@@ -589,3 +589,37 @@ def test_a_damaged_done_segment_costs_only_its_items(tmp_path, monkeypatch, dama
     assert set(ran) == set(items) and len(ran) == 100 + segment[1] + 1, \
         "only the damaged segment's items (and the one that broke the loop) ran twice"
     assert Job(url, "seg").done == 100  # and the manifest no longer names it
+
+
+class Crashing(MemoryStore):
+    """A process killed right after a manifest write landed: deletes fail from then on, as
+    nothing more runs (the writer's in-memory plans are lost with it)."""
+
+    killed = False
+
+    def delete(self, key, *, expect=None):
+        if self.killed:
+            raise sessionkit.StoreError(f"delete {key!r}: the process is gone", key=key)
+        return super().delete(key, expect=expect)
+
+
+def test_garbage_planned_by_a_killed_writer_is_removed_by_the_next_one():
+    """Issue 18 (8): a SIGKILL leaked up to two blob generations and the segments a write had
+    dropped, because what was to be removed lived only in the writer's memory."""
+    store = Crashing()
+    job = Job(store, "j", keep_blobs=1)
+    for i in range(4):
+        job.save_blob("model", list(range(i * 1000, i * 1000 + 1000)))
+        job.checkpoint()
+    store.killed = True
+    job.save_blob("model", "final")
+    job.checkpoint()  # landed; the blobs it dropped were not removed
+    named = {e["hash"] for e in job._m.blobs["model"]}
+    assert len(store.list("jobs/j/blobs/")) > 2, "garbage was left"
+    store.killed = False
+    again = Job(store, "j", keep_blobs=1)  # the next run (a re-run, or the backup)
+    again.checkpoint()
+    again.checkpoint()
+    left = {k.rsplit("/", 1)[1] for k in store.list("jobs/j/blobs/")}
+    assert left == named, "only what the manifest names is left"
+    assert again.load_blob("model") == "final"

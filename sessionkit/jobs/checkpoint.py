@@ -19,7 +19,6 @@ from ..clock import Clock
 from ..errors import Conflict, CorruptRecord, LeaseLost, SessionkitWarning, StoreError
 from ..events import EventLog
 from ..store import Store
-from . import blobs
 from .doneset import KEY, POSITION, Ranges, Segment, SegmentList, SegmentMissing
 from .manifest import FINISHED, Loaded, Manifest, load, manifest_key, prev_key
 
@@ -83,7 +82,7 @@ class Checkpointer:
             self._forget(lost)
         self.done_ranges.update(Ranges(m.ranges or ()))
         self.done_keys.update(m.keys)
-        self._garbage: tuple[list[Segment], set[str]] = ([], set())
+        self._removed: set[str] = set()  # garbage files this writer removed (listed until the next write)
         # unknown for the generation read: if it names files, keep a fallback at the first write
         self._files_changed = bool(m.segments or m.blobs)
 
@@ -149,10 +148,9 @@ class Checkpointer:
                 # they outgrow it (every INLINE_KEYS keys), so most checkpoints are one write
                 inline = old.keys + tuple(fresh_keys)
                 written = []
-                dropped = []
                 if len(inline) > INLINE_KEYS or sum(map(len, inline)) > INLINE_KEY_BYTES:
                     try:
-                        dropped, written = self.segments.append(None, list(inline), len(inline))
+                        _dropped, written = self.segments.append(None, list(inline), len(inline))
                     except SegmentMissing:
                         base = self._adopt_concurrent(token, base, adopt_state)
                         continue
@@ -160,14 +158,15 @@ class Checkpointer:
                 done, ranges = self.written.done + count, None
             else:
                 # positions live in the manifest itself: no segment files, no merges
-                dropped, written = list(self.segments.segments), []  # older stores' segments
-                self.segments.segments = []
+                written = []
+                self.segments.segments = []  # older stores' segments: garbage now
                 inline = ()
                 all_ranges = Ranges(self.done_ranges.spans + fresh_ranges.spans)
                 done, ranges = len(all_ranges), tuple((a, b) for a, b in all_ranges.spans)
             new = base.but(generation=old.generation + 1, token=token, writer=self.events.writer,
                            segments=tuple(s.to_json() for s in self.segments.segments), ranges=ranges,
                            keys=inline, done=done, updated=self.clock.now().isoformat())
+            new = new.but(garbage=self._garbage_after(old, new, written))
             raw = new.encode()
             try:
                 files_change = old.segments != new.segments or _blob_hashes(old) != _blob_hashes(new)
@@ -178,11 +177,7 @@ class Checkpointer:
             except Conflict:
                 self.segments.delete(written)  # nobody names what this attempt wrote
                 base = self._adopt_concurrent(token, base, adopt_state)
-        # Segments and blobs that generation n-1 named can go once n+1 exists.
-        old_segments, old_blobs = self._garbage
-        self.segments.delete(old_segments)
-        self._delete_blobs(old_blobs - _blob_hashes(new) - _blob_hashes(old))
-        self._garbage = (dropped, _blob_hashes(old) - _blob_hashes(new))
+        self._remove_garbage(new)
         self.raw, self.version = raw, version
         self._files_changed = files_change
         self.done_ranges.update(fresh_ranges)
@@ -258,17 +253,46 @@ class Checkpointer:
         old = self.written
         done = old.done + added if self.segments.mode == KEY else len(self.done_ranges)
         self.written = Written(theirs.but(done=done), done, old.n_at)
-        self._garbage = ([], set())  # what we meant to delete may be named by theirs
+        self._removed = set()  # theirs lists its own garbage: what is named again is left out
         self._files_changed = bool(theirs.segments or theirs.blobs)
         return base
 
-    def _delete_blobs(self, hashes: set[str]) -> None:
-        for digest in hashes:
+    # -- garbage -------------------------------------------------------------
+
+    def _garbage_after(self, old: Manifest, new: Manifest, written: "list[Segment]") -> tuple[tuple[str, int], ...]:
+        """The garbage list generation ``new`` carries: what ``old`` listed and this writer has
+        not removed yet, plus what ``old`` named and ``new`` does not (dropped by ``new``), plus
+        segments this write made and merged away at once (named by no generation). Files that
+        ``new`` names again are never garbage."""
+        named = _files(new)
+        listed = {name: gen for name, gen in old.garbage if name not in self._removed}
+        for name in _files(old) - named:
+            listed.setdefault(name, new.generation)
+        for segment in written:
+            listed.setdefault(f"done/{segment.name}", old.generation)  # no generation names it
+        return tuple(sorted((name, gen) for name, gen in listed.items() if name not in named))
+
+    def _remove_garbage(self, new: Manifest) -> None:
+        """After generation ``new`` landed: remove listed files dropped before it (the
+        generation before ``new``, the fallback, names none of them). A failure is logged;
+        they stay listed and the next write tries again."""
+        self._removed = set()
+        for name, dropped_at in new.garbage:
+            if dropped_at >= new.generation:
+                continue
+            key = f"jobs/{self.job_id}/{name}"
             try:
-                self.store.delete(blobs.blob_key(self.job_id, digest))
+                self.store.delete(key)
             except StoreError as exc:
-                log.info("could not remove old blob %s of job %r: %s", digest, self.job_id, exc)
+                log.info("could not remove %s, which no generation of job %r names: %s", key, self.job_id, exc)
+                continue
+            self._removed.add(name)
 
 
 def _blob_hashes(manifest: Manifest) -> set[str]:
     return {e["hash"] for entries in manifest.blobs.values() for e in entries}
+
+
+def _files(manifest: Manifest) -> set[str]:
+    """The files under ``jobs/<id>/`` a generation names."""
+    return {f"done/{name}" for name, _ in manifest.segments} | {f"blobs/{h}" for h in _blob_hashes(manifest)}

@@ -88,6 +88,11 @@ def decode(key: str, where: str, data: bytes, version: Optional[str]) -> dict[st
     if ranges is not None and not (isinstance(ranges, list) and all(
             isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) and x >= 0 for x in r) for r in ranges)):
         raise CorruptRecord(key, where, "field 'ranges' is not a list of [start, end] positions", version)
+    garbage = m.get("garbage")
+    if garbage is not None and not (isinstance(garbage, list) and all(
+            isinstance(g, list) and len(g) == 2 and isinstance(g[0], str) and isinstance(g[1], int)
+            for g in garbage)):
+        raise CorruptRecord(key, where, "field 'garbage' is not a list of [file, generation]", version)
     if m.get("mode") not in (None, "position", "key"):
         raise CorruptRecord(key, where, f"unknown item mode {m.get('mode')!r}", version)
     if m["status"] not in STATUSES:
@@ -127,6 +132,11 @@ class Manifest:
     error: Optional[dict[str, Any]] = None
     control: Optional[str] = None
     writer: Optional[str] = None
+    #: Files under ``jobs/<id>/`` (``done/<name>``, ``blobs/<hash>``) no generation from this
+    #: one on names, with the generation that dropped them: removed once the generation after
+    #: that exists. Kept here, not only in memory, so a writer killed before removing them
+    #: leaves the list to the next one (the store keeps no garbage after a crash).
+    garbage: tuple[tuple[str, int], ...] = ()
 
     def but(self, **changes: Any) -> "Manifest":
         """This manifest with ``changes``."""
@@ -137,6 +147,7 @@ class Manifest:
         body.update(format=MANIFEST_FORMAT, kind="sessionkit.job",
                     segments=[list(s) for s in self.segments], stages=list(self.stages), keys=list(self.keys),
                     ranges=None if self.ranges is None else [list(r) for r in self.ranges],
+                    garbage=[list(g) for g in self.garbage],
                     blobs={name: [dict(e) for e in entries] for name, entries in self.blobs.items()})
         return body
 
@@ -157,7 +168,7 @@ class Manifest:
             stages=tuple(m.get("stages") or ()), stage=m.get("stage"), bytes=int(m.get("bytes") or 0),
             elapsed=float(m.get("elapsed") or 0.0), created=str(m.get("created") or ""),
             updated=str(m.get("updated") or ""), error=m.get("error") or None, control=m.get("control"),
-            writer=m.get("writer"))
+            writer=m.get("writer"), garbage=tuple((str(k), int(g)) for k, g in m.get("garbage") or ()))
 
 
 @dataclass(frozen=True)
