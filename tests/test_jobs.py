@@ -623,3 +623,71 @@ def test_garbage_planned_by_a_killed_writer_is_removed_by_the_next_one():
     left = {k.rsplit("/", 1)[1] for k in store.list("jobs/j/blobs/")}
     assert left == named, "only what the manifest names is left"
     assert again.load_blob("model") == "final"
+
+
+class KilledAfter(MemoryStore):
+    """A process killed after ``deletes`` more deletes: the next one raises (nothing more
+    runs in it)."""
+
+    deletes = None
+
+    def delete(self, key, *, expect=None):
+        if self.deletes is not None:
+            if self.deletes == 0:
+                raise KeyboardInterrupt(f"killed before deleting {key!r}")
+            self.deletes -= 1
+        return super().delete(key, expect=expect)
+
+
+@pytest.mark.parametrize("killed_after", [0, 1, 3])
+def test_gc_killed_part_way_leaves_a_job_the_next_gc_removes(clock, killed_after):
+    """Issue 18 (8): gc removed the manifest first; killed part-way, it left files no later
+    gc removed (nothing listed the job any more)."""
+    store = KilledAfter()
+    job = Job(store, "old", clock=clock, keep_blobs=2)
+    job.save_blob("m", "one")
+    run(job, range(5))
+    jobs.request(store, "old", "pause", clock=clock)
+    files = store.list("jobs/old/")
+    assert len(files) >= 4
+    clock.advance(7200)
+    store.deletes = killed_after
+    with pytest.raises(KeyboardInterrupt):
+        jobs.clear(store, older_than=timedelta(hours=1), clock=clock)
+    assert "jobs/old/manifest" in store.list("jobs/old/"), "the manifest goes last"
+    store.deletes = None
+    assert jobs.clear(store, older_than=timedelta(hours=1), clock=clock) == ["old"]
+    assert store.list("jobs/") == []
+
+
+def test_gc_removes_what_an_interrupted_older_gc_left(store, clock):
+    job = Job(store, "old", clock=clock)
+    job.save_blob("m", "one")
+    run(job, range(5))
+    store.delete("jobs/old/manifest")  # what the old order left when killed after one delete
+    store.delete("jobs/old/manifest.prev")
+    assert store.list("jobs/old/")
+    assert jobs.clear(store, older_than=timedelta(hours=1), clock=clock) == ["old"]
+    assert store.list("jobs/") == []
+
+
+@pytest.mark.parametrize("how", ["request of the old job", "request written before requests named their job"])
+def test_a_stale_cancel_request_does_not_cancel_a_new_job_of_the_same_id(store, clock, how):
+    """Issue 18 (8): a cancel record left by an earlier job of the same id (gc interrupted, or
+    the manifest removed by hand) cancelled the new job at once."""
+    old = Job(store, "j", clock=clock)
+    jobs.request(store, "j", "cancel", clock=clock)
+    assert list(old.track(range(5), display=False)) == []
+    assert old.status == "cancelled"
+    if how != "request of the old job":
+        body = json.loads(store.get("jobs/j/control").data)
+        del body["job"]
+        store.put("jobs/j/control", json.dumps(body).encode())
+    store.delete("jobs/j/manifest")
+    store.delete("jobs/j/manifest.prev")
+    clock.advance(60)
+    new = Job(store, "j", clock=clock)
+    assert list(new.track(range(5), display=False)) == list(range(5))
+    assert new.status == "completed"
+    jobs.request(store, "j", "pause", clock=clock)  # requests for the new job still work
+    assert jobs.control.read(store, "j", new._m.created).action == "pause"

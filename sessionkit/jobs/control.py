@@ -25,9 +25,20 @@ log = logging.getLogger("sessionkit.jobs")
 
 @dataclass(frozen=True)
 class Control:
+    """One request. ``job`` is the ``created`` stamp of the job it was made for: a job
+    created anew under the same id (after ``gc`` removed the old one) ignores it."""
+
     action: str
     id: str
     at: str
+    job: str = ""
+
+    def applies_to(self, created: str) -> bool:
+        """Whether this request was made for the job created at ``created``. Requests
+        written before requests named their job count if made after it was created."""
+        if self.job:
+            return self.job == created
+        return not created or self.at >= created
 
 
 def request(store: Union[Store, str], job_id: str, action: str, *, clock: Optional[Clock] = None) -> Control:
@@ -36,15 +47,18 @@ def request(store: Union[Store, str], job_id: str, action: str, *, clock: Option
     check_job_id(job_id)
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r} for job {job_id!r}; use one of {', '.join(ACTIONS)}")
-    if load(store, job_id) is None:
+    loaded = load(store, job_id)
+    if loaded is None:
         raise LookupError(f"no job {job_id!r} in {store.url}; see sessionkit.jobs.list(store)")
-    control = Control(action, uuid.uuid4().hex, (clock or SYSTEM_CLOCK).now().isoformat())
+    control = Control(action, uuid.uuid4().hex, (clock or SYSTEM_CLOCK).now().isoformat(),
+                      loaded.manifest.created)
     store.put(control_key(job_id), json.dumps(control.__dict__).encode())
     return control
 
 
-def read(store: Store, job_id: str) -> Optional[Control]:
-    """The latest request for the job, or None; a damaged record reads as no request."""
+def read(store: Store, job_id: str, created: Optional[str] = None) -> Optional[Control]:
+    """The latest request for the job, or None; a damaged record reads as no request, and
+    so does one made for an earlier job of this id (``created``: this job's stamp)."""
     key = control_key(job_id)
     try:
         record = store.get(key)
@@ -55,8 +69,13 @@ def read(store: Store, job_id: str) -> Optional[Control]:
         return None
     try:
         body = json.loads(record.data)
-        control = Control(str(body["action"]), str(body["id"]), str(body.get("at", "")))
+        control = Control(str(body["action"]), str(body["id"]), str(body.get("at", "")), str(body.get("job") or ""))
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring a control request at %r that is not one (%s)", key, exc)
         return None
-    return control if control.action in ACTIONS else None
+    if control.action not in ACTIONS:
+        return None
+    if created is not None and not control.applies_to(created):
+        log.info("ignoring a %s request at %r made for an earlier job of this id", control.action, key)
+        return None
+    return control

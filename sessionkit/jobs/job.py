@@ -163,7 +163,7 @@ class Job:
                                         read_control=self._read_control, name=self.id)
 
     def _read_control(self) -> Optional[Control]:
-        return controls.read(self.store, self.id)
+        return controls.read(self.store, self.id, self._m.created)
 
     # -- reading ---------------------------------------------------------------
 

@@ -74,8 +74,10 @@ def clear(store: Union[Store, str], older_than: timedelta = timedelta(hours=24),
           statuses: Iterable[str] = FINISHED, *, clock: Optional[Clock] = None) -> list[str]:
     """Remove jobs in ``statuses`` not updated for ``older_than``; return their ids.
 
-    The manifest goes first, by compare-and-swap, so a job that moved on meanwhile is
-    kept; then the job's other records.
+    Crash-safe: the manifest goes last, by compare-and-swap on the version judged old, so a
+    run killed part-way leaves a job the next run finds and finishes (not files no manifest
+    leads to), and a job that moved on meanwhile keeps its manifest. Files of jobs whose
+    manifest an earlier sessionkit removed first (an interrupted ``gc``) are removed too.
     """
     store = open_store(store)
     statuses = tuple(statuses)
@@ -87,11 +89,29 @@ def clear(store: Union[Store, str], older_than: timedelta = timedelta(hours=24),
         record = store.get(manifest_key(info.id))
         if record is None:
             continue
+        for key in store.list(f"jobs/{info.id}/"):
+            if key != manifest_key(info.id):
+                store.delete(key)
         try:
             store.delete(manifest_key(info.id), expect=record.version)
         except Conflict:
-            continue  # updated just now: not old any more
-        for key in store.list(f"jobs/{info.id}/"):
-            store.delete(key)
+            log.warning("job %r was resumed while it was being removed; its done items and blobs "
+                        "were removed, so they run again (or load_blob finds none)", info.id)
+            continue
         cleared.append(info.id)
+    for job_id in orphans(store):
+        for key in store.list(f"jobs/{job_id}/"):
+            store.delete(key)
+        cleared.append(job_id)
     return cleared
+
+
+def orphans(store: Store) -> list[str]:
+    """Ids with files under ``jobs/<id>/`` but neither a manifest nor a previous generation
+    (what an interrupted removal left): nothing can open them, so nothing can use the files."""
+    by_job: dict[str, set[str]] = {}
+    for key in store.list("jobs/"):
+        parts = key.split("/")
+        if len(parts) >= 3:
+            by_job.setdefault(parts[1], set()).add("/".join(parts[2:]))
+    return sorted(job for job, names in by_job.items() if not names & {"manifest", "manifest.prev"})
