@@ -691,3 +691,19 @@ def test_a_stale_cancel_request_does_not_cancel_a_new_job_of_the_same_id(store, 
     assert new.status == "completed"
     jobs.request(store, "j", "pause", clock=clock)  # requests for the new job still work
     assert jobs.control.read(store, "j", new._m.created).action == "pause"
+
+
+def test_two_runs_without_a_lease_never_count_an_item_twice(store, clock):
+    """Issue 18 (6): two tabs running one job without a lease reported 403 done of 400. The
+    other run recorded the key this run was working on; adopting its work counted the key,
+    and finishing the item counted it again."""
+    keys = [f"file-{i}" for i in range(10)]
+    a, b = Job(store, "j", clock=clock), Job(store, "j", clock=clock)
+    it = b.track(keys, key=str, display=False)
+    assert next(it) == "file-0"  # b works on file-0 ...
+    assert run(a, keys, key=str) == keys  # ... while a does every item
+    b.checkpoint()  # b's code checkpoints mid-item: it adopts a's work
+    assert list(it) == []  # the rest were done by a
+    info = jobs.list(store)[0]
+    assert (info.done, info.total, info.status) == (10, 10, "completed")
+    assert b.done == 10

@@ -83,6 +83,7 @@ class Checkpointer:
         self.done_ranges.update(Ranges(m.ranges or ()))
         self.done_keys.update(m.keys)
         self._removed: set[str] = set()  # garbage files this writer removed (listed until the next write)
+        self._adopted: set[str] = set()  # keys counted when adopted from a concurrent writer
         # unknown for the generation read: if it names files, keep a fallback at the first write
         self._files_changed = bool(m.segments or m.blobs)
 
@@ -134,7 +135,7 @@ class Checkpointer:
     def _write(self, snap: Snapshot, adopt_state: bool, events: str) -> Written:
         token = self._token()
         fresh_ranges = Ranges(snap.fresh_ranges)
-        fresh_keys = list(snap.fresh_keys)
+        fresh_keys = list(dict.fromkeys(snap.fresh_keys))
         keyed = snap.manifest.mode == KEY
         self.segments.mode = snap.manifest.mode or POSITION
         count = len(fresh_keys) if keyed else len(fresh_ranges)
@@ -146,6 +147,13 @@ class Checkpointer:
             if keyed:
                 # the newest done keys live in the manifest; a segment is written only when
                 # they outgrow it (every INLINE_KEYS keys), so most checkpoints are one write
+                if self._adopted:
+                    # keys another writer recorded (adopted, and counted then) while this run
+                    # did them too are neither counted nor listed twice: without a lease two
+                    # runs may do the same item
+                    fresh_keys = [k for k in fresh_keys if k not in self._adopted]
+                    self._adopted.difference_update(snap.fresh_keys)
+                    count = len(fresh_keys)
                 inline = old.keys + tuple(fresh_keys)
                 written = []
                 if len(inline) > INLINE_KEYS or sum(map(len, inline)) > INLINE_KEY_BYTES:
@@ -243,7 +251,11 @@ class Checkpointer:
         if not adopt_state:
             log.warning("job %r was checkpointed by another writer (%s) while this one ran; "
                         "keeping the work of both", self.job_id, theirs.writer)
-        added = len(keys - self.done_keys)  # keys only they have done: ours are counted already
+        theirs_only = keys - self.done_keys  # keys only they have done (ours are counted when written)
+        added = len(theirs_only)
+        # ... but the item this run is working on may be one of them: its key joins the done
+        # set (and a later snapshot) only when it finishes; remember them, not to count it twice
+        self._adopted |= theirs_only
         self.segments = listed
         self.done_ranges.update(ranges)
         self.done_keys.update(keys)

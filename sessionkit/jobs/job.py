@@ -366,7 +366,9 @@ class Job:
             self._writer.close()  # after the write in flight; the final one is written here
             if self.status == "running":
                 if finished:
-                    self._m = self._m.but(total=self.done)  # the source is exhausted: this is its size
+                    # the source is exhausted: its size is what this run skipped and ran (not
+                    # `done`, which may count an item another run also recorded meanwhile)
+                    self._m = self._m.but(total=run.skipped + run.n)
                     self._set_status("completed")
                 else:
                     self._interrupted = True  # break, an exception, or Ctrl-C: see outcome.py
