@@ -277,6 +277,14 @@ class Primary:
             self._release("closed")
 
 
+def _waited(lease: Lease) -> dict[str, Optional[float]]:
+    """How long the lease record lay still before this acquisition, on this runtime's own
+    clock (``waited_s``), and how much longer it may have (``window_s``: the time between
+    the look before the change and the look that saw it): the gap, as seen here."""
+    waited, window = lease.acquired_after or (None, None)
+    return {"waited_s": waited, "window_s": window}
+
+
 class Backup:
     """A runtime that watches the primary and takes the job over (planned or not)."""
 
@@ -369,11 +377,10 @@ class Backup:
         if self.approval == "required" and not self._approved():
             return None
         self.status = "taking over"
-        waited = self.lease.unchanged_for()  # how long the record lay still: the gap, as seen here
         token = self.lease.try_acquire()
         if token is None:
             return None
-        return self._become_primary(current.holder if current else None, planned=free, waited=waited)
+        return self._become_primary(current.holder if current else None, planned=free)
 
     def _guarded_state(self) -> Optional[tuple[dict[str, Any], Optional[str]]]:
         """The handover state record; when it is missing or damaged but the lease shows a
@@ -439,7 +446,7 @@ class Backup:
         found = _read(self.store, _key(self.lease_name, "approvals", self._approval_id))
         return bool(found and found[0].get("status") == "granted")
 
-    def _become_primary(self, previous: Optional[str], planned: bool, waited: Optional[float]) -> Primary:
+    def _become_primary(self, previous: Optional[str], planned: bool) -> Primary:
         found = self._guarded_state()
         if not found or not found[0].get("job"):
             self.lease.release()
@@ -455,7 +462,7 @@ class Backup:
         self.session.events.emit("handover.completed", **{"from": previous or state.get("primary"),
                                  "to": self.session.id, "planned": planned, "token": self.lease.token,
                                  "how": "planned" if planned else ("released" if released else "expired"),
-                                 "job": state["job"], "waited_s": waited})
+                                 "job": state["job"], **_waited(self.lease)})
         self.session.events.flush()
         return primary
 

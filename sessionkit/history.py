@@ -285,25 +285,57 @@ def jobs(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["job", "status", "done", "total", "started", "finished", "sessions"])
 
 
+def _judged(wall: Optional[float], waited: Any, window: Any) -> Optional[float]:
+    """A span between two machines' events. Their wall clocks may disagree by hours, so it
+    is kept within what the acquirer measured on its own monotonic clock: the record lay
+    still for at least ``waited`` and at most ``waited + window`` seconds."""
+    if waited is None or pd.isna(waited):
+        return wall
+    low = float(waited)
+    high = low + (float(window) if window is not None and pd.notna(window) else 0.0)
+    if wall is None:
+        return low
+    return min(max(wall, low), high)
+
+
+def _acquisitions(df: pd.DataFrame) -> pd.DataFrame:
+    """lease.acquired events in the order of their tokens (a global order, unlike the wall
+    clocks of different machines)."""
+    acquired = df[df["kind"] == "lease.acquired"]
+    if "data.token" not in acquired.columns:
+        return acquired
+    return acquired.sort_values(["data.token"], kind="stable")
+
+
+def _ended_hold(df: pd.DataFrame, session: Any, token: Any) -> Optional[pd.Series]:
+    """The event with which ``session`` gave up the lease it held with ``token`` (released
+    or lost), or None if it never said (it died)."""
+    mine = df[(df["session"] == session) & df["kind"].isin(["lease.released", "lease.lost"])]
+    if "data.token" in mine.columns and token is not None and pd.notna(token):
+        mine = mine[_col(mine, "data.token") == token]
+    return mine.iloc[-1] if len(mine) else None
+
+
 def handovers(df: pd.DataFrame) -> pd.DataFrame:
     """One row per takeover: from, to, planned or not, how, and the gap in seconds without a
     primary. ``how``: "planned" (asked for at the handover phase), "released" (the primary
     was told to stop, e.g. SIGTERM, and released its lease) or "expired" (it died). After a
     release the gap runs from the release to the takeover; after an expiry it is how long
     the new primary saw the lease record lie still (``waited_s``, on its own clock); the old
-    primary may have died a little earlier than that."""
+    primary may have died a little earlier than that. Machines' wall clocks may disagree:
+    a gap is kept within the bounds the new primary measured on its own clock."""
     rows = []
     done = df[df["kind"] == "handover.completed"]
     for _, ev in done.iterrows():
         gap = None
         planned = bool(ev.get("data.planned"))
         how = ev.get("data.how") if isinstance(ev.get("data.how"), str) else ("planned" if planned else "expired")
-        released = df[(df["session"] == ev.get("data.from")) & (df["kind"] == "lease.released")
-                      & (df["ts"] <= ev["ts"])]
-        if how in ("planned", "released") and len(released):
-            gap = (ev["ts"] - released["ts"].iloc[-1]).total_seconds()
-        elif pd.notna(ev.get("data.waited_s")):
-            gap = float(ev["data.waited_s"])
+        token = ev.get("data.token")
+        before = token - 1 if token is not None and pd.notna(token) else None
+        released = _ended_hold(df, ev.get("data.from"), before)
+        if how in ("planned", "released") and released is not None:
+            gap = (ev["ts"] - released["ts"]).total_seconds()
+        gap = _judged(gap, ev.get("data.waited_s"), ev.get("data.window_s"))
         rows.append({"ts": ev["ts"], "from": ev.get("data.from"), "to": ev.get("data.to"),
                      "planned": planned, "job": ev.get("job"), "token": ev.get("data.token"),
                      "gap_s": gap, "how": how})
@@ -312,30 +344,40 @@ def handovers(df: pd.DataFrame) -> pd.DataFrame:
 
 def gaps(df: pd.DataFrame) -> pd.DataFrame:
     """Spans with no primary: from one holder's release, loss or last sign of life to the
-    next acquisition of the lease."""
-    lease = df[df["kind"].isin(["lease.acquired", "lease.released", "lease.lost"])]
+    next acquisition of the lease (taken in token order). Each span is kept within what the
+    acquirer measured on its own clock, so clocks that disagree do not stretch it."""
     rows = []
-    holder_since = None
-    holder = None
-    for _, ev in lease.iterrows():
-        kind = str(ev["kind"])
-        if kind == "lease.acquired":
-            if holder is not None and holder != ev["session"]:
-                # the previous holder died. Its last sign of life is when the new holder saw
-                # the lease record last change (waited_s); failing that, its last event
-                took = df[(df["kind"] == "handover.completed") & (_col(df, "data.to") == ev["session"])
-                          & (df["ts"] >= ev["ts"])]
-                if len(took) and pd.notna(took.iloc[0].get("data.waited_s")):
-                    holder_since = ev["ts"] - pd.Timedelta(seconds=float(took.iloc[0]["data.waited_s"]))
-                else:
-                    last = df[(df["session"] == holder) & (df["ts"] <= ev["ts"])]["ts"]
-                    holder_since = last.iloc[-1] if len(last) else holder_since
-            if holder_since is not None:
-                rows.append({"start": holder_since, "end": ev["ts"], "lease": ev.get("data.lease"),
-                             "duration_s": (ev["ts"] - holder_since).total_seconds(),
-                             "before": holder, "after": ev["session"]})
-            holder, holder_since = ev["session"], None
-        elif ev["session"] == holder:  # the holder released or lost it: no primary from now
-            holder_since, holder = ev["ts"], None
-    return pd.DataFrame(rows, columns=["start", "end", "lease", "duration_s", "before", "after"])
+    acquired = _acquisitions(df)
+    by_lease = (acquired.groupby("data.lease", sort=False, dropna=False) if "data.lease" in acquired.columns
+                else [(None, acquired)])
+    for _, one_lease in by_lease:
+        _gaps_of(df, one_lease, rows)
+    out = pd.DataFrame(rows, columns=["start", "end", "lease", "duration_s", "before", "after"])
+    return out.sort_values("end", kind="stable").reset_index(drop=True) if len(out) else out
 
+
+def _gaps_of(df: pd.DataFrame, acquired: pd.DataFrame, rows: list[dict[str, Any]]) -> None:
+    previous: Optional[pd.Series] = None
+    for _, ev in acquired.iterrows():
+        if previous is not None:
+            holder = previous["session"]
+            ended = _ended_hold(df, holder, previous.get("data.token"))
+            if ended is not None:
+                since = ended["ts"]
+            elif holder != ev["session"]:
+                # the previous holder died: its last sign of life, on its own clock
+                last = df[df["session"] == holder]["ts"]
+                since = last.iloc[-1] if len(last) else None
+            else:
+                since = None  # it took up its own lease again: no gap
+            if since is not None:
+                waited, window = ev.get("data.waited_s"), ev.get("data.window_s")
+                if waited is None or pd.isna(waited):  # events of older versions: the takeover says
+                    took = df[(df["kind"] == "handover.completed") & (_col(df, "data.to") == ev["session"])]
+                    if len(took):
+                        waited, window = took.iloc[0].get("data.waited_s"), took.iloc[0].get("data.window_s")
+                duration = _judged((ev["ts"] - since).total_seconds(), waited, window)
+                rows.append({"start": ev["ts"] - pd.Timedelta(seconds=duration), "end": ev["ts"],
+                             "lease": ev.get("data.lease"), "duration_s": duration,
+                             "before": holder, "after": ev["session"]})
+        previous = ev

@@ -189,6 +189,12 @@ class Lease:
         self._damaged: Optional[CorruptRecord] = None  # the record as last seen could not be read
         self._raised_unanswered: Optional[int] = None  # a token this holder's mark write may have set
         self._observed_at: Optional[float] = None  # my monotonic time when I saw it change
+        self._looked_at: Optional[float] = None  # ... and when I last read it
+        self._change_window: Optional[float] = None  # it changed at most this long before I saw it
+        #: (waited_s, window_s) of the last acquisition: the record lay unchanged for between
+        #: waited_s and waited_s + window_s seconds of this clock before it was taken (None:
+        #: no record existed). History's gaps use it: no other machine's clock is needed.
+        self.acquired_after: Optional[tuple[float, Optional[float]]] = None
         self._renewed_at: Optional[float] = None  # start of my last successful renewal
         self._renewals = 0
         self._unsure = False  # an acquisition failed after it may have landed
@@ -216,19 +222,22 @@ class Lease:
             unreadable = None
         now = self.clock.monotonic()
         with self._lock:
+            looked, self._looked_at = self._looked_at, now
             if unreadable is not None:
                 version = unreadable.version or "(unreadable)"
                 if version != self._version or self._damaged is None:
-                    self._version, self._observed_at = version, now
+                    self._version = version
+                    self._saw_change(now, looked)
                 self._record, self._damaged = None, unreadable
                 raise unreadable
             if record is None:
                 if self._version is not None or self._record is not None or self._observed_at is None:
-                    self._observed_at = now  # it changed (to absent) now, as seen here
+                    self._saw_change(now, looked)  # it changed (to absent), as seen here
                 self._version, self._record, self._damaged = None, None, None
                 return None
             if record.version != self._version:
-                self._version, self._observed_at = record.version, now
+                self._version = record.version
+                self._saw_change(now, looked)
                 try:
                     self._record = LeaseRecord.decode(self.key, self.store.url, record.data, record.version)
                     self._damaged = None
@@ -238,10 +247,16 @@ class Lease:
                 raise self._damaged
             return self._record
 
+    def _saw_change(self, now: float, looked: Optional[float]) -> None:
+        """The record changed between the look before (``looked``) and this one (``now``)."""
+        self._observed_at = now
+        self._change_window = None if looked is None else now - looked
+
     def _wrote(self, version: str, record: LeaseRecord) -> None:
         """This holder's write landed: the record is now ``record`` (call under ``_lock``)."""
         self._version, self._record, self._damaged = version, record, None
-        self._observed_at = self.clock.monotonic()
+        self._observed_at = self._looked_at = self.clock.monotonic()
+        self._change_window = 0.0
 
     @property
     def damaged(self) -> Optional[CorruptRecord]:
@@ -310,6 +325,10 @@ class Lease:
                         return None
                 if current is not None and current.holder == self.holder and self._unsure:
                     return self._adopt(current, started)
+            with self._lock:
+                waited = (self.clock.monotonic() - self._observed_at
+                          if self._observed_at is not None and (current is not None or self._damaged) else None)
+                window = self._change_window
             token = self._raise_high_water(current.token if current is not None else 0,
                                            removed=current is None and self._damaged is None)
             if token is None:
@@ -332,8 +351,10 @@ class Lease:
                 self._mine = version
                 self.token, self._renewed_at, self._renewals = token, started, 0
         previous = current.holder if current is not None else None
+        self.acquired_after = (waited, window) if waited is not None else None
         self._emit("lease.acquired", token=token, previous=previous,
-                   how="expired" if previous else ("released" if current else "new"))
+                   how="expired" if previous else ("released" if current else "new"),
+                   waited_s=waited, window_s=window)
         return token
 
     def _raise_high_water(self, seen: int, removed: bool) -> Optional[int]:

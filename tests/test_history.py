@@ -73,6 +73,34 @@ def test_gaps_table(recorded):
     assert 10 <= g.loc[1, "duration_s"] <= 10 + 2 * recorded[1]["c"].poll + 1e-9  # unplanned
 
 
+@pytest.fixture(scope="module")
+def skewed():
+    """The same story with every machine's wall clock off: B's 3 h behind, C's 2 h ahead,
+    D's 40 minutes ahead (as when a VM's clock is not synchronised)."""
+    store, actors = story(walls={"b": -3 * 3600.0, "c": 2 * 3600.0, "d": 2400.0})
+    return store, actors, history.load(store)
+
+
+def test_history_judges_durations_and_gaps_on_each_sessions_own_clock(recorded, skewed):
+    """Issue 18 (10): with clocks that disagree, history reported hours-long gaps and a
+    negative session duration. Durations and gaps come from each session's own clock now:
+    the tables match the story told with agreeing clocks, within one poll."""
+    _, a, df = recorded
+    _, b, sdf = skewed
+    poll = a["b"].poll
+    s, ss = history.sessions(df), history.sessions(sdf)
+    assert (ss["duration_s"] >= 0).all(), ss[["label", "start", "end", "duration_s"]]
+    by_label = dict(zip(s["label"], s["duration_s"]))
+    for label, duration in zip(ss["label"], ss["duration_s"]):
+        assert abs(duration - by_label[label]) <= poll + 1e-6, (label, duration, by_label[label])
+    for table in (history.handovers, history.gaps):
+        column = "gap_s" if table is history.handovers else "duration_s"
+        want, got = list(table(df)[column]), list(table(sdf)[column])
+        assert len(got) == len(want)
+        for w, g in zip(want, got):
+            assert abs(g - w) <= poll + 1e-6, (table.__name__, got, want)
+
+
 def test_since_until(recorded):
     _, _, df = recorded
     mid = df["ts"].iloc[len(df) // 2]
