@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from urllib.parse import unquote
 import re
 import sys
 import time
@@ -38,7 +39,9 @@ def parse_duration(text: str) -> timedelta:
 
 def _open(url: str) -> Store:
     """Open an existing store; a missing folder is an error here (the library would create it)."""
-    if "://" not in url:
+    path = unquote(url[len("file://"):]) if url.startswith("file://") else url
+    if "://" not in path:
+        url = path
         if not os.path.exists(url):
             raise CommandError(f"no store at {url}: the folder does not exist")
         if not os.path.isdir(url):

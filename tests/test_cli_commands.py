@@ -100,6 +100,17 @@ def test_a_missing_store_is_a_one_line_error(args):
     assert "Traceback" not in res.stderr
 
 
+def test_a_missing_store_given_as_a_file_url_is_an_error_and_is_not_created(tmp_path):
+    """docs/cli.md says a missing store is an error and a command never creates one;
+    `status file:///path/to/newstore` exited 0 and created it."""
+    missing = tmp_path / "newstore"
+    res = run("status", f"file://{missing}")
+    assert res.returncode == 2 and "does not exist" in res.stderr
+    assert not missing.exists()
+    missing.mkdir()
+    assert run("status", f"file://{missing}").returncode == 0
+
+
 def test_an_unreadable_store_is_a_one_line_error(tmp_path):
     bad = tmp_path / "file"
     bad.write_text("x")

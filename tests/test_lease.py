@@ -15,27 +15,7 @@ from sessionkit import FakeClock, Job, Lease, LeaseLost, LeaseTimeout, StoreErro
 from sessionkit.store import Store
 from sessionkit.store.memory import MemoryStore
 
-
-class OffsetClock:
-    """One runtime's view of a shared fake time: its own monotonic origin and wall offset."""
-
-    def __init__(self, base: FakeClock, mono_offset: float = 0.0, wall_offset: float = 0.0) -> None:
-        self.base, self.mono_offset, self.wall_offset = base, mono_offset, wall_offset
-
-    def monotonic(self) -> float:
-        return self.base.monotonic() + self.mono_offset
-
-    def now(self) -> datetime:
-        return self.base.now() + timedelta(seconds=self.wall_offset)
-
-    def sleep(self, seconds: float) -> None:
-        self.base.sleep(seconds)
-
-    def wait(self, event, seconds: float) -> bool:
-        return self.base.wait(event, seconds)
-
-    def real_seconds(self, seconds: float):
-        return self.base.real_seconds(seconds)
+from scenarios import OffsetClock
 
 
 class Network:

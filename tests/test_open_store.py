@@ -85,6 +85,26 @@ def test_register_scheme_plugs_in_a_backend():
         _registry.pop("testscheme")
 
 
+def test_register_scheme_does_not_replace_a_scheme_unless_told():
+    """Issue 17: register_scheme silently replaced an existing scheme (``file`` included)."""
+    with pytest.raises(ValueError, match="clobber=True"):
+        sessionkit.register_scheme("file", lambda url: MemoryStore())
+    assert type(sessionkit.open_store("file:///tmp/sessionkit-clobber-test")).__name__ == "LocalStore"
+
+    def opener(url):
+        return MemoryStore()
+
+    sessionkit.register_scheme("testclobber", opener)
+    try:
+        sessionkit.register_scheme("testclobber", opener)  # the same again: fine
+        sessionkit.register_scheme("testclobber", "sessionkit.store.memory:open_memory", clobber=True)
+        assert isinstance(sessionkit.open_store("testclobber://x"), MemoryStore)
+    finally:
+        from sessionkit.store import _registry
+
+        _registry.pop("testclobber")
+
+
 def test_register_scheme_validates_the_name():
     with pytest.raises(ValueError, match="scheme"):
         sessionkit.register_scheme("Bad Scheme", lambda url: MemoryStore())

@@ -33,13 +33,20 @@ _registry: dict[str, Union[str, Opener]] = {
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-def register_scheme(scheme: str, opener: Union[str, Opener]) -> None:
+def register_scheme(scheme: str, opener: Union[str, Opener], *, clobber: bool = False) -> None:
     """Make ``open_store`` open ``scheme://...`` URLs with ``opener(url)``.
 
     ``opener`` is a callable or a ``"module:function"`` string imported on first use.
+    A scheme already registered to another opener is an error unless ``clobber=True``
+    (as fsspec's registry does): replacing ``file`` or ``gdrive`` by accident would send
+    every store of that kind elsewhere. Registering the same opener again is a no-op.
     """
     if not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
         raise ValueError(f"invalid URL scheme {scheme!r}: use lowercase letters, digits, '+', '.', '-'")
+    current = _registry.get(scheme)
+    if current is not None and current != opener and not clobber:
+        raise ValueError(f"the store scheme {scheme!r} is already registered (to {current!r}); pass "
+                         f"clobber=True to replace it")
     _registry[scheme] = opener
 
 
