@@ -5,7 +5,7 @@ from __future__ import annotations
 import configparser
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from .runtimes import PRESETS, Runtime
 
@@ -23,12 +23,40 @@ class Config:
     webhook_format: str
 
     def webhook(self):  # -> Optional[notify.WebhookNotifier]
-        """A WebhookNotifier for the configured URL, or None."""
+        """The WebhookNotifier for the configured URL (started on first call), or None.
+        Idempotent: calling it again (re-running a cell) returns the same notifier, so
+        each event is sent once, not once per call."""
         if not self.webhook_url:
             return None
-        from .notify import WebhookNotifier
+        from .notify import WebhookNotifier, is_open
 
-        return WebhookNotifier(self.webhook_url, format=self.webhook_format)
+        key = (self.webhook_url, self.webhook_format)
+        notifier = _notifiers.get(key)
+        if notifier is None or not is_open(notifier):
+            notifier = _notifiers[key] = WebhookNotifier(self.webhook_url, format=self.webhook_format)
+        return notifier
+
+    def session_options(self) -> dict[str, Any]:
+        """What this configuration sets for a Session, Primary or Backup."""
+        return {"runtime": self.runtime, "warning_at": self.warning_at, "handover_at": self.handover_at}
+
+    def primary(self, job_id: str, **options: Any) -> Any:  # -> handover.Primary
+        """A Primary for ``job_id`` on the configured store, runtime, phase thresholds and
+        lease ttl (``options`` override them), with the configured webhook started."""
+        from .handover import Primary
+
+        self.webhook()
+        return Primary(self.store, job_id, **{"ttl": self.lease_ttl, **self.session_options(), **options})
+
+    def backup(self, label: Optional[str] = None, **options: Any) -> Any:  # -> handover.Backup
+        """A Backup on the configured store, runtime, phase thresholds and lease ttl."""
+        from .handover import Backup
+
+        self.webhook()
+        return Backup(self.store, label, **{"ttl": self.lease_ttl, **self.session_options(), **options})
+
+
+_notifiers: dict[tuple[str, str], Any] = {}  # (url, format) -> the WebhookNotifier Config.webhook started
 
 
 def load(path: Union[str, Path]) -> Config:

@@ -104,7 +104,8 @@ class Primary:
                  ttl: float = 60.0, poll: Optional[float] = None, lease_name: str = "primary",
                  session: Optional[Session] = None, lease: Optional[Lease] = None,
                  acquire_timeout: Optional[float] = None, stall_after: Optional[float] = None,
-                 ping_url: Optional[str] = None, **job_kwargs: Any) -> None:
+                 ping_url: Optional[str] = None, warning_at: float = 3600.0, handover_at: float = 900.0,
+                 **job_kwargs: Any) -> None:
         if stall_after is not None and not (isinstance(stall_after, (int, float)) and stall_after > 0):
             raise ValueError(f"stall_after must be seconds > 0 (or None: 10x the recent mean item time, "
                              f"at least 5 min), got {stall_after!r}")
@@ -115,7 +116,7 @@ class Primary:
             raise ValueError("an observer session never takes a lease: open a Backup or a Primary "
                              "session to run the job")
         self.session = session or Session(self.store, "primary", runtime=runtime, label=label, clock=clock,
-                                          ping_url=ping_url)
+                                          ping_url=ping_url, warning_at=warning_at, handover_at=handover_at)
         self.clock = self.session.clock
         self.lease_name = lease_name
         self.lease = lease or Lease(self.store, lease_name, holder=self.session.id, ttl=ttl,
@@ -291,14 +292,16 @@ class Backup:
     def __init__(self, store: Union[Store, str], label: Optional[str] = None, *, priority: int = 1,
                  approval: str = "auto", runtime: Union[None, str, Runtime] = None,
                  clock: Optional[Clock] = None, ttl: float = 60.0, poll: Optional[float] = None,
-                 grace: Optional[float] = None, lease_name: str = "primary", ping_url: Optional[str] = None) -> None:
+                 grace: Optional[float] = None, lease_name: str = "primary", ping_url: Optional[str] = None,
+                 warning_at: float = 3600.0, handover_at: float = 900.0) -> None:
         if approval not in ("auto", "required"):
             raise ValueError(f"approval must be 'auto' or 'required', got {approval!r}")
         if not isinstance(priority, int):
             raise TypeError(f"priority must be an int (lower goes first), got {priority!r}")
         self.store = open_store(store)
         self.priority, self.approval, self.lease_name = priority, approval, lease_name
-        self.session = Session(self.store, "backup", runtime=runtime, label=label, clock=clock, ping_url=ping_url)
+        self.session = Session(self.store, "backup", runtime=runtime, label=label, clock=clock, ping_url=ping_url,
+                               warning_at=warning_at, handover_at=handover_at)
         self.session.extra.update(priority=priority)
         self.clock = self.session.clock
         self.lease = Lease(self.store, lease_name, holder=self.session.id, ttl=ttl, clock=self.clock,

@@ -208,6 +208,11 @@ class WebhookNotifier:
 _open_webhooks: "weakref.WeakSet[WebhookNotifier]" = weakref.WeakSet()
 
 
+def is_open(notifier: WebhookNotifier) -> bool:
+    """True until ``notifier.close()``."""
+    return notifier in _open_webhooks
+
+
 def flush_all(timeout: float = 30.0) -> bool:
     """Wait until every open webhook has sent (or given up on) what is queued, at most
     ``timeout`` seconds in all; True if all were done in time (before a runtime is released)."""

@@ -47,3 +47,37 @@ def test_config_custom_runtime_and_webhook(tmp_path):
     ini.write_text("[runtime]\npreset = kaggle\nmax_runtime = 3600\n[webhook]\nurl = https://ntfy.sh/t\nformat = ntfy\n")
     cfg = config.load(ini)
     assert cfg.runtime.max_runtime == 3600 and cfg.webhook_format == "ntfy"
+
+
+def test_config_drives_primary_and_backup_and_its_webhook_is_started_once(tmp_path):
+    """Issue 17: Config was read by nothing (a Backup could not take the phase thresholds),
+    and calling webhook() twice subscribed twice, so every notification went out twice."""
+    from sessionkit import FakeClock, events
+    from sessionkit.handover import Backup
+
+    ini = tmp_path / "s.ini"
+    ini.write_text(f"[store]\nurl = {tmp_path / 'store'}\n[runtime]\npreset = kaggle\nmax_runtime = 7200\n"
+                   "[phases]\nwarning_at = 1800\nhandover_at = 600\n[lease]\nttl = 30\n"
+                   "[webhook]\nurl = http://127.0.0.1:9/hook\n")
+    cfg = config.load(ini)
+    before = len(events._listeners)
+    hook = cfg.webhook()
+    try:
+        assert cfg.webhook() is hook and config.load(ini).webhook() is hook
+        assert len(events._listeners) == before + 1, "one subscription, however often it is asked for"
+        clock = FakeClock()
+        primary = cfg.primary("job", clock=clock)
+        assert (primary.session.warning_at, primary.session.handover_at) == (1800, 600)
+        assert primary.lease.ttl == 30 and primary.session.runtime.max_runtime == 7200
+        assert str(tmp_path / "store") in primary.store.url
+        backup = cfg.backup("B", clock=clock)
+        assert isinstance(backup, Backup) and backup.session.handover_at == 600 and backup.lease.ttl == 30
+        clock.advance(7200 - 600 - 1)
+        assert backup.session.phase == "warning"
+        clock.advance(2)
+        assert backup.session.phase == "handover"
+        primary.close()
+    finally:
+        hook.close()
+    assert cfg.webhook() is not hook, "a closed notifier is replaced"
+    cfg.webhook().close()
