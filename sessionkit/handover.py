@@ -293,7 +293,10 @@ class Backup:
                  approval: str = "auto", runtime: Union[None, str, Runtime] = None,
                  clock: Optional[Clock] = None, ttl: float = 60.0, poll: Optional[float] = None,
                  grace: Optional[float] = None, lease_name: str = "primary", ping_url: Optional[str] = None,
-                 warning_at: float = 3600.0, handover_at: float = 900.0) -> None:
+                 warning_at: float = 3600.0, handover_at: float = 900.0, job: Optional[str] = None) -> None:
+        if job is not None and (not isinstance(job, str) or not job):
+            raise ValueError(f"job must be the primary's job id (or None: whichever it runs), got {job!r}")
+        self.job_id = job  # the job this backup is for: another one is never taken over
         if approval not in ("auto", "required"):
             raise ValueError(f"approval must be 'auto' or 'required', got {approval!r}")
         if not isinstance(priority, int):
@@ -354,6 +357,10 @@ class Backup:
                 self._waiting_since = self.clock.monotonic()
             return None  # a free lease that never guarded a job is nothing to take over
         self._waiting_since = None
+        if self.job_id is not None and state[0]["job"] != self.job_id:
+            raise ValueError(f"the primary at {self.store.url} runs job {state[0]['job']!r}, not "
+                             f"{self.job_id!r}: set the backup's job to the primary's, or use another store "
+                             f"(nothing was taken over)")
         self._answer_request()
         try:
             current = self.lease.observe()

@@ -148,7 +148,8 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
                          "...'), or to the Drive folder's link: a backup must watch the primary's store")
     store = _resolve(store, job or "")
     clock = clock_for(time_scale, store) if time_scale != 1 else clock_check
-    backup = Backup(store, label, priority=priority, approval=approval, runtime=runtime, clock=clock, ttl=ttl)
+    backup = Backup(store, label, priority=priority, approval=approval, runtime=runtime, clock=clock, ttl=ttl,
+                    job=job)
     status = HandoverStatus(backup)
     if show:
         status.show()
@@ -160,16 +161,16 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
             last[0] = (state.status, state.detail)
             status.update(state)
 
-    primary = backup.watch(timeout=timeout, on_step=refresh)
+    try:
+        primary = backup.watch(timeout=timeout, on_step=refresh)
+    except ValueError:  # the store's primary runs another job: checked before taking anything
+        backup.close()
+        raise
     if primary is None:
         if backup.status == "done":
             print("the primary finished the job: nothing to take over")
         backup.close()
         return None
-    if job is not None and primary.job.id != job:
-        primary.close()
-        raise ValueError(f"this store's primary runs job {primary.job.id!r}, not JOB={job!r}: "
-                         f"set JOB to the primary's job, or use another store")
     primary.views += [status, Countdown(primary.session), SessionBanner(primary.session)]
     if show:
         _show(primary.views[1:])

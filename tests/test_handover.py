@@ -211,3 +211,20 @@ def test_a_damaged_handover_state_record_does_not_leave_the_backup_waiting(tmp_p
     assert list(new.track(range(30), display=False)) == list(range(10, 30))
     assert handover.read_state(store)["job"] == "job"
     assert read_lease(store, "primary").token == 2  # the new primary held token 2
+
+
+def test_a_backup_for_another_job_refuses_before_taking_anything(tmp_path):
+    """Issue 17: notebook.start_backup took the lease and only then checked JOB, so a backup
+    set for the wrong job had already fenced out the primary when it said so."""
+    store, clock = LocalStore(tmp_path / "s"), FakeClock()
+    primary = Primary(store, "ingest", runtime="local", clock=clock, ttl=10)
+    it = primary.track(range(20), display=False)
+    next(it)
+    primary.lease.stop_renewing()  # the primary dies: its lease expires
+    backup = Backup(store, "B", clock=clock, ttl=10, runtime="local", job="train")
+    clock.advance(11)
+    with pytest.raises(ValueError, match="'ingest', not 'train'"):
+        backup.step()
+    assert read_lease(store, "primary").token == 1, "nothing was taken over"
+    with pytest.raises(ValueError, match="job"):
+        Backup(store, "B2", clock=clock, runtime="local", job="")
