@@ -105,7 +105,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
     store = _open(args.store)
     if args.action == "list":
-        rows = [vars(j) for j in jobs.list(store)]
+        rows = [vars(j) for j in jobs.list_jobs(store)]
         print(json.dumps(rows, default=str) if args.json else _table(rows, ["id", "status", "done", "total",
                                                                           "stage", "updated"]))
         return 0

@@ -36,3 +36,22 @@ def test_primary_and_backup_are_exported():
     assert {"Primary", "Backup", "history"} <= set(dir(sk))
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         sk.nothing  # noqa: B018
+
+
+def test_star_imports_do_not_shadow_builtins():
+    """Issue 17: ``from sessionkit.jobs import *`` replaced the builtin ``list``."""
+    import builtins
+    import importlib
+    import pkgutil
+
+    import sessionkit
+
+    modules = ["sessionkit"] + [m.name for m in pkgutil.walk_packages(sessionkit.__path__, "sessionkit.")
+                                if not m.name.split(".")[-1].startswith("_")]
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue  # an optional dependency (Drive, GCS, S3, widgets) is not installed here
+        shadowed = sorted(set(getattr(module, "__all__", ())) & set(dir(builtins)))
+        assert not shadowed, f"{name}.__all__ would shadow builtins: {shadowed}"

@@ -1,7 +1,8 @@
 """Resumable jobs: ``Job.track`` with checkpoints, statuses, stages, state and blobs.
 
-``sessionkit.jobs.list(store)``, ``clear(store, ...)`` and ``request(store, job_id,
-action)`` work on jobs without running them.
+``sessionkit.jobs.list_jobs(store)``, ``clear(store, ...)`` and ``request(store, job_id,
+action)`` work on jobs without running them. (``jobs.list`` is the same as ``list_jobs``;
+it is left out of ``__all__`` so ``from sessionkit.jobs import *`` keeps the builtin.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .loop import DuplicateKey
 from .manifest import ACTIVE, FINISHED, STATUSES, InvalidTransition
 from .progress import Progress
 
-list = list_jobs  # noqa: A001 - the documented name is sessionkit.jobs.list
+list = list_jobs  # noqa: A001 - an earlier name, kept; not in __all__
 
 __all__ = ["ACTIONS", "ACTIVE", "FINISHED", "STATUSES", "BlobError", "DuplicateKey", "InvalidTransition", "Job",
-           "JobCancelled", "JobInfo", "Progress", "clear", "list", "list_jobs", "request"]
+           "JobCancelled", "JobInfo", "Progress", "clear", "list_jobs", "request"]
