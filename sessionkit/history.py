@@ -243,6 +243,8 @@ def sessions(df: pd.DataFrame) -> pd.DataFrame:
             if pd.notna(beat):
                 end = max(end, pd.Timestamp(beat).tz_convert("UTC"))
             elif pd.notna(first.get("data.silent_s")):
+                # the observer's wall clock: off by as much as the two machines' clocks disagree
+                # (only when the record held no heartbeat time)
                 end = max(end, first["ts"] - pd.Timedelta(seconds=float(first["data.silent_s"])))
             end = max(end, start)
         tokens = ev.loc[kinds == "lease.acquired", "data.token"] if "data.token" in ev else pd.Series([])
