@@ -286,11 +286,14 @@ def test_a_job_whose_blobs_change_keeps_the_generation_just_before(tmp_path):
     they change, manifest.prev is the generation just before, and its blob is still there."""
     url = str(tmp_path / "store")
     job = Job(url, "b", checkpoint_items=10)
-    for x in job.track(range(100), display=False):
+    loop = job.track(range(100), display=False)
+    for x in loop:
         if x == 35:
             break
         job.save_blob("model", {"w": x})  # a new blob with every item
+    loop.close()  # CPython closes it at the break already; said here so no late finalizer races the test
     # checkpoints at 10, 20, 30 and, leaving the loop, at 35
+    assert job._checkpointer.written.manifest.done == 35
     path = sessionkit.open_store(url).path_of("jobs/b/manifest")
     path.write_bytes(path.read_bytes()[:-5])
     with pytest.warns(SessionkitWarning, match="previous generation"):
