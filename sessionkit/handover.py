@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
-from .clock import Clock
+from .clock import Clock, check_seconds
 from .events import EventLog
 from .errors import Conflict, CorruptRecord, SessionkitError
 from .jobs import Job
@@ -90,12 +90,6 @@ class HandoverState:
     detail: str = ""
 
 
-def _check_poll(poll: object) -> float:
-    if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not poll > 0:
-        raise ValueError(f"poll must be a number of seconds > 0 (how often the store is read), got {poll!r}")
-    return float(poll)
-
-
 class Primary:
     """The runtime that runs the job: a session, the lease, and the job fenced by it."""
 
@@ -106,9 +100,9 @@ class Primary:
                  acquire_timeout: Optional[float] = None, stall_after: Optional[float] = None,
                  ping_url: Optional[str] = None, warning_at: float = 3600.0, handover_at: float = 900.0,
                  **job_kwargs: Any) -> None:
-        if stall_after is not None and not (isinstance(stall_after, (int, float)) and stall_after > 0):
-            raise ValueError(f"stall_after must be seconds > 0 (or None: 10x the recent mean item time, "
-                             f"at least 5 min), got {stall_after!r}")
+        if stall_after is not None:
+            stall_after = check_seconds("stall_after", stall_after,
+                                        "or None: 10x the recent mean item time, at least 5 min")
         self.stall_after = stall_after
         self.stalled = False
         self.store = open_store(store)
@@ -121,7 +115,7 @@ class Primary:
         self.lease_name = lease_name
         self.lease = lease or Lease(self.store, lease_name, holder=self.session.id, ttl=ttl,
                                     clock=self.clock, events=self.session.events)
-        self.poll = _check_poll(poll) if poll is not None else self.lease.retry_period
+        self.poll = check_seconds("poll", poll, "how often the store is read") if poll is not None else self.lease.retry_period
         if not self.lease.held:
             self.lease.acquire(timeout=acquire_timeout)
         self.lease.start_renewing()
@@ -309,7 +303,7 @@ class Backup:
         self.clock = self.session.clock
         self.lease = Lease(self.store, lease_name, holder=self.session.id, ttl=ttl, clock=self.clock,
                            events=self.session.events)
-        self.poll = _check_poll(poll) if poll is not None else self.lease.retry_period
+        self.poll = check_seconds("poll", poll, "how often the store is read") if poll is not None else self.lease.retry_period
         self.grace = grace if grace is not None else 2 * self.poll
         self._dropwatch = DropWatcher(self.store, clock=self.clock, events=self.session.events,
                                       exclude=(self.session.id,))

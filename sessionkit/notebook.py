@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Optional, Union
 
-from .clock import Clock, ScaledClock, SystemClock
+from .clock import Clock, ScaledClock, SystemClock, check_seconds
 from .handover import Backup, Primary
 from .runtimes import Runtime
 from .errors import Conflict
@@ -76,9 +76,7 @@ def _resolve(store: Union[Store, str, None], job: str) -> Store:
 
 def _real_seconds(name: str, seconds: float, time_scale: float) -> float:
     """A duration the user gave in real seconds, on a clock running ``time_scale`` times fast."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-        raise ValueError(f"{name} must be a number of real seconds > 0, got {seconds!r}")
-    return float(seconds) * float(time_scale)
+    return check_seconds(name, seconds, "real seconds") * float(time_scale)
 
 
 def clock_for(time_scale: float, store: Optional[Store] = None) -> Clock:

@@ -11,6 +11,7 @@ import pytest
 
 import sessionkit
 from sessionkit import FakeClock, Job, LeaseLost, SessionkitWarning, jobs
+from sessionkit.handover import Backup, Primary
 from sessionkit.jobs import InvalidTransition
 from sessionkit.jobs.doneset import Ranges
 from sessionkit.store.memory import MemoryStore
@@ -540,12 +541,16 @@ def test_one_run_of_track_at_a_time(store):
     assert list(job.track(range(12), display=False)) == [10, 11]  # a new run once the first ended
 
 
-@pytest.mark.parametrize("bad", [0, -1, True, "1"])
-def test_backup_and_primary_poll_must_be_positive_seconds(store, bad):
-    from sessionkit.handover import Backup
-
-    with pytest.raises(ValueError, match="poll must be a number of seconds > 0"):
-        Backup(store, "B", clock=FakeClock(), poll=bad, runtime="local")
+@pytest.mark.parametrize("bad", [0, -1, True, "1", float("inf")])
+@pytest.mark.parametrize("make,name", [
+    (lambda store, bad: Backup(store, "B", clock=FakeClock(), poll=bad, runtime="local"), "poll"),
+    (lambda store, bad: Primary(store, "j", clock=FakeClock(), stall_after=bad, runtime="local"), "stall_after"),
+    (lambda store, bad: Job(store, "j", checkpoint_every=bad), "checkpoint_every"),
+    (lambda store, bad: Job(store, "j", control_poll=bad), "control_poll"),
+])
+def test_durations_must_be_positive_seconds_and_the_error_names_them(store, bad, make, name):
+    with pytest.raises(ValueError, match=f"^{name} must be a number of seconds > 0"):
+        make(store, bad)
 
 
 @pytest.mark.parametrize("state", [{1: "one"}, {"t": (1, 2)}, {"x": float("nan")}])

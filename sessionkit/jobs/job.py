@@ -23,7 +23,7 @@ import threading
 import weakref
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
-from ..clock import SYSTEM_CLOCK, Clock
+from ..clock import SYSTEM_CLOCK, Clock, check_seconds
 from ..errors import Conflict, LeaseLost, SessionkitError
 from ..events import EventLog
 from ..store import ABSENT, Store, open_store
@@ -82,9 +82,7 @@ class Job:
                  keep_blobs: int = 3, control_poll: Optional[float] = None) -> None:
         self.store = open_store(store)
         self.id = check_job_id(job_id)
-        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, float)) \
-                or not checkpoint_every > 0:
-            raise ValueError(f"checkpoint_every must be a number of seconds > 0, got {checkpoint_every!r}")
+        checkpoint_every = check_seconds("checkpoint_every", checkpoint_every)
         if checkpoint_items is not None and (isinstance(checkpoint_items, bool)
                                              or not isinstance(checkpoint_items, int) or checkpoint_items < 1):
             raise ValueError(f"checkpoint_items must be an int >= 1 or None, got {checkpoint_items!r}")
@@ -94,15 +92,12 @@ class Job:
             raise ValueError(f"keep_blobs must be an int >= 1, got {keep_blobs!r}")
         if control_poll is None:  # every read of a remote store is a request: poll it less often
             control_poll = REMOTE_CONTROL_POLL if getattr(self.store, "remote", False) else LOCAL_CONTROL_POLL
-        if isinstance(control_poll, bool) or not isinstance(control_poll, (int, float)) or not control_poll > 0:
-            raise ValueError(f"control_poll must be a number of seconds > 0 (how often pause/cancel "
-                             f"requests are read), got {control_poll!r}")
-        self.checkpoint_every = float(checkpoint_every)
+        self.control_poll = check_seconds("control_poll", control_poll, "how often pause/cancel requests are read")
+        self.checkpoint_every = checkpoint_every
         self.checkpoint_items = checkpoint_items
         self.clock = clock or SYSTEM_CLOCK
         self.lease = lease
         self.keep_blobs = keep_blobs
-        self.control_poll = float(control_poll)
         self.events = events or EventLog(self.store, clock=self.clock)
         self.state: dict[str, Any] = {}
         self._lock = threading.RLock()  # one run at a time; status and stage changes
