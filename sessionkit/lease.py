@@ -320,15 +320,13 @@ class Lease:
                     return None
                 log.warning("%s; replacing it", exc)
             else:
-                if current is not None and current.holder is not None:
-                    if self.clock.monotonic() - self._observed_at < self.ttl:  # type: ignore[operator]
-                        return None
+                if current is not None and current.holder is not None and self.unchanged_for() < self.ttl:  # type: ignore[operator]
+                    return None
                 if current is not None and current.holder == self.holder and self._unsure:
                     return self._adopt(current, started)
-            with self._lock:
-                waited = (self.clock.monotonic() - self._observed_at
-                          if self._observed_at is not None and (current is not None or self._damaged) else None)
-                window = self._change_window
+            # how long the record lay still as seen here (None: there was none), for history
+            waited = self.unchanged_for() if current is not None or self._damaged else None
+            window = self._change_window
             token = self._raise_high_water(current.token if current is not None else 0,
                                            removed=current is None and self._damaged is None)
             if token is None:

@@ -158,7 +158,7 @@ class Checkpointer:
                 written = []
                 if len(inline) > INLINE_KEYS or sum(map(len, inline)) > INLINE_KEY_BYTES:
                     try:
-                        _dropped, written = self.segments.append(None, list(inline), len(inline))
+                        written = self.segments.append(None, list(inline), len(inline))
                     except SegmentMissing:
                         base = self._adopt_concurrent(token, base, adopt_state)
                         continue
@@ -177,7 +177,7 @@ class Checkpointer:
             new = new.but(garbage=self._garbage_after(old, new, written))
             raw = new.encode()
             try:
-                files_change = old.segments != new.segments or _blob_hashes(old) != _blob_hashes(new)
+                files_change = _files(old) != _files(new)
                 if self._prev_needed(new, files_change):
                     self.store.put(prev_key(self.job_id), self.raw)
                 version = self.store.put(manifest_key(self.job_id), raw, expect=self.version)

@@ -194,16 +194,14 @@ class SegmentList:
         self.items_written += count
         return Segment(name, count)
 
-    def append(self, ranges: Optional[Ranges], keys: Optional[list[str]],
-               count: int) -> tuple[list[Segment], list[Segment]]:
+    def append(self, ranges: Optional[Ranges], keys: Optional[list[str]], count: int) -> list[Segment]:
         """Write the items done since the last checkpoint as a new segment, then merge
-        tiers. Returns (dropped, written): the segments no longer in the list (to delete
-        once no manifest generation names them) and every segment this call wrote."""
+        tiers. Returns every segment this call wrote (the checkpoint lists the ones no
+        generation names as garbage: see ``Checkpointer._garbage_after``)."""
         if count <= 0:
-            return [], []
+            return []
         written = [self._write(ranges, keys, count)]
         self.segments.append(written[0])
-        dropped: list[Segment] = []
         while len(self.segments) >= 2 and self.segments[-2].count <= self.MERGE_RATIO * self.segments[-1].count:
             older, newer = self.segments[-2], self.segments[-1]
             r1, k1 = self.read(older)
@@ -213,9 +211,7 @@ class SegmentList:
             merged = self._write(r1, merged_keys, older.count + newer.count)
             written.append(merged)
             self.segments[-2:] = [merged]
-            dropped += [older, newer]
-        written_names = {s.name for s in written}
-        return [s for s in dropped if s.name not in written_names], written
+        return written
 
     def delete(self, segments: Iterable[Segment]) -> None:
         """Remove segments no manifest names any more (garbage: a failure is only logged)."""

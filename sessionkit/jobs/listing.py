@@ -10,7 +10,7 @@ from typing import Iterable, Optional, Union
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import Conflict, CorruptRecord
 from ..store import Store, open_store
-from .manifest import ACTIVE, FINISHED, load, manifest_key
+from .manifest import ACTIVE, FINISHED, load, manifest_key, prev_key
 
 log = logging.getLogger("sessionkit.jobs")
 
@@ -76,42 +76,45 @@ def clear(store: Union[Store, str], older_than: timedelta = timedelta(hours=24),
 
     Crash-safe: the manifest goes last, by compare-and-swap on the version judged old, so a
     run killed part-way leaves a job the next run finds and finishes (not files no manifest
-    leads to), and a job that moved on meanwhile keeps its manifest. Files of jobs whose
-    manifest an earlier sessionkit removed first (an interrupted ``gc``) are removed too.
+    leads to), and a job that moved on meanwhile keeps its manifest. Files under
+    ``jobs/<id>/`` with neither a manifest nor a previous generation (what an interrupted
+    removal by an older sessionkit left) cannot be opened by anything and are removed too.
     """
     store = open_store(store)
     statuses = tuple(statuses)
     cutoff = ((clock or SYSTEM_CLOCK).now() - older_than).isoformat()
+    files: dict[str, list[str]] = {}
+    for key in store.list("jobs/"):
+        parts = key.split("/", 2)
+        if len(parts) == 3:
+            files.setdefault(parts[1], []).append(key)
     cleared = []
-    for info in list_jobs(store):
-        if info.status not in statuses or (info.updated or "") > cutoff:
-            continue
-        record = store.get(manifest_key(info.id))
-        if record is None:
-            continue
-        for key in store.list(f"jobs/{info.id}/"):
-            if key != manifest_key(info.id):
+    for job_id, keys in sorted(files.items()):
+        manifest = manifest_key(job_id)
+        expect = None
+        if manifest in keys:
+            try:
+                loaded = load(store, job_id)
+            except CorruptRecord as exc:
+                log.warning("leaving job %r in place: %s", job_id, exc)
+                continue
+            if loaded is None:
+                continue
+            m = loaded.manifest
+            if m.status not in statuses or (m.updated or "") > cutoff:
+                continue
+            expect = loaded.version
+        elif prev_key(job_id) in keys:
+            continue  # its manifest was moved away: a person is looking at it
+        for key in keys:
+            if key != manifest:
                 store.delete(key)
-        try:
-            store.delete(manifest_key(info.id), expect=record.version)
-        except Conflict:
-            log.warning("job %r was resumed while it was being removed; its done items and blobs "
-                        "were removed, so they run again (or load_blob finds none)", info.id)
-            continue
-        cleared.append(info.id)
-    for job_id in orphans(store):
-        for key in store.list(f"jobs/{job_id}/"):
-            store.delete(key)
+        if expect is not None:
+            try:
+                store.delete(manifest, expect=expect)
+            except Conflict:
+                log.warning("job %r was resumed while it was being removed; its done items and blobs "
+                            "were removed, so they run again (or load_blob finds none)", job_id)
+                continue
         cleared.append(job_id)
     return cleared
-
-
-def orphans(store: Store) -> list[str]:
-    """Ids with files under ``jobs/<id>/`` but neither a manifest nor a previous generation
-    (what an interrupted removal left): nothing can open them, so nothing can use the files."""
-    by_job: dict[str, set[str]] = {}
-    for key in store.list("jobs/"):
-        parts = key.split("/")
-        if len(parts) >= 3:
-            by_job.setdefault(parts[1], set()).add("/".join(parts[2:]))
-    return sorted(job for job, names in by_job.items() if not names & {"manifest", "manifest.prev"})

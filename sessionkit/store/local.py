@@ -16,6 +16,7 @@ later, so opening one warns once.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import secrets
 import time
@@ -43,6 +44,7 @@ _SAFE = "-_.~!$&'()+,;=@ "  # kept as-is in file names; everything else is %-enc
 _MAX_NAME = 200  # bytes of an encoded segment; leaves room for suffixes under 255
 TEMP_MAX_AGE = 3600.0  # seconds after which a crashed writer's temp file is removed
 MOUNTED_DRIVE_ROOT = Path("/content/drive")
+log = logging.getLogger("sessionkit.store")
 UNREADABLE = "unreadable"  # the version reported for a damaged or foreign record file
 
 _warned_roots: set[str] = set()
@@ -361,7 +363,9 @@ class _KeyLock:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            _remove_quietly(self.path)  # while still held: nobody can lock this file meanwhile
+            os.unlink(self.path)  # while still held: nobody can lock this file meanwhile
+        except OSError as err:  # the write itself is done: a lock file left over is harmless
+            log.info("could not remove lock file %s: %s", self.path, err)
         finally:
             os.close(self.fd)  # closing releases the flock
 
