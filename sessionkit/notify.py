@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import random
 import threading
 import time
 import urllib.error
@@ -28,6 +27,7 @@ import urllib.request
 import weakref
 from typing import Any, Callable, Iterable, Optional
 
+from .backoff import Backoff
 from . import events
 
 __all__ = ["subscribe", "unsubscribe", "WebhookNotifier", "DEFAULT_KINDS", "message_for"]
@@ -112,6 +112,7 @@ class WebhookNotifier:
             raise ValueError("an ntfy url names the topic: https://ntfy.sh/<topic>")
         self.url, self.format = url, format
         self.retries, self.backoff, self.max_backoff, self.timeout = retries, backoff, max_backoff, timeout
+        self._backoff = Backoff(backoff, max_backoff)
         self.headers = dict(headers or {})
         self.sent = 0
         self.failed = 0
@@ -170,8 +171,7 @@ class WebhookNotifier:
             except (urllib.error.URLError, OSError) as exc:
                 reason = str(getattr(exc, "reason", exc))
             if attempt + 1 < self.retries:
-                pause = min(self.max_backoff, self.backoff * 2 ** attempt)
-                time.sleep(pause / 2 + random.random() * pause / 2)
+                self._backoff.sleep(attempt + 1)
         log.warning("webhook gave up on %s after %d tries (%s)", event.get("kind"), self.retries, reason)
         return False
 

@@ -269,3 +269,29 @@ def test_a_read_that_races_a_write_returns_the_new_version_without_starting_over
     record = got["record"]
     assert record.data == b"new" and record.version == new_version
     assert store.stats["requests"] - before == 3  # metadata, content, metadata again
+
+
+def test_a_read_racing_a_busy_writer_waits_for_a_quiet_moment_instead_of_failing(emulator):
+    """Three runtimes hammering one key with compare-and-swap made a reader lose the race eight
+    times in a row in CI ('keeps changing while being read'). Here two writes land around every
+    content download for the first twelve tries; the read still returns the final record."""
+    from sessionkit.store.gdrive import GDriveStore
+
+    store = fresh(emulator)
+    store.put("k", b"0")
+    store.get("k")
+    writer = GDriveStore(folder_id=store.folder_id, backoff=0.01)
+    download, raced = store._download, []
+
+    def download_between_two_writes(key, file_id):
+        if len(raced) < 12:
+            raced.append(writer.put("k", f"{len(raced)}a".encode()))
+            data = download(key, file_id)
+            writer.put("k", f"{len(raced)}b".encode())
+            return data
+        return download(key, file_id)
+
+    store._download = download_between_two_writes
+    record = store.get("k")
+    assert len(raced) == 12
+    assert record.data == b"12b" and record.version == writer._version_of("k")

@@ -44,7 +44,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import socket
 import ssl
@@ -53,6 +52,7 @@ import time
 import uuid
 from typing import Any, Callable, Optional
 
+from ..backoff import Backoff
 from ..errors import Conflict, CorruptRecord, StoreError
 from .base import ABSENT, Expect, Record, Store, check_data, check_expect, check_key, check_prefix
 from .gdrive_auth import SignIn, sign_in
@@ -64,6 +64,10 @@ FOLDER_MIME = "application/vnd.google-apps.folder"
 FIELDS = "id,title,etag,md5Checksum,labels(trashed),properties(key,value),capabilities(canDelete),driveId"
 FOLDER_FIELDS = FIELDS + ",mimeType,createdDate"
 RATE_REASONS = ("userRateLimitExceeded", "rateLimitExceeded")
+#: a read is metadata then content; when a write lands between them the read is tried
+#: again, for up to ``timeout`` seconds, pausing a little longer each time so that a
+#: reader racing busy writers of one key gets a quiet moment
+RACED_READ = Backoff(0.01, 0.5)
 CATALOG_PROPERTY = "sessionkitCatalog"
 NONCE_PROPERTY = "sessionkitWrite"
 TOMBSTONE_PROPERTY = "sessionkitDeleted"
@@ -122,6 +126,7 @@ class GDriveStore(Store):
             raise ValueError(f"retries must be >= 1, timeout > 0 and backoff >= 0 "
                              f"(got {retries}, {timeout}, {backoff})")
         self.retries, self.backoff, self.max_backoff, self.timeout = retries, backoff, max_backoff, timeout
+        self._backoff = Backoff(backoff, max_backoff)
         self.endpoint = endpoint or os.environ.get("SESSIONKIT_GDRIVE_ENDPOINT") or None
         self.stats: dict[str, Any] = {"requests": 0, "retries": 0, "by_method": {}, "errors": {}}
         self._lock = threading.Lock()  # stats and the caches below
@@ -212,8 +217,7 @@ class GDriveStore(Store):
                                  key=key)
             with self._lock:
                 self.stats["retries"] += 1
-            pause = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-            time.sleep(pause / 2 + random.random() * pause / 2)
+            self._backoff.sleep(attempt)
 
     def _count_error(self, name: str) -> None:
         with self._lock:
@@ -381,7 +385,7 @@ class GDriveStore(Store):
     def _load_catalog(self, key: str = "(catalog)", missing_ok: bool = False) -> bool:
         """Read the catalog: its metadata, and its content when the etag changed (one or two
         requests); ``key`` is what the caller wanted, for messages."""
-        for _attempt in range(8):
+        for _attempt in RACED_READ.attempts(at_least=8, for_seconds=self.timeout):
             meta = self._get_meta(key, self._catalog_id)
             if meta is None or not _alive(meta):
                 if missing_ok:
@@ -392,8 +396,7 @@ class GDriveStore(Store):
                 return True  # unchanged since we read it: a miss costs one request, not two
             data = self._download(key, self._catalog_id)
             if data is None or hashlib.md5(data).hexdigest() != meta.get("md5Checksum"):
-                time.sleep(random.random() * 0.05 * (_attempt + 1))  # changed between the two reads
-                continue
+                continue  # changed between the two reads
             try:
                 body = json.loads(data)
                 if body.get("kind") != CATALOG_KIND or not isinstance(body.get("keys"), dict):
@@ -469,7 +472,7 @@ class GDriveStore(Store):
     def get(self, key: str) -> Optional[Record]:
         check_key(key)
         meta = self._live_meta(key)
-        for attempt in range(8):
+        for _attempt in RACED_READ.attempts(at_least=8, for_seconds=self.timeout):
             if meta is None:
                 return None
             data = self._download(key, meta["id"])
@@ -481,7 +484,6 @@ class GDriveStore(Store):
             meta = self._live_meta(key)
             if meta is not None and digest is not None and digest == meta.get("md5Checksum"):
                 return self._record(key, data, meta)  # type: ignore[arg-type]
-            time.sleep(random.random() * 0.05 * (attempt + 1))
         raise StoreError(f"Google Drive: {key!r} keeps changing while being read; try again", key=key)
 
     def _record(self, key: str, data: bytes, meta: dict[str, Any]) -> Record:

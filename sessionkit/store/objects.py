@@ -22,13 +22,12 @@ plus ``_retryable(exc)``. This class does the rest, the same way for both:
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
+from ..backoff import Backoff
 from ..errors import Conflict, StoreError
 from .base import ABSENT, Expect, Record, Store, check_data, check_expect, check_key, check_prefix
 
@@ -66,6 +65,7 @@ class ObjectStore(Store):
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.url = f"{self.scheme}://{bucket}/{self.prefix}".rstrip("/")
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
+        self._backoff = Backoff(backoff, max_backoff)
         self.stats: dict[str, Any] = {"requests": 0, "retries": 0, "by_method": {}, "errors": {}}
         self._lock = threading.Lock()
 
@@ -122,8 +122,7 @@ class ObjectStore(Store):
                                      f"endpoint, or wait if the service limits your rate.", key=key) from None
                 with self._lock:
                     self.stats["retries"] += 1
-                pause = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-                time.sleep(pause / 2 + random.random() * pause / 2)
+                self._backoff.sleep(attempt)
 
     def _current(self, key: str) -> Optional[Obj]:
         return self._call("read", key, lambda: self._read(self._name(key)))
