@@ -10,6 +10,8 @@ Each file is an item keyed by its path, size and mtime, so a run that is cut off
 resumes where it stopped, running it twice adds nothing twice, and a file that
 changed is catalogued again (replacing its row). A file that cannot be read as an
 image is recorded in ``errors`` and never stops the run.
+
+Needs Pillow: the extra ``sessionkit-runtime[ingest]`` (Colab and Kaggle ship it).
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ from .jobs import Job
 from .store import Store, open_store
 
 __all__ = ["Ingest", "describe", "prompt_keywords", "SCHEMA"]
+
+EXTRA_HINT = 'ingesting images needs Pillow (Colab and Kaggle ship it): pip install "sessionkit-runtime[ingest]"'
+
+
+def _require_pillow() -> None:
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        raise ImportError(EXTRA_HINT) from None
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -96,6 +107,7 @@ class Ingest:
 
     def __init__(self, store: Union[Store, str], source_dir: str, pattern: str, catalog: str,
                  job_id: Optional[str] = None, **job_kwargs: Any) -> None:
+        _require_pillow()  # before anything is stored: a run without it would record every file as an error
         self.store = open_store(store)
         if not os.path.isdir(source_dir):
             raise ValueError(f"SOURCE_DIR {source_dir!r} is not a folder")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 
+import pytest
+
 from sessionkit.ingest import Ingest, describe, prompt_keywords
 
 from test_notebooks import make_images
@@ -39,3 +41,14 @@ def test_a_partial_run_resumes_and_a_changed_file_is_catalogued_again(tmp_path):
     again.commit()
     rows = sqlite3.connect(catalog).execute("SELECT count(*), count(DISTINCT path) FROM images").fetchone()
     assert rows == (4, 4)
+
+
+def test_without_pillow_the_ingest_says_which_extra_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from sessionkit.ingest import Ingest
+
+    monkeypatch.setitem(sys.modules, "PIL", None)  # what an interpreter without Pillow does
+    with pytest.raises(ImportError, match=r"sessionkit-runtime\[ingest\]"):
+        Ingest(str(tmp_path / "store"), str(tmp_path), "*.png", str(tmp_path / "c.db"))
+    assert not (tmp_path / "store").exists(), "nothing was stored"
