@@ -37,22 +37,25 @@ def read_log(path: Path) -> list[tuple[int, int, float, float]]:
 
 @pytest.mark.parametrize("skew", [0, 3600, -3600], ids=["same-wall-clock", "primary+1h", "primary-1h"])
 def test_backup_finishes_the_job_of_a_sigkilled_primary(tmp_path, skew):
-    """With wall clocks an hour apart (primary ahead or behind) the takeover is just as fast:
-    expiry is judged on the backup's own monotonic clock."""
+    """With wall clocks an hour apart (primary ahead or behind) the takeover waits exactly one
+    ttl: expiry is judged on the backup's own monotonic clock, never by comparing wall clocks
+    (which would take over at once, or an hour late). How fast it is, is measured in make bench."""
     url, log, ttl = str(tmp_path / "s"), tmp_path / "items.log", 2.0
-    retry = ttl / 7.5
     primary = start("handover_primary", url, log, 80, 0.03, ttl, 1, 0, skew)
     expect_line(primary, "holding")
     backup = start("handover_backup", url, log, 80, 0.03, ttl, 1, -skew)
     expect_line(backup, "watching")
     time.sleep(1.0)
-    killed = time.time()
     primary.send_signal(signal.SIGKILL)
     primary.wait()
     took = float(expect_line(backup, "holding")[2])
     out, err = backup.communicate(timeout=60)
     assert json.loads(out.splitlines()[-1]) == {"status": "completed", "done": 80}, err
-    assert took - killed <= ttl + 2 * retry, f"takeover took {took - killed:.2f} s"
+    completed = [json.loads(line)["data"] for k in sessionkit.open_store(url).list("events/")
+                 for line in sessionkit.open_store(url).get(k).data.splitlines()
+                 if json.loads(line)["kind"] == "handover.completed"]
+    assert [c["how"] for c in completed] == ["expired"]
+    assert completed[0]["waited_s"] >= ttl, "the backup waited a whole ttl on its own clock"
     rows = read_log(log)
     assert {i for i, *_ in rows} == set(range(80))
     assert all(t == 2 for i, t, a, b in rows if a > took), "only the new holder works after takeover"
@@ -62,7 +65,6 @@ def test_backup_finishes_the_job_of_a_sigkilled_primary(tmp_path, skew):
 def test_planned_handover_on_a_scaled_clock(tmp_path):
     # A 20-minute runtime at 120x lasts 10 s; its handover phase (15 min left) comes after 2.5 s.
     url, log, ttl, scale = str(tmp_path / "s"), tmp_path / "items.log", 60.0, 120.0
-    poll_real = ttl / 7.5 / scale
     backup = start("handover_backup", url, log, 200, 0.02, ttl, scale)
     expect_line(backup, "watching")
     primary = start("handover_primary", url, log, 200, 0.02, ttl, scale, 1200)
@@ -76,8 +78,7 @@ def test_planned_handover_on_a_scaled_clock(tmp_path):
     assert sorted(i for i, *_ in rows) == list(range(200)), "every item exactly once"
     last_primary = max(b for i, t, a, b in rows if t == 1)
     first_backup = min(a for i, t, a, b in rows if t == 2)
-    gap = first_backup - last_primary
-    assert 0 < gap <= 2 * poll_real, f"gap {gap:.3f} s > 2 polls ({2 * poll_real:.3f} s)"
+    assert first_backup > last_primary, "never two at once (the gap's size is measured in make bench)"
     kinds = [json.loads(line)["kind"] for k in sessionkit.open_store(url).list("events/")
              for line in sessionkit.open_store(url).get(k).data.splitlines()]
     assert {"handover.requested", "handover.ready", "handover.completed"} <= set(kinds)

@@ -41,9 +41,7 @@ def test_sigterm_to_a_primary_mid_job_hands_over_at_once(tmp_path):
     primary.send_signal(signal.SIGTERM)
     primary.communicate(timeout=30)
     assert primary.returncode == -signal.SIGTERM, "the signal is passed on: the process ends"
-    stopped = time.monotonic()
     assert expect_line(backup, "holding")[1] == "2"
-    waited = time.monotonic() - stopped
     out, err = backup.communicate(timeout=120)
     assert json.loads(out.splitlines()[-1]) == {"status": "completed", "done": 300}, err
     assert sorted(i for i, *_ in read_log(log)) == list(range(300)), "every item exactly once"
@@ -51,7 +49,6 @@ def test_sigterm_to_a_primary_mid_job_hands_over_at_once(tmp_path):
     assert ended and ended[0]["end_reason"] == "stopped (SIGTERM)"
     handover = history.handovers(history.load(url))
     assert list(handover["how"]) == ["released"], "taken over from a released lease, not an expired one"
-    assert waited < TTL, "no ttl wait (the bar, two polls, is measured in make bench)"
 
 
 def test_a_kernel_shut_down_mid_job_releases_its_lease(tmp_path):
