@@ -80,11 +80,12 @@ TIME_SCALE = 1.0             # 1.0 = real time, 720 runs a 12 h runtime in a min
 LEASE_TTL = 60.0             # real seconds a dead primary's lease lasts before a backup takes over
 ITEMS = 100                  # the demo workload: ITEMS items ...
 ITEM_SECONDS = 1.0           # ... of ITEM_SECONDS each
-RELEASE_RUNTIME = False      # Colab: give the runtime back once the job has completed'''),
+RELEASE_RUNTIME = False      # Colab: give the runtime back once the job has completed
+CONFIG = None                # a sessionkit.ini (templates/): its runtime, phases, ttl and webhook win'''),
         new_code_cell('''from sessionkit import notebook
 
 primary = notebook.start_primary(STORE, JOB, runtime=RUNTIME, time_scale=TIME_SCALE,
-                                 lease_ttl=LEASE_TTL, label="primary")'''),
+                                 lease_ttl=LEASE_TTL, label="primary", config=CONFIG)'''),
         new_code_cell(WORK),
         new_code_cell('''notebook.run(primary, items, work)
 print(f"job {primary.job.id}: {primary.job.status}, {primary.job.done} done"
@@ -119,12 +120,13 @@ ITEMS = 100
 ITEM_SECONDS = 1.0
 PRIORITY = 1                 # lower goes first when several backups watch
 APPROVAL = "auto"            # "required": wait for `sessionkit approve STORE REQUEST`
-RELEASE_RUNTIME = False      # Colab: give the runtime back once the job has completed'''),
+RELEASE_RUNTIME = False      # Colab: give the runtime back once the job has completed
+CONFIG = None                # a sessionkit.ini (templates/): its runtime, phases, ttl and webhook win'''),
         new_code_cell('''from sessionkit import notebook
 
 primary = notebook.start_backup(STORE, job=JOB, runtime=RUNTIME, time_scale=TIME_SCALE,
                                 lease_ttl=LEASE_TTL, priority=PRIORITY, approval=APPROVAL,
-                                label="backup")'''),
+                                label="backup", config=CONFIG)'''),
         new_code_cell(WORK),
         new_code_cell('''if primary is not None:
     notebook.run(primary, items, work)

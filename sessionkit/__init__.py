@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from .clock import Clock, FakeClock, ScaledClock, SystemClock
 from .errors import (
+    BlobError,
     Conflict,
     CorruptRecord,
+    DuplicateKey,
     InvalidKey,
+    InvalidTransition,
+    JobCancelled,
     LeaseLost,
+    LeaseTimeout,
+    NotFound,
+    SegmentMissing,
     SessionkitError,
     SessionkitWarning,
     StoreError,
@@ -21,7 +28,7 @@ from .errors import (
     StoreTimeout,
 )
 from .jobs import Job
-from .lease import Lease, LeaseTimeout
+from .lease import Lease
 from .runtimes import Runtime
 from .sessions import Session
 from .store import ABSENT, Record, Store, known_schemes, open_store, register_scheme
@@ -54,19 +61,25 @@ def __dir__() -> list[str]:
 __all__ = [
     "ABSENT",
     "Backup",
+    "BlobError",
     "Clock",
     "Conflict",
     "CorruptRecord",
+    "DuplicateKey",
     "FakeClock",
     "InvalidKey",
+    "InvalidTransition",
     "Job",
+    "JobCancelled",
     "Lease",
     "LeaseLost",
     "LeaseTimeout",
+    "NotFound",
     "Primary",
     "Record",
     "Runtime",
     "ScaledClock",
+    "SegmentMissing",
     "Session",
     "SessionkitError",
     "SessionkitWarning",

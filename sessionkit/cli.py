@@ -18,15 +18,11 @@ from typing import Any, Optional, Sequence
 
 from . import __version__
 from .status import status_data  # the read model cli and demo share
-from .errors import SessionkitError
+from .errors import CommandError, NotFound, SessionkitError
 from .store import Store, open_store
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class CommandError(Exception):
-    """A problem to report in one line (exit code 2)."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -129,7 +125,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     try:
         control = jobs.request(store, args.job, args.action)
-    except LookupError as exc:
+    except NotFound as exc:
         raise CommandError(str(exc)) from None
     print(f"asked job {args.job!r} to {args.action} (request {control.id[:8]}); a running loop "
           f"notices within about a second")
@@ -169,7 +165,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     store = _open(args.store)
     try:
         handover.approve(store, args.request, lease_name=args.lease, by="sessionkit approve")
-    except LookupError as exc:
+    except NotFound as exc:
         raise CommandError(str(exc)) from None
     print(f"approved {args.request}")
     return 0
@@ -177,13 +173,18 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from . import events, jobs
+    from .handover.cleanup import remove_stale
+    from .sessions import remove_ended
 
     store = _open(args.store)
     cleared = jobs.clear(store, older_than=args.older_than)
+    sessions = remove_ended(store, older_than=args.sessions_older_than)
+    handovers = remove_stale(store, older_than=args.sessions_older_than)
     merged = events.compact(store)
     swept = store.sweep() if hasattr(store, "sweep") else 0
-    print(f"removed {len(cleared)} finished job(s), merged {merged} event file(s), "
-          f"removed {swept} abandoned temp file(s)")
+    print(f"removed {len(cleared)} finished job(s), {len(sessions)} ended session record(s) and "
+          f"{handovers} old handover record(s); merged {merged} event file(s); removed {swept} "
+          f"abandoned temp file(s)")
     return 0
 
 
@@ -245,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", metavar="STORE")
     p.add_argument("--older-than", type=parse_duration, default=timedelta(hours=24),
                    help="age of finished jobs to remove (default 24h)")
+    p.add_argument("--sessions-older-than", type=parse_duration, default=timedelta(days=30),
+                   help="age of ended session records and of old handover answers and approvals to "
+                        "remove (default 30d; history keeps them: it is built from events)")
     p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("demo", help="the whole story: a planned handover and a takeover, in ~90 s",

@@ -74,7 +74,7 @@ def check_seconds(name: str, value: object, what: str = "") -> float:
     return float(value)
 
 
-def _check_aware(value: datetime, name: str) -> datetime:
+def check_aware(value: datetime, name: str) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -93,7 +93,7 @@ class FakeClock:
     """
 
     def __init__(self, start: Optional[datetime] = None, monotonic_start: float = 1000.0) -> None:
-        self._wall = _check_aware(start, "start") if start is not None else datetime(
+        self._wall = check_aware(start, "start") if start is not None else datetime(
             2026, 1, 1, tzinfo=timezone.utc
         )
         self._mono = float(monotonic_start)
@@ -118,7 +118,7 @@ class FakeClock:
     def set_wall(self, value: datetime) -> None:
         """Jump the wall clock only (as NTP might); the monotonic clock is untouched."""
         with self._lock:
-            self._wall = _check_aware(value, "value")
+            self._wall = check_aware(value, "value")
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -154,7 +154,7 @@ class ScaledClock:
         self.factor = float(factor)
         self.base: Clock = base if base is not None else SYSTEM_CLOCK
         self._mono0 = self.base.monotonic()
-        self.epoch = _check_aware(epoch, "epoch") if epoch is not None else self.base.now()
+        self.epoch = check_aware(epoch, "epoch") if epoch is not None else self.base.now()
 
     def monotonic(self) -> float:
         return self._mono0 + (self.base.monotonic() - self._mono0) * self.factor

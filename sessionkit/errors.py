@@ -109,3 +109,53 @@ class LeaseLost(SessionkitError):
                    f"taken up anew.")
         super().__init__(f"lease {name!r} lost{doing}: {why}")
 
+
+
+class LeaseTimeout(SessionkitError, TimeoutError):
+    """``acquire(timeout=...)`` gave up: someone else holds the lease."""
+
+
+class NotFound(SessionkitError, KeyError):
+    """Something asked for by name is not in the store (a job, a blob, an approval request).
+    A ``KeyError`` (hence a ``LookupError``) too, so ``except KeyError`` and ``except
+    LookupError`` both catch it."""
+
+    def __str__(self) -> str:  # KeyError's own str() shows the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidTransition(SessionkitError, ValueError):
+    """A status change a life cycle does not allow (a job's status, a session's role)."""
+
+    def __init__(self, what: str, current: str, wanted: str, allowed: tuple[str, ...] = ()) -> None:
+        self.what, self.current, self.wanted = what, current, wanted
+        can = ", ".join(sorted(allowed)) or "nothing (final)"
+        super().__init__(f"{what} cannot go from {current!r} to {wanted!r}; "
+                         f"from {current!r} it can go to: {can}")
+
+
+class JobCancelled(SessionkitError):
+    """The job was cancelled; a cancelled job does not run again."""
+
+
+class DuplicateKey(SessionkitError, ValueError):
+    """Two items of one run have the same key: the second would be skipped as done."""
+
+    def __init__(self, job: str, key: str, item: object) -> None:
+        self.key = key
+        super().__init__(f"job {job!r}: key {key!r} (item {item!r}) appears twice in the items; "
+                         f"keys must be unique, or the second would count as done without running. "
+                         f"Make key() tell them apart, or drop duplicates before track().")
+
+
+class SegmentMissing(CorruptRecord):
+    """A done segment a manifest names is not in the store: the manifest read is stale
+    (another writer merged and removed it) or the store lost it."""
+
+
+class BlobError(SessionkitError):
+    """No generation of a saved blob could be loaded."""
+
+
+class CommandError(SessionkitError):
+    """A problem the command line reports in one line (exit code 2)."""

@@ -24,8 +24,9 @@ from typing import Any, Optional, Union
 
 import pandas as pd
 
-from .errors import CorruptRecord, SessionkitWarning, StoreError
+from .errors import SessionkitWarning
 from .events import EVENT_FORMAT, KNOWN_KINDS
+from .records import read_all
 from .store import Store, open_store
 
 __all__ = ["load", "sessions", "jobs", "handovers", "gaps", "BASE_COLUMNS"]
@@ -33,22 +34,23 @@ __all__ = ["load", "sessions", "jobs", "handovers", "gaps", "BASE_COLUMNS"]
 BASE_COLUMNS = ["ts", "kind", "session", "role", "label", "job", "writer", "seq"]
 
 
+def _is_segment(key: str) -> bool:
+    parts = key.split("/")
+    return len(parts) == 3 and parts[2].endswith(".jsonl")
+
+
+def _segment_bytes(key: str, where: str, data: bytes, version: str) -> bytes:
+    return data  # lines are decoded (and bad ones counted) when the frame is built
+
+
 def _segments(store: Store) -> dict[str, list[tuple[str, bytes]]]:
     """Every event segment's bytes, grouped by writer; unreadable ones are warned about."""
     by_writer: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
-    unreadable = []
-    for key in store.list("events/"):
-        parts = key.split("/")
-        if len(parts) != 3 or not parts[2].endswith(".jsonl"):
-            unreadable.append(f"{key} (not an event segment)")
-            continue
-        try:
-            record = store.get(key)
-        except (CorruptRecord, StoreError) as exc:
-            unreadable.append(f"{key} ({exc.__class__.__name__})")
-            continue
-        if record is not None:
-            by_writer[parts[1]].append((key, record.data))
+    found = read_all(store, "events/", _segment_bytes, accept=_is_segment)
+    unreadable = [f"{key} (not an event segment)" for key in found.skipped]
+    unreadable += [f"{exc.key} ({exc.__class__.__name__})" for exc in found.damaged]
+    for stored in found.records:
+        by_writer[stored.key.split("/")[1]].append((stored.key, stored.value))
     if unreadable:
         warnings.warn(f"history: skipped {len(unreadable)} file(s) that are not readable event "
                       f"segments: {', '.join(unreadable[:10])}", SessionkitWarning, stacklevel=3)

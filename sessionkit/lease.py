@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import Conflict, CorruptRecord, LeaseLost, SessionkitError, StoreError
+from .records import read_all
+from .errors import Conflict, CorruptRecord, LeaseLost, LeaseTimeout, SessionkitError, StoreError
 from .events import EventLog
 from .store import ABSENT, Record, Store, open_store
 from .store.base import check_key
@@ -46,10 +47,6 @@ __all__ = ["Lease", "LeaseRecord", "LeaseTimeout", "list_leases", "read_lease"]
 log = logging.getLogger("sessionkit.lease")
 RENEW_EVENT_EVERY = 20  # lease.renewed events are sampled: one per this many renewals
 REQUEST_SHARE = 0.4  # each store request is given at most this share of the renew deadline (< 1/2)
-
-
-class LeaseTimeout(SessionkitError, TimeoutError):
-    """``acquire(timeout=...)`` gave up: someone else holds the lease."""
 
 
 @dataclass(frozen=True)
@@ -119,18 +116,10 @@ def read_lease(store: Store, name: str) -> Optional[LeaseRecord]:
 def list_leases(store: Store, damaged: Optional[list[CorruptRecord]] = None) -> list[tuple[str, LeaseRecord]]:
     """Every lease record as stored, by name; a damaged one is logged, left out, and added
     to ``damaged`` when given (read-only tools show the rest and flag it)."""
-    out = []
-    for key in store.list("leases/"):
-        try:
-            record = store.get(key)
-            if record is None:
-                continue
-            out.append((key.split("/", 1)[1], LeaseRecord.decode(key, store.url, record.data, record.version)))
-        except CorruptRecord as exc:
-            log.warning("%s", exc)
-            if damaged is not None:
-                damaged.append(exc)
-    return out
+    found = read_all(store, "leases/", LeaseRecord.decode)
+    if damaged is not None:
+        damaged.extend(found.damaged)
+    return [(stored.key.split("/", 1)[1], stored.value) for stored in found.records]
 
 
 class Lease:

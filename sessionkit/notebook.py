@@ -26,8 +26,8 @@ from .handover import Backup, Primary
 from .runtimes import Runtime
 from .errors import Conflict
 from .store import ABSENT, Store, open_store
-from .store.gdrive_auth import in_colab
-from .widgets import in_notebook
+from .config import Config, load as load_config
+from .env import in_colab, in_notebook
 
 __all__ = ["StoreShare", "clock_for", "default_store", "demo_items", "demo_work", "release_runtime",
            "share_info", "show_again", "start_backup", "start_primary"]
@@ -107,19 +107,36 @@ def _show(views: list[Any]) -> None:
         view.show()
 
 
+def _configured(config: Union[None, str, Config], store: Union[Store, str, None], runtime: Union[str, Runtime],
+                lease_ttl: float) -> tuple[Union[Store, str, None], Union[str, Runtime], float, dict[str, Any]]:
+    """The notebook's values with a sessionkit.ini's laid over them: its runtime, phase
+    thresholds and lease ttl replace the notebook's; its store is used when STORE is empty;
+    its webhook is started (once per kernel)."""
+    if config is None:
+        return store, runtime, lease_ttl, {}
+    loaded = config if isinstance(config, Config) else load_config(config)
+    loaded.webhook()
+    if store is None or (isinstance(store, str) and not store.strip()):
+        store = loaded.store
+    phases = {"warning_at": loaded.warning_at, "handover_at": loaded.handover_at}
+    return store, loaded.runtime, loaded.lease_ttl, phases
+
+
 def start_primary(store: Union[Store, str, None], job: str, *, runtime: Union[str, Runtime] = "colab-free",
                   time_scale: float = 1.0, lease_ttl: float = 60.0, label: Optional[str] = None,
-                  show: bool = True, **job_kwargs: Any) -> Primary:
+                  show: bool = True, config: Union[None, str, Config] = None, **job_kwargs: Any) -> Primary:
     """Open the primary session, take the lease (waiting while another primary holds it),
     and show the store (what to give a backup), Countdown, SessionBanner and HandoverStatus
-    (JobProgress appears when the job runs). ``lease_ttl`` is real seconds at any scale."""
+    (JobProgress appears when the job runs). ``lease_ttl`` is real seconds at any scale.
+    ``config``: a sessionkit.ini (path or ``config.load``'s result), see ``_configured``."""
     from .widgets.session import Countdown, HandoverStatus, SessionBanner, StoreBanner
 
     clock_check = clock_for(time_scale)  # validates TIME_SCALE before anything is opened
+    store, runtime, lease_ttl, phases = _configured(config, store, runtime, lease_ttl)
     ttl = _real_seconds("LEASE_TTL", lease_ttl, time_scale)
     store = _resolve(store, job)
     clock = clock_for(time_scale, store) if time_scale != 1 else clock_check
-    primary = Primary(store, job, runtime=runtime, clock=clock, ttl=ttl, label=label, **job_kwargs)
+    primary = Primary(store, job, runtime=runtime, clock=clock, ttl=ttl, label=label, **phases, **job_kwargs)
     banner = StoreBanner(share_info(store))
     primary.views += [Countdown(primary.session), SessionBanner(primary.session), HandoverStatus(primary)]
     if show:
@@ -130,14 +147,15 @@ def start_primary(store: Union[Store, str, None], job: str, *, runtime: Union[st
 def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
                  runtime: Union[str, Runtime] = "colab-free",
                  time_scale: float = 1.0, lease_ttl: float = 60.0, priority: int = 1, approval: str = "auto",
-                 label: Optional[str] = None, show: bool = True, timeout: Optional[float] = None
-                 ) -> Optional[Primary]:
+                 label: Optional[str] = None, show: bool = True, timeout: Optional[float] = None,
+                 config: Union[None, str, Config] = None) -> Optional[Primary]:
     """Watch the primary and take over when it hands over or dies; returns the new Primary
     (showing its views), or None if ``timeout`` passed or the job finished meanwhile.
     ``store`` must be the primary's (in Colab there is no default: the backup must be told)."""
     from .widgets.session import Countdown, HandoverStatus, SessionBanner
 
     clock_check = clock_for(time_scale)
+    store, runtime, lease_ttl, phases = _configured(config, store, runtime, lease_ttl)
     ttl = _real_seconds("LEASE_TTL", lease_ttl, time_scale)
     if job is not None and (not isinstance(job, str) or not job):
         raise ValueError(f"JOB must be the primary's job name, got {job!r}")
@@ -147,7 +165,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
     store = _resolve(store, job or "")
     clock = clock_for(time_scale, store) if time_scale != 1 else clock_check
     backup = Backup(store, label, priority=priority, approval=approval, runtime=runtime, clock=clock, ttl=ttl,
-                    job=job)
+                    job=job, **phases)
     status = HandoverStatus(backup)
     if show:
         status.show()

@@ -8,6 +8,13 @@ store, and knows how much time its runtime has left and which phase it is in:
 
 ``remaining`` counts down on this session's own monotonic clock from the
 runtime's start; wall-clock times in the record are for people.
+
+Live sessions are kept apart from ended ones so that what watchers read every poll
+grows with the sessions alive, not with history: an active session's record is
+``sessions/<id>``; when it ends (or an observer marks it dropped) the record moves to
+``sessions-ended/<id>`` (written there first, then removed from ``sessions/``; a
+session marked dropped that beats again comes back to ``sessions/``). ``gc`` removes
+ended records past a retention.
 """
 
 from __future__ import annotations
@@ -21,40 +28,62 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional, Union
 
-from .clock import SYSTEM_CLOCK, Clock, SystemClock
-from .errors import Conflict, CorruptRecord, SessionkitError, StoreError
+from .clock import SYSTEM_CLOCK, Clock, SystemClock, check_aware
+from .errors import Conflict, CorruptRecord, InvalidTransition, SessionkitError, StoreError
 from .events import EventLog
-from .runtimes import Runtime, detect, get_runtime, ipython_shell, utc
+from .records import decode_object, read_all, read_one
+from .env import detect, ipython_shell
+from .runtimes import Runtime, get_runtime
 from .store import Store, open_store
 
 __all__ = ["Session", "DropWatcher", "ROLES", "PHASES", "check_dropped", "list_sessions",
-           "read_session", "session_key"]
+           "list_live_sessions", "live_session_ids", "read_session", "session_key", "ended_key", "remove_ended"]
 
 log = logging.getLogger("sessionkit.session")
 ROLES = ("primary", "backup", "observer")
 PHASES = ("fresh", "active", "warning", "handover", "expired")
 
 
+LIVE, ENDED = "sessions/", "sessions-ended/"
+
+
 def session_key(session_id: str) -> str:
-    return f"sessions/{session_id}"
+    """Where a live session's record is."""
+    return f"{LIVE}{session_id}"
+
+
+def ended_key(session_id: str) -> str:
+    """Where an ended (or dropped) session's record is."""
+    return f"{ENDED}{session_id}"
 
 
 def read_session(store: Store, session_id: str) -> Optional[dict[str, Any]]:
-    """A session's record as stored, or None."""
-    record = store.get(session_key(session_id))
-    if record is None:
-        return None
-    return _decode(session_key(session_id), store.url, record.data, record.version)
+    """A session's record as stored (live or ended), or None."""
+    for key in (session_key(session_id), ended_key(session_id)):
+        stored = read_one(store, key, _decode)
+        if stored is not None:
+            return stored.value
+    return None
+
+
+def live_session_ids(store: Store) -> set[str]:
+    """Ids of the sessions whose record is live (one listing, no reads): active ones, and
+    ones that stopped beating and no observer has marked dropped yet."""
+    return {key[len(LIVE):] for key in store.list(LIVE)}
+
+
+def _end_record(store: Store, session_id: str, data: bytes, live_version: Optional[str]) -> None:
+    """Move a session's record from live to ended: write the ended copy, then remove the
+    live one (only if it is still ``live_version`` when given)."""
+    store.put(ended_key(session_id), data)
+    try:
+        store.delete(session_key(session_id), expect=live_version)
+    except Conflict:
+        store.delete(session_key(session_id))  # marked dropped meanwhile: the end says more
 
 
 def _decode(key: str, where: str, data: bytes, version: str) -> dict[str, Any]:
-    try:
-        body = json.loads(data)
-        if not isinstance(body, dict) or body.get("kind") != "sessionkit.session":
-            raise ValueError("not a session record")
-        return body
-    except ValueError as exc:
-        raise CorruptRecord(key, where, str(exc), version) from None
+    return decode_object(key, where, data, version, kind="sessionkit.session")
 
 
 class Session:
@@ -96,7 +125,7 @@ class Session:
         self.handover_lead = 0.0
         now = self.clock.now()
         if started is not None:
-            started_at = utc(started)
+            started_at = check_aware(started, "started")
         elif isinstance(self.clock, SystemClock):
             started_at = env.started  # the runtime's real start (VM uptime or process start)
         else:
@@ -172,6 +201,16 @@ class Session:
                 return "warning"
         return "fresh" if self.elapsed < self.fresh_for else "active"
 
+    def promote(self) -> None:
+        """A backup that took the lease becomes the primary: its record, views and events say
+        so from now on (the one role change a session makes)."""
+        with self._lock:
+            if self.role != "backup":
+                raise InvalidTransition(f"session {self.id[:8]}", self.role, "primary",
+                                        ("primary",) if self.role == "backup" else ())
+            self.role = "primary"
+            self.events.context["role"] = "primary"
+
     def thresholds(self) -> dict[str, float]:
         return {"warning": self.warning_at, "handover": self.handover_at}
 
@@ -194,10 +233,13 @@ class Session:
                 "last_heartbeat": self.clock.now().isoformat(), "heartbeats": self._beats,
                 "end_reason": self.end_reason}
         data = json.dumps(body, default=str).encode()
+        if self.status != "active":
+            _end_record(self.store, self.id, data, self._version)
+            return
         try:
             self._version = self.store.put(session_key(self.id), data, expect=self._version)
         except Conflict:
-            # Only an observer marking this session dropped writes here too: it is back.
+            # Only an observer marking this session dropped changes its record: it is back.
             log.warning("session %s was marked dropped while silent; it is back", self.id[:8])
             self.events.emit("session.resumed")
             self._version = self.store.put(session_key(self.id), data)
@@ -313,33 +355,22 @@ class DropWatcher:
         """Look once; return the ids marked dropped by this call."""
         dropped = []
         now = self.clock.monotonic()
-        for key in self.store.list("sessions/"):
+        for stored in read_all(self.store, LIVE, _decode).records:
+            key, body = stored.key, stored.value
             session_id = key.split("/", 1)[1]
             if session_id in self.exclude:
                 continue
-            record = self.store.get(key)
-            if record is None:
-                continue
             seen = self._seen.get(session_id)
-            if seen is None or seen[0] != record.version:
-                self._seen[session_id] = (record.version, now)
+            if seen is None or seen[0] != stored.version:
+                self._seen[session_id] = (stored.version, now)
                 continue
-            if now - seen[1] < timeout:
-                continue
-            try:
-                body = _decode(key, self.store.url, record.data, record.version)
-            except CorruptRecord as exc:
-                log.warning("%s", exc)
-                continue
-            if body.get("status") != "active":
+            if now - seen[1] < timeout or body.get("status") != "active":
                 continue
             body.update(status="dropped", end_reason="no heartbeat",
                         dropped_at=self.clock.now().isoformat())
-            try:
-                version = self.store.put(key, json.dumps(body).encode(), expect=record.version)
-            except Conflict:
+            if not self._mark_dropped(session_id, body, stored.version):
                 continue  # it beat just now: alive
-            self._seen[session_id] = (version, now)
+            del self._seen[session_id]
             dropped.append(session_id)
             if self.events is not None:
                 self.events.emit("session.dropped", dropped=session_id, label=body.get("label"),
@@ -348,6 +379,21 @@ class DropWatcher:
         if self.events is not None and self.events.pending:
             self.events.flush()
         return dropped
+
+
+    def _mark_dropped(self, session_id: str, body: dict[str, Any], version: str) -> bool:
+        """Move a silent session's record to the ended ones, marked dropped; False when it
+        beat meanwhile (its live record changed): then nothing is left changed."""
+        ended = self.store.put(ended_key(session_id), json.dumps(body).encode())
+        try:
+            self.store.delete(session_key(session_id), expect=version)
+            return True
+        except Conflict:
+            try:  # undo, unless the session itself ended meanwhile and wrote its own end
+                self.store.delete(ended_key(session_id), expect=ended)
+            except Conflict:
+                log.info("session %s ended while being marked dropped", session_id[:8])
+            return False
 
 
 _watchers: dict[str, DropWatcher] = {}
@@ -370,15 +416,48 @@ def list_sessions(store: Union[Store, str], damaged: Optional[list[CorruptRecord
     """Every session record (active, ended and dropped), oldest start first; a damaged one
     is logged, left out, and added to ``damaged`` when given."""
     store = open_store(store)
-    out = []
-    for key in store.list("sessions/"):
-        try:
-            record = store.get(key)
-            if record is None:
-                continue
-            out.append(_decode(key, store.url, record.data, record.version))
-        except CorruptRecord as exc:
-            log.warning("%s", exc)
-            if damaged is not None:
-                damaged.append(exc)
-    return sorted(out, key=lambda s: s.get("started") or "")
+    by_id: dict[str, dict[str, Any]] = {}
+    for prefix in (ENDED, LIVE):
+        found = read_all(store, prefix, _decode)
+        if damaged is not None:
+            damaged.extend(found.damaged)
+        for body in found.values():
+            other = by_id.get(str(body.get("id")))
+            if other is None or _newer(body, other):
+                by_id[str(body.get("id"))] = body
+    return sorted(by_id.values(), key=lambda s: s.get("started") or "")
+
+
+def _newer(live: dict[str, Any], ended: dict[str, Any]) -> bool:
+    """A session found in both places: the live record wins when it beat after the ended one
+    was written (marked dropped, then came back); the ended one when the session ended and
+    was killed before removing its live record."""
+    return str(live.get("last_heartbeat") or "") > str(ended.get("last_heartbeat") or "")
+
+
+def list_live_sessions(store: Union[Store, str]) -> list[dict[str, Any]]:
+    """The records of live sessions only: what watchers read every poll (O(live sessions))."""
+    return read_all(open_store(store), LIVE, _decode).values()
+
+
+def remove_ended(store: Union[Store, str], older_than: timedelta = timedelta(days=30), *,
+                 clock: Optional[Clock] = None) -> list[str]:
+    """Remove the records of sessions that ended (or were dropped) more than ``older_than``
+    ago, and move ended records still among the live ones (stores written by older versions, or a
+    session killed between its two writes) to the ended ones. Returns the ids removed.
+    Their events stay: history is built from events, not from these records."""
+    store = open_store(store)
+    cutoff = ((clock or SYSTEM_CLOCK).now() - older_than).isoformat()
+    for stored in read_all(store, LIVE, _decode).records:
+        if stored.value.get("status") != "active":
+            _end_record(store, stored.key[len(LIVE):], json.dumps(stored.value).encode(), stored.version)
+    removed = []
+    for stored in read_all(store, ENDED, _decode).records:
+        ended_at = str(stored.value.get("dropped_at") or stored.value.get("last_heartbeat") or "")
+        if ended_at and ended_at < cutoff:
+            try:
+                store.delete(stored.key, expect=stored.version)
+            except Conflict:
+                continue  # it came back and ended again just now
+            removed.append(stored.key[len(ENDED):])
+    return removed

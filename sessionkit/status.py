@@ -5,12 +5,16 @@ and views that re-attach. Nothing here writes; a damaged record is logged and le
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 from typing import Any, Optional
 
 from .clock import SYSTEM_CLOCK, Clock
 from .jobs.progress import Progress
 from .store import Store
+
+if TYPE_CHECKING:
+    from .handover.records import StateRecord
 
 __all__ = ["LiveView", "live_view", "status_data"]
 
@@ -49,7 +53,7 @@ class LiveView:
 
     session: Optional[dict[str, Any]]
     progress: Optional[Progress]
-    handover: Optional[dict[str, Any]]
+    handover: Optional["StateRecord"]
 
 
 def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = None,
@@ -61,13 +65,13 @@ def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = No
     from .sessions import read_session
 
     state = read_state(store, lease_name)
-    session = read_session(store, state["primary"]) if state and state.get("primary") else None
+    session = read_session(store, state.primary) if state and state.primary else None
     if session is not None and session.get("remaining_s") is not None and session.get("last_heartbeat"):
         # an estimate from the writer's wall clock, for display only
         now = (clock or SYSTEM_CLOCK).now()
         age = (now - datetime.fromisoformat(session["last_heartbeat"])).total_seconds()
         session = dict(session, remaining_s=session["remaining_s"] - max(0.0, age))
-    job_id = job or (state or {}).get("job")
+    job_id = job or (state.job if state else None)
     progress = None
     loaded = load(store, job_id) if job_id else None
     if loaded is not None:

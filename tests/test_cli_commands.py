@@ -80,16 +80,32 @@ def test_approve(tmp_path):
     backup = Backup(store, "B", approval="required", clock=clock, ttl=10, runtime="local")
     primary.close()
     backup.step()
-    request = handover.pending_approvals(store)[0]["id"]
+    request = handover.pending_approvals(store)[0].id
     assert run("approve", str(tmp_path / "s"), "unknown").returncode == 2
     res = run("approve", str(tmp_path / "s"), request)
     assert res.returncode == 0, res.stderr
     assert backup.step() is not None
 
 
-def test_gc(recorded):
-    res = run("gc", recorded[0], "--older-than", "0s")
-    assert res.returncode == 0 and "removed" in res.stdout
+def test_gc(tmp_path):
+    """gc leaves what is live and all of history: what it removes nothing reads again."""
+    from sessionkit import history
+
+    path = tmp_path / "store"
+    store, actors = story(LocalStore(path))
+    before = history.load(str(path))
+    ended = store.list("sessions-ended/")
+    answers = store.list("handover/primary/ready/")
+    assert ended and answers and not store.list("sessions/"), "the story ends every session"
+    res = run("gc", str(path), "--older-than", "0s", "--sessions-older-than", "0s")
+    assert res.returncode == 0, res.stderr
+    assert f"{len(ended)} ended session record(s)" in res.stdout
+    assert store.list("sessions-ended/") == [] and store.list("jobs/") == []
+    current = json.loads(store.get("handover/primary/request").data)["id"]
+    assert all(json.loads(store.get(k).data)["request"] == current for k in store.list("handover/primary/ready/"))
+    after = history.load(str(path))
+    assert len(after) == len(before) and list(history.handovers(after)["how"]) == list(
+        history.handovers(before)["how"])
 
 
 @pytest.mark.parametrize("args", [["status", "/nonexistent/store"], ["jobs", "list", "/nonexistent/x"],

@@ -99,10 +99,10 @@ def test_approval_required(setup):
     primary.close()
     assert backup.step() is None and backup.status == "approval pending"
     pending = handover.pending_approvals(store)
-    assert [p["session"] for p in pending] == [backup.session.id]
+    assert [p.session for p in pending] == [backup.session.id]
     with pytest.raises(LookupError, match="pending"):
         handover.approve(store, "nope")
-    handover.approve(store, pending[0]["id"])
+    handover.approve(store, pending[0].id)
     assert backup.step() is not None
     kinds = [e["kind"] for e in events(store)]
     assert "approval.requested" in kinds and "approval.granted" in kinds
@@ -209,7 +209,7 @@ def test_a_damaged_handover_state_record_does_not_leave_the_backup_waiting(tmp_p
         clock.advance(backup.poll)
     assert new is not None, f"the backup stayed {backup.status!r}"
     assert list(new.track(range(30), display=False)) == list(range(10, 30))
-    assert handover.read_state(store)["job"] == "job"
+    assert handover.read_state(store).job == "job"
     assert read_lease(store, "primary").token == 2  # the new primary held token 2
 
 
@@ -228,3 +228,90 @@ def test_a_backup_for_another_job_refuses_before_taking_anything(tmp_path):
     assert read_lease(store, "primary").token == 1, "nothing was taken over"
     with pytest.raises(ValueError, match="job"):
         Backup(store, "B2", clock=clock, runtime="local", job="")
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts the requests made to it (each is one on Drive)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def get(self, key):
+        self.calls += 1
+        return super().get(key)
+
+    def list(self, prefix=""):
+        self.calls += 1
+        return super().list(prefix)
+
+
+def test_a_backup_look_costs_the_same_however_many_sessions_have_ended():
+    """Watching a live primary reads the live sessions only: 50 ended sessions (a week of
+    restarts) add no request to a backup's step, or to a look at a free lease."""
+    from sessionkit.sessions import Session, list_sessions
+
+    costs = []
+    for ended in (0, 50):
+        store, clock = CountingStore(), FakeClock()
+        for n in range(ended):
+            Session(store, "backup", clock=clock, runtime="local", label=f"old{n}").end("closed")
+        primary = Primary(store, "job", runtime="local", clock=clock, ttl=10)
+        backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
+        backup.step()
+        store.calls = 0
+        assert backup.step() is None and backup.status == "watching"
+        watching = store.calls
+        primary.close()
+        store.calls = 0
+        assert backup.step() is not None
+        costs.append((watching, store.calls))
+        assert len(list_sessions(store)) == ended + 2, "history still lists every session"
+    assert costs[0] == costs[1], costs
+
+
+def test_an_ended_session_moves_out_of_the_live_records_and_gc_removes_it_after_the_retention():
+    from datetime import timedelta
+
+    from sessionkit.sessions import Session, live_session_ids, list_sessions, read_session, remove_ended
+
+    store, clock = MemoryStore(), FakeClock()
+    old = Session(store, "backup", clock=clock, runtime="local")
+    live = Session(store, "backup", clock=clock, runtime="local")
+    old.end("closed")
+    assert live_session_ids(store) == {live.id}
+    assert read_session(store, old.id)["status"] == "ended"
+    assert remove_ended(store, older_than=timedelta(days=30), clock=clock) == []
+    clock.advance(31 * 86400)
+    assert remove_ended(store, older_than=timedelta(days=30), clock=clock) == [old.id]
+    assert [s["id"] for s in list_sessions(store)] == [live.id]
+
+
+def test_a_session_marked_dropped_that_beats_again_is_live_again():
+    from sessionkit.sessions import DropWatcher, Session, live_session_ids, list_sessions
+
+    store, clock = MemoryStore(), FakeClock()
+    silent = Session(store, "backup", clock=clock, runtime="local")
+    watcher = DropWatcher(store, clock=clock)
+    watcher.check(timeout=60)
+    clock.advance(61)
+    assert watcher.check(timeout=60) == [silent.id]
+    assert live_session_ids(store) == set()
+    assert [s["status"] for s in list_sessions(store)] == ["dropped"]
+    silent.beat()
+    assert live_session_ids(store) == {silent.id}
+    assert [s["status"] for s in list_sessions(store)] == ["active"]
+    silent.end("closed")
+    assert live_session_ids(store) == set() and [s["status"] for s in list_sessions(store)] == ["ended"]
+
+
+def test_a_backup_becomes_primary_through_its_session_promotion_only():
+    from sessionkit.errors import InvalidTransition
+    from sessionkit.sessions import Session
+
+    store, clock = MemoryStore(), FakeClock()
+    observer = Session(store, "observer", clock=clock, runtime="local")
+    with pytest.raises(InvalidTransition, match="observer"):
+        observer.promote()
+    with pytest.raises(ValueError, match="a Primary runs in a primary session"):
+        Primary(store, "job", session=Session(store, "backup", clock=clock, runtime="local"), clock=clock)

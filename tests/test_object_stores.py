@@ -42,10 +42,10 @@ def test_the_servers_honour_the_preconditions_the_stores_rely_on(url):
     store = sessionkit.open_store(url)
     name = store._name("probe")
     first = store._write(name, b"1", create_only=True, match=None, nonce=uuid.uuid4().hex, tombstone=False)
-    with pytest.raises(sessionkit.store.objects.PreconditionFailed):
+    with pytest.raises(sessionkit.store.objects._PreconditionFailed):
         store._write(name, b"2", create_only=True, match=None, nonce=uuid.uuid4().hex, tombstone=False)
     second = store._write(name, b"2", create_only=False, match=first, nonce=uuid.uuid4().hex, tombstone=False)
-    with pytest.raises(sessionkit.store.objects.PreconditionFailed):
+    with pytest.raises(sessionkit.store.objects._PreconditionFailed):
         store._write(name, b"3", create_only=False, match=first, nonce=uuid.uuid4().hex, tombstone=False)
     assert store._read(name).version == second
 

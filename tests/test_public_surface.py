@@ -55,3 +55,88 @@ def test_star_imports_do_not_shadow_builtins():
             continue  # an optional dependency (Drive, GCS, S3, widgets) is not installed here
         shadowed = sorted(set(getattr(module, "__all__", ())) & set(dir(builtins)))
         assert not shadowed, f"{name}.__all__ would shadow builtins: {shadowed}"
+
+
+#: each module (or package) of sessionkit, by layer: a module imports only from its own
+#: layer or below, and modules of one layer never import each other in a circle
+LAYERS = [
+    {"errors", "clock", "backoff", "env"},
+    {"store", "runtimes"},
+    {"records", "events"},
+    {"lease", "forecast", "stopping", "notify"},
+    {"sessions", "jobs"},
+    {"handover", "history"},
+    {"status", "plots"},
+    {"widgets", "config", "ingest"},
+    {"notebook", "demo", "cli", "__main__", "__init__"},
+]
+
+
+def _imports_between_modules():
+    """(importer, imported) top-level module names for every relative import in the package."""
+    import ast
+    from pathlib import Path
+
+    import sessionkit
+
+    root = Path(sessionkit.__file__).parent
+    found = set()
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        package = parts[:-1] if path.name != "__init__.py" else parts[:-1]
+        here = parts[1] if len(parts) > 1 else "__init__"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level > 0):
+                continue
+            base = package[:len(package) - (node.level - 1)]
+            targets = [base + node.module.split(".")] if node.module else [base + [a.name] for a in node.names]
+            for target in targets:
+                there = target[1] if len(target) > 1 else "__init__"
+                if there != here and there != "__version__":
+                    found.add((here, there))
+    return found
+
+
+def test_layers_import_downward_only():
+    """Issue 17: cli and demo imported each other. Every module is in a layer; none imports
+    a module of a higher layer, and one layer's modules never import each other in a circle."""
+    layer = {name: n for n, names in enumerate(LAYERS) for name in names}
+    edges = _imports_between_modules()
+    unplaced = sorted({m for edge in edges for m in edge} - set(layer))
+    assert not unplaced, f"put these modules in a layer of LAYERS: {unplaced}"
+    upward = sorted((a, b) for a, b in edges if layer[b] > layer[a])
+    assert not upward, f"imports from a higher layer: {upward}"
+    same = {(a, b) for a, b in edges if layer[a] == layer[b]}
+    for a, b in same:  # a circle through one layer shows as a path back
+        reach, todo = set(), [b]
+        while todo:
+            node = todo.pop()
+            for x, y in same:
+                if x == node and y not in reach:
+                    reach.add(y)
+                    todo.append(y)
+        assert a not in reach, f"{a} and {b} import each other (through {sorted(reach)})"
+
+
+def test_every_exception_class_lives_in_errors():
+    """Issue 17: error classes were spread over five modules. Every public exception class
+    is defined in sessionkit.errors (modules may re-export it)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import sessionkit
+
+    elsewhere = []
+    for info in pkgutil.walk_packages(sessionkit.__path__, "sessionkit."):
+        if info.name == "sessionkit.__main__":
+            continue  # importing it runs the command line
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue  # an optional dependency is not installed here
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) and issubclass(obj, BaseException) and not name.startswith("_")
+                    and obj.__module__ == info.name and info.name != "sessionkit.errors"):
+                elsewhere.append(f"{info.name}.{name}")
+    assert not elsewhere, f"define these in sessionkit/errors.py: {elsewhere}"

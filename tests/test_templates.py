@@ -81,3 +81,30 @@ def test_config_drives_primary_and_backup_and_its_webhook_is_started_once(tmp_pa
         hook.close()
     assert cfg.webhook() is not hook, "a closed notifier is replaced"
     cfg.webhook().close()
+
+
+def test_the_notebooks_take_their_settings_from_a_config_file(tmp_path):
+    """CONFIG in the primary and backup notebooks: the file's runtime, phases and lease ttl
+    replace the notebook's, and its store is used when STORE is empty."""
+    from sessionkit import notebook
+
+    ini = tmp_path / "s.ini"
+    ini.write_text(f"[store]\nurl = {tmp_path / 'store'}\n[runtime]\npreset = kaggle\nmax_runtime = 7200\n"
+                   "[phases]\nwarning_at = 1800\nhandover_at = 600\n[lease]\nttl = 30\n")
+    primary = notebook.start_primary("", "job", runtime="colab-free", lease_ttl=60, show=False, config=str(ini))
+    try:
+        assert str(tmp_path / "store") in primary.store.url
+        assert primary.session.runtime.max_runtime == 7200 and primary.lease.ttl == 30
+        assert (primary.session.warning_at, primary.session.handover_at) == (1800, 600)
+    finally:
+        primary.close()
+    backup = notebook.start_backup(str(tmp_path / "store"), job="job", show=False, timeout=0.01,
+                                   config=config.load(ini))
+    try:  # the primary released its lease with the job pending: the backup took it over
+        assert backup is not None and backup.lease.token == 2
+        assert backup.session.runtime.max_runtime == 7200 and backup.session.handover_at == 600
+        assert backup.lease.ttl == 30
+    finally:
+        backup.close()
+    with pytest.raises(ValueError, match="bad.ini"):
+        notebook.start_primary("", "job", show=False, config=str(tmp_path / "bad.ini"))

@@ -7,12 +7,11 @@ it is left out of ``__all__`` so ``from sessionkit.jobs import *`` keeps the bui
 
 from __future__ import annotations
 
+from ..errors import BlobError, DuplicateKey, InvalidTransition, JobCancelled
 from .control import ACTIONS, request
-from .blobs import BlobError
-from .job import Job, JobCancelled
+from .job import Job
 from .listing import JobInfo, clear, list_jobs
-from .loop import DuplicateKey
-from .manifest import ACTIVE, FINISHED, STATUSES, InvalidTransition
+from .manifest import ACTIVE, FINISHED, STATUSES
 from .progress import Progress
 
 list = list_jobs  # noqa: A001 - an earlier name, kept; not in __all__

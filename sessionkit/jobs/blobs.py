@@ -19,15 +19,11 @@ import warnings
 from typing import Any, Optional
 
 from ..clock import Clock
-from ..errors import Conflict, SessionkitError, SessionkitWarning
+from ..errors import BlobError, Conflict, SessionkitError, SessionkitWarning
 from ..store import ABSENT, Store
 
 FORMATS = ("pickle", "numpy", "torch")
 log = logging.getLogger("sessionkit.jobs")
-
-
-class BlobError(SessionkitError):
-    """No generation of a saved blob could be loaded."""
 
 
 def blob_key(job_id: str, digest: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import CorruptRecord
+from ..errors import CorruptRecord, NotFound
 from ..store import Store, open_store
 from .manifest import check_job_id, control_key, load
 
@@ -49,7 +49,7 @@ def request(store: Union[Store, str], job_id: str, action: str, *, clock: Option
         raise ValueError(f"unknown action {action!r} for job {job_id!r}; use one of {', '.join(ACTIONS)}")
     loaded = load(store, job_id)
     if loaded is None:
-        raise LookupError(f"no job {job_id!r} in {store.url}; see sessionkit.jobs.list_jobs(store)")
+        raise NotFound(f"no job {job_id!r} in {store.url}; see sessionkit.jobs.list_jobs(store)")
     control = Control(action, uuid.uuid4().hex, (clock or SYSTEM_CLOCK).now().isoformat(),
                       loaded.manifest.created)
     store.put(control_key(job_id), json.dumps(control.__dict__).encode())

@@ -19,7 +19,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from ..errors import CorruptRecord, StoreError
+from ..errors import CorruptRecord, SegmentMissing, StoreError
 from ..store import ABSENT, Store
 
 __all__ = ["Ranges", "Segment", "SegmentList", "SegmentMissing", "POSITION", "KEY"]
@@ -28,11 +28,6 @@ log = logging.getLogger("sessionkit.jobs")
 
 POSITION = "position"
 KEY = "key"
-
-
-class SegmentMissing(CorruptRecord):
-    """A done segment a manifest names is not in the store: the manifest read is stale
-    (another writer merged and removed it) or the store lost it."""
 
 
 class Ranges:

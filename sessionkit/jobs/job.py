@@ -24,12 +24,12 @@ import weakref
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from ..clock import SYSTEM_CLOCK, Clock, check_seconds
-from ..errors import Conflict, LeaseLost, SessionkitError
+from ..errors import Conflict, InvalidTransition, JobCancelled, LeaseLost, NotFound, SessionkitError
 from ..events import EventLog
 from ..store import ABSENT, Store, open_store
 from . import blobs
 from . import control as controls
-from .blobs import BlobError
+from ..errors import BlobError
 from .checkpoint import Checkpointer, Snapshot
 from .control import Control
 from .doneset import KEY, POSITION
@@ -58,10 +58,6 @@ DEFAULT_VIEW = "sessionkit.widgets:auto_view"
 _MISSING = object()
 
 __all__ = ["BlobError", "Job", "JobCancelled"]
-
-
-class JobCancelled(SessionkitError):
-    """The job was cancelled; a cancelled job does not run again."""
 
 
 class Job:
@@ -232,7 +228,7 @@ class Job:
         if status == current:
             return
         if status not in TRANSITIONS.get(current, ()):
-            raise InvalidTransition(self.id, current, status)
+            raise InvalidTransition(f"job {self.id!r}", current, status, tuple(TRANSITIONS.get(current, ())))
         now_mono = self.clock.monotonic()
         elapsed = self._m.elapsed
         if status == "running":
@@ -461,7 +457,7 @@ class Job:
             if default is not _MISSING:
                 return default
             saved = ", ".join(sorted(self._m.blobs)) or "none"
-            raise KeyError(f"job {self.id!r} has no blob {name!r} (saved blobs: {saved})")
+            raise NotFound(f"job {self.id!r} has no blob {name!r} (saved blobs: {saved})")
         return blobs.load_newest(self.store, self.id, name, entries)
 
     # -- choosing a job to restore ---------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
 
-from ..errors import SessionkitError
+from ..errors import DuplicateKey, SessionkitError
 from .checkpoint import Snapshot
 from .doneset import Ranges
 
@@ -25,16 +25,6 @@ T = TypeVar("T")
 TICK_SECONDS = 0.05  # target time between slow-path visits
 MAX_TICK_ITEMS = 512  # ... and at most this many items between them
 VIEW_SECONDS = 0.1  # views are refreshed at most this often
-
-
-class DuplicateKey(SessionkitError, ValueError):
-    """Two items of one run have the same key: the second would be skipped as done."""
-
-    def __init__(self, job: str, key: str, item: object) -> None:
-        self.key = key
-        super().__init__(f"job {job!r}: key {key!r} (item {item!r}) appears twice in the items; "
-                         f"keys must be unique, or the second would count as done without running. "
-                         f"Make key() tell them apart, or drop duplicates before track().")
 
 
 def _consume(it: Iterator[Any], n: int) -> int:

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
-from ..errors import CorruptRecord, InvalidKey, SessionkitError, SessionkitWarning
+from ..errors import CorruptRecord, InvalidKey, InvalidTransition, SessionkitError, SessionkitWarning
 from ..store import Store
 from ..store.base import check_key
 
@@ -30,16 +30,6 @@ TRANSITIONS = {
     "completed": {"running"},  # new items appeared in the source
     "cancelled": set(),
 }
-
-
-class InvalidTransition(SessionkitError, ValueError):
-    """A status change the job's life cycle does not allow."""
-
-    def __init__(self, job: str, current: str, wanted: str) -> None:
-        self.job, self.current, self.wanted = job, current, wanted
-        allowed = ", ".join(sorted(TRANSITIONS.get(current, ()))) or "nothing (final)"
-        super().__init__(f"job {job!r} cannot go from {current!r} to {wanted!r}; "
-                         f"from {current!r} it can go to: {allowed}")
 
 
 def check_job_id(job_id: object) -> str:

@@ -18,7 +18,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import SessionkitError
-from ..runtimes import ipython_shell
+from ..env import ipython_shell
 
 if TYPE_CHECKING:
     from .job import Job

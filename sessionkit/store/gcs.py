@@ -19,8 +19,8 @@ import os
 from typing import Any, Optional
 
 from ..errors import StoreError
-from .gdrive_auth import in_colab
-from .objects import Obj, ObjectStore, PreconditionFailed
+from ..env import in_colab
+from .objects import Obj, ObjectStore, _PreconditionFailed
 
 __all__ = ["GCSStore", "open_gcs"]
 
@@ -84,7 +84,7 @@ class GCSStore(ObjectStore):
             blob.upload_from_string(data, content_type="application/octet-stream", if_generation_match=generation,
                                     retry=None, timeout=self.timeout)
         except self._api.PreconditionFailed:
-            raise PreconditionFailed(name) from None
+            raise _PreconditionFailed(name) from None
         return str(blob.generation)
 
     def _names(self, prefix: str) -> list[tuple[str, bool]]:

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ..env import in_colab
 from ..errors import StoreError
 
-__all__ = ["DRIVE_SCOPE", "SignIn", "sign_in", "in_colab"]
+__all__ = ["DRIVE_SCOPE", "SignIn", "sign_in"]
 
 DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
 EXTRA_HINT = ('the gdrive:// store needs google-api-python-client, google-auth and google-auth-httplib2 '
@@ -43,13 +43,6 @@ class SignIn:
     credentials: Any
     service_account: bool
     source: str  # for messages: "service account key", "Colab sign-in", ...
-
-
-def in_colab() -> bool:
-    """True inside a Colab runtime (not Kaggle, which sets some of the same variables)."""
-    if os.environ.get("KAGGLE_KERNEL_RUN_TYPE"):
-        return False
-    return "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
 
 
 def _require_libraries() -> None:

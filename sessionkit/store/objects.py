@@ -2,7 +2,7 @@
 
 Each backend overrides three hooks on whole objects under ``<bucket>/<prefix>/<key>``:
 ``_read(name) -> Obj | None``, ``_write(name, body, ...) -> version`` (raising
-``PreconditionFailed`` when its condition does not hold) and ``_names(prefix)``;
+``_PreconditionFailed`` when its condition does not hold) and ``_names(prefix)``;
 plus ``_retryable(exc)``. This class does the rest, the same way for both:
 
 - ``expect=ABSENT`` is the server's atomic create; ``expect=<version>`` a conditional
@@ -31,13 +31,14 @@ from ..backoff import Backoff
 from ..errors import Conflict, StoreError
 from .base import ABSENT, Expect, Record, Store, check_data, check_expect, check_key, check_prefix
 
-__all__ = ["Obj", "ObjectStore", "PreconditionFailed"]
+__all__ = ["Obj", "ObjectStore"]
 
 T = TypeVar("T")
 
 
-class PreconditionFailed(Exception):
-    """The server refused a conditional write (HTTP 412)."""
+class _PreconditionFailed(Exception):
+    """The server refused a conditional write (HTTP 412); internal to the object-store
+    backends (callers see Conflict)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class ObjectStore(Store):
             self._count(what)
             try:
                 return op()
-            except PreconditionFailed:
+            except _PreconditionFailed:
                 raise
             except Exception as exc:  # each client library raises its own types: _retryable sorts them
                 if not self._retryable(exc):
@@ -130,12 +131,12 @@ class ObjectStore(Store):
     def _put_checked(self, key: str, data: bytes, *, create_only: bool = False, match: Optional[str] = None,
                      tombstone: bool = False) -> str:
         """A conditional write; on 412, succeed if the object holds this very write (its
-        answer was lost and a retry found it), else raise ``PreconditionFailed``."""
+        answer was lost and a retry found it), else raise ``_PreconditionFailed``."""
         nonce = uuid.uuid4().hex
         try:
             return self._call("write", key, lambda: self._write(self._name(key), data, create_only=create_only,
                                                                match=match, nonce=nonce, tombstone=tombstone))
-        except PreconditionFailed:
+        except _PreconditionFailed:
             now = self._current(key)
             if now is not None and now.nonce == nonce:
                 return now.version
@@ -158,7 +159,7 @@ class ObjectStore(Store):
             for _attempt in range(20):
                 try:
                     return self._put_checked(key, data, create_only=True)
-                except PreconditionFailed:
+                except _PreconditionFailed:
                     now = self._current(key)
                     if now is not None and not now.tombstone:
                         raise Conflict(key, ABSENT, now.version) from None
@@ -166,14 +167,14 @@ class ObjectStore(Store):
                         continue  # removed meanwhile: try to create again
                 try:  # a tombstone is no record: replace it, conditionally
                     return self._put_checked(key, data, match=now.version)
-                except PreconditionFailed:
+                except _PreconditionFailed:
                     continue
             raise StoreError(f"{self.url}: {key!r} keeps changing while being created; try again", key=key)
         if not self._valid_version(expect):
             raise Conflict(key, expect, self._live_version(key))
         try:
             return self._put_checked(key, data, match=expect)
-        except PreconditionFailed:
+        except _PreconditionFailed:
             raise Conflict(key, expect, self._live_version(key)) from None
 
     def _live_version(self, key: str) -> Optional[str]:
@@ -189,7 +190,7 @@ class ObjectStore(Store):
             try:
                 self._put_checked(key, b"", match=expect, tombstone=True)
                 return True
-            except PreconditionFailed:
+            except _PreconditionFailed:
                 raise Conflict(key, expect, self._live_version(key)) from None
         for _attempt in range(20):
             now = self._current(key)
@@ -203,7 +204,7 @@ class ObjectStore(Store):
             try:
                 self._put_checked(key, b"", match=live.version, tombstone=True)
                 return True
-            except PreconditionFailed:
+            except _PreconditionFailed:
                 continue  # it changed meanwhile: delete what is there now
         raise StoreError(f"{self.url}: {key!r} keeps changing while being deleted; try again", key=key)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..errors import StoreError
-from .objects import Obj, ObjectStore, PreconditionFailed
+from .objects import Obj, ObjectStore, _PreconditionFailed
 
 __all__ = ["S3Store", "open_s3"]
 
@@ -82,7 +82,7 @@ class S3Store(ObjectStore):
             answer = self._client.put_object(Bucket=self.bucket, Key=name, Body=body, **condition)
         except self._errors.ClientError as exc:
             if _code(exc) in ("PreconditionFailed", "412"):
-                raise PreconditionFailed(name) from None
+                raise _PreconditionFailed(name) from None
             raise
         return answer["ETag"]
 

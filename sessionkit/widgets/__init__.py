@@ -10,20 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..runtimes import ipython_shell
+from ..env import in_notebook
 
 from .text import TextProgress
 
 __all__ = ["Countdown", "HandoverStatus", "JobProgress", "SessionBanner", "StoreBanner", "TextProgress",
            "auto_view", "in_notebook", "show"]
-
-
-def in_notebook() -> bool:
-    """True inside a Jupyter/Colab kernel whose front end can show widgets."""
-    shell = ipython_shell()
-    if shell is None:
-        return False
-    return "IPKernelApp" in getattr(shell, "config", {}) or type(shell).__module__.startswith("google.colab")
 
 
 def auto_view(progress: Any) -> Any:

@@ -105,7 +105,9 @@ class Countdown(_View):
     fresh green, active blue, warning orange, handover red, expired grey."""
 
     def __init__(self, session: Any, **kw: Any) -> None:
-        self.rate = float(getattr(getattr(session, "clock", None), "factor", 1.0))
+        clock = getattr(session, "clock", None)  # a Session; a snapshot (dict) has none
+        real = clock.real_seconds(1.0) if clock is not None else None
+        self.rate = 1.0 / real if real else 1.0  # clock seconds per real second, for the script
         super().__init__(_snapshot_of(session), **kw)
         self._id = f"sk-countdown-{uuid.uuid4().hex[:12]}"
 
@@ -164,9 +166,11 @@ class SessionBanner(_View):
 
 
 class HandoverStatus(_View):
-    """Watching, approval pending, taking over, primary (from a HandoverState snapshot)."""
+    """A backup's status (handover.BackupStatus) or a primary's (primary, handing over, done),
+    from a HandoverState snapshot."""
 
-    COLOURS = {"watching": "#1f77b4", "waiting for a primary": "#7f7f7f", "approval pending": "#ff7f0e",
+    COLOURS = {"watching": "#1f77b4", "waiting for a primary": "#7f7f7f", "waiting for its turn": "#1f77b4",
+               "approval pending": "#ff7f0e",
                "taking over": "#d62728", "primary": "#2ca02c", "handing over": "#ff7f0e", "done": "#7f7f7f"}
 
     def __init__(self, source: Any, **kw: Any) -> None:

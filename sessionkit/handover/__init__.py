@@ -1,0 +1,39 @@
+"""Primary and backup: a job carried from one runtime to the next, never run twice at once.
+
+- ``records``: what a handover reads and writes under ``handover/<lease>/``;
+- ``primary``: the runtime that runs the job and asks for a backup before it ends;
+- ``decide``: a backup's states and the pure ``decide(observation)`` (the transitions);
+- ``backup``: the loop that observes, decides and acts;
+- ``approvals``: a person's go-ahead for a backup that needs one.
+
+Observers never take a lease.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional, Union
+
+from ..errors import CorruptRecord
+from ..records import read_one
+from ..store import Store, open_store
+from .approvals import approve, pending_approvals
+from .backup import Backup
+from .decide import BackupStatus, decide
+from .primary import HandoverState, Primary
+from .records import Approval, Ready, Request, StateRecord, handover_key
+
+__all__ = ["Primary", "Backup", "BackupStatus", "HandoverState", "StateRecord", "Request", "Ready", "Approval",
+           "approve", "pending_approvals", "read_state", "decide"]
+
+
+def read_state(store: Union[Store, str], lease_name: str = "primary") -> Optional[StateRecord]:
+    """The handover state record (job, primary session, token, state), or None when absent
+    or damaged (a damaged one is logged; the next primary replaces it)."""
+    store = open_store(store)
+    try:
+        found = read_one(store, handover_key(lease_name, "state"), StateRecord.decode)
+    except CorruptRecord as exc:
+        logging.getLogger("sessionkit.handover").warning("ignoring %s", exc)
+        return None
+    return found.value if found else None

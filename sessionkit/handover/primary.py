@@ -1,0 +1,229 @@
+"""The primary: the runtime that runs the job, fenced by the lease, and hands it over.
+
+Planned: the primary reaches its ``handover`` phase, publishes a request; a live
+backup answers ready; the primary stops taking items, checkpoints and releases the
+lease; the backup acquires it (token + 1) and resumes the job. On SIGTERM or at
+interpreter exit it checkpoints and releases at once (stopping.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
+
+from .. import stopping
+from ..clock import Clock, check_seconds
+from ..jobs import Job
+from ..lease import Lease
+from ..records import read_all
+from ..runtimes import Runtime
+from ..sessions import Session, live_session_ids
+from ..store import Store, open_store
+from .records import Ready, Request, StateRecord, handover_key
+
+__all__ = ["Primary", "HandoverState"]
+
+T = TypeVar("T")
+MIN_STALL_AFTER = 300.0  # a job is never called stalled sooner than this (seconds)
+log = logging.getLogger("sessionkit.handover")
+
+
+@dataclass(frozen=True)
+class HandoverState:
+    """What a view shows about handover: plain data."""
+
+    role: str  # "primary", "backup" or "observer"
+    status: str  # "watching", "approval pending", "taking over", "primary", "handing over", "done"
+    lease: str
+    holder: Optional[str]
+    token: Optional[int]
+    job: Optional[str]
+    detail: str = ""
+
+
+class Primary:
+    """The runtime that runs the job: a session, the lease, and the job fenced by it."""
+
+    def __init__(self, store: Union[Store, str], job_id: str, *, label: Optional[str] = None,
+                 runtime: Union[None, str, Runtime] = None, clock: Optional[Clock] = None,
+                 ttl: float = 60.0, poll: Optional[float] = None, lease_name: str = "primary",
+                 session: Optional[Session] = None, lease: Optional[Lease] = None,
+                 acquire_timeout: Optional[float] = None, stall_after: Optional[float] = None,
+                 ping_url: Optional[str] = None, warning_at: float = 3600.0, handover_at: float = 900.0,
+                 **job_kwargs: Any) -> None:
+        if stall_after is not None:
+            stall_after = check_seconds("stall_after", stall_after,
+                                        "or None: 10x the recent mean item time, at least 5 min")
+        self.stall_after = stall_after
+        self.stalled = False
+        self.store = open_store(store)
+        if session is not None and session.role != "primary":
+            raise ValueError(f"a Primary runs in a primary session, got a {session.role} session: "
+                             f"an observer never takes a lease; a backup becomes primary through "
+                             f"Backup.step(), which promotes its session")
+        self.session = session or Session(self.store, "primary", runtime=runtime, label=label, clock=clock,
+                                          ping_url=ping_url, warning_at=warning_at, handover_at=handover_at)
+        self.clock = self.session.clock
+        self.lease_name = lease_name
+        self.lease = lease or Lease(self.store, lease_name, holder=self.session.id, ttl=ttl,
+                                    clock=self.clock, events=self.session.events)
+        self.poll = check_seconds("poll", poll, "how often the store is read") if poll is not None else self.lease.retry_period
+        if not self.lease.held:
+            self.lease.acquire(timeout=acquire_timeout)
+        self.lease.start_renewing()
+        self.job = Job(self.store, job_id, lease=self.lease, clock=self.clock, events=self.session.events,
+                       **job_kwargs)
+        self.job.runtime_left = lambda: self.session.remaining
+        self._update_lead()
+        self.session.watchers.append(self.check_stall)
+        self.session.extra.update(job=job_id, lease={"name": lease_name, "token": self.lease.token})
+        self._request: Optional[Request] = None
+        self._last_poll = -1e18
+        self.handed_over = False
+        #: Views (Countdown, SessionBanner, HandoverStatus, ...) refreshed from the loop's
+        #: thread when the phase or handover state changes; never from a background thread.
+        self.views: list[Any] = []
+        self._shown: Optional[tuple[str, str]] = None
+        self._publish_state("primary")
+        self.session.beat()
+        stopping.install(self)  # SIGTERM and interpreter exit hand over at once (stopping.py)
+
+    def _publish_state(self, state: str) -> None:
+        record = StateRecord(self.job.id, self.session.id, self.session.label, self.lease.token, state,
+                             self.clock.now().isoformat())
+        self.store.put(handover_key(self.lease_name, "state"), record.encode())
+
+    @property
+    def state(self) -> HandoverState:
+        status = "handing over" if self._request else ("done" if self.handed_over else "primary")
+        return HandoverState("primary", status, self.lease_name, self.session.id, self.lease.token,
+                             self.job.id)
+
+    def track(self, iterable: Iterable[T], key: Optional[Callable[[T], str]] = None,
+              display: Any = True) -> Iterator[T]:
+        """``job.track`` that also hands over at the handover phase (see module docstring)."""
+        self.job.stop_when = self._should_hand_over
+        try:
+            yield from self.job.track(iterable, key=key, display=display)
+        finally:
+            self.job.stop_when = None
+        if self.handed_over:
+            self._release("handover")
+        elif self.job.status in ("completed", "cancelled"):
+            self._release(self.job.status)
+        elif stopping.requested() and self.lease.token is not None:
+            self._release(f"stopped ({stopping.requested()})")
+            stopping.pass_on()
+
+    def check_stall(self) -> bool:
+        """Stalled: the job runs but has finished no item for ``stall_after`` seconds (default
+        10x the recent mean item time, at least 5 min) while this runtime still beats. Called
+        on every heartbeat; emits ``job.stalled`` (a notification) once, and ``job.unstalled``
+        when items finish again. The session record carries ``stalled`` for other runtimes'
+        views and ``sessionkit status``."""
+        job = self.job
+        since = job.last_progress_at
+        if job.status != "running" or since is None:
+            stalled, idle, after = False, 0.0, 0.0
+        else:
+            rate = job.progress.rate
+            after = self.stall_after or max(MIN_STALL_AFTER, 10.0 / rate if rate else MIN_STALL_AFTER)
+            idle = self.clock.monotonic() - since
+            stalled = idle >= after
+        if stalled != self.stalled:
+            self.stalled = stalled
+            self.session.extra["stalled"] = stalled
+            self.session.events.emit("job.stalled" if stalled else "job.unstalled", job=job.id,
+                                     idle_s=round(idle, 1), stall_after_s=round(after, 1))
+        return stalled
+
+    def _update_lead(self) -> None:
+        """A handover needs a final checkpoint (as long as the last one took) and a backup's
+        takeover (two polls): the handover phase starts at least that long before the end."""
+        lead = self.job.checkpoint_seconds + 2 * self.poll
+        self.job.handover_lead = self.session.handover_lead = lead
+
+    def stop_now(self, reason: str) -> bool:
+        """Told to stop (SIGTERM, exit): end the loop with a final checkpoint and release the
+        lease now. False when the loop is inside sessionkit's own code: it stops at its next
+        tick (``_should_hand_over`` sees ``stopping.requested()``)."""
+        if self.lease.token is None or not self.lease.held:
+            return True  # not primary (any more): nothing to hand over, nothing to write
+        active = self.job._active() if self.job._active is not None else None
+        if active is not None and active.gi_running:
+            return False
+        if active is not None:
+            active.close()  # the item in progress is not done: the backup runs it again
+        elif self.job.status == "running":
+            self.job.checkpoint()
+        self._release(f"stopped ({reason})")
+        return True
+
+    def _should_hand_over(self) -> Optional[str]:
+        if stopping.requested():
+            return f"stopped ({stopping.requested()})"
+        now = self.clock.monotonic()
+        if now - self._last_poll < self.poll:
+            return None
+        self._last_poll = now
+        self._update_lead()
+        # Renewals and heartbeats have their own threads on real clocks; the loop does them
+        # only where none runs (a FakeClock in tests), so it never waits on them otherwise.
+        if self.lease.token is not None and self.lease.held and not self.lease.renewing:
+            self.lease.renew_if_due()
+        if not self.session.beating:
+            self.session.beat_if_due()
+        self.refresh_views()
+        if self.session.phase not in ("handover", "expired"):
+            return None
+        if self._request is None:
+            self._request = Request(uuid.uuid4().hex, self.session.id, self.session.label, self.lease.token,
+                                    self.job.id, self.clock.now().isoformat(), self.session.remaining)
+            self.store.put(handover_key(self.lease_name, "request"), self._request.encode())
+            self.session.events.emit("handover.requested", request=self._request.id, job=self.job.id,
+                                     token=self.lease.token, remaining_s=self.session.remaining)
+            self.session.events.flush()
+            return None
+        if self._ready_backups():
+            self.handed_over = True
+            return "handover"
+        return None
+
+    def refresh_views(self, force: bool = False) -> None:
+        """Re-render the views if the phase or handover status changed (loop thread only)."""
+        shown = (self.session.phase, self.state.status)
+        if force or shown != self._shown:
+            self._shown = shown
+            for view in self.views:
+                view.update(self.state if type(view).__name__ == "HandoverStatus" else self.session.snapshot())
+
+    def _ready_backups(self) -> list[str]:
+        """Live backups that answered this primary's request."""
+        assert self._request is not None
+        answers = read_all(self.store, handover_key(self.lease_name, "ready") + "/", Ready.decode).values()
+        answered = [a.session for a in answers if a.request == self._request.id]
+        if not answered:
+            return []
+        live = live_session_ids(self.store)
+        return [session for session in answered if session in live]
+
+    def _release(self, reason: str) -> None:
+        self.lease.stop_renewing()
+        if self._request is not None:
+            released = dataclasses.replace(self._request, state="released",
+                                           released_at=self.clock.now().isoformat())
+            self.store.put(handover_key(self.lease_name, "request"), released.encode())
+        self._publish_state("released")
+        self.lease.release()
+        self.session.end(reason)
+        stopping.uninstall(self)
+
+    def close(self) -> None:
+        """Give up the lease and end the session (e.g. at the end of a notebook)."""
+        if self.lease.token is not None:
+            self._release("closed")
+
+
