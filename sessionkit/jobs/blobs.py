@@ -19,7 +19,7 @@ import warnings
 from typing import Any, Optional
 
 from ..clock import Clock
-from ..errors import BlobError, Conflict, SessionkitError, SessionkitWarning
+from ..errors import BlobError, Conflict, SessionkitWarning
 from ..store import ABSENT, Store
 
 FORMATS = ("pickle", "numpy", "torch")

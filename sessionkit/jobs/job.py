@@ -24,19 +24,17 @@ import weakref
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from ..clock import SYSTEM_CLOCK, Clock, check_seconds
-from ..errors import Conflict, InvalidTransition, JobCancelled, LeaseLost, NotFound, SessionkitError
+from ..errors import BlobError, Conflict, InvalidTransition, JobCancelled, LeaseLost, NotFound, SessionkitError
 from ..events import EventLog
 from ..store import ABSENT, Store, open_store
 from . import blobs
 from . import control as controls
-from ..errors import BlobError
 from .checkpoint import Checkpointer, Snapshot
 from .control import Control
 from .doneset import KEY, POSITION
 from .loop import Run
 from .manifest import (
     TRANSITIONS,
-    InvalidTransition,
     Loaded,
     Manifest,
     check_job_id,

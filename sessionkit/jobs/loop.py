@@ -13,7 +13,7 @@ from __future__ import annotations
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
 
-from ..errors import DuplicateKey, SessionkitError
+from ..errors import DuplicateKey
 from .checkpoint import Snapshot
 from .doneset import Ranges
 

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
-from ..errors import CorruptRecord, InvalidKey, InvalidTransition, SessionkitError, SessionkitWarning
+from ..errors import CorruptRecord, InvalidKey, SessionkitWarning
 from ..store import Store
 from ..store.base import check_key
 

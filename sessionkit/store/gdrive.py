@@ -48,7 +48,6 @@ import re
 import socket
 import ssl
 import threading
-import time
 import uuid
 from typing import Any, Callable, Optional
 
