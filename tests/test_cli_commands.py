@@ -166,3 +166,33 @@ def test_status_jobs_and_history_keep_working_with_a_damaged_lease_session_and_j
                                      capture_output=True, text=True, check=True).stdout)
     assert [l["name"] for l in data["leases"]] == ["other"]
     assert {d["key"] for d in data["damaged"]} == {"leases/primary", "jobs/bad/manifest"}
+
+
+def test_every_command_and_option_docs_cli_md_names_exists_with_the_default_it_states():
+    """Issue 17: docs/cli.md and the command disagreed. Each row of its table names a command,
+    its options and their defaults; the parser must have each, with that default."""
+    import re
+    from pathlib import Path
+
+    from sessionkit.cli import build_parser, parse_duration
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    rows = re.findall(r"^\| `sessionkit ([^`]+)` \|", text, re.M)
+    assert len(rows) >= 8
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # argparse keeps no public map
+    checked = 0
+    for row in rows:
+        words = row.replace("\\|", "|").split()
+        sub = commands[words[0]]
+        options = {o: a for a in sub._actions for o in a.option_strings}
+        if words[0] == "jobs":
+            actions = [a for a in sub._actions if a.dest == "action"][0].choices
+            assert set(words[1].split("|")) <= set(actions), row
+        for option, default in re.findall(r"\[(--[a-z-]+)(?: ([^\]\s.]+))?", row):
+            assert option in options, f"docs/cli.md names {option} for {words[0]}; the parser has none"
+            if default and not default.isupper():  # a value, not a metavar such as FILE or S
+                want = parse_duration(default) if re.fullmatch(r"[\d.]+[smhd]", default) else default
+                assert options[option].default == want, f"{words[0]} {option}: docs say {default}"
+            checked += 1
+    assert checked >= 10
