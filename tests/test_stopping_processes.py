@@ -113,7 +113,10 @@ def test_a_papermill_primary_notebook_whose_kernel_is_shut_down_hands_over(tmp_p
     connection_file = argv[argv.index(b"-f") + 1].decode()
     client = jupyter_client.BlockingKernelClient(connection_file=connection_file)
     client.load_connection_file()
-    client.start_channels()
+    # No heartbeat channel: only the shutdown request is needed, and jupyter_client 7.4.9's
+    # heartbeat thread (Colab's pin) re-created its socket for every missed beat of the dying
+    # kernel until zmq ran out of sockets ("Too many open files", seen in CI).
+    client.start_channels(hb=False)
     client.shutdown()  # what "Shut down kernel" / "Restart kernel" sends first
     client.stop_channels()
     waited = time.monotonic() + 5.0  # jupyter_client's shutdown_wait_time
