@@ -9,7 +9,6 @@ interpreter exit it checkpoints and releases at once (stopping.py).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
@@ -28,7 +27,6 @@ __all__ = ["Primary", "HandoverState"]
 
 T = TypeVar("T")
 MIN_STALL_AFTER = 300.0  # a job is never called stalled sooner than this (seconds)
-log = logging.getLogger("sessionkit.handover")
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class HandoverState:
     """What a view shows about handover: plain data."""
 
     role: str  # "primary", "backup" or "observer"
-    status: str  # "watching", "approval pending", "taking over", "primary", "handing over", "done"
+    status: str  # a backup's BackupStatus value; a primary's "primary", "handing over" or "done"
     lease: str
     holder: Optional[str]
     token: Optional[int]
