@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from sessionkit.handover.decide import (
-    ENDS_WATCH, Act, Approval, BackupStatus, Decision, LeaseSeen, Observation, decide,
+    ENDS_WATCH, Act, ApprovalSeen, BackupStatus, Decision, LeaseSeen, Observation, decide,
 )
 
 S = BackupStatus
@@ -17,7 +17,7 @@ def seen(**kw):
     if base["lease"] is not LeaseSeen.HELD:
         base.setdefault("job_finished", False)
         base.setdefault("turn_in", 0.0)
-        base.setdefault("approval", Approval.NOT_NEEDED)
+        base.setdefault("approval", ApprovalSeen.NOT_NEEDED)
     return Observation(**base)
 
 
@@ -31,9 +31,9 @@ def seen(**kw):
     (seen(lease=LeaseSeen.EXPIRED, job_finished=None), Decision(S.TAKING_OVER, Act.ACQUIRE)),
     (seen(lease=LeaseSeen.FREE, turn_in=3.0), Decision(S.WAITING_TURN)),
     (seen(lease=LeaseSeen.FREE, turn_in=3.0, request="r1"), Decision(S.WAITING_TURN, answer="r1")),
-    (seen(lease=LeaseSeen.FREE, approval=Approval.NOT_ASKED), Decision(S.APPROVAL_PENDING, Act.ASK_APPROVAL)),
-    (seen(lease=LeaseSeen.FREE, approval=Approval.PENDING), Decision(S.APPROVAL_PENDING)),
-    (seen(lease=LeaseSeen.FREE, approval=Approval.GRANTED), Decision(S.TAKING_OVER, Act.ACQUIRE)),
+    (seen(lease=LeaseSeen.FREE, approval=ApprovalSeen.NOT_ASKED), Decision(S.APPROVAL_PENDING, Act.ASK_APPROVAL)),
+    (seen(lease=LeaseSeen.FREE, approval=ApprovalSeen.PENDING), Decision(S.APPROVAL_PENDING)),
+    (seen(lease=LeaseSeen.FREE, approval=ApprovalSeen.GRANTED), Decision(S.TAKING_OVER, Act.ACQUIRE)),
     (seen(lease=LeaseSeen.EXPIRED), Decision(S.TAKING_OVER, Act.ACQUIRE)),
 ])
 def test_each_step_of_decide(observation, expected):
@@ -46,7 +46,7 @@ def test_every_observation_gets_a_decision_that_keeps_the_safety_rules():
     never asks for approval twice; it answers a request only for a guarded job."""
     for job, wanted, request, lease, finished, turn_in, approval in itertools.product(
             [None, "train"], [None, "train", "other"], [None, "r1"], list(LeaseSeen), [None, False, True],
-            [None, -1.0, 0.0, 5.0], [None, *Approval]):
+            [None, -1.0, 0.0, 5.0], [None, *ApprovalSeen]):
         o = Observation(job, wanted, request, lease, finished, turn_in, approval)
         d = decide(o)
         assert isinstance(d.status, BackupStatus)
@@ -54,10 +54,10 @@ def test_every_observation_gets_a_decision_that_keeps_the_safety_rules():
             assert lease is not LeaseSeen.HELD and job is not None and wanted in (None, job)
             assert not (lease is LeaseSeen.FREE and finished)
             assert turn_in is None or turn_in <= 0
-            assert approval in (None, Approval.NOT_NEEDED, Approval.GRANTED)
+            assert approval in (None, ApprovalSeen.NOT_NEEDED, ApprovalSeen.GRANTED)
             assert d.status is S.TAKING_OVER
         if d.act is Act.ASK_APPROVAL:
-            assert approval is Approval.NOT_ASKED
+            assert approval is ApprovalSeen.NOT_ASKED
         if d.answer is not None:
             assert job is not None and wanted in (None, job) and d.answer == request
         if lease is LeaseSeen.HELD:

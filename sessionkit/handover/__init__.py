@@ -11,17 +11,14 @@ Observers never take a lease.
 
 from __future__ import annotations
 
-import logging
 from typing import Optional, Union
 
-from ..errors import CorruptRecord
-from ..records import read_one
 from ..store import Store, open_store
 from .approvals import approve, pending_approvals
 from .backup import Backup
 from .decide import BackupStatus, decide
 from .primary import HandoverState, Primary
-from .records import Approval, Ready, Request, StateRecord, handover_key
+from .records import Approval, Ready, Request, StateRecord, read_record
 
 __all__ = ["Primary", "Backup", "BackupStatus", "HandoverState", "StateRecord", "Request", "Ready", "Approval",
            "approve", "pending_approvals", "read_state", "decide"]
@@ -30,10 +27,5 @@ __all__ = ["Primary", "Backup", "BackupStatus", "HandoverState", "StateRecord", 
 def read_state(store: Union[Store, str], lease_name: str = "primary") -> Optional[StateRecord]:
     """The handover state record (job, primary session, token, state), or None when absent
     or damaged (a damaged one is logged; the next primary replaces it)."""
-    store = open_store(store)
-    try:
-        found = read_one(store, handover_key(lease_name, "state"), StateRecord.decode)
-    except CorruptRecord as exc:
-        logging.getLogger("sessionkit.handover").warning("ignoring %s", exc)
-        return None
+    found = read_record(open_store(store), StateRecord.decode, lease_name, "state")
     return found.value if found else None

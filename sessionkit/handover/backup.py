@@ -18,17 +18,16 @@ import uuid
 from typing import Callable, Optional, Union
 
 from ..clock import Clock, check_seconds
-from ..errors import CorruptRecord, SessionkitError
+from ..errors import CorruptRecord
 from ..jobs.listing import latest_id
 from ..jobs.manifest import FINISHED, load
 from ..lease import Lease
-from ..records import read_one
 from ..runtimes import Runtime
 from ..sessions import DropWatcher, Session, list_live_sessions
 from ..store import ABSENT, Store, open_store
-from .decide import Act, Approval as ApprovalSeen, BackupStatus, Decision, LeaseSeen, Observation, decide
+from .decide import Act, ApprovalSeen, BackupStatus, Decision, LeaseSeen, Observation, decide
 from .primary import HandoverState, Primary
-from .records import Approval, Ready, Request, StateRecord, handover_key
+from .records import Approval, Ready, Request, StateRecord, handover_key, read_record
 
 __all__ = ["Backup", "NO_PRIMARY_POLLS", "POLL_JITTER"]
 
@@ -173,20 +172,11 @@ class Backup:
             return LeaseSeen.FREE
         return LeaseSeen.EXPIRED if (self.lease.expires_in() or 0) <= 0 else LeaseSeen.HELD
 
-    def _read(self, decode, *rest: str):  # type: ignore[no-untyped-def]
-        """A handover record, or None when absent or damaged (logged: its writer replaces it)."""
-        key = handover_key(self.lease_name, *rest)
-        try:
-            return read_one(self.store, key, decode)
-        except CorruptRecord as exc:
-            log.warning("ignoring %s", exc)
-            return None
-
     def _guarded_state(self) -> Optional[StateRecord]:
         """The handover state record; when it is missing or damaged but the lease shows a
         primary existed (token >= 1), the most recent active job stands in for it, so a
         backup never waits on a record nobody will write (the new primary writes it anew)."""
-        found = self._read(StateRecord.decode, "state")
+        found = read_record(self.store, StateRecord.decode, self.lease_name, "state")
         if found is not None:
             return found.value
         try:
@@ -209,7 +199,7 @@ class Backup:
 
     def _open_request(self) -> Optional[str]:
         """The id of an open handover request this backup has not answered yet."""
-        found = self._read(Request.decode, "request")
+        found = read_record(self.store, Request.decode, self.lease_name, "request")
         self._request = found.value if found else None
         if found is None or not found.value.open or found.value.id == self._answered:
             return None
@@ -227,7 +217,7 @@ class Backup:
             return ApprovalSeen.NOT_NEEDED
         if self._approval_id is None:
             return ApprovalSeen.NOT_ASKED
-        found = self._read(Approval.decode, "approvals", self._approval_id)
+        found = read_record(self.store, Approval.decode, self.lease_name, "approvals", self._approval_id)
         return ApprovalSeen.GRANTED if found and found.value.status == "granted" else ApprovalSeen.PENDING
 
     # -- acting ------------------------------------------------------------------
@@ -254,12 +244,12 @@ class Backup:
     def _become_primary(self, previous: Optional[str], released: bool) -> Primary:
         """This backup holds the lease: promote its session and build the Primary that
         resumes the guarded job."""
-        state = self._guarded_state()
-        if state is None:
-            self.lease.release()
-            raise SessionkitError(f"lease {self.lease_name!r} guards no job yet: start the primary first")
-        request = self._read(Request.decode, "request")
-        planned = released and request is not None and not request.value.open
+        # The look that led here read both records after the primary's last writes: a primary
+        # marks its request released before it releases the lease, and decide() takes a lease
+        # only for a guarded job.
+        state, request = self._guarded, self._request
+        assert state is not None
+        planned = released and request is not None and not request.open
         self.session.promote()
         self.status = BackupStatus.PRIMARY
         primary = Primary(self.store, state.job, session=self.session, lease=self.lease, clock=self.clock)

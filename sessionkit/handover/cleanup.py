@@ -14,15 +14,15 @@ from datetime import timedelta
 from typing import Optional, Union
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import Conflict, CorruptRecord
-from ..records import read_all, read_one
+from ..errors import Conflict
+from ..records import read_all
 from ..store import Store, open_store
-from .records import Approval, Ready, Request, handover_key
+from .records import Approval, Ready, Request, handover_key, read_record
 
 __all__ = ["remove_stale"]
 
 
-def remove_stale(store: Union[Store, str], older_than: timedelta = timedelta(days=7), *,
+def remove_stale(store: Union[Store, str], older_than: timedelta = timedelta(days=30), *,
                  clock: Optional[Clock] = None) -> int:
     """Remove old ``ready`` answers and approvals of every lease in ``store``; returns how
     many records were removed. Damaged ones past the retention are left (and logged)."""
@@ -31,10 +31,7 @@ def remove_stale(store: Union[Store, str], older_than: timedelta = timedelta(day
     leases = sorted({key.split("/")[1] for key in store.list("handover/") if key.count("/") >= 2})
     removed = 0
     for lease in leases:
-        try:
-            request = read_one(store, handover_key(lease, "request"), Request.decode)
-        except CorruptRecord:
-            request = None
+        request = read_record(store, Request.decode, lease, "request")
         current = request.value.id if request is not None else None
         for stored in read_all(store, handover_key(lease, "ready") + "/", Ready.decode).records:
             if stored.value.request != current and str(stored.value.at or "") < cutoff:

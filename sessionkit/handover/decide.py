@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
 
-__all__ = ["BackupStatus", "LeaseSeen", "Approval", "Act", "Observation", "Decision", "decide", "ENDS_WATCH"]
+__all__ = ["BackupStatus", "LeaseSeen", "ApprovalSeen", "Act", "Observation", "Decision", "decide", "ENDS_WATCH"]
 
 
 class BackupStatus(str, Enum):
@@ -61,7 +61,9 @@ class LeaseSeen(Enum):
     FREE = "free"  # released: no holder
 
 
-class Approval(Enum):
+class ApprovalSeen(Enum):
+    """This backup's approval, as last read."""
+
     NOT_NEEDED = "not needed"
     NOT_ASKED = "not asked"
     PENDING = "pending"
@@ -88,7 +90,7 @@ class Observation:
     lease: LeaseSeen
     job_finished: Optional[bool] = None
     turn_in: Optional[float] = None  # seconds until this backup's turn (<= 0: its turn)
-    approval: Optional[Approval] = None
+    approval: Optional[ApprovalSeen] = None
 
     @property
     def lease_available(self) -> bool:
@@ -115,8 +117,8 @@ def decide(seen: Observation) -> Decision:
         return Decision(BackupStatus.DONE, answer=answer)
     if seen.turn_in is not None and seen.turn_in > 0:  # 6
         return Decision(BackupStatus.WAITING_TURN, answer=answer)
-    if seen.approval is Approval.NOT_ASKED:  # 7
+    if seen.approval is ApprovalSeen.NOT_ASKED:  # 7
         return Decision(BackupStatus.APPROVAL_PENDING, Act.ASK_APPROVAL, answer)
-    if seen.approval is Approval.PENDING:
+    if seen.approval is ApprovalSeen.PENDING:
         return Decision(BackupStatus.APPROVAL_PENDING, answer=answer)
     return Decision(BackupStatus.TAKING_OVER, Act.ACQUIRE, answer)  # 8

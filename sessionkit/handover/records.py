@@ -15,19 +15,33 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional, TypeVar
+import logging
+from typing import Callable, Optional, TypeVar
 
 from ..errors import CorruptRecord
-from ..records import decode_object
+from ..records import Stored, decode_object, read_one
+from ..store import Store
 from ..store.base import check_key
 
-__all__ = ["StateRecord", "Request", "Ready", "Approval", "handover_key"]
+__all__ = ["StateRecord", "Request", "Ready", "Approval", "handover_key", "read_record"]
 
 R = TypeVar("R", bound="_Record")
+log = logging.getLogger("sessionkit.handover")
 
 
 def handover_key(lease: str, *rest: str) -> str:
     return check_key("/".join(("handover", lease) + rest))
+
+
+def read_record(store: Store, decode: Callable[[str, str, bytes, str], R], lease: str,
+                *rest: str) -> Optional[Stored[R]]:
+    """The handover record ``handover/<lease>/<rest...>``, or None when absent or damaged
+    (logged: its writer replaces it, and nobody should wait on a record it cannot read)."""
+    try:
+        return read_one(store, handover_key(lease, *rest), decode)
+    except CorruptRecord as exc:
+        log.warning("ignoring %s", exc)
+        return None
 
 
 class _Record:
@@ -116,6 +130,3 @@ class Approval(_Record):
     at: Optional[str] = None
     granted_by: Optional[str] = None
     _required = ("id",)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
