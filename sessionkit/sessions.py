@@ -383,14 +383,23 @@ class DropWatcher:
 
     def _mark_dropped(self, session_id: str, body: dict[str, Any], version: str) -> bool:
         """Move a silent session's record to the ended ones, marked dropped; False when it
-        beat meanwhile (its live record changed): then nothing is left changed."""
-        ended = self.store.put(ended_key(session_id), json.dumps(body).encode())
+        beat meanwhile (its live record changed: nothing is left changed), or when it had
+        ended and only its live record was left (killed between its two writes: that record
+        is removed, and its own end kept)."""
+        try:
+            ended = read_one(self.store, ended_key(session_id), _decode)  # only when dropping: rare
+        except CorruptRecord:
+            ended = None  # a damaged end says less than this record: replace it
+        if ended is not None and not _newer(body, ended.value):
+            _remove_stale_live(self.store, session_id, version)
+            return False
+        marked = self.store.put(ended_key(session_id), json.dumps(body).encode())
         try:
             self.store.delete(session_key(session_id), expect=version)
             return True
         except Conflict:
             try:  # undo, unless the session itself ended meanwhile and wrote its own end
-                self.store.delete(ended_key(session_id), expect=ended)
+                self.store.delete(ended_key(session_id), expect=marked)
             except Conflict:
                 log.info("session %s ended while being marked dropped", session_id[:8])
             return False
@@ -410,6 +419,14 @@ def check_dropped(store: Union[Store, str], timeout: float, *, clock: Optional[C
     if events is not None:
         watcher.events = events
     return watcher.check(timeout)
+
+
+def _remove_stale_live(store: Store, session_id: str, version: str) -> None:
+    """Remove a live record its session's own end superseded (unless it beat meanwhile)."""
+    try:
+        store.delete(session_key(session_id), expect=version)
+    except Conflict:
+        log.info("session %s beat again while its stale live record was being removed", session_id[:8])
 
 
 def list_sessions(store: Union[Store, str], damaged: Optional[list[CorruptRecord]] = None) -> list[dict[str, Any]]:
@@ -448,11 +465,20 @@ def remove_ended(store: Union[Store, str], older_than: timedelta = timedelta(day
     Their events stay: history is built from events, not from these records."""
     store = open_store(store)
     cutoff = ((clock or SYSTEM_CLOCK).now() - older_than).isoformat()
+    ended = {stored.key[len(ENDED):]: stored for stored in read_all(store, ENDED, _decode).records}
+    moved = False
     for stored in read_all(store, LIVE, _decode).records:
-        if stored.value.get("status") != "active":
-            _end_record(store, stored.key[len(LIVE):], json.dumps(stored.value).encode(), stored.version)
+        session_id = stored.key[len(LIVE):]
+        later = ended.get(session_id)
+        if later is not None and not _newer(stored.value, later.value):
+            _remove_stale_live(store, session_id, stored.version)
+        elif stored.value.get("status") != "active":
+            _end_record(store, session_id, json.dumps(stored.value).encode(), stored.version)
+            moved = True
+    if moved:
+        ended = {stored.key[len(ENDED):]: stored for stored in read_all(store, ENDED, _decode).records}
     removed = []
-    for stored in read_all(store, ENDED, _decode).records:
+    for stored in ended.values():
         ended_at = str(stored.value.get("dropped_at") or stored.value.get("last_heartbeat") or "")
         if ended_at and ended_at < cutoff:
             try:

@@ -315,3 +315,39 @@ def test_a_backup_becomes_primary_through_its_session_promotion_only():
         observer.promote()
     with pytest.raises(ValueError, match="a Primary runs in a primary session"):
         Primary(store, "job", session=Session(store, "backup", clock=clock, runtime="local"), clock=clock)
+
+
+def test_a_session_killed_between_writing_its_end_and_removing_its_live_record_reads_as_ended():
+    """format.md: when both records exist, the later heartbeat is current; gc tidies it."""
+    from datetime import timedelta
+
+    from sessionkit.sessions import Session, ended_key, live_session_ids, list_sessions, remove_ended
+
+    store, clock = MemoryStore(), FakeClock()
+    session = Session(store, "backup", clock=clock, runtime="local")
+    live_copy = store.get(f"sessions/{session.id}").data
+    clock.advance(5)
+    session.end("closed")
+    store.put(f"sessions/{session.id}", live_copy)  # as if killed before the live record went
+    assert [s["status"] for s in list_sessions(store)] == ["ended"]
+    assert remove_ended(store, older_than=timedelta(days=30), clock=clock) == []
+    assert live_session_ids(store) == set() and store.get(ended_key(session.id)) is not None
+
+
+def test_a_watcher_never_overwrites_a_sessions_own_end_with_dropped():
+    """The live record a killed end left behind stops changing; a watcher must remove it,
+    not mark the session dropped over its own 'closed'."""
+    from sessionkit.sessions import DropWatcher, Session, live_session_ids, list_sessions
+
+    store, clock = MemoryStore(), FakeClock()
+    session = Session(store, "backup", clock=clock, runtime="local")
+    live_copy = store.get(f"sessions/{session.id}").data
+    clock.advance(5)
+    session.end("closed")
+    store.put(f"sessions/{session.id}", live_copy)
+    watcher = DropWatcher(store, clock=clock)
+    watcher.check(timeout=60)
+    clock.advance(61)
+    assert watcher.check(timeout=60) == []
+    assert live_session_ids(store) == set()
+    assert [(s["status"], s["end_reason"]) for s in list_sessions(store)] == [("ended", "closed")]
