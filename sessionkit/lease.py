@@ -177,6 +177,9 @@ class Lease:
         self._record: Optional[LeaseRecord] = None
         self._damaged: Optional[CorruptRecord] = None  # the record as last seen could not be read
         self._raised_unanswered: Optional[int] = None  # a token this holder's mark write may have set
+        #: (version, when first seen here) of the high-water mark: a missing record is judged
+        #: missing only since the mark last changed (see _raise_high_water)
+        self._mark_seen: Optional[tuple[Optional[str], float]] = None
         self._observed_at: Optional[float] = None  # my monotonic time when I saw it change
         self._looked_at: Optional[float] = None  # ... and when I last read it
         self._change_window: Optional[float] = None  # it changed at most this long before I saw it
@@ -372,7 +375,14 @@ class Lease:
         # (unless the mark is this holder's own raise whose answer was lost: no lease record was
         # written with it, so nobody can hold it; a raise that then lost the race is not exempt)
         mine = raised_by == self.holder and high == self._raised_unanswered
-        if removed and high > 0 and not mine and self.unchanged_for() < self.ttl:  # type: ignore[operator]
+        # A record seen missing twice may have been written and removed in between (absent,
+        # present, absent looks unchanged): every acquisition raises the mark first, so the
+        # record counts as missing only since the mark last changed, as seen here.
+        now = self.clock.monotonic()
+        if found is None or self._mark_seen is None or self._mark_seen[0] != found.version:
+            self._mark_seen = (found.version if found is not None else None, now)
+        still = min(self.unchanged_for(), now - self._mark_seen[1])  # type: ignore[type-var]
+        if removed and high > 0 and not mine and still < self.ttl:
             log.warning("lease %r: its record %s is missing from %s although token %d was issued; "
                         "it is written anew once it has been missing for the lease's ttl (%g s)",
                         self.name, self.key, self.store.url, high, self.ttl)
@@ -380,8 +390,8 @@ class Lease:
         token = max(seen, high) + 1
         body = json.dumps({"v": 1, "token": token, "holder": self.holder}).encode()
         try:
-            self._requests.call(f"writing {key!r}", self.store.put, key, body,
-                                expect=found.version if found is not None else ABSENT)
+            raised = self._requests.call(f"writing {key!r}", self.store.put, key, body,
+                                         expect=found.version if found is not None else ABSENT)
         except Conflict:
             return None  # another acquirer is moving first
         except StoreError as exc:
@@ -389,6 +399,7 @@ class Lease:
             self._raised_unanswered = token
             return None
         self._raised_unanswered = None
+        self._mark_seen = (raised, self.clock.monotonic())
         return token
 
     def _adopt(self, current: LeaseRecord, started: float) -> Optional[int]:

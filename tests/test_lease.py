@@ -479,3 +479,23 @@ def test_a_first_acquisition_whose_answers_were_lost_is_not_held_up():
     net.lose_answers = 1
     assert a.try_acquire() is None
     assert a.try_acquire() == 2
+
+
+def test_a_record_written_and_removed_between_two_looks_is_not_taken_as_long_missing():
+    """Found by the safety machine (replayed here step by step): h1 saw no lease record and
+    lost the race to h0 (token 1); h0 took it anew after its own expiry (token 3) and the
+    record was then moved away. To h1 the record was 'missing' at both its looks, so it took
+    the lease while h0 held it. Every acquisition raises the mark first, so h1 now counts the
+    record as missing only since the mark changed, and waits a ttl."""
+    machine = LeaseSafety()
+    machine.another_runtime_looks_meanwhile(i=0)
+    machine.try_acquire(i=1)
+    machine.time_passes(seconds=0.1)
+    machine.time_passes(seconds=9.9)
+    machine.try_acquire(i=0)
+    assert machine.leases[0].held
+    machine.a_record_is_damaged_or_moved_away(how="removed", which="lease")
+    machine.try_acquire(i=1)
+    machine.at_most_one_holder_believes_it_holds()
+    machine.tokens_are_issued_once_each_in_sequence()
+    machine.teardown()
