@@ -76,7 +76,7 @@ after a crash or a new runtime: the job resumes where it stopped.
         _parameters('''STORE = ""                   # empty: a Drive folder in Colab, "sessionkit-state" elsewhere
 JOB = "my-job"               # the job's name in the store
 RUNTIME = "colab-free"       # colab-free, colab-pro-plus, kaggle or local
-TIME_SCALE = 1.0             # 1.0 = real time, 720 runs a 12 h runtime in a minute
+TIME_SCALE = 1.0             # 1.0: real time; 720 runs a 12 h runtime in a minute
 LEASE_TTL = 60.0             # real seconds a dead primary's lease lasts before a backup takes over
 ITEMS = 100                  # the demo workload: ITEMS items ...
 ITEM_SECONDS = 1.0           # ... of ITEM_SECONDS each

@@ -24,7 +24,9 @@ from typing import Any, Callable, Iterable, Optional, Union
 from .clock import Clock, ScaledClock, SystemClock, check_seconds
 from .handover import Backup, Primary
 from .runtimes import Runtime
-from .errors import Conflict
+from .errors import Conflict, CorruptRecord, StoreError
+from .lease import read_lease
+from .sessions import read_session
 from .store import ABSENT, Store, open_store
 from .config import Config, load as load_config
 from .env import in_colab, in_notebook
@@ -135,13 +137,63 @@ def start_primary(store: Union[Store, str, None], job: str, *, runtime: Union[st
     store, runtime, lease_ttl, phases = _configured(config, store, runtime, lease_ttl)
     ttl = _real_seconds("LEASE_TTL", lease_ttl, time_scale)
     store = _resolve(store, job)
+    earlier = _earlier_primary(store, job)
+    if earlier is not None:
+        return earlier
+    _say_who_holds(store)
     clock = clock_for(time_scale, store) if time_scale != 1 else clock_check
     primary = Primary(store, job, runtime=runtime, clock=clock, ttl=ttl, label=label, **phases, **job_kwargs)
+    _KERNEL_PRIMARIES[store.url] = primary
     banner = StoreBanner(share_info(store))
     primary.views += [Countdown(primary.session), SessionBanner(primary.session), HandoverStatus(primary)]
     if show:
         _show([banner] + primary.views)
     return primary
+
+
+#: The primary this kernel started for each store: running the start cell again (or Run
+#: All) must never wait on the lease this kernel itself holds.
+_KERNEL_PRIMARIES: dict[str, Primary] = {}
+
+
+def _earlier_primary(store: Store, job: Optional[str]) -> Optional[Primary]:
+    """This kernel's primary for ``store``, reused when it still holds the lease for ``job``
+    (None: any job; its views are shown again); one for another job is closed (its lease
+    released) first."""
+    earlier = _KERNEL_PRIMARIES.get(store.url)
+    if earlier is None:
+        return None
+    holding = earlier.lease.token is not None and earlier.lease.held and earlier.session.status == "active"
+    if holding and job in (None, earlier.job.id):
+        print(f"this kernel's primary for job {earlier.job.id!r} still holds the lease (token {earlier.lease.token}): "
+              f"using it again (its runtime, TIME_SCALE and LEASE_TTL stay as first set; restart the "
+              f"kernel to change them)")
+        earlier.refresh_views(force=True)
+        _show(earlier.views)
+        return earlier
+    if holding:
+        print(f"closing this kernel's primary for job {earlier.job.id!r} (releasing its lease, token "
+              f"{earlier.lease.token}) to start job {job!r}")
+        earlier.close()
+    del _KERNEL_PRIMARIES[store.url]
+    return None
+
+
+def _say_who_holds(store: Store, lease_name: str = "primary") -> None:
+    """Before waiting for the lease, say whose it is and what ends the wait."""
+    try:
+        record = read_lease(store, lease_name)
+    except (CorruptRecord, StoreError) as exc:
+        log.info("could not read lease %r before acquiring it: %s", lease_name, exc)
+        return
+    if record is None or record.holder is None:
+        return
+    holder = read_session(store, record.holder) or {}
+    if holder.get("status") not in (None, "active"):
+        return  # its runtime ended: the lease is taken over once it has lain still for its ttl
+    print(f"another primary holds the lease: {holder.get('label') or 'a runtime'} ({record.holder[:8]}, "
+          f"token {record.token}) on {holder.get('host') or 'another machine'}. Waiting until it hands "
+          f"over, ends, or stops renewing for {record.ttl:g} s (interrupt to stop waiting)", flush=True)
 
 
 def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
@@ -163,6 +215,9 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
         raise ValueError("set STORE to the value the primary notebook printed ('for the backup: STORE = "
                          "...'), or to the Drive folder's link: a backup must watch the primary's store")
     store = _resolve(store, job or "")
+    earlier = _earlier_primary(store, job)  # this kernel took over before: it is the primary
+    if earlier is not None:
+        return earlier
     clock = clock_for(time_scale, store) if time_scale != 1 else clock_check
     backup = Backup(store, label, priority=priority, approval=approval, runtime=runtime, clock=clock, ttl=ttl,
                     job=job, **phases)
@@ -187,6 +242,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
             print("the primary finished the job: nothing to take over")
         backup.close()
         return None
+    _KERNEL_PRIMARIES[store.url] = primary
     primary.views += [status, Countdown(primary.session), SessionBanner(primary.session)]
     if show:
         _show(primary.views[1:])
@@ -232,8 +288,17 @@ def demo_work(item_seconds: float) -> Callable[[Any], None]:
 
 
 def run(primary: Primary, items: Iterable[Any], work: Callable[[Any], None], **track: Any) -> Primary:
-    """``for item in primary.track(items): work(item)``, with a widget in notebooks."""
+    """``for item in primary.track(items): work(item)``, with a widget in notebooks. An
+    interrupt (the stop button, Ctrl-C) pauses the job at the item in progress and says so
+    in a line, not a traceback: running the cell again resumes."""
     track.setdefault("display", True if in_notebook() else False)
-    for item in primary.track(items, **track):
-        work(item)
+    loop = primary.track(items, **track)
+    try:
+        for item in loop:
+            work(item)
+    except KeyboardInterrupt as exc:
+        primary.job.record_outcome(exc)  # paused, as a Ctrl-C that reached the cell would have
+        loop.close()  # the final checkpoint and views now (the traceback kept the loop open)
+        print(f"interrupted: job {primary.job.id!r} is {primary.job.status} with {primary.job.done} done; "
+              f"run the cell again to resume (this kernel keeps the lease meanwhile)")
     return primary

@@ -2,12 +2,14 @@
 
 Each takes the events DataFrame from ``history.load`` and returns a matplotlib
 ``Figure`` built without pyplot (no global state, no display needed, never
-``plt.show()``): save it with ``fig.savefig(path)`` or let a notebook show it.
-Times are in UTC and labelled so.
+``plt.show()``): save it with ``fig.savefig(path)``, or make it a cell's value and
+the notebook draws it (``NotebookFigure._repr_png_``: no ``%matplotlib inline``
+needed, in Jupyter, Colab or papermill). Times are in UTC and labelled so.
 """
 
 from __future__ import annotations
 
+import io
 from typing import Optional
 
 import matplotlib.dates as mdates
@@ -16,9 +18,22 @@ from matplotlib.figure import Figure
 
 from . import history
 
-__all__ = ["timeline", "progress", "throughput", "ROLE_COLOURS"]
+__all__ = ["timeline", "progress", "throughput", "NotebookFigure", "ROLE_COLOURS"]
 
 ROLE_COLOURS = {"primary": "#1f77b4", "backup": "#ff7f0e", "observer": "#9e9e9e"}
+INLINE_DPI = 100
+
+
+class NotebookFigure(Figure):
+    """A pyplot-free Figure that a notebook draws when it is a cell's value. A plain
+    Figure shows as its text (``<Figure size 1100x210 with 1 Axes>``) unless pyplot's
+    inline backend was set up; IPython asks any object for ``_repr_png_``, so this
+    one draws itself, with or without ``%matplotlib inline``."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=INLINE_DPI)
+        return buf.getvalue()
 
 
 def _time_axis(ax, label: str = "time (UTC)") -> None:
@@ -57,7 +72,7 @@ def timeline(df: pd.DataFrame, *, title: Optional[str] = "Sessions") -> Figure:
     """A lane per runtime label; session bars coloured by role; handovers marked; spans with
     no primary shaded."""
     table = history.sessions(df)
-    fig = Figure(figsize=(11, 1.2 + 0.45 * max(1, table["label"].nunique() if len(table) else 1)),
+    fig = NotebookFigure(figsize=(11, 1.2 + 0.45 * max(1, table["label"].nunique() if len(table) else 1)),
                  layout="constrained")
     ax = fig.add_subplot()
     if table.empty:
@@ -98,7 +113,7 @@ def timeline(df: pd.DataFrame, *, title: Optional[str] = "Sessions") -> Figure:
 
 def progress(df: pd.DataFrame, *, job: Optional[str] = None, title: Optional[str] = None) -> Figure:
     """Items done over time per job, coloured by the session that did them; handovers marked."""
-    fig = Figure(figsize=(11, 4), layout="constrained")
+    fig = NotebookFigure(figsize=(11, 4), layout="constrained")
     ax = fig.add_subplot()
     points = df[(df["kind"] == "job.checkpoint") & df["job"].notna()]
     if job is not None:
@@ -126,7 +141,7 @@ def progress(df: pd.DataFrame, *, job: Optional[str] = None, title: Optional[str
 
 def throughput(df: pd.DataFrame, *, title: Optional[str] = "Throughput per session") -> Figure:
     """Items per second each session achieved on each job (from its first to its last checkpoint)."""
-    fig = Figure(figsize=(8, 3.5), layout="constrained")
+    fig = NotebookFigure(figsize=(8, 3.5), layout="constrained")
     ax = fig.add_subplot()
     points = df[(df["kind"] == "job.checkpoint") & df["job"].notna()]
     if points.empty or "data.done" not in points.columns:

@@ -224,14 +224,14 @@ class Session:
             "phase": self.phase, "runtime": self.runtime.as_dict(), "environment": self.environment,
             "started": self.started.isoformat(), "remaining_s": self.remaining,
             "deadline": deadline.isoformat() if deadline else None, "idle_remaining_s": self.idle_remaining,
-            "thresholds": self.thresholds(), "host": socket.gethostname(), "pid": os.getpid(),
+            "thresholds": self.thresholds(), "fresh_left_s": max(0.0, self.fresh_for - self.elapsed),
+            "end_reason": self.end_reason, "host": socket.gethostname(), "pid": os.getpid(),
             **self.extra,
         }
 
     def _write(self) -> None:
         body = {"kind": "sessionkit.session", "v": 1, **self.snapshot(),
-                "last_heartbeat": self.clock.now().isoformat(), "heartbeats": self._beats,
-                "end_reason": self.end_reason}
+                "last_heartbeat": self.clock.now().isoformat(), "heartbeats": self._beats}
         data = json.dumps(body, default=str).encode()
         if self.status != "active":
             _end_record(self.store, self.id, data, self._version)

@@ -45,3 +45,35 @@ def test_the_countdown_ticks_in_the_browser_through_the_phases():
     assert phase == "warning" and abs(minutes * 60 + seconds - 1800) <= 60, left
     assert rendered_after(page, 4500)[1] == "handover"  # 12 min left
     assert rendered_after(page, 8000) == ("00:00", "expired")
+
+
+def test_a_reopened_page_counts_from_the_deadline_not_from_its_first_drawing(monkeypatch):
+    """Issue 12 (2): a page reloaded or reopened hours later showed the time left when the
+    countdown was first drawn (9:01:04 when about 3:00:00 was left)."""
+    import sessionkit.widgets.session as views
+
+    s = Session(MemoryStore(), "primary", runtime="colab-free", start=False)
+    s._mono_start -= 3 * 3600  # 9 h left when drawn
+    drawn_hours_ago = 3.0
+    then = views._wall_ms() - int(drawn_hours_ago * 3600 * 1000)
+    monkeypatch.setattr(views, "_wall_ms", lambda: then)
+    page = Countdown(s, notebook=True).html()
+    monkeypatch.undo()
+    left, phase = rendered_after(page, 100)
+    h, m, _ = map(int, left.split(":"))
+    assert (h, phase) == (5, "active") and m >= 58, left  # 9 h - 3 h, not 9 h
+
+
+def test_a_page_drawn_now_counts_from_the_browsers_own_clock():
+    s = Session(MemoryStore(), "primary", runtime="colab-free", start=False)
+    s._mono_start -= 3 * 3600
+    left, phase = rendered_after(Countdown(s, notebook=True).html(), 100)
+    assert left.startswith("8:59:") or left.startswith("9:00:"), left
+    assert phase == "active"
+
+
+def test_an_ended_session_shows_how_it_ended_and_does_not_tick():
+    s = Session(MemoryStore(), "primary", runtime="colab-free", clock=ScaledClock(720), start=False)
+    s.end("completed")
+    page = Countdown(s, notebook=True).html()
+    assert "<script" not in page and "session ended: completed" in page

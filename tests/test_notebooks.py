@@ -73,7 +73,8 @@ def test_primary_then_history(tmp_path):
     assert "job nb-job: completed, 30 done" in outputs(nb)
     shown = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "display_data"]
     html = " ".join(o["data"].get("text/html", "") for o in shown)
-    assert "no time limit" in html  # Countdown (a local runtime has no limit to count down to)
+    assert "session ended: completed" in html  # the Countdown's final state (issue 12, 4)
+    assert "completed: 30 done" in html  # HandoverStatus's
     assert "role" in html and "primary token 1" in html  # SessionBanner
     assert any("application/vnd.jupyter.widget-view+json" in o["data"] for o in shown)  # JobProgress
 
@@ -81,6 +82,9 @@ def test_primary_then_history(tmp_path):
     nb = execute("history", tmp_path / "history.ipynb", STORE=str(store), OUT_DIR=str(out_dir))
     assert sorted(os.listdir(out_dir)) == ["progress.png", "throughput.png", "timeline.png"]
     assert "events" in outputs(nb)
+    # issue 12 (1): the figures showed as '<Figure size 1100x210 with 1 Axes>' in the notebook
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 3, [o.get("data", {}).get("text/plain") for c in nb.cells for o in c.get("outputs", [])]
 
 
 def test_primary_kernel_killed_backup_notebook_finishes(tmp_path):
@@ -150,3 +154,75 @@ def test_ingest_notebook_twice(tmp_path):
     assert json.loads(fox[4]) == ["masterpiece", "a red fox", "snowy forest", "detailed"]
     errors = db.execute("SELECT path, error FROM errors").fetchall()
     assert [e[0] for e in errors] == ["broken.png"] and errors[0][1]
+
+
+def code_cells(name: str, **parameters) -> list[str]:
+    """The notebook's code cells after its install cell, with its parameters set."""
+    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"][1:]
+    cells[0] += "\n" + "\n".join(f"{k} = {v!r}" for k, v in parameters.items())  # as papermill injects them
+    return cells
+
+
+def run_code(client, code: str, timeout: float = 120, interrupt_when=None, km=None) -> tuple[str, list]:
+    """Execute ``code`` in the kernel; its printed text and error messages. ``interrupt_when``:
+    a callable checked while it runs; once true the kernel gets SIGINT (the stop button)."""
+    msg_id = client.execute(code)
+    text, errors, interrupted = [], [], False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if interrupt_when is not None and not interrupted and interrupt_when():
+            km.interrupt_kernel()
+            interrupted = True
+        try:
+            msg = client.get_iopub_msg(timeout=0.2)
+        except Exception:  # queue.Empty: nothing yet
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            text.append(content["text"])
+        elif kind == "error":
+            errors.append(f"{content['ename']}: {content['evalue']}")
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "".join(text), errors
+    raise AssertionError(f"the cell did not finish within {timeout} s: {''.join(text)[-500:]}")
+
+
+def test_rerunning_the_start_cell_reuses_this_kernels_primary_and_an_interrupt_is_one_line(tmp_path):
+    """Issue 12 (3): running the start cell again in the same kernel waited for ever on the
+    lease this kernel itself held, with no message. (7): an interrupt printed a whole
+    KeyboardInterrupt traceback although the job paused cleanly."""
+    jupyter_client = pytest.importorskip("jupyter_client")
+    url = str(tmp_path / "store")
+    params, start_cell, work_cell, run_cell = code_cells(
+        "primary", STORE=url, JOB="nb-job", RUNTIME="local", TIME_SCALE=1.0, LEASE_TTL=60.0, ITEMS=100000,
+        ITEM_SECONDS=0.01, RELEASE_RUNTIME=False, CONFIG=None)[:4]
+    km = jupyter_client.KernelManager(kernel_name="python3")
+    km.start_kernel()
+    client = km.client()
+    client.start_channels(hb=False)
+    try:
+        client.wait_for_ready(timeout=60)
+        for cell in (params, start_cell, work_cell):
+            _, errors = run_code(client, cell)
+            assert not errors, errors
+
+        def twenty_done() -> bool:
+            jobs = sessionkit.jobs.list(url)
+            return bool(jobs) and jobs[0].done >= 20
+
+        text, errors = run_code(client, run_cell, interrupt_when=twenty_done, km=km)
+        assert errors == [], "an interrupt shows one line, not a traceback"
+        assert "interrupted: job 'nb-job' is paused with" in text, text
+        assert "run the cell again to resume" in text
+
+        text, errors = run_code(client, start_cell, timeout=120)  # waited for ever before
+        assert not errors, errors
+        assert "this kernel's primary for job 'nb-job' still holds the lease (token 1): using it again" in text
+        record = sessionkit.lease.read_lease(sessionkit.open_store(url), "primary")
+        assert record.token == 1 and record.holder is not None, "no second acquisition, no handover"
+    finally:
+        km.shutdown_kernel(now=True)
+        client.stop_channels()

@@ -33,6 +33,19 @@ def test_each_plot_is_a_figure_that_saves_as_png(df, name, tmp_path):
     assert "matplotlib.pyplot" not in sys.modules, "plots must not use pyplot"
 
 
+@pytest.mark.parametrize("name", ["timeline", "progress", "throughput"])
+def test_a_plot_as_a_cells_value_is_drawn_without_matplotlib_inline(df, name):
+    """Issue 12 (1): a notebook showed '<Figure size 1100x210 with 1 Axes>' instead of the plot.
+    IPython's own display formatter (what every front-end gets) now yields a PNG."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    formatter = InteractiveShell.instance().display_formatter
+    data, _ = formatter.format(getattr(plots, name)(df))
+    png = data.get("image/png")
+    assert png is not None and png[:8] == b"\x89PNG\r\n\x1a\n", sorted(data)
+    assert "matplotlib.pyplot" not in sys.modules
+
+
 def test_timeline_has_a_lane_per_label_and_marks(df):
     ax = plots.timeline(df).axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]

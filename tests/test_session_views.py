@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from sessionkit import FakeClock, Runtime, Session
+import sessionkit
+from sessionkit import FakeClock, Lease, Runtime, Session
 from sessionkit.handover import Backup, Primary
 from sessionkit.store.memory import MemoryStore
 from sessionkit.widgets.session import Countdown, HandoverStatus, SessionBanner
@@ -61,10 +62,10 @@ def test_banner_and_handover_status_from_a_primary():
     assert "role: primary" in text and "lease: primary token 1" in text and "job: job-1" in text
     assert "<table" in banner.html()
     status = HandoverStatus(primary, notebook=False, stream=io.StringIO())
-    assert status.text().startswith("handover: primary;")
+    assert status.text().startswith("primary (job job-1; lease primary held by")
     backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
     backup.step()
-    assert HandoverStatus(backup, notebook=False).text().startswith("handover: watching (priority 1)")
+    assert HandoverStatus(backup, notebook=False).text().startswith("watching: priority 1")
 
 
 def test_primary_refreshes_views_only_when_phase_or_status_changes():
@@ -76,9 +77,65 @@ def test_primary_refreshes_views_only_when_phase_or_status_changes():
     primary.views.append(Countdown(primary.session, stream=out, notebook=False))
     for _ in primary.track(range(75), display=False):
         clock.advance(5)
-    phases = [line.rsplit("(", 1)[1].rstrip(")") for line in out.getvalue().splitlines()]
+    lines = out.getvalue().splitlines()
+    phases = [line.rsplit("(", 1)[1].rstrip(")") for line in lines[:-1]]
     # one line per change (phase, or handover status "handing over"), not one per item
     assert phases == ["fresh", "active", "warning", "handover", "handover"], phases
+    assert lines[-1] == "[A] session ended: completed"  # and a final line saying how it ended
+
+
+def test_every_view_of_a_primary_ends_saying_what_happened():
+    """Issue 12 (4): after completing or handing over, the handover line still said 'handing
+    over; lease primary held by ... token 1', the banner's phase stayed 'handover', and
+    nothing said that no backup answered a handover request."""
+    store, clock = MemoryStore(), FakeClock()
+    s = Session(store, "primary", runtime=Runtime(max_runtime=400), warning_at=300, handover_at=100,
+                clock=clock, label="A")
+    primary = Primary(store, "job", session=s, clock=clock, ttl=10)
+    out = io.StringIO()
+    primary.views += [HandoverStatus(primary, stream=out, notebook=False),
+                      SessionBanner(primary.session, stream=out, notebook=False)]
+    for i in primary.track(range(75), display=False):
+        clock.advance(5)
+        if i == 70:
+            assert primary.state.status == "handing over"
+            assert primary.state.detail == "no backup has answered yet; still working"
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith("handing over: no backup has answered yet; still working") for line in lines)
+    assert lines[-2] == "completed: 75 done (job job)"
+    assert "phase: ended" in lines[-1]
+
+
+def test_a_primary_that_handed_over_names_the_backup():
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime=Runtime(max_runtime=1000), clock=clock, ttl=10, label="A")
+    backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
+    out = io.StringIO()
+    primary.views.append(HandoverStatus(primary, stream=out, notebook=False))
+    for _ in primary.track(range(1000), display=False):
+        clock.advance(2)
+        backup.step()
+    assert primary.handed_over
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith(f"handed over: to B ({backup.session.id[:8]})"), last
+
+
+def test_a_primary_that_lost_its_lease_says_to_whom():
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, label="A")
+    out = io.StringIO()
+    primary.views.append(HandoverStatus(primary, stream=out, notebook=False))
+    it = primary.track(range(100), display=False)
+    next(it)
+    thief = Lease(store, "primary", holder="thief", ttl=10, clock=clock)
+    thief.observe()
+    clock.advance(30)  # the primary's loop did not renew meanwhile (a frozen runtime)
+    thief.acquire(timeout=0)
+    with pytest.raises(sessionkit.LeaseLost):
+        for _ in it:
+            clock.advance(1)
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("lease lost: to a runtime (thief), token 2: it is primary now"), last
 
 
 def test_views_re_attach_from_the_store(capsys):

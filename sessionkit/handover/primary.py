@@ -9,21 +9,25 @@ interpreter exit it checkpoints and releases at once (stopping.py).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from .. import stopping
 from ..clock import Clock, check_seconds
+from ..errors import LeaseLost, StoreError
 from ..jobs import Job
-from ..lease import Lease
+from ..lease import Lease, read_lease
 from ..records import read_all
 from ..runtimes import Runtime
-from ..sessions import Session, live_session_ids
+from ..sessions import Session, live_session_ids, read_session
 from ..store import Store, open_store
 from .records import Ready, Request, StateRecord, handover_key
 
 __all__ = ["Primary", "HandoverState"]
+
+log = logging.getLogger("sessionkit.handover")
 
 T = TypeVar("T")
 MIN_STALL_AFTER = 300.0  # a job is never called stalled sooner than this (seconds)
@@ -34,7 +38,10 @@ class HandoverState:
     """What a view shows about handover: plain data."""
 
     role: str  # "primary", "backup" or "observer"
-    status: str  # a backup's BackupStatus value; a primary's "primary", "handing over" or "done"
+    #: a backup's BackupStatus value; a primary's "primary" or "handing over" while it runs,
+    #: then how it ended: "completed", "handed over", "lease lost", "stopped", "paused",
+    #: "cancelled", "failed" or "closed" (``detail`` says to whom, or what to do)
+    status: str
     lease: str
     holder: Optional[str]
     token: Optional[int]
@@ -81,6 +88,8 @@ class Primary:
         self._request: Optional[Request] = None
         self._last_poll = -1e18
         self.handed_over = False
+        self._handed_to = ""  # who answered ready, in words ("backup (1a2b3c4d)")
+        self._ended: Optional[tuple[str, str]] = None  # (status, detail) once the loop ended
         #: Views (Countdown, SessionBanner, HandoverStatus, ...) refreshed from the loop's
         #: thread when the phase or handover state changes; never from a background thread.
         self.views: list[Any] = []
@@ -96,25 +105,73 @@ class Primary:
 
     @property
     def state(self) -> HandoverState:
-        status = "handing over" if self._request else ("done" if self.handed_over else "primary")
+        if self._ended is not None:
+            status, detail = self._ended
+        elif self._request is not None:
+            status = "handing over"
+            detail = (f"to {self._handed_to}" if self._handed_to else
+                      "no backup has answered yet; still working")
+        else:
+            status, detail = "primary", ""
         return HandoverState("primary", status, self.lease_name, self.session.id, self.lease.token,
-                             self.job.id)
+                             self.job.id, detail)
 
     def track(self, iterable: Iterable[T], key: Optional[Callable[[T], str]] = None,
               display: Any = True) -> Iterator[T]:
-        """``job.track`` that also hands over at the handover phase (see module docstring)."""
+        """``job.track`` that also hands over at the handover phase (see module docstring).
+        When the loop ends, every view shows how (``state``)."""
         self.job.stop_when = self._should_hand_over
+        self._ended = None
         try:
             yield from self.job.track(iterable, key=key, display=display)
+        except LeaseLost as exc:
+            self._finish("lease lost", self._lost_to(exc))
+            raise
+        except GeneratorExit:  # closed (an interrupt in the loop's body, a break): the job paused
+            self._finish(self.job.status, "run the cell again to resume")
+            raise
+        except BaseException:
+            self._finish(self.job.status if self.job.status != "running" else "failed",
+                         "run the cell again to resume")
+            raise
         finally:
             self.job.stop_when = None
         if self.handed_over:
             self._release("handover")
+            self._finish("handed over", f"to {self._handed_to or 'the backup'}; this runtime can be let go")
         elif self.job.status in ("completed", "cancelled"):
             self._release(self.job.status)
+            self._finish(self.job.status, f"{self.job.done} done")
         elif stopping.requested() and self.lease.token is not None:
             self._release(f"stopped ({stopping.requested()})")
+            self._finish("stopped", f"{stopping.requested()}; the lease is released for a backup")
             stopping.pass_on()
+        else:
+            self._finish(self.job.status, "run the cell again to resume")
+
+    def _lost_to(self, exc: LeaseLost) -> str:
+        """Who has the lease now, in words, when the store says (one read, best effort):
+        a primary past its renew deadline stops before it knows whether anyone took over."""
+        newer, holder = exc.newer, None
+        if newer is None or (exc.token is not None and newer <= exc.token):
+            try:
+                record = read_lease(self.store, self.lease_name)
+            except StoreError as err:
+                log.info("lease %r: could not read who holds it now: %s", self.lease_name, err)
+                record = None
+            if record is None or record.holder is None or (exc.token is not None and record.token <= exc.token):
+                return str(exc)
+            newer, holder = record.token, record.holder
+        who = _describe_sessions(self.store, [holder]) if holder else "another runtime"
+        return f"to {who}, token {newer}: it is primary now; this one wrote nothing after that"
+
+    def _finish(self, status: str, detail: str) -> None:
+        """The loop ended: every view says how, once (loop thread)."""
+        self._ended = (status, detail)
+        try:
+            self.refresh_views(force=True)
+        except (ValueError, OSError) as exc:  # the page or stream is gone (interpreter exit)
+            log.info("could not show how the loop ended (%s: %s): %s", status, detail, exc)
 
     def check_stall(self) -> bool:
         """Stalled: the job runs but has finished no item for ``stall_after`` seconds (default
@@ -185,8 +242,10 @@ class Primary:
                                      token=self.lease.token, remaining_s=self.session.remaining)
             self.session.events.flush()
             return None
-        if self._ready_backups():
+        ready = self._ready_backups()
+        if ready:
             self.handed_over = True
+            self._handed_to = _describe_sessions(self.store, ready)
             return "handover"
         return None
 
@@ -223,5 +282,14 @@ class Primary:
         """Give up the lease and end the session (e.g. at the end of a notebook)."""
         if self.lease.token is not None:
             self._release("closed")
+            if self._ended is None:
+                self._finish("closed", "the lease is released")
+
+
+def _describe_sessions(store: Store, ids: list[str]) -> str:
+    """``backup (1a2b3c4d)``, or the first of several ready backups."""
+    record = read_session(store, ids[0]) or {}
+    named = f"{record.get('label') or 'a runtime'} ({ids[0][:8]})"
+    return named if len(ids) == 1 else f"{named} or one of {len(ids) - 1} other ready backups"
 
 

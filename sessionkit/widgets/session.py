@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import sys
+import time
 import uuid
 from typing import Any, Optional, TextIO
 
@@ -28,8 +29,25 @@ _SCRIPT = """
 (function () {
   var el = document.getElementById(%(id)s);
   if (!el) { return; }
-  var left0 = %(left)s, rate = %(rate)s, warn = %(warning)s, hand = %(handover)s;
-  var colours = %(colours)s, t0 = Date.now();
+  var left0 = %(left)s, rate = %(rate)s, warn = %(warning)s, hand = %(handover)s, freshTill = %(fresh)s;
+  var colours = %(colours)s, drawn = %(drawn)s, key = "sessionkit-countdown:" + %(id)s + ":" + drawn;
+  // When was this drawn? Remembered in the browser across reloads; else now, for a page
+  // drawn just now (the kernel's clock and this one may differ by seconds); else the
+  // kernel's own time of drawing, for a notebook reopened later (the deadline is absolute).
+  var t0 = null, now = Date.now();
+  try { t0 = Number(window.localStorage.getItem(key)) || null; } catch (e) { t0 = null; }
+  if (t0 === null) {
+    t0 = Math.abs(now - drawn) <= %(fresh_draw_ms)s ? now : drawn;
+    try {
+      window.localStorage.setItem(key, String(t0));
+      for (var i = window.localStorage.length - 1; i >= 0; i--) {  // forget old countdowns
+        var k = window.localStorage.key(i);
+        if (k && k.indexOf("sessionkit-countdown:") === 0 && now - Number(k.split(":").pop()) > 2 * 86400000) {
+          window.localStorage.removeItem(k);
+        }
+      }
+    } catch (e) { /* no storage (private window): a reload counts from the kernel's time */ }
+  }
   function fmt(s) {
     s = Math.max(0, Math.round(s));
     var h = Math.floor(s / 3600), m = Math.floor(s %% 3600 / 60), r = s %% 60;
@@ -37,9 +55,12 @@ _SCRIPT = """
   }
   function tick() {
     var left = left0 - (Date.now() - t0) / 1000 * rate;
-    var phase = left <= 0 ? "expired" : left <= hand ? "handover" : left <= warn ? "warning" : %(calm)s;
+    var phase = left <= 0 ? "expired" : left <= hand ? "handover" : left <= warn ? "warning"
+              : left > freshTill ? "fresh" : "active";
     el.querySelector(".sk-left").textContent = fmt(left);
     el.querySelector(".sk-phase").textContent = phase;
+    el.setAttribute("data-phase", phase);
+    el.className = "sk-countdown sk-phase-" + phase;
     el.style.borderColor = colours[phase];
     el.querySelector(".sk-phase").style.color = colours[phase];
     if (left > 0) { setTimeout(tick, Math.max(50, 1000 / rate)); }
@@ -48,6 +69,12 @@ _SCRIPT = """
 })();
 </script>
 """
+FRESH_DRAW_MS = 10_000  # a page showing a countdown within this of its drawing counts from its own clock
+
+
+def _wall_ms() -> int:
+    """Real time now, in milliseconds since the epoch (what the page's Date.now() counts)."""
+    return int(time.time() * 1000)
 
 
 class _View:
@@ -102,7 +129,11 @@ def _snapshot_of(source: Any) -> Any:
 
 class Countdown(_View):
     """Time left to the runtime's limit, ticking in the browser; phase colours
-    fresh green, active blue, warning orange, handover red, expired grey."""
+    fresh green, active blue, warning orange, handover red, expired grey.
+
+    The page counts down from the deadline as the kernel saw it when drawing, so a
+    reloaded page or a notebook reopened hours later shows the time really left (not
+    the time left at the first drawing). A session that ended shows how it ended."""
 
     def __init__(self, session: Any, **kw: Any) -> None:
         clock = getattr(session, "clock", None)  # a Session; a snapshot (dict) has none
@@ -111,30 +142,49 @@ class Countdown(_View):
         super().__init__(_snapshot_of(session), **kw)
         self._id = f"sk-countdown-{uuid.uuid4().hex[:12]}"
 
+    def _scale(self) -> str:
+        return f" (clock x{self.rate:g})" if abs(self.rate - 1.0) > 1e-9 else ""
+
     def html(self) -> str:
         s = self.snapshot
         left = s.get("remaining_s")
         label = html.escape(str(s.get("label") or ""))
         runtime = html.escape(str((s.get("runtime") or {}).get("name") or ""))
+        status = s.get("status") or "active"
+        if status != "active":
+            phase = "expired" if status == "expired" else "ended"
+            how = html.escape(str(s.get("end_reason") or status))
+            rest = f", {format_seconds(left)} of the runtime left" if left is not None and left > 0 else ""
+            return (f'<div class="sk-countdown sk-phase-{phase}" data-phase="{phase}" style="font-family:'
+                    f'monospace;padding:4px 8px;border-left:4px solid {PHASE_COLOURS[phase]}">{label} ({runtime}): '
+                    f'<span class="sk-phase">session {html.escape(status)}: {how}</span>{rest}</div>')
         if left is None:
-            return (f'<div style="font-family:monospace;padding:4px 8px;border-left:4px solid '
-                    f'{PHASE_COLOURS["active"]}">{label} ({runtime}): no time limit</div>')
+            return (f'<div class="sk-countdown sk-phase-active" data-phase="active" style="font-family:monospace;'
+                    f'padding:4px 8px;border-left:4px solid {PHASE_COLOURS["active"]}">{label} ({runtime}): '
+                    f'no time limit</div>')
         th = s.get("thresholds") or {}
-        box = (f'<div id="{self._id}" style="font-family:monospace;padding:4px 8px;border-left:4px solid '
-               f'{PHASE_COLOURS.get(s.get("phase"), "#7f7f7f")}">{label} ({runtime}): '
+        phase = str(s.get("phase"))
+        box = (f'<div id="{self._id}" class="sk-countdown sk-phase-{html.escape(phase)}" '
+               f'data-phase="{html.escape(phase)}" style="font-family:monospace;padding:4px 8px;'
+               f'border-left:4px solid {PHASE_COLOURS.get(phase, "#7f7f7f")}">{label} ({runtime}): '
                f'<b class="sk-left">{format_seconds(left)}</b> left, '
-               f'<span class="sk-phase">{html.escape(str(s.get("phase")))}</span></div>')
-        calm = json.dumps(s.get("phase") if s.get("phase") in ("fresh", "active") else "active")
+               f'<span class="sk-phase">{html.escape(phase)}</span>{html.escape(self._scale())}</div>')
+        fresh_left = float(s.get("fresh_left_s") or 0.0)
         return box + _SCRIPT % {
             "id": json.dumps(self._id), "left": float(left), "rate": self.rate,
             "warning": float(th.get("warning", 3600)), "handover": float(th.get("handover", 900)),
-            "colours": json.dumps(PHASE_COLOURS), "calm": calm}
+            "fresh": float(left) - fresh_left, "colours": json.dumps(PHASE_COLOURS),
+            "drawn": _wall_ms(), "fresh_draw_ms": FRESH_DRAW_MS}
 
     def text(self) -> str:
         s = self.snapshot
         left = s.get("remaining_s")
+        status = s.get("status") or "active"
+        if status != "active":
+            return f"[{s.get('label')}] session {status}: {s.get('end_reason') or status}"
         when = "no time limit" if left is None else f"{format_seconds(left)} left"
-        return f"[{s.get('label')}] {s.get('role')} on {(s.get('runtime') or {}).get('name')}: {when} ({s.get('phase')})"
+        return (f"[{s.get('label')}] {s.get('role')} on {(s.get('runtime') or {}).get('name')}: {when} "
+                f"({s.get('phase')}){self._scale()}")
 
 
 class SessionBanner(_View):
@@ -170,18 +220,21 @@ class HandoverStatus(_View):
     from a HandoverState snapshot."""
 
     COLOURS = {"watching": "#1f77b4", "waiting for a primary": "#7f7f7f", "waiting for its turn": "#1f77b4",
-               "approval pending": "#ff7f0e",
-               "taking over": "#d62728", "primary": "#2ca02c", "handing over": "#ff7f0e", "done": "#7f7f7f"}
+               "approval pending": "#ff7f0e", "taking over": "#d62728", "primary": "#2ca02c",
+               "handing over": "#ff7f0e", "done": "#7f7f7f", "completed": "#2ca02c", "handed over": "#7f7f7f",
+               "lease lost": "#d62728", "failed": "#d62728", "stopped": "#7f7f7f", "paused": "#7f7f7f",
+               "cancelled": "#7f7f7f", "closed": "#7f7f7f"}
 
     def __init__(self, source: Any, **kw: Any) -> None:
         super().__init__(_snapshot_of(source), **kw)
 
     def text(self) -> str:
         s = self.snapshot
+        extra = f": {s.detail}" if s.detail else ""
+        if s.role == "primary" and s.status not in ("primary", "handing over"):
+            return f"{s.status}{extra} (job {s.job or '-'})"  # ended: no lease to speak of
         holder = (s.holder or "-")[:8]
-        extra = f" ({s.detail})" if s.detail else ""
-        return (f"handover: {s.status}{extra}; lease {s.lease} held by {holder} token {s.token}; "
-                f"job {s.job or '-'}")
+        return f"{s.status}{extra} (job {s.job or '-'}; lease {s.lease} held by {holder}, token {s.token})"
 
     def html(self) -> str:
         colour = self.COLOURS.get(self.snapshot.status, "#7f7f7f")
