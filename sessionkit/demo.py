@@ -132,6 +132,8 @@ def run(store_dir: Optional[str] = None, *, items: int = 800, item_seconds: floa
     """Run the story; return True when the job completed with every item done. ``ttl`` is in
     real seconds (as the notebooks' LEASE_TTL), one by default whatever the scale, so a busy
     machine's pauses do not end a lease by themselves."""
+    import pandas as pd
+
     from . import history, plots
     from .jobs.progress import format_seconds
     from .store import open_store
@@ -205,7 +207,7 @@ def run(store_dir: Optional[str] = None, *, items: int = 800, item_seconds: floa
     print("\nsessions:", file=out)
     print("  (times are on the demo's clock, 720x fast: 12 h pass in a minute)", file=out)
     for s in sessions.itertuples():
-        token = "-" if s.highest_token is None or s.highest_token != s.highest_token else int(s.highest_token)
+        token = "-" if pd.isna(s.highest_token) else int(s.highest_token)
         print(f"  {str(s.label):10} {str(s.role):8} -> {str(s.final_role):8} ran {format_seconds(s.duration_s):>8}"
               f"  ended: {str(s.end_reason):9}  highest token: {token}", file=out)
     labels = dict(zip(sessions["session"], sessions["label"]))

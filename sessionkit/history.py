@@ -219,11 +219,22 @@ def _tidy(df: pd.DataFrame, since: Optional[datetime], until: Optional[datetime]
 
 # -- derived tables -------------------------------------------------------------
 
+SHORT_ID = 8  # characters of a session id the tables show (as views and the CLI do)
+
+
+def _ids(table: pd.DataFrame, columns: tuple[str, ...], full: bool) -> pd.DataFrame:
+    """Session ids cut to ``SHORT_ID`` characters, unless ``full`` (to join with the events)."""
+    if not full:
+        for column in columns:
+            table[column] = table[column].map(lambda v: v[:SHORT_ID] if isinstance(v, str) else v)
+    return table
+
+
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index)
 
 
-def sessions(df: pd.DataFrame) -> pd.DataFrame:
+def sessions(df: pd.DataFrame, *, full_ids: bool = False) -> pd.DataFrame:
     """One row per session: start, end, duration, role, runtime, label, end reason, highest token."""
     rows = []
     for sid, ev in df[df["kind"].astype(str).str.startswith(("session.", "lease.", "handover.", "job."))
@@ -264,10 +275,11 @@ def sessions(df: pd.DataFrame) -> pd.DataFrame:
         })
     out = pd.DataFrame(rows, columns=["session", "label", "role", "final_role", "runtime", "start", "end",
                                       "duration_s", "end_reason", "highest_token"])
-    return out.sort_values("start").reset_index(drop=True)
+    out["highest_token"] = out["highest_token"].astype("Int64")
+    return _ids(out.sort_values("start").reset_index(drop=True), ("session",), full_ids)
 
 
-def jobs(df: pd.DataFrame) -> pd.DataFrame:
+def jobs(df: pd.DataFrame, *, full_ids: bool = False) -> pd.DataFrame:
     """One row per job: id, status, done, total, started, finished, and the sessions that ran it."""
     rows = []
     ev_all = df[df["kind"].astype(str).str.startswith("job.") & df["job"].notna()]
@@ -286,7 +298,11 @@ def jobs(df: pd.DataFrame) -> pd.DataFrame:
             "finished": finished["ts"].iloc[-1] if len(finished) else None,
             "sessions": list(dict.fromkeys(ev.loc[kinds.isin(["job.status", "job.checkpoint"]), "session"])),
         })
-    return pd.DataFrame(rows, columns=["job", "status", "done", "total", "started", "finished", "sessions"])
+    out = pd.DataFrame(rows, columns=["job", "status", "done", "total", "started", "finished", "sessions"])
+    out = out.astype({"done": "Int64", "total": "Int64"})
+    if not full_ids:
+        out["sessions"] = [[str(sid)[:SHORT_ID] for sid in ids] for ids in out["sessions"]]
+    return out
 
 
 def _judged(wall: Optional[float], waited: Any, window: Any) -> Optional[float]:
@@ -320,7 +336,7 @@ def _ended_hold(df: pd.DataFrame, session: Any, token: Any) -> Optional[pd.Serie
     return mine.iloc[-1] if len(mine) else None
 
 
-def handovers(df: pd.DataFrame) -> pd.DataFrame:
+def handovers(df: pd.DataFrame, *, full_ids: bool = False) -> pd.DataFrame:
     """One row per takeover: from, to, planned or not, how, and the gap in seconds without a
     primary. ``how``: "planned" (asked for at the handover phase), "released" (the primary
     was told to stop, e.g. SIGTERM, and released its lease) or "expired" (it died). After a
@@ -343,10 +359,12 @@ def handovers(df: pd.DataFrame) -> pd.DataFrame:
         rows.append({"ts": ev["ts"], "from": ev.get("data.from"), "to": ev.get("data.to"),
                      "planned": planned, "job": ev.get("job"), "token": ev.get("data.token"),
                      "gap_s": gap, "how": how})
-    return pd.DataFrame(rows, columns=["ts", "from", "to", "planned", "job", "token", "gap_s", "how"])
+    out = pd.DataFrame(rows, columns=["ts", "from", "to", "planned", "job", "token", "gap_s", "how"])
+    out["token"] = pd.to_numeric(out["token"]).astype("Int64")
+    return _ids(out, ("from", "to"), full_ids)
 
 
-def gaps(df: pd.DataFrame) -> pd.DataFrame:
+def gaps(df: pd.DataFrame, *, full_ids: bool = False) -> pd.DataFrame:
     """Spans with no primary: from one holder's release, loss or last sign of life to the
     next acquisition of the lease (taken in token order). Each span is kept within what the
     acquirer measured on its own clock, so clocks that disagree do not stretch it."""
@@ -357,7 +375,8 @@ def gaps(df: pd.DataFrame) -> pd.DataFrame:
     for _, one_lease in by_lease:
         _gaps_of(df, one_lease, rows)
     out = pd.DataFrame(rows, columns=["start", "end", "lease", "duration_s", "before", "after"])
-    return out.sort_values("end", kind="stable").reset_index(drop=True) if len(out) else out
+    out = out.sort_values("end", kind="stable").reset_index(drop=True) if len(out) else out
+    return _ids(out, ("before", "after"), full_ids)
 
 
 def _gaps_of(df: pd.DataFrame, acquired: pd.DataFrame, rows: list[dict[str, Any]]) -> None:

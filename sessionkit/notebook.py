@@ -27,6 +27,7 @@ from .runtimes import Runtime
 from .errors import Conflict, CorruptRecord, StoreError
 from .lease import read_lease
 from .sessions import read_session
+from .status import LiveView, PrimarySeen, live_view, primary_seen
 from .store import ABSENT, Store, open_store
 from .config import Config, load as load_config
 from .env import in_colab, in_notebook
@@ -204,7 +205,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
     """Watch the primary and take over when it hands over or dies; returns the new Primary
     (showing its views), or None if ``timeout`` passed or the job finished meanwhile.
     ``store`` must be the primary's (in Colab there is no default: the backup must be told)."""
-    from .widgets.session import Countdown, HandoverStatus, SessionBanner
+    from .widgets.session import Countdown, HandoverStatus, PrimaryWatch, SessionBanner
 
     clock_check = clock_for(time_scale)
     store, runtime, lease_ttl, phases = _configured(config, store, runtime, lease_ttl)
@@ -222,15 +223,20 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
     backup = Backup(store, label, priority=priority, approval=approval, runtime=runtime, clock=clock, ttl=ttl,
                     job=job, **phases)
     status = HandoverStatus(backup)
+    watching = PrimaryWatch(_primary_seen(backup, job), rate=_clock_rate(clock))
     if show:
         status.show()
-    last = [None]
+        watching.show()
+    last: list[Any] = [None, time.monotonic()]
 
     def refresh(b: Backup) -> None:  # from this (the cell's) thread, only when it changes
         state = b.state
         if (state.status, state.detail) != last[0]:
             last[0] = (state.status, state.detail)
             status.update(state)
+        if time.monotonic() - last[1] >= WATCH_VIEW_EVERY:  # a few reads: not at every look
+            last[1] = time.monotonic()
+            watching.update(_primary_seen(b, job))
 
     try:
         primary = backup.watch(timeout=timeout, on_step=refresh)
@@ -243,11 +249,33 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
         backup.close()
         return None
     _KERNEL_PRIMARIES[store.url] = primary
+    seen = _primary_seen(primary, job)
+    watching.update(seen)
+    if seen.own_too_short:
+        print(f"WARNING: {watching.warning()}")
     primary.views += [status, Countdown(primary.session), SessionBanner(primary.session)]
     if show:
         _show(primary.views[1:])
     primary.refresh_views(force=True)
     return primary
+
+
+WATCH_VIEW_EVERY = 15.0  # real seconds between a backup's reads of the primary's progress for its view
+
+
+def _clock_rate(clock: Clock) -> float:
+    real = clock.real_seconds(1.0)
+    return 1.0 / real if real else 1.0
+
+
+def _primary_seen(watcher: Union[Backup, Primary], job: Optional[str]) -> PrimarySeen:
+    """The watched primary's time left and progress, against the watcher's own time left."""
+    try:
+        live = live_view(watcher.store, "primary", job, watcher.clock)
+    except (CorruptRecord, StoreError) as exc:
+        log.info("could not read the primary's progress for the view: %s", exc)
+        live = LiveView(None, None, None)
+    return primary_seen(live, watcher.session.remaining)
 
 
 def show_again(store: Union[Store, str, None], job: str) -> Any:

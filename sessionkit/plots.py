@@ -71,7 +71,7 @@ def _role_spans(df: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
 def timeline(df: pd.DataFrame, *, title: Optional[str] = "Sessions") -> Figure:
     """A lane per runtime label; session bars coloured by role; handovers marked; spans with
     no primary shaded."""
-    table = history.sessions(df)
+    table = history.sessions(df, full_ids=True)
     fig = NotebookFigure(figsize=(11, 1.2 + 0.45 * max(1, table["label"].nunique() if len(table) else 1)),
                  layout="constrained")
     ax = fig.add_subplot()
@@ -89,10 +89,10 @@ def timeline(df: pd.DataFrame, *, title: Optional[str] = "Sessions") -> Figure:
         for role, part in on_lane.groupby("role"):
             ax.broken_barh(list(zip(part["start_n"], part["width"])), (lane_no - 0.35, 0.7),
                            facecolors=ROLE_COLOURS.get(role, "#9e9e9e"), edgecolor="white", linewidth=0.5)
-    for g in history.gaps(df).itertuples():
+    for g in history.gaps(df, full_ids=True).itertuples():
         ax.axvspan(g.start.tz_convert("UTC").tz_localize(None), g.end.tz_convert("UTC").tz_localize(None),
                    color="#d62728", alpha=0.15, lw=0)
-    for h in history.handovers(df).itertuples():
+    for h in history.handovers(df, full_ids=True).itertuples():
         x = h.ts.tz_convert("UTC").tz_localize(None)
         ax.axvline(x, color="#2ca02c" if h.planned else "#d62728", ls="--", lw=1)
         ax.text(x, 0.98, " planned" if h.planned else " takeover", transform=ax.get_xaxis_transform(),
@@ -120,7 +120,7 @@ def progress(df: pd.DataFrame, *, job: Optional[str] = None, title: Optional[str
         points = points[points["job"] == job]
     if points.empty or "data.done" not in points.columns:
         return _empty(fig, ax, "job checkpoints")
-    labels = history.sessions(df).set_index("session")["label"].to_dict()
+    labels = history.sessions(df, full_ids=True).set_index("session")["label"].to_dict()
     colours = {}
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
     for job_id, part in points.groupby("job", sort=False):
@@ -129,7 +129,7 @@ def progress(df: pd.DataFrame, *, job: Optional[str] = None, title: Optional[str
             colour = colours.setdefault(sid, palette[len(colours) % len(palette)])
             name = f"{job_id}: {labels.get(sid) or str(sid)[:8]}"
             ax.plot(_naive(run["ts"]), run["data.done"], "o-", ms=3, color=colour, label=name, zorder=2)
-    for h in history.handovers(df).itertuples():
+    for h in history.handovers(df, full_ids=True).itertuples():
         if job is None or h.job == job:
             ax.axvline(h.ts.tz_convert("UTC").tz_localize(None), color="#444444", ls="--", lw=1)
     ax.set_ylabel("items done")
@@ -146,7 +146,7 @@ def throughput(df: pd.DataFrame, *, title: Optional[str] = "Throughput per sessi
     points = df[(df["kind"] == "job.checkpoint") & df["job"].notna()]
     if points.empty or "data.done" not in points.columns:
         return _empty(fig, ax, "job checkpoints")
-    labels = history.sessions(df).set_index("session")["label"].to_dict()
+    labels = history.sessions(df, full_ids=True).set_index("session")["label"].to_dict()
     names, rates = [], []
     for (job_id, sid), run in points.groupby(["job", "session"], sort=False):
         seconds = (run["ts"].iloc[-1] - run["ts"].iloc[0]).total_seconds()

@@ -16,7 +16,7 @@ from .store import Store
 if TYPE_CHECKING:
     from .handover.records import StateRecord
 
-__all__ = ["LiveView", "live_view", "status_data"]
+__all__ = ["LiveView", "PrimarySeen", "live_view", "primary_seen", "status_data"]
 
 
 def status_data(store: Store) -> dict[str, Any]:
@@ -81,3 +81,36 @@ def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = No
                             stage_index=(m.stages.index(m.stage) + 1) if m.stage in m.stages else None,
                             stages=len(m.stages))
     return LiveView(session, progress, state)
+
+
+@dataclass(frozen=True)
+class PrimarySeen:
+    """What a backup shows of the primary it watches, and whether its own runtime is long
+    enough to finish the job. Seconds are on the clock both run on."""
+
+    label: Optional[str]
+    remaining_s: Optional[float]  # the primary runtime's time left (None: no limit, or unknown)
+    job: Optional[str]
+    status: Optional[str]
+    done: int
+    total: Optional[int]
+    rate: Optional[float]  # items per second over the job's running time so far
+    needs_s: Optional[float]  # time the rest of the job needs at that rate
+    own_remaining_s: Optional[float]  # the backup runtime's own time left
+
+    @property
+    def own_too_short(self) -> bool:
+        """The backup's runtime ends before the job would: it would have to hand over again."""
+        return (self.needs_s is not None and self.own_remaining_s is not None
+                and self.own_remaining_s < self.needs_s)
+
+
+def primary_seen(live: LiveView, own_remaining_s: Optional[float]) -> PrimarySeen:
+    """A backup's view of ``live`` (from ``live_view``) against its own time left."""
+    session, p = live.session or {}, live.progress
+    done = p.done if p is not None else 0
+    total = p.total if p is not None else None
+    rate = done / p.elapsed if p is not None and p.elapsed > 0 and done > 0 else None
+    needs = (total - done) / rate if rate and total is not None and total >= done else None
+    return PrimarySeen(session.get("label"), session.get("remaining_s"), p.job if p is not None else None,
+                       p.status if p is not None else None, done, total, rate, needs, own_remaining_s)

@@ -32,7 +32,7 @@ def test_events_frame_columns_and_dtypes(recorded):
 
 def test_sessions_table(recorded):
     _, a, df = recorded
-    s = history.sessions(df).set_index("session")
+    s = history.sessions(df, full_ids=True).set_index("session")
     assert s.loc[a["a"].session.id, "end_reason"] == "handover"
     assert s.loc[a["a"].session.id, "runtime"] == "short"
     assert s.loc[a["b"].session.id, "role"] == "backup" and s.loc[a["b"].session.id, "final_role"] == "primary"
@@ -48,7 +48,7 @@ def test_sessions_table(recorded):
 
 def test_jobs_table(recorded):
     _, a, df = recorded
-    j = history.jobs(df).set_index("job")
+    j = history.jobs(df, full_ids=True).set_index("job")
     assert j.loc["ingest", "status"] == "completed" and j.loc["ingest", "done"] == 100
     assert j.loc["ingest", "sessions"] == [a["a"].session.id, a["b"].session.id, a["c"].session.id]
     assert j.loc["broken", "status"] == "failed"
@@ -57,12 +57,26 @@ def test_jobs_table(recorded):
 
 def test_handovers_table(recorded):
     _, a, df = recorded
-    h = history.handovers(df)
+    h = history.handovers(df, full_ids=True)
     assert list(h["planned"]) == [True, False]
     assert list(h["from"]) == [a["a"].session.id, a["b"].session.id]
     assert list(h["to"]) == [a["b"].session.id, a["c"].session.id]
     assert h.loc[0, "gap_s"] <= 2 * a["b"].poll + 1e-9  # planned: within two polls
     assert 10 <= h.loc[1, "gap_s"] <= 10 + 2 * a["c"].poll + 1e-9  # unplanned: ttl + 2 polls
+
+
+def test_tables_show_short_ids_and_integers_as_integers(recorded):
+    """Issue 12 (6): tables showed 'total 160.0', 'token 2.0' and 32-character session ids."""
+    _, a, df = recorded
+    s, j, h = history.sessions(df), history.jobs(df), history.handovers(df)
+    assert str(s["highest_token"].dtype) == "Int64" and s["highest_token"].max() == 3
+    assert str(j["done"].dtype) == "Int64" and str(j["total"].dtype) == "Int64"
+    assert str(h["token"].dtype) == "Int64" and list(h["token"]) == [2, 3]
+    assert a["a"].session.id[:8] in set(s["session"]) and s["session"].str.len().max() == 8
+    assert list(h["from"]) == [a["a"].session.id[:8], a["b"].session.id[:8]]
+    assert all(len(sid) == 8 for ids in j["sessions"] for sid in ids)
+    shown = s.to_string()
+    assert "2.0" not in s[["highest_token"]].to_string() and a["a"].session.id not in shown
 
 
 def test_gaps_table(recorded):

@@ -164,3 +164,53 @@ def test_views_re_attach_from_the_store(capsys):
     assert "[A] primary on hour" in shown and "job 'job' running 20/40" in shown
     it.close()
     primary.close()
+
+
+def test_rates_and_eta_are_in_real_time_on_a_scaled_clock_and_say_the_scale():
+    """Issue 12 (6): on a 720x clock a job doing 2 items a second showed '0.00273 it/s' and
+    an ETA of hours for a one-minute run."""
+    from sessionkit import ScaledClock
+    from sessionkit.jobs import Job
+    from sessionkit.widgets.text import describe
+
+    clock = ScaledClock(720)
+    job = Job(MemoryStore(), "j", clock=clock)
+    p = job.progress
+    p = type(p)(**{**p.as_dict(), "status": "running", "done": 40, "total": 160,
+                   "rate": 2 / 720, "eta": 120 / (2 / 720)})  # 2 items per real second, as measured
+    line = describe(p)
+    assert "2 it/s" in line and "ETA 01:00" in line, line
+    assert "(clock x720; rates and ETA in real time)" in line
+    assert "clock x" not in describe(Job(MemoryStore(), "k").progress)
+
+
+def test_a_backup_shows_the_primarys_progress_and_warns_when_its_own_runtime_is_too_short():
+    """Issue 12 (5): a backup started together with the primary showed one line of jargon
+    while watching, and once it took over it was itself about to expire."""
+    from sessionkit.status import live_view, primary_seen
+    from sessionkit.widgets.session import PrimaryWatch
+
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime=Runtime(max_runtime=3000, name="short"), clock=clock, ttl=60,
+                      label="A", checkpoint_items=10)
+    backup = Backup(store, "B", clock=clock, ttl=60, runtime=Runtime(max_runtime=3000, name="short"))
+    it = primary.track(range(200), display=False)
+    for _ in range(101):
+        next(it)
+        clock.advance(10)  # 10 s an item: 100 items done in 1000 s, 1000 s more to go
+    backup.step()
+    seen = primary_seen(live_view(store, clock=clock), backup.session.remaining)
+    assert (seen.label, seen.job, seen.done, seen.total) == ("A", "job", 100, 200)
+    assert seen.remaining_s == pytest.approx(2000, abs=20) and seen.needs_s == pytest.approx(1000, rel=0.05)
+    line = PrimaryWatch(seen, notebook=False).text()
+    assert line.startswith("primary A: 33:10 left · job 'job' running 100/200 (50%) · 0.1 it/s · ETA 16:4"), line
+    assert "WARNING" not in line  # 2000 s left here, 1000 s needed
+
+    clock.advance(1500)  # the backup began with the primary: 490 s left, 1000 s needed
+    seen = primary_seen(live_view(store, clock=clock), backup.session.remaining)
+    warning = PrimaryWatch(seen, notebook=False).text().splitlines()[-1]
+    assert warning.startswith("WARNING: this runtime has 08:10 left, less than the job needs (16:40)"), warning
+    assert "Start a backup later" in warning
+    it.close()
+    primary.close()
+    backup.close()

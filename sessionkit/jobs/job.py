@@ -196,7 +196,7 @@ class Job:
             stage_index=(m.stages.index(m.stage) + 1) if m.stage in m.stages else None, stages=len(m.stages),
             error=error.get("message") if isinstance(error, dict) else None,
             runtime_left=self.runtime_left() if self.runtime_left is not None else None,
-            handover_lead=self.handover_lead,
+            handover_lead=self.handover_lead, clock_rate=_clock_rate(self.clock),
         )
 
     def _elapsed(self) -> float:
@@ -513,3 +513,8 @@ def _make_view(job: Job, display: Any) -> Any:
         raise TypeError("display must be True, False or a view with update(progress)")
     return display
 
+
+def _clock_rate(clock: Clock) -> float:
+    """Clock seconds per real second: 1 on real and fake clocks, the factor on a scaled one."""
+    real = clock.real_seconds(1.0)
+    return 1.0 / real if real else 1.0

@@ -27,6 +27,7 @@ class Progress:
     error: Optional[str] = None
     runtime_left: Optional[float] = None  # seconds the runtime running it has (None: no limit or unknown)
     handover_lead: float = 0.0  # seconds a handover needs: a final checkpoint and a takeover
+    clock_rate: float = 1.0  # the job's clock seconds per real second (720 on a 720x scaled clock)
 
     @property
     def forecast(self) -> Forecast:

@@ -14,7 +14,8 @@ from ..env import in_notebook
 
 from .text import TextProgress
 
-__all__ = ["Countdown", "HandoverStatus", "JobProgress", "SessionBanner", "StoreBanner", "TextProgress",
+__all__ = ["Countdown", "HandoverStatus", "JobProgress", "PrimaryWatch", "SessionBanner", "StoreBanner",
+           "TextProgress",
            "auto_view", "in_notebook", "show"]
 
 
@@ -57,7 +58,7 @@ def __getattr__(name: str) -> Any:
         from .progress import JobProgress
 
         return JobProgress
-    if name in ("Countdown", "SessionBanner", "HandoverStatus", "StoreBanner"):
+    if name in ("Countdown", "SessionBanner", "HandoverStatus", "StoreBanner", "PrimaryWatch"):
         from . import session
 
         return getattr(session, name)

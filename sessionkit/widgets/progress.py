@@ -25,10 +25,14 @@ class JobProgress:
 
     def __init__(self, job_or_progress: Any) -> None:
         p = _snapshot(job_or_progress)
+        # The bar takes the room the label leaves (between 120 and 480 px); the label stays
+        # on one line, so "(N done before)" or a stage never wraps it under the bar.
         self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0,
-                                         layout=widgets.Layout(width="40%"))
-        self.label = widgets.HTML()
-        self.widget = widgets.HBox([self.bar, self.label])
+                                         layout=widgets.Layout(flex="1 1 240px", min_width="120px",
+                                                               max_width="480px", width="auto"))
+        self.label = widgets.HTML(layout=widgets.Layout(flex="0 0 auto"))
+        self.widget = widgets.HBox([self.bar, self.label],
+                                   layout=widgets.Layout(width="100%", align_items="center"))
         self.update(p)
 
     def show(self) -> None:
@@ -44,7 +48,7 @@ class JobProgress:
         self.bar.value = fraction if fraction is not None else (1.0 if progress.status == "completed" else 0.0)
         self.bar.style.bar_color = COLOURS.get(progress.status, "#9e9e9e")
         self.bar.description = progress.status
-        self.label.value = f"<code>{html.escape(describe(progress))}</code>"
+        self.label.value = f"<code style='white-space:nowrap'>{html.escape(describe(progress))}</code>"
 
     @property
     def colour(self) -> str:

@@ -1,4 +1,5 @@
-"""Views of sessions and handover: ``Countdown``, ``SessionBanner``, ``HandoverStatus``.
+"""Views of sessions and handover: ``Countdown``, ``SessionBanner``, ``HandoverStatus``,
+``PrimaryWatch``.
 
 Each renders a snapshot (plain data) as HTML in a notebook, or as a text line
 elsewhere, and re-renders only when ``update`` is called from the loop's thread.
@@ -240,6 +241,50 @@ class HandoverStatus(_View):
         colour = self.COLOURS.get(self.snapshot.status, "#7f7f7f")
         return (f"<div style='font-family:monospace;padding:4px 8px;border-left:4px solid {colour}'>"
                 f"{html.escape(self.text())}</div>")
+
+
+class PrimaryWatch(_View):
+    """A backup's line about the primary it watches (a ``status.PrimarySeen``): its time
+    left and its job's progress, and a warning when this runtime has less time left than
+    the job still needs (a backup started together with the primary ends with it)."""
+
+    def __init__(self, seen: Any, rate: float = 1.0, **kw: Any) -> None:
+        self.rate = rate  # clock seconds per real second, for rates and ETAs in real time
+        super().__init__(seen, **kw)
+
+    def _line(self) -> str:
+        s = self.snapshot
+        left = "no time limit" if s.remaining_s is None else f"{format_seconds(max(0.0, s.remaining_s))} left"
+        parts = [f"primary {s.label or '?'}: {left}"]
+        if s.job is not None:
+            count = f"{s.done}/{s.total} ({s.done / s.total:.0%})" if s.total else f"{s.done}"
+            parts.append(f"job {s.job!r} {s.status} {count}")
+        if s.rate:
+            parts.append(f"{s.rate * self.rate:.3g} it/s")
+        if s.needs_s is not None:
+            parts.append(f"ETA {format_seconds(s.needs_s / self.rate)}")
+        if abs(self.rate - 1.0) > 1e-9:
+            parts.append(f"(clock x{self.rate:g}; rates and ETA in real time)")
+        return " · ".join(parts)
+
+    def warning(self) -> str:
+        s = self.snapshot
+        if not s.own_too_short:
+            return ""
+        return (f"this runtime has {format_seconds(max(0.0, s.own_remaining_s))} left, less than the job "
+                f"needs ({format_seconds(s.needs_s)}): it would have to hand over again. Start a backup "
+                f"later, on a runtime with more time left.")
+
+    def text(self) -> str:
+        warning = self.warning()
+        return self._line() + (f"\nWARNING: {warning}" if warning else "")
+
+    def html(self) -> str:
+        warning = self.warning()
+        colour = "#ff7f0e" if warning else "#1f77b4"
+        extra = f"<br><b style='color:#d62728'>{html.escape(warning)}</b>" if warning else ""
+        return (f"<div class='sk-primary-watch' style='font-family:monospace;padding:4px 8px;border-left:4px "
+                f"solid {colour}'>{html.escape(self._line())}{extra}</div>")
 
 
 class StoreBanner(_View):

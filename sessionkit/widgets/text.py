@@ -20,10 +20,11 @@ def describe(p: Progress) -> str:
     parts.append(f"{p.done}/{p.total}" if p.total is not None else f"{p.done}")
     if p.fraction is not None:
         parts.append(f"{p.fraction:.0%}")
-    if p.rate:
-        parts.append(f"{p.rate:.3g} it/s")
+    scaled = abs(p.clock_rate - 1.0) > 1e-9
+    if p.rate:  # per real second, also on a scaled clock: what the user's watch sees
+        parts.append(f"{p.rate * p.clock_rate:.3g} it/s")
     if p.eta is not None and p.status == "running":
-        parts.append(f"ETA {format_seconds(p.eta)}")
+        parts.append(f"ETA {format_seconds(p.eta / p.clock_rate)}")
     if p.bytes:
         parts.append(format_bytes(p.bytes))
     if p.skipped:
@@ -34,6 +35,8 @@ def describe(p: Progress) -> str:
             parts.append(f"· {outlook.text()}")
     if p.error:
         parts.append(f"error: {p.error}")
+    if scaled:
+        parts.append(f"(clock x{p.clock_rate:g}; rates and ETA in real time)")
     return " ".join(parts)
 
 
