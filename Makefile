@@ -17,7 +17,7 @@ $(VENV)/.installed: $(BIN)/python $(PKG_FILES)
 	touch $@
 
 $(VENV)/.installed-dev: $(BIN)/python $(PKG_FILES)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

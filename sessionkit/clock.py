@@ -174,3 +174,10 @@ class ScaledClock:
 
     def __repr__(self) -> str:
         return f"ScaledClock({self.factor:g}, epoch={self.epoch.isoformat()})"
+
+
+def clock_rate(clock: Clock) -> float:
+    """Clock seconds per real second: 1 on real and fake clocks, the factor on a scaled one
+    (views turn rates and ETAs into real time with it)."""
+    real = clock.real_seconds(1.0)
+    return 1.0 / real if real else 1.0

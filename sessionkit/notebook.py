@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Optional, Union
 
-from .clock import Clock, ScaledClock, SystemClock, check_seconds
+from .clock import Clock, ScaledClock, SystemClock, check_seconds, clock_rate
 from .handover import Backup, Primary
 from .runtimes import Runtime
 from .errors import Conflict, CorruptRecord, StoreError
@@ -223,7 +223,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
     backup = Backup(store, label, priority=priority, approval=approval, runtime=runtime, clock=clock, ttl=ttl,
                     job=job, **phases)
     status = HandoverStatus(backup)
-    watching = PrimaryWatch(_primary_seen(backup, job), rate=_clock_rate(clock))
+    watching = PrimaryWatch(_primary_seen(backup, job), rate=clock_rate(clock))
     if show:
         status.show()
         watching.show()
@@ -250,9 +250,10 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
         return None
     _KERNEL_PRIMARIES[store.url] = primary
     seen = _primary_seen(primary, job)
-    watching.update(seen)
     if seen.own_too_short:
-        print(f"WARNING: {watching.warning()}")
+        print(f"WARNING: {PrimaryWatch(seen, rate=watching.rate, notebook=False).warning()}")
+    watching.update(f"took over job {primary.job.id!r} at {primary.job.done} done: this runtime is the "
+                    f"primary now")
     primary.views += [status, Countdown(primary.session), SessionBanner(primary.session)]
     if show:
         _show(primary.views[1:])
@@ -261,11 +262,6 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
 
 
 WATCH_VIEW_EVERY = 15.0  # real seconds between a backup's reads of the primary's progress for its view
-
-
-def _clock_rate(clock: Clock) -> float:
-    real = clock.real_seconds(1.0)
-    return 1.0 / real if real else 1.0
 
 
 def _primary_seen(watcher: Union[Backup, Primary], job: Optional[str]) -> PrimarySeen:
@@ -278,11 +274,12 @@ def _primary_seen(watcher: Union[Backup, Primary], job: Optional[str]) -> Primar
     return primary_seen(live, watcher.session.remaining)
 
 
-def show_again(store: Union[Store, str, None], job: str) -> Any:
-    """The notebooks' last cell: the primary's live views again, read from the store."""
+def show_again(store: Union[Store, str, None], job: str) -> None:
+    """The notebooks' last cell: the primary's live views again, read from the store (the
+    views only: returning the snapshots would print them as the cell's value)."""
     from .widgets import show
 
-    return show(_resolve(store, job), job=job)
+    show(_resolve(store, job), job=job)
 
 
 def release_runtime(primary: Primary) -> str:

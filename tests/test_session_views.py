@@ -180,7 +180,7 @@ def test_rates_and_eta_are_in_real_time_on_a_scaled_clock_and_say_the_scale():
                    "rate": 2 / 720, "eta": 120 / (2 / 720)})  # 2 items per real second, as measured
     line = describe(p)
     assert "2 it/s" in line and "ETA 01:00" in line, line
-    assert "(clock x720; rates and ETA in real time)" in line
+    assert "(clock x720; real-time rates)" in line
     assert "clock x" not in describe(Job(MemoryStore(), "k").progress)
 
 

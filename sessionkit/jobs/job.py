@@ -23,7 +23,7 @@ import threading
 import weakref
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
-from ..clock import SYSTEM_CLOCK, Clock, check_seconds
+from ..clock import SYSTEM_CLOCK, Clock, check_seconds, clock_rate
 from ..errors import BlobError, Conflict, InvalidTransition, JobCancelled, LeaseLost, NotFound, SessionkitError
 from ..events import EventLog
 from ..store import ABSENT, Store, open_store
@@ -196,7 +196,7 @@ class Job:
             stage_index=(m.stages.index(m.stage) + 1) if m.stage in m.stages else None, stages=len(m.stages),
             error=error.get("message") if isinstance(error, dict) else None,
             runtime_left=self.runtime_left() if self.runtime_left is not None else None,
-            handover_lead=self.handover_lead, clock_rate=_clock_rate(self.clock),
+            handover_lead=self.handover_lead, clock_rate=clock_rate(self.clock),
         )
 
     def _elapsed(self) -> float:
@@ -512,9 +512,3 @@ def _make_view(job: Job, display: Any) -> Any:
     if not hasattr(display, "update"):
         raise TypeError("display must be True, False or a view with update(progress)")
     return display
-
-
-def _clock_rate(clock: Clock) -> float:
-    """Clock seconds per real second: 1 on real and fake clocks, the factor on a scaled one."""
-    real = clock.real_seconds(1.0)
-    return 1.0 / real if real else 1.0

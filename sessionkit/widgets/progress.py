@@ -25,12 +25,11 @@ class JobProgress:
 
     def __init__(self, job_or_progress: Any) -> None:
         p = _snapshot(job_or_progress)
-        # The bar takes the room the label leaves (between 120 and 480 px); the label stays
-        # on one line, so "(N done before)" or a stage never wraps it under the bar.
+        # A 240 px bar (down to 120 px on a narrow page) and the label beside it taking the
+        # rest of the line: "(N done before)" or a stage never pushes the label under the bar.
         self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0,
-                                         layout=widgets.Layout(flex="1 1 240px", min_width="120px",
-                                                               max_width="480px", width="auto"))
-        self.label = widgets.HTML(layout=widgets.Layout(flex="0 0 auto"))
+                                         layout=widgets.Layout(flex="0 1 240px", min_width="120px", width="auto"))
+        self.label = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0"))
         self.widget = widgets.HBox([self.bar, self.label],
                                    layout=widgets.Layout(width="100%", align_items="center"))
         self.update(p)
@@ -48,7 +47,7 @@ class JobProgress:
         self.bar.value = fraction if fraction is not None else (1.0 if progress.status == "completed" else 0.0)
         self.bar.style.bar_color = COLOURS.get(progress.status, "#9e9e9e")
         self.bar.description = progress.status
-        self.label.value = f"<code style='white-space:nowrap'>{html.escape(describe(progress))}</code>"
+        self.label.value = f"<code>{html.escape(describe(progress))}</code>"
 
     @property
     def colour(self) -> str:

@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any, Optional, TextIO
 
+from ..clock import clock_rate
 from ..jobs.progress import format_seconds
 from . import in_notebook
 
@@ -138,8 +139,7 @@ class Countdown(_View):
 
     def __init__(self, session: Any, **kw: Any) -> None:
         clock = getattr(session, "clock", None)  # a Session; a snapshot (dict) has none
-        real = clock.real_seconds(1.0) if clock is not None else None
-        self.rate = 1.0 / real if real else 1.0  # clock seconds per real second, for the script
+        self.rate = clock_rate(clock) if clock is not None else 1.0  # for the script
         super().__init__(_snapshot_of(session), **kw)
         self._id = f"sk-countdown-{uuid.uuid4().hex[:12]}"
 
@@ -246,7 +246,8 @@ class HandoverStatus(_View):
 class PrimaryWatch(_View):
     """A backup's line about the primary it watches (a ``status.PrimarySeen``): its time
     left and its job's progress, and a warning when this runtime has less time left than
-    the job still needs (a backup started together with the primary ends with it)."""
+    the job still needs (a backup started together with the primary ends with it). Once
+    it took over, ``update`` with a string leaves that as the last word."""
 
     def __init__(self, seen: Any, rate: float = 1.0, **kw: Any) -> None:
         self.rate = rate  # clock seconds per real second, for rates and ETAs in real time
@@ -254,6 +255,10 @@ class PrimaryWatch(_View):
 
     def _line(self) -> str:
         s = self.snapshot
+        if isinstance(s, str):  # a last word once there is no primary to watch (taken over)
+            return s
+        if s.label is None and s.job is None:
+            return "no primary seen in the store yet"
         left = "no time limit" if s.remaining_s is None else f"{format_seconds(max(0.0, s.remaining_s))} left"
         parts = [f"primary {s.label or '?'}: {left}"]
         if s.job is not None:
@@ -264,12 +269,12 @@ class PrimaryWatch(_View):
         if s.needs_s is not None:
             parts.append(f"ETA {format_seconds(s.needs_s / self.rate)}")
         if abs(self.rate - 1.0) > 1e-9:
-            parts.append(f"(clock x{self.rate:g}; rates and ETA in real time)")
+            parts.append(f"(clock x{self.rate:g}; real-time rates)")
         return " · ".join(parts)
 
     def warning(self) -> str:
         s = self.snapshot
-        if not s.own_too_short:
+        if isinstance(s, str) or not s.own_too_short:
             return ""
         return (f"this runtime has {format_seconds(max(0.0, s.own_remaining_s))} left, less than the job "
                 f"needs ({format_seconds(s.needs_s)}): it would have to hand over again. Start a backup "

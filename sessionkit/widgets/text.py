@@ -36,7 +36,7 @@ def describe(p: Progress) -> str:
     if p.error:
         parts.append(f"error: {p.error}")
     if scaled:
-        parts.append(f"(clock x{p.clock_rate:g}; rates and ETA in real time)")
+        parts.append(f"(clock x{p.clock_rate:g}; real-time rates)")
     return " ".join(parts)
 
 

@@ -1,0 +1,340 @@
+"""The ready-made notebooks as a user sees them: a real Jupyter server on 127.0.0.1, the
+notebook opened in headless Chromium (Debian's chromium and chromium-driver, driven by
+selenium), Run All, and assertions on the page itself.
+
+The front-end is the one this environment has: JupyterLab 4 with ipywidgets 8 in the
+current environment, Notebook 6.5.7 with ipywidgets 7.7.1 in the Colab-pinned one (Colab's
+own front-end cannot run here; its widget stack is this one). Screenshots of each step are
+saved in the test's temporary folder and named in any failure message.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+GREEN = "rgb(44, 160, 44)"  # JobProgress's completed colour, #2ca02c
+
+
+def _front_end() -> Optional[str]:
+    if importlib.util.find_spec("jupyterlab") is not None:
+        from importlib.metadata import version
+
+        if int(version("jupyterlab").split(".")[0]) >= 4:
+            return "lab"
+    if importlib.util.find_spec("notebook") is not None:
+        from importlib.metadata import version
+
+        if version("notebook").startswith("6."):
+            return "classic"
+    return None
+
+
+FRONT_END = _front_end()
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                       reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)"),
+    pytest.mark.skipif(importlib.util.find_spec("selenium") is None, reason="selenium is not installed ([dev])"),
+    pytest.mark.skipif(FRONT_END is None, reason="neither JupyterLab 4 nor Notebook 6 is installed here"),
+]
+
+# What a widget's text repr or a failed widget looks like on a page.
+BAD_TEXT = ("Error displaying widget", "HBox(children=", "FloatProgress(", "Loading widget",
+            "<Figure size", "Traceback (most recent call last)", "LiveView(")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A Jupyter server of this environment's front-end on 127.0.0.1, serving ``root``."""
+
+    def __init__(self, root: Path, log: Path) -> None:
+        self.port, self.token, self.root = _free_port(), secrets.token_hex(12), root
+        common = [f"--port={self.port}", "--ip=127.0.0.1", "--no-browser", "--allow-root"]
+        if FRONT_END == "lab":
+            args = [sys.executable, "-m", "jupyterlab", *common, f"--ServerApp.token={self.token}",
+                    f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+                    "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        else:
+            args = [sys.executable, "-m", "notebook", *common, f"--NotebookApp.token={self.token}",
+                    f"--NotebookApp.notebook_dir={root}"]
+        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root.parent / "jupyter-config"),
+                   JUPYTER_RUNTIME_DIR=str(root.parent / "jupyter-runtime"))
+        self.log = log
+        self.proc = subprocess.Popen(args, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the Jupyter server exited: {log.read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"{self.base}/api/status?token={self.token}", timeout=2).read()
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError(f"the Jupyter server did not answer within 120 s: {log.read_text()[-2000:]}")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, notebook: str) -> str:
+        # in Lab each notebook gets a workspace of its own, so two tabs do not share one layout
+        name = notebook.rsplit(".", 1)[0]
+        path = f"lab/workspaces/{name}/tree/{notebook}" if FRONT_END == "lab" else f"notebooks/{notebook}"
+        return f"{self.base}/{path}?token={self.token}"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Page:
+    """One browser tab on a notebook; ``shot(name)`` saves a screenshot and returns its path."""
+
+    def __init__(self, driver: Any, shots: Path, notebook: str) -> None:
+        self.driver, self.shots, self.notebook = driver, shots, notebook
+        self.name = notebook.rsplit(".", 1)[0]
+        self.taken: list[Path] = []
+
+    def shot(self, step: str) -> Path:
+        path = self.shots / f"{FRONT_END}-{self.name}-{step}.png"
+        self.driver.save_screenshot(str(path))
+        self.taken.append(path)
+        return path
+
+    def fail(self, message: str) -> None:
+        last = self.shot("failure")
+        raise AssertionError(f"{message}\nscreenshots: {', '.join(str(p) for p in self.taken)} (last: {last})")
+
+    def js(self, script: str) -> Any:
+        return self.driver.execute_script(script)
+
+    def wait(self, what: str, check: Callable[[], Any], timeout: float = 120, every: float = 0.25) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(every)
+        self.fail(f"{what}: not seen within {timeout:.0f} s")
+
+    def run_all(self) -> None:
+        """Wait for the kernel, then the front-end's own Run All command."""
+        if FRONT_END == "lab":
+            ready = (self._lab_widget() + "if (!w) return false;"
+                     "var k = w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+                     "return !!(k && k.connectionStatus === 'connected' && k.status === 'idle');")
+            self.wait("the notebook's kernel ready", lambda: self.js(ready))
+            self.js(self._lab_widget() + "window.jupyterapp.shell.activateById(w.id);"
+                    "window.jupyterapp.commands.execute('notebook:run-all-cells');")  # not awaited
+        else:
+            ready = ("return !!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel"
+                     " && Jupyter.notebook.kernel.is_connected());")
+            self.wait("the notebook's kernel ready", lambda: self.js(ready))
+            self.js("Jupyter.notebook.execute_all_cells();")
+
+    def _lab_widget(self) -> str:
+        """JavaScript that sets ``w`` to this notebook's panel in Lab (or null)."""
+        return ("var w = null; if (window.jupyterapp) { for (const x of window.jupyterapp.shell.widgets('main')) {"
+                f" if (x.context && x.context.path === {json.dumps(self.notebook)}) {{ w = x; }} }} }}")
+
+    def idle(self) -> bool:
+        """The kernel has nothing left to run (after Run All)."""
+        if FRONT_END == "lab":
+            return bool(self.js(self._lab_widget() + "var k = w.sessionContext.session.kernel;"
+                                "return k.status === 'idle' && "
+                                "document.querySelectorAll('.jp-InputPrompt').length > 0 && "
+                                "![...document.querySelectorAll('.jp-InputPrompt')]"
+                                ".some(e => e.textContent.includes('*'));"))
+        return bool(self.js("return Jupyter.notebook.kernel_busy === false || "
+                            "(!document.querySelector('#kernel_indicator_icon.kernel_busy') && "
+                            "![...document.querySelectorAll('.input_prompt')].some(e => e.textContent.includes('*')));"))
+
+    def text(self) -> str:
+        return str(self.js("return document.body.innerText;"))
+
+    def countdown(self) -> Optional[tuple[str, str]]:
+        return self.js("var e = document.querySelector('.sk-countdown');"
+                       "if (!e) return null;"
+                       "var l = e.querySelector('.sk-left');"
+                       "return [l ? l.textContent : '', e.getAttribute('data-phase')];")
+
+    def bar(self) -> Optional[tuple[float, str]]:
+        found = self.js("var b = document.querySelector('.widget-hprogress .progress-bar');"
+                        "if (!b) return null;"
+                        "return [b.style.width || '', getComputedStyle(b).backgroundColor];")
+        if not found or not found[0].endswith("%"):
+            return None
+        return float(found[0][:-1]), found[1]
+
+    def images(self) -> int:
+        selector = ".jp-OutputArea-output img" if FRONT_END == "lab" else ".output_png img"
+        return int(self.js(f"return document.querySelectorAll('{selector}').length;"))
+
+
+def notebook_with(name: str, folder: Path, **parameters: Any) -> str:
+    """A copy of a ready-made notebook in ``folder`` with its parameters set in a cell after
+    the parameters cell, as papermill injects them."""
+    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+    at = next(i for i, c in enumerate(nb["cells"]) if "parameters" in c.get("metadata", {}).get("tags", []))
+    source = "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+    nb["cells"].insert(at + 1, {"cell_type": "code", "id": f"{name}-injected", "metadata": {},
+                                "execution_count": None, "outputs": [], "source": source})
+    (folder / f"{name}.ipynb").write_text(json.dumps(nb))
+    return f"{name}.ipynb"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    root = tmp_path / "root"
+    root.mkdir()
+    server = Server(root, tmp_path / "server.log")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(30)
+    try:
+        yield server, driver, root
+    finally:
+        driver.quit()
+        server.close()
+
+
+def open_page(driver: Any, server: Server, notebook: str, shots: Path) -> Page:
+    driver.get(server.url(notebook))
+    return Page(driver, shots, notebook)
+
+
+def test_the_primary_notebook_run_all_in_a_real_browser_then_the_history_notebook(browser, tmp_path):
+    server, driver, root = browser
+    store = tmp_path / "store"
+    primary = notebook_with("primary", root, STORE=str(store), JOB="browser-job", RUNTIME="colab-free",
+                            TIME_SCALE=720.0, LEASE_TTL=30.0, ITEMS=80, ITEM_SECONDS=0.1)
+    page = open_page(driver, server, primary, tmp_path)
+    page.run_all()
+
+    first = page.wait("the countdown", page.countdown)
+    page.wait("the progress bar", page.bar)
+    page.shot("running")
+    seen_left, seen_phases, widths = {first[0]}, {first[1]}, []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        now = page.countdown()
+        if now:
+            seen_left.add(now[0])
+            seen_phases.add(now[1])
+        bar = page.bar()
+        if bar:
+            widths.append(bar[0])
+        if "job browser-job: completed" in page.text() and page.idle():
+            break
+        time.sleep(0.2)
+    else:
+        page.fail("the primary notebook did not print 'job browser-job: completed'")
+    page.shot("completed")
+
+    if len(seen_left) < 3:
+        page.fail(f"the countdown did not tick on its own: saw only {sorted(seen_left)}")
+    if len(seen_phases) < 2 or "ended" not in seen_phases:
+        page.fail(f"the countdown's phase class did not change to its final state: saw {sorted(seen_phases)}")
+    if not widths or max(widths) < 99.0 or widths != sorted(widths) or min(widths) >= 99.0:
+        page.fail(f"the progress bar's width did not grow to 100%: saw {widths[:5]} ... {widths[-5:]}")
+    final = page.bar()
+    if final is None or final[1] != GREEN:
+        page.fail(f"the progress bar did not end green ({GREEN}): {final}")
+    text = page.text()
+    for bad in BAD_TEXT:
+        if bad in text:
+            page.fail(f"the page shows {bad!r}")
+    if "completed: 80 done" not in text or "session ended: completed" not in text:
+        page.fail("the handover line and the countdown do not say the job completed")
+
+    history = notebook_with("history", root, STORE=str(store), OUT_DIR=str(tmp_path / "plots"))
+    page = open_page(driver, server, history, tmp_path)
+    page.run_all()
+    page.wait("three plots shown in the notebook", lambda: page.images() >= 3)
+    page.wait("the history notebook done", page.idle)
+    page.shot("history")
+    if page.images() != 3:
+        page.fail(f"the history notebook shows {page.images()} images, not 3")
+    text = page.text()
+    for bad in BAD_TEXT:
+        if bad in text:
+            page.fail(f"the history page shows {bad!r}")
+
+
+def test_a_primary_and_a_backup_in_two_tabs_hand_over_on_the_page(browser, tmp_path):
+    """The backup notebook watches in one tab while the primary runs in another; at the
+    primary's handover phase (a 12 h runtime in 18 s) the job moves to the backup, which
+    resumes where the primary stopped and completes it."""
+    server, driver, root = browser
+    store = tmp_path / "store"
+    common = dict(STORE=str(store), JOB="two-tabs", TIME_SCALE=2400.0, LEASE_TTL=30.0, ITEMS=400,
+                  ITEM_SECONDS=0.1)
+    backup_nb = notebook_with("backup", root, RUNTIME="local", PRIORITY=1, APPROVAL="auto", **common)
+    primary_nb = notebook_with("primary", root, RUNTIME="colab-free", **common)
+
+    backup = open_page(driver, server, backup_nb, tmp_path)
+    backup.run_all()
+    backup.wait("the backup waiting", lambda: "waiting for a primary" in backup.text())
+    backup_tab = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    primary = open_page(driver, server, primary_nb, tmp_path)
+    primary.run_all()
+    primary.wait("the primary's progress bar", primary.bar)
+    primary.shot("running")
+    primary.wait("the primary handing over", lambda: "handed over: to backup (" in primary.text(), timeout=180)
+    primary.wait("the primary notebook done", primary.idle)
+    primary.shot("handed-over")
+    text = primary.text()
+    if "(handed over to the backup)" not in text:
+        primary.fail("the primary notebook does not say it handed over")
+    stopped_at = primary.bar()
+
+    driver.switch_to.window(backup_tab)
+    backup.wait("the backup completing the job",
+                lambda: "job two-tabs: completed, 400 done" in backup.text() and backup.idle(), timeout=180)
+    backup.shot("completed")
+    text = backup.text()
+    final = backup.wait("the backup's progress bar", backup.bar, timeout=60)
+    if final is None or final[0] < 99.0 or final[1] != GREEN:
+        backup.fail(f"the backup's progress bar did not end full and green: {final}")
+    if "done before)" not in text:
+        backup.fail("the backup's progress does not say how many items the primary had done")
+    if stopped_at is None or not 0 < stopped_at[0] < 100:
+        backup.fail(f"the primary's bar did not stop part-way: {stopped_at}")
+    if not driver.execute_script("return !!document.querySelector('.sk-primary-watch');"):
+        backup.fail("the backup did not show the primary's progress while watching")
+    for bad in BAD_TEXT:
+        if bad in backup.text():
+            backup.fail(f"the page shows {bad!r}")
