@@ -130,9 +130,10 @@ class Primary:
         except GeneratorExit:  # closed (an interrupt in the loop's body, a break): the job paused
             self._finish(self.job.status, "run the cell again to resume")
             raise
-        except BaseException:
-            self._finish(self.job.status if self.job.status != "running" else "failed",
-                         "run the cell again to resume")
+        except BaseException as exc:
+            # the job learns its outcome later (outcome.py): say what this exception means now
+            guess = "paused" if isinstance(exc, KeyboardInterrupt) else "failed"
+            self._finish(self.job.status if self.job.status != "running" else guess, "run the cell again to resume")
             raise
         finally:
             self.job.stop_when = None
