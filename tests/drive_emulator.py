@@ -23,6 +23,11 @@ real service does (sources in docs/gdrive.md):
   answers 500;
 - **ids**: ``files.generateIds``; an insert with an id that exists answers 409;
 - **properties** on files, merged by key on update;
+- **resumable uploads** (``uploadType=resumable``, for inserts and updates): the first
+  request opens a session (``Location``), each ``PUT`` with ``Content-Range`` adds a
+  chunk and answers 308 with the ``Range`` held, ``bytes */total`` asks for it, and the
+  file exists only once the last byte is in; **ranged downloads** (``Range`` on
+  ``alt=media``, 206);
 - **tokens expire** after ``token_ttl`` seconds (401, then the client refreshes):
   ``POST /token`` takes refresh tokens (users) and signed JWT assertions (service
   accounts);
@@ -32,7 +37,9 @@ real service does (sources in docs/gdrive.md):
   connection does), ``drop`` (nothing applied), and the
   ones real Drive is reported to do (Stack Overflow 18578768), where the request
   **is applied but the answer is an error or lost**: ``500-landed``,
-  ``403rate-landed``, ``lost``. Every request is counted, by kind.
+  ``403rate-landed``, ``lost``; and ``drop-midchunk``: a chunk of a resumable upload of
+  which the server keeps the first half (in 256 KiB units) before the connection
+  drops, as a connection cut mid-transfer does. Every request is counted, by kind.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ class _Captured:
 
     def __init__(self) -> None:
         self.status = 0
+        self.body: Any = None
 
 
 class DriveEmulator:
@@ -107,6 +115,7 @@ class DriveEmulator:
         self.drives: dict[str, set[str]] = {}  # shared drive id -> member emails
         self.list_lag = 0.0
         self.latency = 0.0
+        self.sessions: dict[str, dict[str, Any]] = {}  # resumable upload sessions by id
         self.token_ttl = 3600.0
         self.requests = 0
         self.by_kind: dict[str, int] = {}
@@ -354,7 +363,7 @@ class DriveEmulator:
         with self.lock:
             self.statuses[status] = self.statuses.get(status, 0) + 1
         if isinstance(h, _Captured):
-            h.status = status
+            h.status, h.body = status, body
             return
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
         h.send_response(status)
@@ -398,6 +407,9 @@ class DriveEmulator:
         if fault is not None:
             self.faults_served += 1
             if fault == "drop":
+                return self._drop(h)
+            if fault == "drop-midchunk":
+                self._keep_half(query, body)
                 return self._drop(h)
             if fault == "slow":
                 time.sleep(1.5)
@@ -465,6 +477,8 @@ class DriveEmulator:
         if not m:
             return self._error(h, 404, "notFound", f"no such endpoint {path}")
         upload, file_id = bool(m.group(1)), m.group(2)
+        if upload and query.get("upload_id"):
+            return self._session_put(h, query["upload_id"], headers, body, email)
         with self.lock:
             account = self.accounts[email]
             if file_id == "root":
@@ -495,7 +509,7 @@ class DriveEmulator:
             if method == "GET":
                 self._count("get-media" if query.get("alt") == "media" else "get")
                 if query.get("alt") == "media":
-                    return self._send(h, 200, raw=meta["_content"])
+                    return self._send_media(h, meta["_content"], headers.get("Range"))
                 return self._send(h, 200, self._public(meta, email))
             if method == "DELETE":
                 self._count("delete")
@@ -504,9 +518,16 @@ class DriveEmulator:
                                        "The user does not have sufficient permissions for this file.")
                 del self.files[file_id]
                 return self._send(h, 204)
+            if upload and query.get("uploadType") == "resumable":
+                return self._open_session(h, method, file_id, json.loads(body or b"{}"), headers, email,
+                                          all_drives)
             meta_in, content = self._parse_upload(headers, query, body) if upload else (json.loads(body or b"{}"), None)
             if method == "POST":
                 return self._insert(h, meta_in, content, email, account, all_drives)
+            return self._update(h, meta, meta_in, content, email)
+
+    def _update(self, h: Any, meta: dict, meta_in: dict, content: Optional[bytes], email: str) -> None:
+        with self.lock:
             self._count("update")
             if "title" in meta_in and meta_in["title"] != meta["title"]:
                 meta["title"] = meta_in["title"]
@@ -550,6 +571,82 @@ class DriveEmulator:
         self._touch(created, content if content is not None else b"")
         self.files[new_id] = created
         return self._send(h, 200, self._public(created, email))
+
+    # -- resumable uploads and ranged downloads -----------------------------------
+
+    def _open_session(self, h: Any, method: str, file_id: Optional[str], meta_in: dict, headers: Any,
+                      email: str, all_drives: bool) -> None:
+        self._count("upload-session")
+        total = headers.get("X-Upload-Content-Length")
+        session = f"s{next(self._ids)}x{random.getrandbits(40):010x}"
+        with self.lock:
+            self.sessions[session] = {"file_id": file_id, "meta_in": meta_in, "data": bytearray(),
+                                      "total": int(total) if total is not None else None, "email": email,
+                                      "all_drives": all_drives, "answer": None}
+        where = f"{self.endpoint}/upload/drive/v2/files{'/' + file_id if file_id else ''}" \
+                f"?uploadType=resumable&upload_id={session}"
+        return self._send(h, 200, {}, headers={"Location": where})
+
+    def _keep_half(self, query: dict, body: bytes) -> None:
+        """A chunk cut mid-transfer: the server keeps the whole 256 KiB units of its first half."""
+        with self.lock:
+            session = self.sessions.get(query.get("upload_id", ""))
+            if session is None or session["answer"] is not None or not body:
+                return
+            session["data"] += body[:(len(body) // 2) // (256 * 1024) * (256 * 1024)]
+
+    def _session_put(self, h: Any, session_id: str, headers: Any, body: bytes, email: str) -> None:
+        with self.lock:
+            self._count("upload-status" if headers.get("Content-Range", "").startswith("bytes */") else "upload-chunk")
+            session = self.sessions.get(session_id)
+            if session is None or session["email"] != email:
+                return self._error(h, 404, "notFound", f"No upload session {session_id}")
+            if session["answer"] is not None:  # complete: asked again after a lost answer
+                return self._send(h, 200, self._public(self.files[session["answer"]], email))
+            m = re.fullmatch(r"bytes (\*|(\d+)-(\d+))/(\d+|\*)", headers.get("Content-Range", ""))
+            if m is None:
+                return self._error(h, 400, "invalid", "Content-Range is missing or malformed")
+            held = session["data"]
+            if m.group(2) is not None:
+                start = int(m.group(2))
+                if start > len(held):  # a gap: say what is held (the client goes on from there)
+                    return self._send_incomplete(h, len(held))
+                held += body[len(held) - start:]
+            if m.group(4) != "*":
+                session["total"] = int(m.group(4))
+            if session["total"] is None or len(held) < session["total"]:
+                return self._send_incomplete(h, len(held))
+            content = bytes(held[:session["total"]])
+            captured = _Captured()
+            meta_in, file_id = session["meta_in"], session["file_id"]
+            if file_id is None:
+                self._insert(captured, meta_in, content, email, self.accounts[email], session["all_drives"])
+                file_id = captured.body.get("id") if captured.status == 200 else None
+            else:
+                meta = self.files.get(file_id)
+                if meta is None:
+                    return self._error(h, 404, "notFound", f"File not found: {file_id}")
+                self._update(captured, meta, meta_in, content, email)
+            if captured.status != 200 or file_id is None:
+                del self.sessions[session_id]
+                return self._send(h, captured.status, captured.body)
+            session["answer"], session["data"] = file_id, bytearray()
+            return self._send(h, 200, self._public(self.files[file_id], email))
+
+    def _send_incomplete(self, h: Any, held: int) -> None:
+        """308 Resume Incomplete, with the bytes held (none: no Range header)."""
+        return self._send(h, 308, None, headers={"Range": f"bytes=0-{held - 1}"} if held else {})
+
+    def _send_media(self, h: Any, content: bytes, ranged: Optional[str]) -> None:
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", ranged or "")
+        if m is None:
+            return self._send(h, 200, raw=content)
+        start = int(m.group(1))
+        end = min(int(m.group(2)) if m.group(2) else len(content) - 1, len(content) - 1)
+        if start >= len(content):
+            return self._send(h, 416, None, headers={"Content-Range": f"bytes */{len(content)}"})
+        return self._send(h, 206, raw=content[start:end + 1],
+                          headers={"Content-Range": f"bytes {start}-{end}/{len(content)}"})
 
     @staticmethod
     def _parse_upload(headers: Any, query: dict, body: bytes) -> tuple[dict, Optional[bytes]]:

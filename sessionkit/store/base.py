@@ -18,18 +18,34 @@ Any other ``StoreError`` from ``put`` or ``delete`` (a timeout, a dropped connec
 a 5xx after retries on a remote store) says nothing either way: the change may be in
 the store. Callers must be correct in both cases: read the key again before relying on
 either (``Lease`` and ``Job`` do; see docs/gdrive.md).
+
+**Large records are streamed.** ``put_file(key, path)`` writes a local file's bytes at
+``key`` and ``get_file(key, path)`` writes a record into a local file, a chunk at a time
+(Drive: a resumable upload session; GCS: a resumable upload; S3: a multipart upload;
+local: a copy), so a record of any size costs a few MB of memory. Both are for
+write-once data such as content-addressed blobs: ``put_file`` replaces what ``key``
+holds, unconditionally, and the new record appears whole or not at all.
 """
 
 from __future__ import annotations
 
 import abc
+import io
+import logging
+import os
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from ..errors import Conflict, InvalidKey
 
-__all__ = ["ABSENT", "Expect", "Record", "Store", "check_key", "check_prefix", "check_data",
-           "check_expect", "match_expect"]
+log = logging.getLogger("sessionkit.store")
+
+__all__ = ["ABSENT", "CHUNK_BYTES", "Expect", "Record", "Store", "check_key", "check_prefix", "check_data",
+           "check_expect", "match_expect", "replace_file"]
+
+#: bytes read or sent at a time by ``put_file``/``get_file`` (a multiple of 256 KiB, as
+#: Drive's and GCS's resumable uploads require)
+CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class _Absent:
@@ -172,6 +188,24 @@ class Store(abc.ABC):
     def list(self, prefix: str = "") -> list[str]:
         """All keys that start with ``prefix``, sorted."""
 
+    def put_file(self, key: str, path: "str | os.PathLike[str]") -> str:
+        """Write the bytes of the local file ``path`` at ``key`` (replacing any record) and
+        return the new version. Backends stream it; this fallback reads it whole."""
+        check_key(key)
+        with open(path, "rb") as fh:
+            return self.put(key, fh.read())
+
+    def get_file(self, key: str, path: "str | os.PathLike[str]") -> Optional[str]:
+        """Write the record at ``key`` into the local file ``path`` (replaced when complete)
+        and return its version; ``None`` (``path`` untouched) when there is none. Backends
+        stream it; this fallback reads it whole."""
+        record = self.get(key)
+        if record is None:
+            return None
+        with replace_file(path) as fh:
+            fh.write(record.data)
+        return record.version
+
     def close(self) -> None:
         """Release resources; the store must not be used afterwards."""
 
@@ -183,3 +217,27 @@ class Store(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+
+class replace_file:
+    """``with replace_file(path) as fh:`` writes a temporary file beside ``path`` and renames
+    it over ``path`` only when the block ends without an error (a download that fails
+    leaves ``path`` as it was)."""
+
+    def __init__(self, path: "str | os.PathLike[str]") -> None:
+        self.path = os.fspath(path)
+        self.tmp = f"{self.path}.part-{os.getpid()}-{os.urandom(4).hex()}"
+
+    def __enter__(self) -> "io.BufferedWriter":
+        self.fh = open(self.tmp, "wb")
+        return self.fh
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.fh.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                log.debug("no partial download %s to remove", self.tmp)

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from ..errors import StoreError
 from ..env import in_colab
+from .base import CHUNK_BYTES, replace_file
 from .objects import Obj, ObjectStore, _PreconditionFailed
 
 __all__ = ["GCSStore", "open_gcs"]
@@ -86,6 +87,32 @@ class GCSStore(ObjectStore):
         except self._api.PreconditionFailed:
             raise _PreconditionFailed(name) from None
         return str(blob.generation)
+
+    def _write_file(self, name: str, path: str, nonce: str) -> str:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        # a chunk size makes it a resumable upload, which the library resumes after a failed
+        # chunk (DEFAULT_RETRY); the object exists once the last chunk is in
+        blob = self._bucket.blob(name, chunk_size=CHUNK_BYTES)
+        blob.metadata = {NONCE: nonce}
+        blob.upload_from_filename(path, content_type="application/octet-stream", retry=DEFAULT_RETRY,
+                                  timeout=self.timeout)
+        return str(blob.generation)
+
+    def _read_file(self, name: str, path: str) -> Optional[str]:
+        for _attempt in range(5):
+            blob = self._bucket.get_blob(name, retry=None, timeout=self.timeout)
+            if blob is None or (blob.metadata or {}).get(TOMBSTONE) == "1":
+                return None
+            self._count("download")
+            try:
+                with replace_file(path) as fh:  # checked against the object's MD5 by the library
+                    blob.download_to_file(fh, if_generation_match=blob.generation, checksum="md5",
+                                          retry=None, timeout=self.timeout)
+            except (self._api.PreconditionFailed, self._api.NotFound):
+                continue  # replaced while being read: read again
+            return str(blob.generation)
+        raise StoreError(f"{self.url}: {name!r} keeps changing while being read; try again")
 
     def _names(self, prefix: str) -> list[tuple[str, bool]]:
         return [(b.name, (b.metadata or {}).get(TOMBSTONE) == "1")

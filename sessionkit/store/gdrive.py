@@ -29,6 +29,12 @@ Built on what real Drive guarantees, not on what it usually does
   takes a folder link ``https://drive.google.com/drive/folders/<id>``.
   ``gdrive://<path>`` finds or creates a folder under the caller's own My Drive
   (by search, so it is for one account, not for sharing) and resolves it to its id.
+- **Large files are streamed** (``put_file``/``get_file``): above 5 MB (the limit Drive
+  documents for one-request uploads) a file goes up in a resumable upload session, 8 MB
+  a request; after a dropped connection or a 5xx the session is asked how much it holds
+  and the upload goes on from there (a session Drive forgot starts again). Drive creates
+  the file only when the last byte is in, so a half-sent file is never a record.
+  Downloads are ranged, 8 MB a request, checked against the file's MD5 at the end.
 - Rate limits (403 ``userRateLimitExceeded``/``rateLimitExceeded``, 429), 5xx,
   timeouts and dropped connections are retried with truncated exponential backoff
   and jitter, ``retries`` times, then a ``StoreError`` names the key and says what
@@ -49,11 +55,12 @@ import socket
 import ssl
 import threading
 import uuid
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from ..backoff import Backoff
 from ..errors import Conflict, CorruptRecord, StoreError
-from .base import ABSENT, Expect, Record, Store, check_data, check_expect, check_key, check_prefix
+from .base import (ABSENT, CHUNK_BYTES, Expect, Record, Store, check_data, check_expect, check_key, check_prefix,
+                   replace_file)
 from .gdrive_auth import SignIn, sign_in
 
 __all__ = ["GDriveStore", "open_gdrive", "open_drive_link", "folder_id_from_link"]
@@ -71,8 +78,21 @@ CATALOG_PROPERTY = "sessionkitCatalog"
 NONCE_PROPERTY = "sessionkitWrite"
 TOMBSTONE_PROPERTY = "sessionkitDeleted"
 CATALOG_KIND = "sessionkit.gdrive-catalog"
+#: files up to this size go up in one request (Drive: "multipart upload ... 5 MB or less");
+#: larger ones in a resumable upload session
+SIMPLE_UPLOAD_MAX = 5 * 1024 * 1024
 _ETAG = re.compile(r'(W/)?"[^"\r\n]{1,200}"')
 _LINK = re.compile(r"^https://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|open\?id=)([A-Za-z0-9_-]{10,})")
+
+
+class _LocalFile:
+    """The content of a write that is a local file (``put_file``): streamed, never read whole."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+Content = Union[bytes, _LocalFile]
 
 
 class _Refused(Exception):
@@ -161,6 +181,9 @@ class GDriveStore(Store):
             from googleapiclient.discovery import build
 
             http = self._http_factory() if callable(self._http_factory) else httplib2.Http(timeout=self.timeout)
+            # 308 is "Resume Incomplete" in a resumable upload, not a redirect (httplib2 would
+            # follow it; googleapiclient's own build_http removes it the same way)
+            http.redirect_codes = set(http.redirect_codes) - {308}
             http = google_auth_httplib2.AuthorizedHttp(self._auth.credentials, http=http)
             options = {"api_endpoint": self.endpoint.rstrip("/") + "/drive/v2/"} if self.endpoint else None
             service = build("drive", "v2", http=http, client_options=options, static_discovery=True,
@@ -182,9 +205,9 @@ class GDriveStore(Store):
             request = make(self._service())
             if if_match is not None:
                 request.headers["If-Match"] = if_match
-            with self._lock:
-                self.stats["requests"] += 1
-                self.stats["by_method"][what] = self.stats["by_method"].get(what, 0) + 1
+            if getattr(request, "resumable", None) is not None:
+                return self._send_resumable(what, key, request, lambda: make(self._service()), if_match)
+            self._count_request(what)
             try:
                 return request.execute()
             except HttpError as exc:
@@ -214,6 +237,63 @@ class GDriveStore(Store):
                                  f"A write may have landed all the same; the store stays consistent "
                                  f"either way. Check the network, or wait if Drive limits your rate.",
                                  key=key)
+            with self._lock:
+                self.stats["retries"] += 1
+            self._backoff.sleep(attempt)
+
+    def _count_request(self, what: str) -> None:
+        with self._lock:
+            self.stats["requests"] += 1
+            self.stats["by_method"][what] = self.stats["by_method"].get(what, 0) + 1
+
+    def _send_resumable(self, what: str, key: str, request: Any, remake: Callable[[], Any],
+                        if_match: Optional[str]) -> Any:
+        """A resumable upload, a chunk a request. After a dropped connection, a timeout or a
+        5xx, the next call asks the session how much it holds and sends from there
+        (googleapiclient does that for a request in its error state); ``retries`` failures
+        in a row without progress give up. A session Drive no longer knows (404/410 once it
+        exists) starts again from the first byte. Returns the file's metadata."""
+        from googleapiclient.errors import HttpError
+
+        attempt, progress, restarts = 0, -1, 0
+        while True:
+            self._count_request(what)
+            try:
+                status, answer = request.next_chunk()
+                if answer is not None:
+                    return answer
+                if status is not None and status.resumable_progress > progress:
+                    progress, attempt = status.resumable_progress, 0
+                continue
+            except HttpError as exc:
+                code, reason = int(exc.resp.status), _reason(exc)
+                self._count_error(str(code))
+                if code in (404, 410) and request.resumable_uri is not None and restarts < self.retries:
+                    log.info("Google Drive: the upload session for %r is gone (HTTP %d); starting again",
+                             key, code)
+                    restarts += 1
+                    request = remake()
+                    if if_match is not None:
+                        request.headers["If-Match"] = if_match
+                    progress = -1
+                    continue
+                retryable = (code == 403 and reason in RATE_REASONS) or code in (408, 429) or code >= 500
+                if not retryable:
+                    raise _Refused(code, reason) from None
+                problem = f"HTTP {code} {reason}".strip()
+            except (socket.timeout, TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
+                self._count_error(type(exc).__name__)
+                problem = type(exc).__name__
+            except Exception as exc:  # httplib2's own errors: the request is in its error state
+                if type(exc).__module__.split(".")[0] not in ("httplib2", "google_auth_httplib2", "google"):
+                    raise
+                self._count_error(type(exc).__name__)
+                problem = type(exc).__name__
+            attempt += 1
+            if attempt >= self.retries:
+                raise StoreError(f"Google Drive: uploading {key!r} failed after {attempt} tries without "
+                                 f"progress ({problem}); nothing of it is a record yet. Check the network "
+                                 f"and store it again.", key=key)
             with self._lock:
                 self.stats["retries"] += 1
             self._backoff.sleep(attempt)
@@ -263,7 +343,7 @@ class GDriveStore(Store):
                 return None
             raise self._refusal("read", key, exc) from None
 
-    def _update(self, key: str, file_id: str, etag: str, data: Optional[bytes],
+    def _update(self, key: str, file_id: str, etag: str, data: Optional[Content],
                 properties: dict[str, str]) -> dict[str, Any]:
         """``files.update`` with ``If-Match``; returns the new metadata. Raises ``_Refused``
         (412 a mismatch, 404 gone) after checking that an earlier try did not land."""
@@ -272,8 +352,8 @@ class GDriveStore(Store):
                                for k, v in {**properties, NONCE_PROPERTY: nonce}.items()]}
         try:
             return self._call("update", key, lambda s: s.files().update(
-                fileId=file_id, body=body, media_body=_media(data) if data is not None else None,
-                fields=FIELDS, supportsAllDrives=True), if_match=etag)
+                fileId=file_id, body=body, media_body=_media(data), fields=FIELDS,
+                supportsAllDrives=True), if_match=etag)
         except _Refused as exc:
             if exc.status not in (404, 412):
                 raise
@@ -297,7 +377,7 @@ class GDriveStore(Store):
             self._spare_ids.extend(ids[1:])
         return ids[0]
 
-    def _insert(self, key: str, data: Optional[bytes], title: str, parent: str,
+    def _insert(self, key: str, data: Optional[Content], title: str, parent: str,
                 mime: Optional[str] = None, properties: Optional[dict[str, str]] = None) -> dict[str, Any]:
         """Insert a file under a generated id; a retry of a landed insert is recognised."""
         file_id = self._new_id(key)
@@ -309,8 +389,7 @@ class GDriveStore(Store):
             body["mimeType"] = mime
         try:
             meta = self._call("insert", key, lambda s: s.files().insert(
-                body=body, media_body=_media(data) if data is not None else None, fields=FOLDER_FIELDS,
-                supportsAllDrives=True))
+                body=body, media_body=_media(data), fields=FOLDER_FIELDS, supportsAllDrives=True))
         except _Refused as exc:
             landed = self._get_meta(key, file_id) if exc.status in (400, 409) else None
             if landed is None or _props(landed).get(NONCE_PROPERTY) != nonce:
@@ -486,9 +565,7 @@ class GDriveStore(Store):
         raise StoreError(f"Google Drive: {key!r} keeps changing while being read; try again", key=key)
 
     def _record(self, key: str, data: bytes, meta: dict[str, Any]) -> Record:
-        with self._lock:
-            self._etags[key] = meta["etag"]
-        return Record(data, f"{meta['id']}:{meta['etag']}")
+        return Record(data, self._record_version(key, meta))
 
     def put(self, key: str, data: bytes, *, expect: Expect = None) -> str:
         check_key(key)
@@ -515,7 +592,7 @@ class GDriveStore(Store):
             return f"{meta['id']}:{meta['etag']}"
         return self._overwrite(key, data)
 
-    def _overwrite(self, key: str, data: bytes) -> str:
+    def _overwrite(self, key: str, data: Content) -> str:
         """An unconditional put: a compare-and-swap on the version last seen, read again on
         a mismatch (never an update without If-Match, which could revive a tombstone)."""
         file_id, etag = self._ids.get(key), self._etags.get(key)
@@ -540,7 +617,7 @@ class GDriveStore(Store):
             return f"{meta['id']}:{meta['etag']}"
         raise StoreError(f"Google Drive: {key!r} keeps changing while being written; try again", key=key)
 
-    def _create(self, key: str, data: bytes, exclusive: bool) -> str:
+    def _create(self, key: str, data: Content, exclusive: bool) -> str:
         meta = self._insert(key, data, key, self.folder_id)
         new_id = meta["id"]
 
@@ -625,10 +702,103 @@ class GDriveStore(Store):
         self._load_catalog(prefix or "(all keys)")
         return sorted(k for k in self._catalog if k.startswith(prefix))
 
+    # -- large records -------------------------------------------------------------
 
-def _media(data: bytes) -> Any:
-    from googleapiclient.http import MediaInMemoryUpload
+    def put_file(self, key: str, path: "str | os.PathLike[str]") -> str:
+        """Write a local file at ``key``: one request up to 5 MB, else a resumable upload
+        session (see the module docstring). Like ``put(key, data)``."""
+        check_key(key)
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise StoreError(f"cannot store {path} at {key!r}: it is not a file", key=key)
+        return self._overwrite(key, _LocalFile(path))
 
+    def get_file(self, key: str, path: "str | os.PathLike[str]") -> Optional[str]:
+        """Download the record at ``key`` into ``path`` in ranged requests of ``CHUNK_BYTES``;
+        ``path`` is replaced only once the content matches the file's MD5."""
+        import httplib2
+        from googleapiclient.errors import HttpError
+        from googleapiclient.http import MediaIoBaseDownload
+
+        check_key(key)
+        meta = self._live_meta(key)
+        for _attempt in RACED_READ.attempts(at_least=8, for_seconds=self.timeout):
+            if meta is None:
+                return None
+            file_id = meta["id"]
+            digest = hashlib.md5()
+            try:
+                with replace_file(path) as fh:
+                    sink = _HashingWriter(fh, digest)
+                    download = MediaIoBaseDownload(sink, self._service().files().get_media(
+                        fileId=file_id, supportsAllDrives=True), chunksize=CHUNK_BYTES)
+                    done = False
+                    while not done:
+                        self._count_request("download")
+                        _status, done = download.next_chunk(num_retries=self.retries)
+                    if digest.hexdigest() != meta.get("md5Checksum"):
+                        raise _Changed()
+            except _Changed:
+                meta = self._live_meta(key)  # it changed while being read: read it again
+                continue
+            except HttpError as exc:
+                if int(exc.resp.status) == 404:  # removed meanwhile: the catalog says what is there now
+                    meta = self._live_meta(key)
+                    continue
+                raise self._download_failed(key, path, exc) from None
+            except (OSError, httplib2.HttpLib2Error) as exc:  # socket and TLS errors are OSErrors
+                raise self._download_failed(key, path, exc) from None
+            return self._record_version(key, meta)
+        raise StoreError(f"Google Drive: {key!r} keeps changing while being read; try again", key=key)
+
+    @staticmethod
+    def _download_failed(key: str, path: str, exc: BaseException) -> StoreError:
+        return StoreError(f"Google Drive: downloading {key!r} failed after retries ({type(exc).__name__}: "
+                          f"{exc}); {path} was left as it was. Check the network and try again.", key=key)
+
+    def _record_version(self, key: str, meta: dict[str, Any]) -> str:
+        with self._lock:
+            self._etags[key] = meta["etag"]
+        return f"{meta['id']}:{meta['etag']}"
+
+
+class _Changed(Exception):
+    """The file changed while it was downloaded (its MD5 is not the one read before)."""
+
+
+class _HashingWriter:
+    """A file that feeds what is written to it to a hash as well (downloads are checked
+    as they arrive, without reading the file again)."""
+
+    def __init__(self, fh: Any, digest: Any) -> None:
+        self.fh, self.digest = fh, digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.fh.write(data)
+
+
+def _media(data: Optional[Content]) -> Any:
+    """The media of a write: bytes in one request; a local file over 5 MB in a resumable
+    upload of ``CHUNK_BYTES`` a request, read from the file as it goes (MediaFileUpload
+    closes the file when the request is dropped)."""
+    from googleapiclient.http import MediaFileUpload, MediaInMemoryUpload
+
+    if data is None:
+        return None
+    class ChunkedFile(MediaFileUpload):  # type: ignore[misc]
+        def has_stream(self) -> bool:
+            # Each chunk as bytes, not a stream slice: httplib2 resends a request on a dropped
+            # connection by itself, and a stream it has read sends nothing the second time
+            # (the server then waits for the body until the request times out; measured 20 s).
+            return False
+
+    if isinstance(data, _LocalFile):
+        if os.path.getsize(data.path) > SIMPLE_UPLOAD_MAX:
+            return ChunkedFile(data.path, mimetype="application/octet-stream", chunksize=CHUNK_BYTES,
+                               resumable=True)
+        with open(data.path, "rb") as fh:
+            data = fh.read()
     return MediaInMemoryUpload(data, mimetype="application/octet-stream", resumable=False)
 
 

@@ -23,11 +23,12 @@ import time
 import warnings
 import zlib
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 from urllib.parse import quote, unquote
 
 from ..errors import CorruptRecord, InvalidKey, SessionkitWarning, StoreError, StoreFull, StoreMissing, StoreReadOnly
-from .base import Expect, Record, Store, check_data, check_expect, check_key, check_prefix, match_expect
+from .base import (CHUNK_BYTES, Expect, Record, Store, check_data, check_expect, check_key, check_prefix,
+                   match_expect, replace_file)
 
 try:
     import fcntl
@@ -227,7 +228,9 @@ class LocalStore(Store):
         except OSError as exc:
             raise self._failed(key, "write", exc) from exc
 
-    def _put(self, key: str, path: Path, data: bytes, expect: Expect) -> str:
+    def _put(self, key: str, path: Path, data: "bytes | Callable[[Any, str], None]", expect: Expect) -> str:
+        """Write a record; ``data`` is its bytes, or a function writing the header and bytes
+        of the given version to a file (``put_file``)."""
         try:
             self._ensure_dir(path.parent)
         except (NotADirectoryError, FileExistsError) as exc:
@@ -241,7 +244,10 @@ class LocalStore(Store):
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(_encode_record(version, data))
+                    if callable(data):
+                        data(fh, version)
+                    else:
+                        fh.write(_encode_record(version, data))
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, path)
@@ -249,6 +255,65 @@ class LocalStore(Store):
                 _remove_quietly(tmp)  # gone after the rename; what a failed write left otherwise
             _fsync_dir(path.parent)
             return version
+
+    def put_file(self, key: str, source: "str | os.PathLike[str]") -> str:
+        """Copy the file ``source`` into the record at ``key``, a chunk at a time: one pass
+        for its length and checksum (the header comes first), one to copy it."""
+        path = self._path(key)
+        try:
+            length, crc = 0, 0
+            with open(source, "rb") as fh:
+                while chunk := fh.read(CHUNK_BYTES):
+                    length += len(chunk)
+                    crc = zlib.crc32(chunk, crc)
+        except OSError as exc:
+            raise StoreError(f"cannot read {source} to store it at {key!r}: {exc.strerror}", key=key) from exc
+
+        def write(fh: Any, version: str) -> None:
+            fh.write(b"%s %s %d %08x\n" % (_MAGIC, version.encode("ascii"), length, crc))
+            copied = 0
+            with open(source, "rb") as src:
+                while chunk := src.read(CHUNK_BYTES):
+                    copied += len(chunk)
+                    fh.write(chunk)
+            if copied != length:
+                raise StoreError(f"{source} changed while it was stored at {key!r}; store it again", key=key)
+        try:
+            return self._put(key, path, write, None)
+        except OSError as exc:
+            raise self._failed(key, "write", exc) from exc
+
+    def get_file(self, key: str, target: "str | os.PathLike[str]") -> Optional[str]:
+        """Copy the record at ``key`` into the file ``target``, a chunk at a time, checking
+        its length and checksum before ``target`` is replaced."""
+        path = self._path(key)
+        try:
+            fh = open(path, "rb")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except IsADirectoryError:
+            raise CorruptRecord(key, str(path), "it is a folder, not a record file") from None
+        except OSError as exc:
+            raise self._failed(key, "read", exc) from exc
+        with fh:
+            parts = fh.readline(256).rstrip(b"\n").split(b" ")
+            if len(parts) != 4 or parts[0] != _MAGIC:
+                raise CorruptRecord(key, str(path), "not a sessionkit record (bad header)", UNREADABLE)
+            try:
+                version, length, crc = parts[1].decode("ascii"), int(parts[2]), int(parts[3], 16)
+            except ValueError:
+                raise CorruptRecord(key, str(path), "malformed record header", UNREADABLE) from None
+            copied, seen = 0, 0
+            with replace_file(target) as out:
+                while chunk := fh.read(CHUNK_BYTES):
+                    copied += len(chunk)
+                    seen = zlib.crc32(chunk, seen)
+                    out.write(chunk)
+                if copied != length:
+                    raise CorruptRecord(key, str(path), f"truncated: {copied} of {length} bytes", version)
+                if seen != crc:
+                    raise CorruptRecord(key, str(path), "checksum mismatch (damaged file)", version)
+        return version
 
     def delete(self, key: str, *, expect: Expect = None) -> bool:
         path = self._path(key)

@@ -16,12 +16,16 @@ plus ``_retryable(exc)``. This class does the rest, the same way for both:
   answer was lost, by us or by the client library), the object is read and the write
   counts as done if the nonce there is ours. A ``StoreError`` after the retries says
   the write may or may not have landed, as the contract says.
+- **Large records are streamed** (``put_file``/``get_file``, hooks ``_write_file`` and
+  ``_read_file``): a GCS resumable upload or an S3 multipart upload of ``CHUNK_BYTES``
+  parts, which the server makes an object only when complete.
 - Rate limits, 5xx, S3's 409 ``ConditionalRequestConflict`` and dropped connections are
   retried with truncated exponential backoff and jitter, then ``StoreError`` names the key.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from dataclasses import dataclass
@@ -77,6 +81,15 @@ class ObjectStore(Store):
 
     def _write(self, name: str, data: bytes, *, create_only: bool, match: Optional[str], nonce: str,
                tombstone: bool) -> str:
+        raise NotImplementedError
+
+    def _write_file(self, name: str, path: str, nonce: str) -> str:
+        """Upload the local file ``path`` as ``name`` in parts; return its version."""
+        raise NotImplementedError
+
+    def _read_file(self, name: str, path: str) -> Optional[str]:
+        """Download ``name`` into ``path`` in parts (``replace_file``); its version, or None
+        when there is no record (absent or a tombstone)."""
         raise NotImplementedError
 
     def _names(self, prefix: str) -> list[tuple[str, bool]]:
@@ -207,6 +220,15 @@ class ObjectStore(Store):
             except _PreconditionFailed:
                 continue  # it changed meanwhile: delete what is there now
         raise StoreError(f"{self.url}: {key!r} keeps changing while being deleted; try again", key=key)
+
+    def put_file(self, key: str, path: "str | os.PathLike[str]") -> str:
+        check_key(key)
+        nonce = uuid.uuid4().hex
+        return self._call("upload", key, lambda: self._write_file(self._name(key), os.fspath(path), nonce))
+
+    def get_file(self, key: str, path: "str | os.PathLike[str]") -> Optional[str]:
+        check_key(key)
+        return self._call("download", key, lambda: self._read_file(self._name(key), os.fspath(path)))
 
     def list(self, prefix: str = "") -> list[str]:
         check_prefix(prefix)

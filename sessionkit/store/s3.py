@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..errors import StoreError
+from .base import CHUNK_BYTES, replace_file
 from .objects import Obj, ObjectStore, _PreconditionFailed
 
 __all__ = ["S3Store", "open_s3"]
@@ -86,6 +87,38 @@ class S3Store(ObjectStore):
             raise
         return answer["ETag"]
 
+    def _write_file(self, name: str, path: str, nonce: str) -> str:
+        from boto3.s3.transfer import TransferConfig
+
+        # a multipart upload above CHUNK_BYTES (S3 makes the object when it is completed),
+        # at most two parts in memory at a time
+        config = TransferConfig(multipart_threshold=CHUNK_BYTES, multipart_chunksize=CHUNK_BYTES,
+                                max_concurrency=2)
+        with open(path, "rb") as fh:
+            self._client.upload_fileobj(_Prefixed(RECORD + bytes.fromhex(nonce)[:NONCE_BYTES], fh),
+                                        self.bucket, name, Config=config)
+        self._count("head")
+        return self._client.head_object(Bucket=self.bucket, Key=name)["ETag"]
+
+    def _read_file(self, name: str, path: str) -> Optional[str]:
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=name)
+        except self._errors.ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise
+        body = answer["Body"]
+        head = body.read(len(RECORD) + NONCE_BYTES)
+        if head.startswith(TOMB) and answer["ContentLength"] == TOMBSTONE_SIZE:
+            return None
+        if not head.startswith(RECORD) or len(head) < len(RECORD) + NONCE_BYTES:
+            raise StoreError(f"{self.url}: the object {name!r} was not written by sessionkit (no header); "
+                             f"move it away or write the key again")
+        with replace_file(path) as fh:
+            for chunk in body.iter_chunks(CHUNK_BYTES):
+                fh.write(chunk)
+        return answer["ETag"]
+
     def _names(self, prefix: str) -> list[tuple[str, bool]]:
         out = []
         for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
@@ -102,6 +135,22 @@ class S3Store(ObjectStore):
 
     def _valid_version(self, version: str) -> bool:
         return version.startswith('"') and version.endswith('"') and len(version) > 2
+
+
+class _Prefixed:
+    """A file read as ``head`` followed by its bytes (each object starts with its header)."""
+
+    def __init__(self, head: bytes, fh: Any) -> None:
+        self.head, self.fh = head, fh
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.head:
+            return self.fh.read(size)
+        if size is None or size < 0:
+            out, self.head = self.head + self.fh.read(), b""
+            return out
+        out, self.head = self.head[:size], self.head[size:]
+        return out + (self.fh.read(size - len(out)) if len(out) < size else b"")
 
 
 def _code(exc: Any) -> str:
