@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import sys
 import time
@@ -202,6 +203,44 @@ def drive_count(url: str, times: str) -> None:
     store = sessionkit.open_store(url)
     conflicts = sum(increment(store, "counter") for _ in range(int(times)))
     print(json.dumps({"conflicts": conflicts, "requests": store.stats["requests"]}), flush=True)
+
+
+def _resident_kb() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+
+
+def blob_round_trip(url: str, source: str, target: str, whole: str = "") -> None:
+    """Save a large file as a blob of job 'big' and load it back; print the resident memory
+    (KB) before and its peak during both (sampled every 5 ms), and the store's counters.
+    ``whole``: go through the Store base class's fallback, which reads the file whole (to
+    show that the measurement sees it)."""
+    import threading
+
+    from sessionkit import Job
+    from sessionkit.store.base import Store
+
+    store = sessionkit.open_store(url)
+    if whole:
+        type(store).put_file = Store.put_file
+        type(store).get_file = Store.get_file
+    job = Job(store, "big")
+    job.checkpoint()
+    baseline = _resident_kb()
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], _resident_kb())
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    digest = job.save_file("data", source)
+    job.checkpoint()
+    Job(store, "big").load_file("data", target)
+    done.set()
+    sampler.join()
+    print(json.dumps({"baseline_kb": baseline, "peak_kb": peak[0], "hash": digest, "stats": store.stats}))
 
 
 def _at(start_at: str) -> None:

@@ -116,6 +116,7 @@ class DriveEmulator:
         self.list_lag = 0.0
         self.latency = 0.0
         self.sessions: dict[str, dict[str, Any]] = {}  # resumable upload sessions by id
+        self._chunk_faults: dict[int, list[str]] = {}  # chunk number -> faults for its next tries
         self.token_ttl = 3600.0
         self.requests = 0
         self.by_kind: dict[str, int] = {}
@@ -239,6 +240,21 @@ class DriveEmulator:
         with self.lock:
             self._queued.extend(kinds)
 
+    def fail_chunk(self, number: int, *kinds: str) -> None:
+        """Answer the tries of the ``number``-th data chunk (from 0) of the next resumable
+        upload with these faults, one a try (httplib2 resends once by itself, so two drops
+        reach the client)."""
+        with self.lock:
+            self._chunk_faults[number] = list(kinds)
+
+    def _chunk_fault(self, query: dict, headers: Any) -> Optional[str]:
+        if not query.get("upload_id") or headers.get("Content-Range", "").startswith("bytes */"):
+            return None
+        with self.lock:
+            session = self.sessions.get(query["upload_id"])
+            faults = self._chunk_faults.get(session["chunks"]) if session is not None else None
+            return faults.pop(0) if faults else None
+
     def release_hang(self) -> None:
         """Let a ``hang`` fault's request go on now."""
         self._release.set()
@@ -252,6 +268,7 @@ class DriveEmulator:
         """No faults, no lag, no latency (between tests)."""
         with self.lock:
             self._queued.clear()
+            self._chunk_faults.clear()
             self._random = None
             self.list_lag = self.latency = 0.0
             self.token_ttl = 3600.0
@@ -403,13 +420,13 @@ class DriveEmulator:
             email, expires = self.tokens.get(auth[7:], (None, 0.0)) if auth.startswith("Bearer ") else (None, 0.0)
         if email is None or time.monotonic() >= expires:
             return self._error(h, 401, "authError", "Invalid Credentials")
-        fault = self._fault()
+        fault = self._fault() or self._chunk_fault(query, h.headers)
         if fault is not None:
             self.faults_served += 1
             if fault == "drop":
                 return self._drop(h)
             if fault == "drop-midchunk":
-                self._keep_half(query, body)
+                self._keep_half(query, h.headers, body)
                 return self._drop(h)
             if fault == "slow":
                 time.sleep(1.5)
@@ -582,18 +599,22 @@ class DriveEmulator:
         with self.lock:
             self.sessions[session] = {"file_id": file_id, "meta_in": meta_in, "data": bytearray(),
                                       "total": int(total) if total is not None else None, "email": email,
-                                      "all_drives": all_drives, "answer": None}
+                                      "all_drives": all_drives, "answer": None, "chunks": 0}
         where = f"{self.endpoint}/upload/drive/v2/files{'/' + file_id if file_id else ''}" \
                 f"?uploadType=resumable&upload_id={session}"
         return self._send(h, 200, {}, headers={"Location": where})
 
-    def _keep_half(self, query: dict, body: bytes) -> None:
+    def _keep_half(self, query: dict, headers: Any, body: bytes) -> None:
         """A chunk cut mid-transfer: the server keeps the whole 256 KiB units of its first half."""
+        m = re.fullmatch(r"bytes (\d+)-\d+/.*", headers.get("Content-Range", ""))
         with self.lock:
             session = self.sessions.get(query.get("upload_id", ""))
-            if session is None or session["answer"] is not None or not body:
+            if session is None or session["answer"] is not None or m is None:
                 return
-            session["data"] += body[:(len(body) // 2) // (256 * 1024) * (256 * 1024)]
+            start, held = int(m.group(1)), session["data"]
+            kept = body[:(len(body) // 2) // (256 * 1024) * (256 * 1024)]
+            if start <= len(held) < start + len(kept):
+                held += kept[len(held) - start:]
 
     def _session_put(self, h: Any, session_id: str, headers: Any, body: bytes, email: str) -> None:
         with self.lock:
@@ -608,6 +629,7 @@ class DriveEmulator:
                 return self._error(h, 400, "invalid", "Content-Range is missing or malformed")
             held = session["data"]
             if m.group(2) is not None:
+                session["chunks"] += 1
                 start = int(m.group(2))
                 if start > len(held):  # a gap: say what is held (the client goes on from there)
                     return self._send_incomplete(h, len(held))

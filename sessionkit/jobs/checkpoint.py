@@ -302,7 +302,15 @@ class Checkpointer:
 
 
 def _blob_hashes(manifest: Manifest) -> set[str]:
-    return {e["hash"] for entries in manifest.blobs.values() for e in entries}
+    """The blob files a generation names (a folder's entry names each of its files)."""
+    hashes = set()
+    for entries in manifest.blobs.values():
+        for entry in entries:
+            if entry.get("format") == "dir":
+                hashes.update(f["hash"] for f in (entry.get("files") or {}).values())
+            else:
+                hashes.add(entry["hash"])
+    return hashes
 
 
 def _files(manifest: Manifest) -> set[str]:

@@ -18,9 +18,11 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sys
 import threading
 import weakref
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from ..clock import SYSTEM_CLOCK, Clock, check_seconds, clock_rate
@@ -409,10 +411,33 @@ class Job:
 
     # -- checkpoints -----------------------------------------------------------
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, done: Optional[int] = None) -> None:
         """Write progress, state and blob pointers now, on this thread (after any write in
-        flight). Call it from the loop's thread, or when no loop runs."""
+        flight). Call it from the loop's thread, or when no loop runs.
+
+        ``done=n`` records items 0..n-1 as done in the same write, for a loop sessionkit
+        does not drive (a training framework's: the integrations call it with the global
+        step of each checkpoint they save, so the count and the saved weights agree).
+        Refused while ``track`` runs."""
+        if done is not None:
+            self._record_done(done)
+            return
         self._checkpoint(events="now")
+
+    def _record_done(self, done: int) -> None:
+        if isinstance(done, bool) or not isinstance(done, int) or done < 0:
+            raise ValueError(f"done must be an int >= 0 (items 0..done-1 are done), got {done!r}")
+        if self._tracking:
+            raise SessionkitError(f"job {self.id!r}: checkpoint(done=...) is for loops sessionkit does not "
+                                  f"drive; this job's track() loop counts its own items")
+        if self._m.mode not in (None, POSITION):
+            raise ValueError(f"job {self.id!r} counts items by key; checkpoint(done=...) counts positions")
+        with self._lock:
+            self._m = self._m.but(mode=POSITION)
+            if self._m.total is not None and done > self._m.total:
+                self._m = self._m.but(total=done)
+            snap = Snapshot(self._manifest_now(), ((0, done),) if done else (), (), 0)
+            self._writer.flush(snap, adopt_state=False, events="now")
 
     def _checkpoint(self, events: str) -> None:
         run = self._run
@@ -437,9 +462,77 @@ class Job:
     def save_blob(self, name: str, obj: Any, *, format: Optional[str] = None) -> str:
         """Save a large object under ``name``; it becomes current at the next checkpoint,
         together with the done items and ``state``. Returns its content hash."""
-        if not isinstance(name, str) or not name or "/" in name:
-            raise ValueError(f"a blob name must be a non-empty str without '/', got {name!r}")
-        entry = blobs.save(self.store, self.id, obj, format, self.clock)
+        return self._add_blob(name, lambda: blobs.save(self.store, self.id, obj, format, self.clock))
+
+    def load_blob(self, name: str, default: Any = _MISSING) -> Any:
+        """The newest loadable generation of blob ``name``; an unreadable one is skipped
+        with a warning naming it. ``default`` is returned when none was saved."""
+        entries = self._blob_entries(name, default)
+        if not entries:
+            return default
+        self._check_kind(name, entries[0], "object")
+        return blobs.load_newest(self.store, self.id, name, entries)
+
+    def save_file(self, name: str, path: "str | os.PathLike[str]") -> str:
+        """Save the file at ``path`` (streamed, any size) as blob ``name``; current at the
+        next checkpoint. Returns its content hash."""
+        self._check_blob_name(name)
+        return self._add_blob(name, lambda: blobs.save_file(self.store, self.id, path, "file", self.clock))
+
+    def load_file(self, name: str, path: "str | os.PathLike[str]") -> Optional[Path]:
+        """Write the newest intact generation of file blob ``name`` to ``path`` (replaced
+        only when it arrived whole and checked); ``None`` when none was saved."""
+        entries = self._blob_entries(name, None)
+        if not entries:
+            return None
+        self._check_kind(name, entries[0], "file")
+
+        def attempt(entry: dict[str, Any]) -> Path:
+            blobs.fetch(self.store, self.id, entry["hash"], entry.get("size"), path)
+            return Path(path)
+        return blobs.newest(self.id, name, entries, attempt)
+
+    def save_dir(self, name: str, folder: "str | os.PathLike[str]") -> str:
+        """Save every file under ``folder`` (a framework's checkpoint folder) as blob
+        ``name``; current at the next checkpoint, so a reader gets a whole folder or the
+        previous one. Files equal to ones saved before are not sent again."""
+        return self._add_blob(name, lambda: blobs.save_dir(self.store, self.id, folder, self.clock))
+
+    def load_dir(self, name: str, folder: "str | os.PathLike[str]") -> Optional[Path]:
+        """Download the newest intact generation of folder blob ``name`` into ``folder``
+        (replacing it once every file arrived and checked); ``None`` when none was saved."""
+        entries = self._blob_entries(name, None)
+        if not entries:
+            return None
+        self._check_kind(name, entries[0], "dir")
+
+        def attempt(entry: dict[str, Any]) -> Path:
+            return blobs.fetch_dir(self.store, self.id, entry, folder)
+        return blobs.newest(self.id, name, entries, attempt)
+
+    def save_state(self, name: str = "state", *, extra: Optional[dict[str, Any]] = None, **objects: Any) -> str:
+        """Save the full state of a hand-written training loop as blob ``name``: the
+        ``state_dict()`` of each object (``model=``, ``optimizer=``, ``scheduler=``,
+        ``scaler=``, ...), the random number generators (random, numpy, torch CPU and
+        CUDA) and ``extra`` (step, epoch, data position: plain values). Current at the next
+        checkpoint; loaded back safely by ``load_state``."""
+        from .training_state import capture
+
+        return self.save_blob(name, capture(objects, extra), format="torch")
+
+    def load_state(self, name: str = "state", **objects: Any) -> Optional[dict[str, Any]]:
+        """Load what ``save_state`` saved into the same objects (``model=``, ...), restore
+        the random number generators, and return ``extra``; ``None`` (nothing changed)
+        when no state was saved yet: a first run."""
+        from .training_state import restore
+
+        if not self._m.blobs.get(name):
+            return None
+        return restore(self.load_blob(name), objects, job=self.id)
+
+    def _add_blob(self, name: str, store_it: Callable[[], dict[str, Any]]) -> str:
+        self._check_blob_name(name)
+        entry = store_it()
         with self._lock:
             entries = self._m.blobs.get(name, ())
             if not entries or entries[0]["hash"] != entry["hash"]:
@@ -447,16 +540,27 @@ class Job:
                 self._m = self._m.but(blobs={**self._m.blobs, name: entries})
         return entry["hash"]
 
-    def load_blob(self, name: str, default: Any = _MISSING) -> Any:
-        """The newest loadable generation of blob ``name``; an unreadable one is skipped
-        with a warning naming its key. ``default`` is returned when none was saved."""
+    @staticmethod
+    def _check_blob_name(name: Any) -> None:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"a blob name must be a non-empty str without '/', got {name!r}")
+
+    def _blob_entries(self, name: str, default: Any) -> "tuple[dict[str, Any], ...]":
         entries = self._m.blobs.get(name) or ()
-        if not entries:
-            if default is not _MISSING:
-                return default
+        if not entries and default is _MISSING:
             saved = ", ".join(sorted(self._m.blobs)) or "none"
             raise NotFound(f"job {self.id!r} has no blob {name!r} (saved blobs: {saved})")
-        return blobs.load_newest(self.store, self.id, name, entries)
+        return tuple(entries)
+
+    def _check_kind(self, name: str, entry: dict[str, Any], kind: str) -> None:
+        """``kind``: "file", "dir" or "object" (any other format)."""
+        fmt = entry.get("format")
+        found = fmt if fmt in ("file", "dir") else "object"
+        if found != kind:
+            what = {"file": "a file", "dir": "a folder", "object": f"an object ({fmt})"}[found]
+            how = {"file": f"job.load_file({name!r}, path)", "dir": f"job.load_dir({name!r}, folder)",
+                   "object": f"job.load_blob({name!r})"}[found]
+            raise BlobError(f"job {self.id!r}: blob {name!r} is {what}; get it with {how}")
 
     # -- choosing a job to restore ---------------------------------------------
 
