@@ -90,6 +90,7 @@ class Primary:
         self.handed_over = False
         self._handed_to = ""  # who answered ready, in words ("backup (1a2b3c4d)")
         self._ended: Optional[tuple[str, str]] = None  # (status, detail) once the loop ended
+        self._external = False  # a framework's loop runs the job (begin_external)
         #: Views (Countdown, SessionBanner, HandoverStatus, ...) refreshed from the loop's
         #: thread when the phase or handover state changes; never from a background thread.
         self.views: list[Any] = []
@@ -137,6 +138,32 @@ class Primary:
             raise
         finally:
             self.job.stop_when = None
+        self._conclude()
+
+    # -- loops sessionkit does not drive (training frameworks) -----------------
+
+    def begin_external(self) -> None:
+        """A loop of its own (a training framework's) runs this primary's job: it calls
+        ``should_hand_over()`` at each step, saves when told, then ``end_external()``.
+        Until then a SIGTERM only sets ``stopping.requested()`` for that loop to see:
+        releasing the lease before the loop has saved would lose its last steps."""
+        self._external = True
+        self._ended = None
+
+    def should_hand_over(self) -> Optional[str]:
+        """Why the loop must save and stop now ("handover" when a backup answered the
+        request of the handover phase, "stopped (SIGTERM)"), else None. Cheap: reads the
+        store at most every ``poll`` seconds."""
+        return self._should_hand_over()
+
+    def end_external(self) -> None:
+        """The external loop ended (after its last checkpoint): hand over or release the
+        lease as its job's status says, and show how it ended."""
+        self._external = False
+        self._conclude()
+
+    def _conclude(self) -> None:
+        """The loop ended: release the lease if the job is done or handed over, say how."""
         if self.handed_over:
             self._release("handover")
             self._finish("handed over", f"to {self._handed_to or 'the backup'}; this runtime can be let go")
@@ -208,6 +235,8 @@ class Primary:
         tick (``_should_hand_over`` sees ``stopping.requested()``)."""
         if self.lease.token is None or not self.lease.held:
             return True  # not primary (any more): nothing to hand over, nothing to write
+        if self._external:
+            return False  # the framework's loop sees stopping.requested(), saves, then releases
         active = self.job._active() if self.job._active is not None else None
         if active is not None and active.gi_running:
             return False

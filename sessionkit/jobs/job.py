@@ -104,6 +104,8 @@ class Job:
         self._tracking = False  # a run has started and not finished
         self._interrupted = False
         self._active: Optional["weakref.ref[Iterator[Any]]"] = None
+        self._next_control = 0.0  # requested_stop: when to read the control record next
+        self._control_pending: Optional[Callable[[], Optional[Control]]] = None
         #: Set by whoever runs the job on a runtime that ends (a Primary): seconds it has left,
         #: and the seconds a handover needs. ``progress.forecast`` judges them.
         self.runtime_left: Optional[Callable[[], Optional[float]]] = None
@@ -423,6 +425,21 @@ class Job:
             self._record_done(done)
             return
         self._checkpoint(events="now")
+
+    def requested_stop(self) -> Optional[str]:
+        """For a loop sessionkit does not drive: "paused" or "cancelled" once a pause or
+        cancel request arrived (the status is set; checkpoint, then stop), else None.
+        The control record is read in the background every ``control_poll`` seconds, and
+        the answer taken at the next call after that: this never waits on the store."""
+        now = self.clock.monotonic()
+        pending = self._control_pending
+        if now < self._next_control or (pending is not None and not getattr(pending, "ready", lambda: True)()):
+            return None  # not yet, or the last read is still out (a slow store): never wait on it
+        self._next_control = now + self.control_poll
+        self._control_pending = self._writer.read_control_soon()
+        if pending is not None and self._obey_control(pending()):
+            return self.status
+        return None
 
     def _record_done(self, done: int) -> None:
         if isinstance(done, bool) or not isinstance(done, int) or done < 0:

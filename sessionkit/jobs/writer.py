@@ -107,6 +107,7 @@ class CheckpointWriter:
             if "error" in answer:
                 raise answer["error"]
             return answer["request"]
+        wait.ready = lambda: not thread.is_alive()  # type: ignore[attr-defined]
         return wait
 
     def poll_control(self) -> None:
