@@ -54,13 +54,19 @@ class S3Store(ObjectStore):
         self._client = client or boto3.client("s3", config=Config(
             retries={"max_attempts": 1}, connect_timeout=5, read_timeout=timeout))
 
-    def _read(self, name: str) -> Optional[Obj]:
+    def _get_object(self, name: str) -> Optional[dict[str, Any]]:
+        """The answer of GetObject (its body still to read), or None when there is no object."""
         try:
-            answer = self._client.get_object(Bucket=self.bucket, Key=name)
+            return self._client.get_object(Bucket=self.bucket, Key=name)
         except self._errors.ClientError as exc:
             if _code(exc) in ("NoSuchKey", "404"):
                 return None
             raise
+
+    def _read(self, name: str) -> Optional[Obj]:
+        answer = self._get_object(name)
+        if answer is None:
+            return None
         body = answer["Body"].read()
         etag = answer["ETag"]
         if body.startswith(RECORD) and len(body) >= len(RECORD) + NONCE_BYTES:
@@ -101,12 +107,9 @@ class S3Store(ObjectStore):
         return self._client.head_object(Bucket=self.bucket, Key=name)["ETag"]
 
     def _read_file(self, name: str, path: str) -> Optional[str]:
-        try:
-            answer = self._client.get_object(Bucket=self.bucket, Key=name)
-        except self._errors.ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404"):
-                return None
-            raise
+        answer = self._get_object(name)
+        if answer is None:
+            return None
         body = answer["Body"]
         head = body.read(len(RECORD) + NONCE_BYTES)
         if head.startswith(TOMB) and answer["ContentLength"] == TOMBSTONE_SIZE:
