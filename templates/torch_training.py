@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import torch
 
@@ -70,8 +71,6 @@ def main(argv: list[str] | None = None) -> int:
         scheduler.step()
         step += 1
         if args.step_seconds:
-            import time
-
             time.sleep(args.step_seconds)
         stop = guard.should_stop()
         if stop or step % SAVE_EVERY == 0 or step == total or guard.should_save_now():

@@ -210,27 +210,10 @@ class GDriveStore(Store):
             self._count_request(what)
             try:
                 return request.execute()
-            except HttpError as exc:
-                status, reason = int(exc.resp.status), _reason(exc)
-                self._count_error(str(status))
-                retryable = (status == 403 and reason in RATE_REASONS) or status in (408, 429) or status >= 500
-                if not retryable:
-                    raise _Refused(status, reason) from None
-                problem = f"HTTP {status} {reason}".strip()
-            except (socket.timeout, TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
-                self._count_error(type(exc).__name__)
-                problem = type(exc).__name__
-                self._local.service = None  # a dropped connection: start a fresh one
-            except Exception as exc:  # httplib2 and google-auth raise their own errors
-                if type(exc).__name__ == "RefreshError":  # google.auth.exceptions: revoked or expired
-                    raise StoreError(f"Google Drive: {what} {key!r}: the sign-in ({self._auth.source}) "
-                                     f"was refused when refreshed; sign in again (in Colab run "
-                                     f"google.colab.auth.authenticate_user())", key=key) from None
-                if type(exc).__module__.split(".")[0] not in ("httplib2", "google_auth_httplib2", "google"):
-                    raise
-                self._count_error(type(exc).__name__)
-                problem = type(exc).__name__
-                self._local.service = None
+            except Exception as exc:  # sorted by _transient: it raises what a retry cannot change
+                problem = self._transient(what, key, exc)
+                if not isinstance(exc, HttpError):
+                    self._local.service = None  # a dropped connection: start a fresh one
             attempt += 1
             if attempt >= self.retries:
                 raise StoreError(f"Google Drive: {what} {key!r} failed after {attempt} tries ({problem}). "
@@ -240,6 +223,29 @@ class GDriveStore(Store):
             with self._lock:
                 self.stats["retries"] += 1
             self._backoff.sleep(attempt)
+
+    def _transient(self, what: str, key: str, exc: Exception) -> str:
+        """What went wrong, in words, if a retry may help (rate limits, 408, 5xx, timeouts,
+        dropped connections); else raise: ``_Refused`` for Drive's other answers, a
+        ``StoreError`` for a refused sign-in, the exception itself if it is not Drive's."""
+        from googleapiclient.errors import HttpError
+
+        if isinstance(exc, HttpError):
+            status, reason = int(exc.resp.status), _reason(exc)
+            self._count_error(str(status))
+            if not ((status == 403 and reason in RATE_REASONS) or status in (408, 429) or status >= 500):
+                raise _Refused(status, reason) from None
+            return f"HTTP {status} {reason}".strip()
+        if type(exc).__name__ == "RefreshError":  # google.auth.exceptions: revoked or expired
+            raise StoreError(f"Google Drive: {what} {key!r}: the sign-in ({self._auth.source}) "
+                             f"was refused when refreshed; sign in again (in Colab run "
+                             f"google.colab.auth.authenticate_user())", key=key) from None
+        transport = isinstance(exc, (socket.timeout, TimeoutError, ConnectionError, ssl.SSLError, OSError))
+        if not transport and type(exc).__module__.split(".")[0] not in ("httplib2", "google_auth_httplib2",
+                                                                        "google"):
+            raise exc
+        self._count_error(type(exc).__name__)
+        return type(exc).__name__
 
     def _count_request(self, what: str) -> None:
         with self._lock:
@@ -265,30 +271,19 @@ class GDriveStore(Store):
                 if status is not None and status.resumable_progress > progress:
                     progress, attempt = status.resumable_progress, 0
                 continue
-            except HttpError as exc:
-                code, reason = int(exc.resp.status), _reason(exc)
-                self._count_error(str(code))
+            except Exception as exc:  # sorted by _transient: it raises what a retry cannot change
+                code = int(exc.resp.status) if isinstance(exc, HttpError) else 0
                 if code in (404, 410) and request.resumable_uri is not None and restarts < self.retries:
                     log.info("Google Drive: the upload session for %r is gone (HTTP %d); starting again",
                              key, code)
+                    self._count_error(str(code))
                     restarts += 1
                     request = remake()
                     if if_match is not None:
                         request.headers["If-Match"] = if_match
                     progress = -1
                     continue
-                retryable = (code == 403 and reason in RATE_REASONS) or code in (408, 429) or code >= 500
-                if not retryable:
-                    raise _Refused(code, reason) from None
-                problem = f"HTTP {code} {reason}".strip()
-            except (socket.timeout, TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
-                self._count_error(type(exc).__name__)
-                problem = type(exc).__name__
-            except Exception as exc:  # httplib2's own errors: the request is in its error state
-                if type(exc).__module__.split(".")[0] not in ("httplib2", "google_auth_httplib2", "google"):
-                    raise
-                self._count_error(type(exc).__name__)
-                problem = type(exc).__name__
+                problem = self._transient(what, key, exc)  # the request is in its error state
             attempt += 1
             if attempt >= self.retries:
                 raise StoreError(f"Google Drive: uploading {key!r} failed after {attempt} tries without "
