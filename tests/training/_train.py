@@ -20,6 +20,12 @@ import time
 SEED = 7
 SAMPLES, BATCH, EPOCHS = 48, 4, 3  # 12 steps an epoch, 36 in all
 STEP_SECONDS = 0.12  # each step also sleeps, so a handover can come mid-training
+# The lease's ttl on the scaled clock. At 120x the default 60 s is half a real second, which
+# leaves each lease write 0.13 s: a loaded CI machine took longer and the lease was lost
+# (a timing limit, not what these tests check). 600 s gives each write 1.3 s of real time
+# and the backup a 0.7 s poll, still well inside the 4 s the primary trains after the
+# handover phase begins.
+TTL = 600.0
 
 
 def log_batch(log_path: str, ids) -> None:
@@ -37,9 +43,9 @@ def make_run(role: str, url: str, scale: float, max_runtime: float):
 
     clock = ScaledClock(scale, base=SystemClock())
     if role == "primary":
-        primary = Primary(url, "train", runtime=Runtime(max_runtime=max_runtime), clock=clock, ttl=60.0, label="A")
+        primary = Primary(url, "train", runtime=Runtime(max_runtime=max_runtime), clock=clock, ttl=TTL, label="A")
     else:
-        backup = Backup(url, "B", clock=clock, ttl=60.0, runtime="local")
+        backup = Backup(url, "B", clock=clock, ttl=TTL, runtime="local")
         print("watching", flush=True)
         primary = backup.watch(timeout=None)
     print(f"holding {primary.lease.token}", flush=True)
@@ -86,6 +92,64 @@ def transformers_run(run, log_path: str, out: str):
         from sessionkit.integrations.transformers import SessionkitCallback
 
         SessionkitCallback(run).train(trainer)
+    return model
+
+
+class _Samples:
+    """The same 48 samples for every framework: x (8 features), a noisy linear y, the index."""
+
+    def __init__(self):
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(SAMPLES, 8, generator=g)
+        self.y = self.x @ torch.arange(8.0) + 0.1 * torch.randn(SAMPLES, generator=g)
+
+
+def lightning_run(run, log_path: str, out: str):
+    import lightning.pytorch as pl
+    import torch
+
+    from sessionkit.integrations.lightning import ResumableLoader
+
+    data = _Samples()
+
+    class Samples(torch.utils.data.Dataset):
+        def __len__(self):
+            return SAMPLES
+
+        def __getitem__(self, i):
+            return data.x[i], data.y[i], torch.tensor(i)
+
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 1)
+            self.drop = torch.nn.Dropout(0.2)  # uses the RNG: resumes must restore it
+
+        def training_step(self, batch, batch_idx):
+            x, y, idx = batch
+            log_batch(log_path, idx)
+            return torch.nn.functional.mse_loss(self.lin(self.drop(x)).squeeze(-1), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    torch.manual_seed(SEED)
+    model = Tiny()
+    loader = ResumableLoader(Samples(), batch_size=BATCH, shuffle=True)
+    callbacks = []
+    if run is not None:
+        from sessionkit.integrations.lightning import SessionkitCallback
+
+        callbacks.append(SessionkitCallback(run))
+    trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=out,
+                         callbacks=callbacks)
+    if run is None:
+        trainer.fit(model, train_dataloaders=loader)
+    else:
+        callbacks[0].fit(trainer, model, train_dataloaders=loader)
     return model
 
 
