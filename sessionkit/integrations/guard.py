@@ -77,7 +77,7 @@ class TrainingGuard:
     def begin(self, total_steps: Optional[int] = None) -> None:
         """Training starts (or resumes): the job runs, counting optimizer steps."""
         if total_steps is not None and total_steps > 0 and self.job.total != total_steps:
-            self.job._m = self.job._m.but(total=total_steps)
+            self.job.set_total(int(total_steps))
         self.reason = None
         self.job.set_status("running", reason="resumed" if self.resume_step else "started")
         if self.primary is not None:

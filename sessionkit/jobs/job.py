@@ -168,6 +168,14 @@ class Job:
     def total(self) -> Optional[int]:
         return self._m.total
 
+    def set_total(self, total: Optional[int]) -> None:
+        """How many items (training steps, ...) the job has in all, for a loop sessionkit
+        does not drive; written with the next checkpoint. None: not known."""
+        if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
+            raise ValueError(f"total must be an int >= 0 or None, got {total!r}")
+        with self._lock:
+            self._m = self._m.but(total=total)
+
     @property
     def params(self) -> dict[str, Any]:
         return dict(self._m.params)
