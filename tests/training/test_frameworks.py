@@ -42,7 +42,7 @@ def batches(log: Path) -> list[tuple[list[int], str]]:
     return rows
 
 
-@pytest.mark.parametrize("framework", ["transformers"])
+@pytest.mark.parametrize("framework", ["transformers", "lightning"])
 def test_a_handover_mid_training_equals_an_uninterrupted_run(framework, tmp_path):
     pytest.importorskip(framework)
     torch = pytest.importorskip("torch")
@@ -50,14 +50,15 @@ def test_a_handover_mid_training_equals_an_uninterrupted_run(framework, tmp_path
     ref_out.mkdir(), ho_out.mkdir()
     finish(start(framework, "alone", "-", tmp_path / "ref.log", ref_out))
 
-    # A 20-minute runtime at 120x lasts 10 s; its handover phase (15 min left) comes after 2.5 s,
-    # about a third into training (36 steps of >= 0.12 s).
+    # An 1100 s runtime at 120x lasts 9.2 s; its handover phase (15 min left) comes 1.7 s after
+    # the primary starts, early in training (36 steps of >= 0.12 s, after the framework's own
+    # start-up: Lightning's takes over a second, and once a backup answers the primary stops).
     url, log = str(tmp_path / "store"), tmp_path / "handover.log"
     backup_out = ho_out / "backup"
     backup_out.mkdir()
     backup = start(framework, "backup", url, log, backup_out, 120, 0)
     expect_line(backup, "watching")
-    primary = start(framework, "primary", url, log, ho_out, 120, 1200)
+    primary = start(framework, "primary", url, log, ho_out, 120, 1100)
     first = finish(primary)
     second = finish(backup)
     assert first["handed_over"] and first["status"] == "paused" and first["state"] == "handed over", first
