@@ -8,6 +8,9 @@ halves of a handed-over run are exactly the reference run: same batches, no step
 missing, equal weights.
 
     python _train.py <framework> <role> <store url> <log> <out> [scale max_runtime]
+
+Roles: alone, primary, backup (a handover on a scaled clock), stop-at-N and rerun (a
+run whose handover phase begins exactly at step N, then a re-run that finishes it).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import json
 import os
 import sys
 import time
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # the backend installed with the others
 
 SEED = 7
 SAMPLES, BATCH, EPOCHS = 48, 4, 3  # 12 steps an epoch, 36 in all
@@ -28,16 +33,32 @@ STEP_SECONDS = 0.12  # each step also sleeps, so a handover can come mid-trainin
 TTL = 600.0
 
 
+GUARD: dict = {}  # more arguments for the callback: the session of a stop-at-N run
+STOP: dict = {"at": None, "clock": None, "steps": 0}  # stop-at-N: the step whose end is in the handover phase
+
+
 def log_batch(log_path: str, ids) -> None:
     with open(log_path, "a") as fh:
         fh.write(" ".join(str(int(i)) for i in ids) + f" pid={os.getpid()}\n")
+    STOP["steps"] += 1
+    if STOP["steps"] == STOP["at"]:
+        STOP["clock"].advance(3600.0)  # the runtime's handover phase begins during this step
     time.sleep(STEP_SECONDS)
 
 
 def make_run(role: str, url: str, scale: float, max_runtime: float):
-    """What the callback is given: None (alone), a Primary, or the Primary a Backup became."""
+    """What the callback is given: None (alone), a Primary, or the Primary a Backup became;
+    for ``stop-at-N`` a Job with a Session whose handover phase begins at step N (a fake
+    clock moved on by the step itself), for ``rerun`` the same Job run again."""
     if role == "alone":
         return None
+    if role.startswith("stop-at-") or role == "rerun":
+        from sessionkit import FakeClock, Job, Runtime, Session
+
+        if role != "rerun":
+            STOP["at"], STOP["clock"] = int(role[len("stop-at-"):]), FakeClock()
+            GUARD["session"] = Session(url, "primary", runtime=Runtime(max_runtime=4000.0), clock=STOP["clock"])
+        return Job(url, "train")
     from sessionkit import Runtime, ScaledClock, SystemClock
     from sessionkit.handover import Backup, Primary
 
@@ -91,7 +112,7 @@ def transformers_run(run, log_path: str, out: str):
     else:
         from sessionkit.integrations.transformers import SessionkitCallback
 
-        SessionkitCallback(run).train(trainer)
+        SessionkitCallback(run, **GUARD).train(trainer)
     return model
 
 
@@ -142,7 +163,7 @@ def lightning_run(run, log_path: str, out: str):
     if run is not None:
         from sessionkit.integrations.lightning import SessionkitCallback
 
-        callbacks.append(SessionkitCallback(run))
+        callbacks.append(SessionkitCallback(run, **GUARD))
     trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=out,
                          callbacks=callbacks)
@@ -151,6 +172,49 @@ def lightning_run(run, log_path: str, out: str):
     else:
         callbacks[0].fit(trainer, model, train_dataloaders=loader)
     return model
+
+
+def keras_run(run, log_path: str, out: str):
+    import keras
+    import numpy as np
+    import torch
+
+    from sessionkit.integrations.keras import ResumableBatches
+
+    class Tiny(keras.Model):
+        """Reads the sample id from a 9th column, so its train step can log the batch."""
+
+        def __init__(self):
+            super().__init__()
+            self.drop = keras.layers.Dropout(0.2)  # draws from its seed generator: resumes must restore it
+            self.lin = keras.layers.Dense(1)
+
+        def call(self, x, training=False):
+            return self.lin(self.drop(x[:, :8], training=training))[:, 0]
+
+        def train_step(self, data):
+            log_batch(log_path, data[0][:, 8])
+            return super().train_step(data)
+
+    data = _Samples()
+    keras.utils.set_random_seed(SEED)
+    x = np.concatenate([data.x.numpy(), np.arange(SAMPLES, dtype="float32")[:, None]], axis=1)
+    batches = ResumableBatches(x, data.y.numpy(), batch_size=BATCH)
+    model = Tiny()
+    model(x[:1])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="mse")
+    if run is None:
+        model.fit(batches, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[batches.follow_epochs()])
+    else:
+        from sessionkit.integrations.keras import SessionkitCallback
+
+        SessionkitCallback(run, folder=os.path.join(out, "keras"), **GUARD).fit(model, batches, epochs=EPOCHS, verbose=0)
+
+    class Weights:
+        def state_dict(self):
+            return {w.path: torch.tensor(np.array(w)) for w in model.weights}
+
+    return Weights()
 
 
 def main(framework: str, role: str, url: str, log_path: str, out: str, scale: str = "1",
@@ -162,9 +226,11 @@ def main(framework: str, role: str, url: str, log_path: str, out: str, scale: st
     model = globals()[f"{framework}_run"](run, log_path, out)
     torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, os.path.join(out, "final.pt"))
     result = {"pid": os.getpid()}
-    if run is not None:
+    if hasattr(run, "handed_over"):
         result.update(status=run.job.status, handed_over=run.handed_over, done=run.job.done,
                       state=run.state.status)
+    elif run is not None:
+        result.update(status=run.status, done=run.done)
     print(json.dumps(result), flush=True)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
+os.environ.setdefault("KERAS_BACKEND", "torch")  # the one backend tests/training/requirements.txt installs
 
 
 def start(*args: object) -> subprocess.Popen:
@@ -42,13 +43,62 @@ def batches(log: Path) -> list[tuple[list[int], str]]:
     return rows
 
 
-@pytest.mark.parametrize("framework", ["transformers", "lightning"])
-def test_a_handover_mid_training_equals_an_uninterrupted_run(framework, tmp_path):
+FRAMEWORKS = ["transformers", "lightning", "keras"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Each framework's uninterrupted run (batches logged, final weights), made once."""
+    made: dict[str, Path] = {}
+
+    def run(framework: str) -> Path:
+        if framework not in made:
+            out = tmp_path_factory.mktemp(f"ref-{framework}")
+            finish(start(framework, "alone", "-", out / "ref.log", out))
+            made[framework] = out
+        return made[framework]
+    return run
+
+
+def assert_same_training(reference_dir: Path, log: Path, first_pid: int, second_pid: int, final: Path) -> int:
+    """The two processes' batches are the reference's, in order, each once; the final weights
+    are equal. Returns how many steps the first process trained."""
+    import torch
+
+    ref, handed = [ids for ids, _ in batches(reference_dir / "ref.log")], batches(log)
+    by_first = [ids for ids, pid in handed if pid == f"pid={first_pid}"]
+    by_second = [ids for ids, pid in handed if pid == f"pid={second_pid}"]
+    assert 0 < len(by_first) < len(ref) and by_first + by_second == ref, \
+        "the second process goes on at the next batch: none repeated, none skipped, same order"
+    final_weights, expected = torch.load(final), torch.load(reference_dir / "final.pt")
+    assert final_weights.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(final_weights[name], expected[name]), f"{name} differs from the uninterrupted run"
+    return len(by_first)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("stop_at", [12, 17])
+def test_a_rerun_after_a_stop_at_any_step_equals_an_uninterrupted_run(framework, stop_at, tmp_path, reference):
+    """Stopped by the handover phase at an epoch's last step (12) and mid-epoch (17): each
+    framework has its own path for the two (Keras saves the first as the epoch ends)."""
     pytest.importorskip(framework)
-    torch = pytest.importorskip("torch")
-    ref_out, ho_out = tmp_path / "ref", tmp_path / "handover"
-    ref_out.mkdir(), ho_out.mkdir()
-    finish(start(framework, "alone", "-", tmp_path / "ref.log", ref_out))
+    ref = reference(framework)
+    url, log = str(tmp_path / "store"), tmp_path / "run.log"
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first = finish(start(framework, f"stop-at-{stop_at}", url, log, tmp_path / "a"))
+    assert first["status"] == "paused" and first["done"] == stop_at, first
+    second = finish(start(framework, "rerun", url, log, tmp_path / "b"))
+    assert second["status"] == "completed" and second["done"] == 36, second
+    assert assert_same_training(ref, log, first["pid"], second["pid"], tmp_path / "b" / "final.pt") == stop_at
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_handover_mid_training_equals_an_uninterrupted_run(framework, tmp_path, reference):
+    pytest.importorskip(framework)
+    ref = reference(framework)
+    ho_out = tmp_path / "handover"
+    ho_out.mkdir()
 
     # An 1100 s runtime at 120x lasts 9.2 s; its handover phase (15 min left) comes 1.7 s after
     # the primary starts, early in training (36 steps of >= 0.12 s, after the framework's own
@@ -63,14 +113,4 @@ def test_a_handover_mid_training_equals_an_uninterrupted_run(framework, tmp_path
     second = finish(backup)
     assert first["handed_over"] and first["status"] == "paused" and first["state"] == "handed over", first
     assert second["status"] == "completed" and second["done"] == 36, second
-
-    reference, handed = batches(tmp_path / "ref.log"), batches(log)
-    by_primary = [ids for ids, pid in handed if pid == f"pid={first['pid']}"]
-    by_backup = [ids for ids, pid in handed if pid == f"pid={second['pid']}"]
-    assert 0 < len(by_primary) < 36 and by_primary + by_backup == [ids for ids, _ in reference], \
-        "the backup goes on at the next batch: none repeated, none skipped, same order"
-    final = torch.load(backup_out / "final.pt")
-    expected = torch.load(ref_out / "final.pt")
-    assert final.keys() == expected.keys()
-    for name in expected:
-        assert torch.equal(final[name], expected[name]), f"{name} differs from the uninterrupted run"
+    assert_same_training(ref, log, first["pid"], second["pid"], backup_out / "final.pt")
