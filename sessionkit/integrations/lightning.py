@@ -18,10 +18,10 @@ loop progress). Two things Lightning leaves to the user are done here:
   dropout and augmentation draw what the uninterrupted run would have;
 - the data position: Lightning resumes a checkpoint saved mid-epoch at the next batch
   only when the train loader is stateful (``state_dict``/``load_state_dict``). A
-  ``ResumableLoader`` is: a ``DataLoader`` whose shuffling draws from its own
-  generator, and whose state (that generator at the epoch's start, and the batches
-  handed out) goes into each checkpoint. On resume it draws the same order again and
-  skips the batches already trained on at the sampler, without loading them.
+  ``ResumableLoader`` is: a ``DataLoader`` whose shuffling generator is seeded from a
+  seed and the epoch's number, and whose state (seed, epoch, batches handed out) goes
+  into each checkpoint. On resume it draws the same order again and skips the batches
+  already trained on at the sampler, without loading them.
 
 At the handover phase (a backup ready), on a pause or cancel request, or on SIGTERM,
 the callback saves a checkpoint at the end of the batch, puts it in the store, and sets
@@ -134,20 +134,25 @@ class SessionkitCallback(Callback):  # type: ignore[misc]
 
 class ResumableLoader(DataLoader):  # type: ignore[misc]
     """A ``DataLoader`` that resumes mid-epoch at the next batch (see the module docstring).
-    Takes ``DataLoader``'s arguments. Without a ``generator`` it makes one, seeded from
-    torch's global generator (so ``seed_everything`` decides the order). A ``sampler`` or
-    ``batch_sampler`` of your own must draw from the loader's ``generator`` (or from
-    none) for the resumed epoch to have the saved order."""
+    Takes ``DataLoader``'s arguments. Each pass over it is an epoch whose shuffling
+    generator is seeded from ``seed`` and the epoch's number alone, so the order of epoch
+    ``e`` is the same in every process however far earlier passes went. ``seed`` defaults
+    to a draw from torch's global generator (so ``seed_everything`` decides it), or the
+    given ``generator``'s seed. A ``sampler`` or ``batch_sampler`` of your own must draw
+    from the loader's ``generator`` (or from none) for a resumed epoch to have the saved
+    order."""
 
-    def __init__(self, dataset: Any, *args: Any, generator: Optional["torch.Generator"] = None,
-                 **kwargs: Any) -> None:
-        if generator is None:
-            generator = torch.Generator()
-            generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-        super().__init__(dataset, *args, generator=generator, **kwargs)
-        self._epoch_start = generator.get_state()  # the generator before this epoch drew
+    def __init__(self, dataset: Any, *args: Any, seed: Optional[int] = None,
+                 generator: Optional["torch.Generator"] = None, **kwargs: Any) -> None:
+        if seed is None:
+            seed = (generator.initial_seed() if generator is not None
+                    else int(torch.empty((), dtype=torch.int64).random_().item()))
+        super().__init__(dataset, *args, generator=generator or torch.Generator(), **kwargs)
+        self.seed = int(seed)
+        self.epoch = -1  # the pass under way (-1: none yet)
         self._handed_out = 0  # batches of this epoch given to training
-        self._skip = 0  # batches to skip at the sampler when the next epoch starts (a resume)
+        self._skip = 0  # while a pass starts: batches to skip at the sampler (a resume)
+        self._resume: Optional[tuple[int, int]] = None  # (epoch, batches done) from a checkpoint
 
     @property
     def _index_sampler(self) -> Any:
@@ -155,28 +160,29 @@ class ResumableLoader(DataLoader):  # type: ignore[misc]
         return _SkipOnce(base, self._skip) if self._skip else base
 
     def __iter__(self) -> Iterator[Any]:
-        if not self._skip:
-            self._epoch_start = self.generator.get_state()
-        self._handed_out = self._skip
-        iterator = super().__iter__()  # the sampler (and the workers' base seed) are drawn here
+        epoch, skip = self._resume if self._resume is not None else (self.epoch + 1, 0)
+        self._resume = None
+        self.epoch, self._handed_out, self._skip = epoch, skip, skip
+        self.generator.manual_seed((self.seed + _GOLDEN * epoch) % 2**64)
+        iterator = super().__iter__()  # the sampler (and the workers' base seed) draw from it here
         self._skip = 0
         return _Counted(iterator, self)
 
     def state_dict(self) -> dict[str, Any]:
-        """The generator at this epoch's start and now, and the batches handed out."""
-        return {"epoch_start": self._epoch_start, "now": self.generator.get_state(),
-                "batches": self._handed_out, "length": len(self)}
+        """The seed, the epoch under way and the batches of it handed out."""
+        return {"seed": self.seed, "epoch": self.epoch, "batches": self._handed_out, "length": len(self)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["length"] != len(self):
             raise ValueError(f"the checkpoint's train loader had {state['length']} batches an epoch and this one "
                              f"has {len(self)}: resume with the same data, batch size and drop_last")
-        if state["batches"] >= state["length"]:  # saved at the end of an epoch: the next one starts afresh
-            self.generator.set_state(state["now"])
-            self._skip = 0
-        else:
-            self.generator.set_state(state["epoch_start"])
-            self._skip = int(state["batches"])
+        self.seed = int(state["seed"])
+        epoch, done = int(state["epoch"]), int(state["batches"])
+        # saved at an epoch's end: the next pass is the next epoch, from its first batch
+        self._resume = (epoch + 1, 0) if done >= state["length"] else (epoch, done)
+
+
+_GOLDEN = 0x9E3779B97F4A7C15  # spreads the epochs' seeds apart
 
 
 class _SkipOnce:
