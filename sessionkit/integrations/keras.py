@@ -66,7 +66,8 @@ def _seed_states(model: Any) -> list[Any]:
 
 
 class ResumableBatches(keras.utils.PyDataset):  # type: ignore[misc]
-    """Batches of ``x`` (and ``y``) in an order that depends only on the epoch and ``seed``
+    """Batches of ``x`` (and ``y``): numpy arrays, or anything an index array indexes, in
+    an order that depends only on the epoch and ``seed``
     (shuffled each epoch unless ``shuffle=False``), so a resumed epoch can go on at any
     batch. ``seed`` defaults to a draw from numpy's global generator, so
     ``keras.utils.set_random_seed`` decides it. Other keyword arguments go to
@@ -191,6 +192,10 @@ class SessionkitCallback(keras.callbacks.Callback):  # type: ignore[misc]
             import torch
 
             self._rng_to_restore = torch.load(folder / RNG_FILE, weights_only=True)
+        if "epoch_index" not in training or "batch" not in training:
+            raise ValueError(f"job {self.guard.job.id!r}: its latest checkpoint was not saved by the Keras callback "
+                             f"(it has {', '.join(sorted(training)) or 'no training state'}); give this training "
+                             f"its own job or blob name")
         self._step = int(training["global_step"])
         epoch, batch = int(training["epoch_index"]), int(training["batch"])
         if training.get("batches_per_epoch") != data.batches_per_epoch:
