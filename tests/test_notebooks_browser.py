@@ -268,9 +268,13 @@ def test_the_primary_notebook_run_all_in_a_real_browser_then_the_history_noteboo
         page.fail(f"the countdown did not tick on its own: saw only {sorted(seen_left)}")
     if len(seen_phases) < 2 or "ended" not in seen_phases:
         page.fail(f"the countdown's phase class did not change to its final state: saw {sorted(seen_phases)}")
+    # the bar as the job completed: the loop's last look can come just before its last draw
+    # (a Colab-pinned CI run saw 98.75 last, then the completed line), so it counts too
+    final = page.bar()
+    if final is not None:
+        widths.append(final[0])
     if not widths or max(widths) < 99.0 or widths != sorted(widths) or min(widths) >= 99.0:
         page.fail(f"the progress bar's width did not grow to 100%: saw {widths[:5]} ... {widths[-5:]}")
-    final = page.bar()
     if final is None or final[1] != GREEN:
         page.fail(f"the progress bar did not end green ({GREEN}): {final}")
     text = page.text()
