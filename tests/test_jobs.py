@@ -715,3 +715,15 @@ def test_two_runs_without_a_lease_never_count_an_item_twice(store, clock):
     info = jobs.list(store)[0]
     assert (info.done, info.total, info.status) == (10, 10, "completed")
     assert b.done == 10
+
+
+def test_set_total_is_written_with_the_next_checkpoint_and_checked(store):
+    job = Job(store, "train")
+    job.set_total(36)
+    job.checkpoint(done=12)
+    again = Job(store, "train")
+    assert (again.total, again.done) == (36, 12)
+    for bad in (-1, True, "36", 3.5):
+        with pytest.raises(ValueError, match="total must be an int >= 0 or None"):
+            job.set_total(bad)
+    assert job.total == 36, "a refused total changes nothing"

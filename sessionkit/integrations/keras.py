@@ -130,12 +130,20 @@ class SessionkitCallback(keras.callbacks.Callback):  # type: ignore[misc]
                  blob: str = CHECKPOINT_BLOB, folder: "str | os.PathLike[str] | None" = None) -> None:
         super().__init__()
         self.guard = TrainingGuard(run, session=session, blob=blob)
-        self.folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="sessionkit-keras-"))
+        self._folder = Path(folder) if folder is not None else None
         self._data: Optional[ResumableBatches] = None
         self._epoch = 0
         self._step = 0
         self._rng_to_restore: Optional[dict[str, Any]] = None
         self._save_at_epoch_end = False
+
+    @property
+    def folder(self) -> Path:
+        """Where checkpoints are written and restored (a temporary folder, made on first use,
+        unless one was given)."""
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="sessionkit-keras-"))
+        return self._folder
 
     def fit(self, model: Any, data: ResumableBatches, *, epochs: int, **kwargs: Any) -> Any:
         """``model.fit(data, epochs=...)`` from the store's latest checkpoint (or from the

@@ -82,8 +82,7 @@ class Job:
         if checkpoint_items is not None and (isinstance(checkpoint_items, bool)
                                              or not isinstance(checkpoint_items, int) or checkpoint_items < 1):
             raise ValueError(f"checkpoint_items must be an int >= 1 or None, got {checkpoint_items!r}")
-        if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
-            raise ValueError(f"total must be an int >= 0 or None, got {total!r}")
+        _check_total(total)
         if isinstance(keep_blobs, bool) or not isinstance(keep_blobs, int) or keep_blobs < 1:
             raise ValueError(f"keep_blobs must be an int >= 1, got {keep_blobs!r}")
         if control_poll is None:  # every read of a remote store is a request: poll it less often
@@ -171,8 +170,7 @@ class Job:
     def set_total(self, total: Optional[int]) -> None:
         """How many items (training steps, ...) the job has in all, for a loop sessionkit
         does not drive; written with the next checkpoint. None: not known."""
-        if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
-            raise ValueError(f"total must be an int >= 0 or None, got {total!r}")
+        _check_total(total)
         with self._lock:
             self._m = self._m.but(total=total)
 
@@ -641,3 +639,8 @@ def _make_view(job: Job, display: Any) -> Any:
     if not hasattr(display, "update"):
         raise TypeError("display must be True, False or a view with update(progress)")
     return display
+
+
+def _check_total(total: Optional[int]) -> None:
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
+        raise ValueError(f"total must be an int >= 0 or None, got {total!r}")

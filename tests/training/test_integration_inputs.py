@@ -57,9 +57,7 @@ def test_a_loader_saved_at_an_epochs_end_resumes_with_the_next_epoch():
 
 
 def test_a_loader_refuses_a_state_of_other_data():
-    loader = lightning_loader()
-    state = loader.state_dict()
-    pytest.importorskip("lightning")
+    state = lightning_loader().state_dict()
     from sessionkit.integrations.lightning import ResumableLoader
 
     other = ResumableLoader(list(range(30)), batch_size=3)
