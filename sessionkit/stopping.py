@@ -11,6 +11,10 @@ While a ``Primary`` holds its lease, this module keeps two hooks installed:
 - **interpreter exit** (the end of a script, a kernel shut down or restarted): the
   same, from ``atexit``.
 
+A handler set after ours that calls ours in turn (Lightning's does) is the handler in
+place: passing the signal on runs it once more, and it decides what follows (Lightning
+leaves ``fit`` with a ``SystemExit``); ours, reached again through it, does nothing twice.
+
 A waiting backup then finds the lease free and takes over at its next poll. SIGKILL
 and a vanished VM give no warning: those still take ttl + 2 retry periods.
 The previous SIGTERM handler is restored when the last primary is gone.
@@ -41,6 +45,7 @@ _lock = threading.RLock()  # re-entrant: the SIGTERM handler runs on the main th
 _previous: Any = None  # the SIGTERM handler that was in place when ours was installed
 _requested: list[Optional[str]] = [None]
 _atexit_registered = False
+_passing_on = [False]  # pass_on is running a handler: one that chains ours (Lightning's) must not loop
 
 
 def requested() -> Optional[str]:
@@ -90,6 +95,11 @@ def _stop_all(reason: str) -> bool:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    if _passing_on[0]:
+        # pass_on gave the signal to a handler set after ours that calls ours in turn (as
+        # Lightning's does): ours has run already, and running it again would pass it on again
+        log.info("SIGTERM passed on came back to sessionkit's handler: already handled")
+        return
     _requested[0] = "SIGTERM"
     log.warning("SIGTERM: checkpointing and releasing the lease so a backup takes over now")
     if _stop_all("SIGTERM"):
@@ -116,7 +126,11 @@ def pass_on(signum: int = signal.SIGTERM, frame: Any = None) -> None:
         return
     _requested[0] = None  # the process goes on (a handler of its own, or ignored): no longer stopping
     if callable(handler):
-        handler(signum, frame)
+        _passing_on[0] = True
+        try:
+            handler(signum, frame)
+        finally:
+            _passing_on[0] = False
 
 
 def _at_exit() -> None:

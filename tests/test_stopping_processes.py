@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -130,3 +132,40 @@ def test_a_papermill_primary_notebook_whose_kernel_is_shut_down_hands_over(tmp_p
     assert "job shut: completed, 1500 done" in outputs(nbformat.read(tmp_path / "backup.ipynb", 4))
     handover = history.handovers(history.load(str(store)))
     assert list(handover["how"]) == ["released"], "the kernel released its lease on shutdown"
+
+
+CHAINED = """
+import os, signal, sys
+from sessionkit import stopping
+
+class Idle:  # a primary with no loop running: it stops at once, and the signal is passed on
+    def stop_now(self, reason):
+        print("stopped:", reason, flush=True)
+        return True
+
+idle = Idle()
+stopping.install(idle)
+ours = signal.getsignal(signal.SIGTERM)
+calls = []
+
+def framework_handler(signum, frame):  # as Lightning's: its own work, then the handler it found
+    calls.append(signum)
+    ours(signum, frame)
+
+signal.signal(signal.SIGTERM, framework_handler)
+os.kill(os.getpid(), signal.SIGTERM)
+print("alive:", len(calls), stopping.requested(), flush=True)
+"""
+
+
+def test_sigterm_passed_on_to_a_handler_that_chains_ours_is_run_once_more_without_looping(tmp_path):
+    """A framework's handler set after ours calls ours (Lightning's does). Passing the signal
+    on runs the handler in place, which calls ours again: that must not pass it on again
+    (it did, until the stack overflowed). The framework's handler then decides (Lightning
+    ends fit with a SystemExit); here it lets the process go on."""
+    proc = subprocess.run([sys.executable, "-c", CHAINED], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RecursionError" not in proc.stderr
+    # the exit hook asks the (still installed) primary once more at the end
+    assert proc.stdout.splitlines() == ["stopped: SIGTERM", "alive: 2 None", "stopped: exit"], proc.stdout
