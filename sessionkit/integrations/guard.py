@@ -6,7 +6,7 @@ no request on the step path), makes the framework save a checkpoint when it answ
 the saved folder to ``saved()`` (uploaded as a folder blob, then committed together with
 the global step in one manifest write, so the step count never runs ahead of the weights),
 and calls ``end()`` when training returns (the job's status, then the lease released or
-handed over). Stop reasons, first that holds:
+handed over), or ``end_by(exc)`` when it raised. Stop reasons, first that holds:
 
 1. SIGTERM (``stopping.requested()``): the primary's lease is kept until the checkpoint
    is saved, then released and the signal passed on;
@@ -56,6 +56,7 @@ class TrainingGuard:
         self.reason: Optional[str] = None
         self.saved_at_phase = False
         self.last_saved_step: Optional[int] = None
+        self.training = False  # between begin() and end() / end_by()
 
     # -- resuming --------------------------------------------------------------
 
@@ -79,6 +80,7 @@ class TrainingGuard:
         if total_steps is not None and total_steps > 0 and self.job.total != total_steps:
             self.job.set_total(int(total_steps))
         self.reason = None
+        self.training = True
         self.job.set_status("running", reason="resumed" if self.resume_step else "started")
         if self.primary is not None:
             self.primary.begin_external()
@@ -140,10 +142,28 @@ class TrainingGuard:
         paused with the stop reason unless a request paused or cancelled it), then the
         lease handed over or released."""
         job = self.job
+        self.training = False
         if completed and job.status == "running":
             job.set_status("completed")
             job.checkpoint(done=step if step is not None else (self.last_saved_step or 0))
         elif job.status == "running":
             job.set_status("paused", reason=self.reason or "training stopped")
+        if self.primary is not None:
+            self.primary.end_external()
+
+    def end_by(self, exc: BaseException) -> None:
+        """Training raised ``exc`` instead of returning. A stop this guard asked for ends as in
+        ``end`` (Lightning leaves ``fit`` by raising ``SystemExit`` after a SIGTERM, once the
+        checkpoint is saved); otherwise as a ``Job.track`` loop's would: Ctrl-C pauses, an
+        error fails the job. Then the lease is handed over or released as in ``end``, so an
+        error does not leave the job "running" under a lease that is still renewed. Nothing
+        to do when training had not begun or has ended already."""
+        if not self.training:
+            return
+        if self.reason is not None or isinstance(exc, SystemExit):
+            self.end(completed=False)
+            return
+        self.training = False
+        self.job.record_outcome(exc)
         if self.primary is not None:
             self.primary.end_external()

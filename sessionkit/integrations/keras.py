@@ -173,6 +173,9 @@ class SessionkitCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 data.set_position(epoch, 0)
                 history = model.fit(data, epochs=epochs, initial_epoch=epoch, shuffle=False, callbacks=callbacks,
                                     **kwargs)
+        except BaseException as exc:  # recorded (failed, or paused), then raised as it was
+            self.guard.end_by(exc)
+            raise
         finally:
             self._data = None
         self.guard.end(completed=self.guard.reason is None, step=self._step)  # EarlyStopping too completes

@@ -62,7 +62,11 @@ class SessionkitCallback(TrainerCallback):  # type: ignore[misc]
         if "resume_from_checkpoint" in kwargs:
             raise TypeError("SessionkitCallback.train chooses resume_from_checkpoint itself (the store's "
                             "latest checkpoint); call trainer.train(...) directly to choose another")
-        return trainer.train(resume_from_checkpoint=self.resume_from(trainer.args.output_dir), **kwargs)
+        try:
+            return trainer.train(resume_from_checkpoint=self.resume_from(trainer.args.output_dir), **kwargs)
+        except BaseException as exc:  # recorded (failed, or paused), then raised as it was
+            self.guard.end_by(exc)
+            raise
 
     # -- TrainerCallback ---------------------------------------------------------
 
