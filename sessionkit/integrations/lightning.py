@@ -11,7 +11,9 @@
 
 ``callback.fit`` downloads the latest complete checkpoint from the store and resumes
 from it with Lightning's own resume (model, optimizers, schedulers, global step, epoch,
-loop progress). Two things Lightning leaves to the user are done here:
+loop progress), loaded with ``weights_only=True`` so nothing in it runs code (a
+checkpoint holding other objects, hyperparameters of your own classes say, is refused
+with torch's error; pass ``weights_only=False`` to ``callback.fit`` to trust the store). Two things Lightning leaves to the user are done here:
 
 - the random number generators (Python, numpy, torch CPU and CUDA) are saved in every
   checkpoint, as this callback's state, and restored when training starts again, so
@@ -25,11 +27,15 @@ loop progress). Two things Lightning leaves to the user are done here:
 
 At the handover phase (a backup ready), on a pause or cancel request, or on SIGTERM,
 the callback saves a checkpoint at the end of the batch, puts it in the store, and sets
-``trainer.should_stop``. Checkpoints the user's ``ModelCheckpoint`` writes stay local.
+``trainer.should_stop``. After a SIGTERM Lightning then leaves ``fit`` by raising
+``SIGTERMException`` (a ``SystemExit``): the job is paused and the lease released first,
+so a backup takes over at once. An error in training fails the job and raises as usual.
+Checkpoints the user's ``ModelCheckpoint`` writes stay local.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import os
@@ -89,6 +95,10 @@ class SessionkitCallback(Callback):  # type: ignore[misc]
         if self not in trainer.callbacks:
             raise ValueError("give the callback to the Trainer first: Trainer(..., callbacks=[callback]); "
                              "Lightning reads its state from checkpoints only for callbacks it was built with")
+        if "weights_only" in inspect.signature(trainer.fit).parameters:
+            # a checkpoint read from the store runs no code when loaded (Lightning's default
+            # is torch's, False before torch 2.6); pass weights_only=False to trust the store
+            kwargs.setdefault("weights_only", True)
         return trainer.fit(model, *args, ckpt_path=self.resume_from(self._folder(trainer)), **kwargs)
 
     # -- Lightning's callback state: the RNGs ------------------------------------
@@ -130,6 +140,11 @@ class SessionkitCallback(Callback):  # type: ignore[misc]
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self.guard.end(completed=self.guard.reason is None and not trainer.interrupted, step=trainer.global_step)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        # fit raised: an error (the job fails), Ctrl-C, or Lightning's own exit after a SIGTERM
+        # (a SystemExit raised once this callback has saved at the end of the step)
+        self.guard.end_by(exception)
 
 
 class ResumableLoader(DataLoader):  # type: ignore[misc]

@@ -10,7 +10,9 @@ missing, equal weights.
     python _train.py <framework> <role> <store url> <log> <out> [scale max_runtime]
 
 Roles: alone, primary, backup (a handover on a scaled clock), stop-at-N and rerun (a
-run whose handover phase begins exactly at step N, then a re-run that finishes it).
+run whose handover phase begins exactly at step N, then a re-run that finishes it), and
+real-clock (a Primary on the system clock, far from its handover phase: the tests stop it
+with a real SIGTERM and run it again).
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ def make_run(role: str, url: str, scale: float, max_runtime: float):
     from sessionkit import Runtime, ScaledClock, SystemClock
     from sessionkit.handover import Backup, Primary
 
+    if role == "real-clock":
+        primary = Primary(url, "train", runtime=Runtime(max_runtime=12 * 3600.0), clock=SystemClock(),
+                          label=f"pid {os.getpid()}")
+        print(f"holding {primary.lease.token}", flush=True)
+        return primary
     clock = ScaledClock(scale, base=SystemClock())
     if role == "primary":
         primary = Primary(url, "train", runtime=Runtime(max_runtime=max_runtime), clock=clock, ttl=TTL, label="A")

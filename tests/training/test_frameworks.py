@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,38 @@ def test_a_handover_mid_training_equals_an_uninterrupted_run(framework, tmp_path
     assert first["handed_over"] and first["status"] == "paused" and first["state"] == "handed over", first
     assert second["status"] == "completed" and second["done"] == 36, second
     assert_same_training(ref, log, first["pid"], second["pid"], backup_out / "final.pt")
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_sigterm_mid_training_saves_releases_and_a_rerun_equals_an_uninterrupted_run(framework, tmp_path, reference):
+    """A real SIGTERM (Kaggle ending a session, ``docker stop``) at step >= 13: the callback
+    saves at the end of the step, the lease is released at once (a backup need not wait out
+    the ttl), the signal goes on and ends the process; a re-run resumes from that checkpoint."""
+    pytest.importorskip(framework)
+    from sessionkit import Job
+    from sessionkit.lease import read_lease
+    from sessionkit.store import open_store
+
+    ref = reference(framework)
+    url, log = str(tmp_path / "store"), tmp_path / "run.log"
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first = start(framework, "real-clock", url, log, tmp_path / "a")
+    expect_line(first, "holding")
+    while not log.exists() or len(log.read_text().splitlines()) < 13:
+        assert first.poll() is None, first.stderr.read()[-3000:]  # type: ignore[union-attr]
+        time.sleep(0.05)  # polls the log: the signal comes once the 13th step has begun
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=120)
+    # saved, released, then the signal goes on: to the default action (the process ends by it),
+    # or with Lightning to its own handler, whose SIGTERMException (a SystemExit) ends fit and the process
+    ends_by = 0 if framework == "lightning" else -signal.SIGTERM
+    assert first.returncode == ends_by, f"saved, released, then the signal went on: {err[-4000:]}"
+    assert "RecursionError" not in err, err[-4000:]
+    store = open_store(url)
+    lease = read_lease(store, "primary")
+    assert lease is not None and lease.holder is None, f"the lease is released at once for a backup: {lease}"
+    assert Job(store, "train").status == "paused"
+
+    second = finish(start(framework, "real-clock", url, log, tmp_path / "b"))
+    assert second["status"] == "completed" and second["done"] == 36, second
+    assert assert_same_training(ref, log, first.pid, second["pid"], tmp_path / "b" / "final.pt") >= 13

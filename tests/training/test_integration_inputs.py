@@ -133,3 +133,150 @@ def test_keras_fit_refuses_plain_data_and_model_fit_with_the_callback(tmp_path):
         callback.fit(model, keras_batches(), epochs=1, initial_epoch=1)
     with pytest.raises(RuntimeError, match=r"callback\.fit\(model, data, epochs=\.\.\.\), not model\.fit"):
         model.fit(x, x, epochs=1, verbose=0, callbacks=[callback])
+
+
+# -- an error in training -----------------------------------------------------------
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def fit_lightning_that_fails(job, tmp_path):
+    pl = pytest.importorskip("lightning.pytorch")
+    from sessionkit.integrations.lightning import ResumableLoader, SessionkitCallback
+
+    class Failing(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(1, 1)
+
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 2:
+                raise Boom("step 3 went wrong")
+            return self.lin(batch.float()[:, None]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    callback = SessionkitCallback(job)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=str(tmp_path), callbacks=[callback])
+    callback.fit(trainer, Failing(), train_dataloaders=ResumableLoader(list(range(12)), batch_size=2))
+
+
+def fit_keras_that_fails(job, tmp_path):
+    keras = pytest.importorskip("keras")
+    import numpy as np
+
+    from sessionkit.integrations.keras import ResumableBatches, SessionkitCallback
+
+    class Failing(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.lin = keras.layers.Dense(1)
+            self.steps = 0
+
+        def call(self, x):
+            return self.lin(x)
+
+        def train_step(self, data):
+            self.steps += 1
+            if self.steps == 3:
+                raise Boom("step 3 went wrong")
+            return super().train_step(data)
+
+    model = Failing()
+    model(np.zeros((1, 1), "float32"))
+    model.compile(optimizer="sgd", loss="mse")
+    data = ResumableBatches(np.zeros((12, 1), "float32"), np.zeros(12, "float32"), batch_size=2)
+    SessionkitCallback(job, folder=tmp_path / "ckpt").fit(model, data, epochs=1, verbose=0)
+
+
+def fit_transformers_that_fails(job, tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import Trainer, TrainingArguments
+
+    from sessionkit.integrations.transformers import SessionkitCallback
+
+    class Failing(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(1, 1)
+            self.steps = 0
+
+        def forward(self, x, labels):
+            self.steps += 1
+            if self.steps == 3:
+                raise Boom("step 3 went wrong")
+            return {"loss": ((self.lin(x).squeeze(-1) - labels) ** 2).mean()}
+
+    rows = [{"x": torch.zeros(1), "labels": torch.tensor(0.0)} for _ in range(12)]
+    args = TrainingArguments(output_dir=str(tmp_path / "hf"), per_device_train_batch_size=2, num_train_epochs=1,
+                             save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+                             logging_strategy="no", remove_unused_columns=False)
+    SessionkitCallback(job).train(Trainer(model=Failing(), args=args, train_dataset=rows))
+
+
+@pytest.mark.parametrize("fit", [fit_lightning_that_fails, fit_keras_that_fails, fit_transformers_that_fails],
+                         ids=["lightning", "keras", "transformers"])
+def test_an_error_in_training_fails_the_job_and_is_raised(fit, tmp_path):
+    """Not left "running" (as a job whose loop died would look to every view and backup):
+    failed, with the error, as a ``Job.track`` loop's error is recorded."""
+    from sessionkit import Job
+
+    url = str(tmp_path / "store")
+    with pytest.raises(Boom, match="step 3 went wrong"):
+        fit(Job(url, "train"), tmp_path)
+    job = Job(url, "train")  # as another process reads it from the store
+    assert job.status == "failed"
+    assert job.progress.error is not None and "step 3 went wrong" in str(job.progress.error)
+
+
+class RunsCode:
+    """Unpickling this calls ``Path.touch``: what a checkpoint written by someone else could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_lightning_checkpoint_from_the_store_runs_no_code_when_loaded(tmp_path, monkeypatch):
+    """Also where torch's own default would unpickle anything (before torch 2.6, as this
+    environment variable makes it): the callback asks Lightning for ``weights_only=True``."""
+    pl = pytest.importorskip("lightning.pytorch")
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    from sessionkit import Job
+    from sessionkit.integrations.guard import TrainingGuard
+    from sessionkit.integrations.lightning import CHECKPOINT_FILE, ResumableLoader, SessionkitCallback
+
+    url, marker, planted = str(tmp_path / "store"), tmp_path / "code-ran", tmp_path / "planted"
+    planted.mkdir()
+    # what another writer to the store could commit as the latest checkpoint
+    torch.save({"state_dict": {}, "loops": {}, "epoch": 0, "global_step": 3, "payload": RunsCode(marker)},
+               planted / CHECKPOINT_FILE)
+    TrainingGuard(Job(url, "train")).saved(planted, step=3)
+
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(1, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.lin(batch.float()[:, None]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    callback = SessionkitCallback(Job(url, "train"))
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=str(tmp_path / "run"), callbacks=[callback])
+    import pickle
+
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        callback.fit(trainer, Tiny(), train_dataloaders=ResumableLoader(list(range(4)), batch_size=2))
+    assert not marker.exists(), "loading the store's checkpoint ran code from it"
