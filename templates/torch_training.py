@@ -62,23 +62,27 @@ def main(argv: list[str] | None = None) -> int:
     step = guard.load_state(model=model, optimizer=optimizer, scheduler=scheduler)  # 0 on a first run
     print(f"starting at step {step} of {total}", flush=True)
     guard.begin(total)
-    while step < total:
-        bx, by = batch_at(step, x, y)
-        loss = torch.nn.functional.mse_loss(model(bx).squeeze(-1), by)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        if args.step_seconds:
-            time.sleep(args.step_seconds)
-        stop = guard.should_stop()
-        if stop or step % SAVE_EVERY == 0 or step == total or guard.should_save_now():
-            guard.save_state(step, epoch=step / (SAMPLES // BATCH), model=model, optimizer=optimizer,
-                             scheduler=scheduler)
-            print(f"saved step {step}", flush=True)
-        if stop:
-            break
+    try:
+        while step < total:
+            bx, by = batch_at(step, x, y)
+            loss = torch.nn.functional.mse_loss(model(bx).squeeze(-1), by)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            if args.step_seconds:
+                time.sleep(args.step_seconds)
+            stop = guard.should_stop()
+            if stop or step % SAVE_EVERY == 0 or step == total or guard.should_save_now():
+                guard.save_state(step, epoch=step / (SAMPLES // BATCH), model=model, optimizer=optimizer,
+                                 scheduler=scheduler)
+                print(f"saved step {step}", flush=True)
+            if stop:
+                break
+    except BaseException as exc:  # an error fails the job, Ctrl-C pauses it; then raised as it was
+        guard.end_by(exc)
+        raise
     if args.out:
         torch.save(model.state_dict(), args.out)
     print(json.dumps({"step": step, "stopped": guard.reason, "loss": float(loss) if step else None}), flush=True)
