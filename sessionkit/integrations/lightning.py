@@ -13,7 +13,8 @@
 from it with Lightning's own resume (model, optimizers, schedulers, global step, epoch,
 loop progress), loaded with ``weights_only=True`` so nothing in it runs code (a
 checkpoint holding other objects, hyperparameters of your own classes say, is refused
-with torch's error; pass ``weights_only=False`` to ``callback.fit`` to trust the store). Two things Lightning leaves to the user are done here:
+with torch's error; pass ``weights_only=False`` to ``callback.fit`` to trust the store).
+Two things Lightning leaves to the user are done here:
 
 - the random number generators (Python, numpy, torch CPU and CUDA) are saved in every
   checkpoint, as this callback's state, and restored when training starts again, so
