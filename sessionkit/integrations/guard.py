@@ -103,6 +103,14 @@ class TrainingGuard:
         self.reason = reason
         return reason
 
+    def stop_because(self, reason: str) -> str:
+        """A stop reason the framework found itself (Lightning's own SIGTERM flag, which it
+        sets with or without a Primary): ``should_stop`` answers it from now on."""
+        if self.reason is None:
+            log.warning("job %r: %s: saving a checkpoint and stopping training", self.job.id, reason)
+            self.reason = reason
+        return self.reason
+
     def should_save_now(self) -> bool:
         """True once, when the handover phase begins with no backup ready: a checkpoint then
         keeps the steps so far should the runtime be cut off."""

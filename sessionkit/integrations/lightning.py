@@ -128,6 +128,10 @@ class SessionkitCallback(Callback):  # type: ignore[misc]
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         stop = self.guard.should_stop()
+        if stop is None and getattr(trainer, "received_sigterm", False):
+            # Lightning's own handler saw a SIGTERM (with only a Job too, where sessionkit
+            # installs none): it ends fit after this hook, so this is the last chance to save
+            stop = self.guard.stop_because("stopped (SIGTERM)")
         if stop is None and not self.guard.should_save_now():
             return
         folder = self._folder(trainer)

@@ -12,7 +12,7 @@ missing, equal weights.
 Roles: alone, primary, backup (a handover on a scaled clock), stop-at-N and rerun (a
 run whose handover phase begins exactly at step N, then a re-run that finishes it), and
 real-clock (a Primary on the system clock, far from its handover phase: the tests stop it
-with a real SIGTERM and run it again).
+with a real SIGTERM and run it again), and job (a Job alone, stopped by SIGTERM too).
 """
 
 from __future__ import annotations
@@ -54,6 +54,11 @@ def make_run(role: str, url: str, scale: float, max_runtime: float):
     clock moved on by the step itself), for ``rerun`` the same Job run again."""
     if role == "alone":
         return None
+    if role == "job":  # no Primary, no Session: only the framework's own SIGTERM handling
+        from sessionkit import Job
+
+        print("holding 0", flush=True)
+        return Job(url, "train")
     if role.startswith("stop-at-") or role == "rerun":
         from sessionkit import FakeClock, Job, Runtime, Session
 

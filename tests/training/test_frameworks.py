@@ -151,3 +151,29 @@ def test_sigterm_mid_training_saves_releases_and_a_rerun_equals_an_uninterrupted
     second = finish(start(framework, "real-clock", url, log, tmp_path / "b"))
     assert second["status"] == "completed" and second["done"] == 36, second
     assert assert_same_training(ref, log, first.pid, second["pid"], tmp_path / "b" / "final.pt") >= 13
+
+
+def test_lightning_with_a_job_alone_saves_on_its_own_sigterm_and_a_rerun_equals_an_uninterrupted_run(tmp_path,
+                                                                                                      reference):
+    """Without a Primary sessionkit installs no SIGTERM handler, but Lightning does: the
+    callback reads Lightning's flag at the end of the step and saves before fit ends."""
+    pytest.importorskip("lightning")
+    from sessionkit import Job
+
+    ref = reference("lightning")
+    url, log = str(tmp_path / "store"), tmp_path / "run.log"
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first = start("lightning", "job", url, log, tmp_path / "a")
+    expect_line(first, "holding")
+    while not log.exists() or len(log.read_text().splitlines()) < 13:
+        assert first.poll() is None, first.stderr.read()[-3000:]  # type: ignore[union-attr]
+        time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, f"Lightning's SIGTERMException ends the script: {err[-4000:]}"
+    job = Job(url, "train")
+    assert job.status == "paused" and job.done >= 13, (job.status, job.done)
+
+    second = finish(start("lightning", "rerun", url, log, tmp_path / "b"))
+    assert second["status"] == "completed" and second["done"] == 36, second
+    assert assert_same_training(ref, log, first.pid, second["pid"], tmp_path / "b" / "final.pt") == job.done
