@@ -98,14 +98,12 @@ class TrainingGuard:
             reason = "handover phase"
         if reason is None:
             reason = self.job.requested_stop()
-        if reason is not None:
-            log.warning("job %r: %s: saving a checkpoint and stopping training", self.job.id, reason)
-        self.reason = reason
-        return reason
+        return None if reason is None else self.stop_because(reason)
 
     def stop_because(self, reason: str) -> str:
-        """A stop reason the framework found itself (Lightning's own SIGTERM flag, which it
-        sets with or without a Primary): ``should_stop`` answers it from now on."""
+        """Stop for ``reason`` (one ``should_stop`` found, or one the framework found itself:
+        Lightning's own SIGTERM flag, set with or without a Primary); ``should_stop``
+        answers it from now on."""
         if self.reason is None:
             log.warning("job %r: %s: saving a checkpoint and stopping training", self.job.id, reason)
             self.reason = reason

@@ -45,6 +45,15 @@ def batches(log: Path) -> list[tuple[list[int], str]]:
     return rows
 
 
+def sigterm_at_step(proc: subprocess.Popen, log: Path, step: int) -> str:
+    """Send a real SIGTERM once the log shows ``step`` begun; the process's stderr once it ended."""
+    while not log.exists() or len(log.read_text().splitlines()) < step:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]  # type: ignore[union-attr]
+        time.sleep(0.05)  # polls the log
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=120)[1]
+
+
 FRAMEWORKS = ["transformers", "lightning", "keras"]
 
 
@@ -133,11 +142,7 @@ def test_sigterm_mid_training_saves_releases_and_a_rerun_equals_an_uninterrupted
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     first = start(framework, "real-clock", url, log, tmp_path / "a")
     expect_line(first, "holding")
-    while not log.exists() or len(log.read_text().splitlines()) < 13:
-        assert first.poll() is None, first.stderr.read()[-3000:]  # type: ignore[union-attr]
-        time.sleep(0.05)  # polls the log: the signal comes once the 13th step has begun
-    first.send_signal(signal.SIGTERM)
-    out, err = first.communicate(timeout=120)
+    err = sigterm_at_step(first, log, 13)
     # saved, released, then the signal goes on: to the default action (the process ends by it),
     # or with Lightning to its own handler, whose SIGTERMException (a SystemExit) ends fit and the process
     ends_by = 0 if framework == "lightning" else -signal.SIGTERM
@@ -165,11 +170,7 @@ def test_lightning_with_a_job_alone_saves_on_its_own_sigterm_and_a_rerun_equals_
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     first = start("lightning", "job", url, log, tmp_path / "a")
     expect_line(first, "holding")
-    while not log.exists() or len(log.read_text().splitlines()) < 13:
-        assert first.poll() is None, first.stderr.read()[-3000:]  # type: ignore[union-attr]
-        time.sleep(0.05)
-    first.send_signal(signal.SIGTERM)
-    out, err = first.communicate(timeout=120)
+    err = sigterm_at_step(first, log, 13)
     assert first.returncode == 0, f"Lightning's SIGTERMException ends the script: {err[-4000:]}"
     job = Job(url, "train")
     assert job.status == "paused" and job.done >= 13, (job.status, job.done)
