@@ -310,5 +310,30 @@ def abandoned_then_rerun(path: str) -> None:
     globals()["keep"] = first  # still referenced at exit, as a notebook's namespace keeps it
 
 
+def stepped_session(path: str, step_s: str) -> None:
+    """A session whose wall clock is stepped by step_s seconds (negative: back) while it
+    runs, as NTP steps a fresh VM's clock; its monotonic clock runs on. Prints the seconds
+    that really passed."""
+    from datetime import timedelta
+
+    from sessionkit import SystemClock
+    from sessionkit.sessions import Session
+
+    class Stepped(SystemClock):
+        offset = 0.0
+
+        def now(self):
+            return super().now() + timedelta(seconds=self.offset)
+
+    clock = Stepped()
+    began = time.monotonic()
+    session = Session(path, "backup", runtime="local", clock=clock, heartbeat=0.2)
+    time.sleep(0.6)
+    clock.offset = float(step_s)
+    time.sleep(0.6)
+    session.end("completed")
+    print(json.dumps({"real_s": time.monotonic() - began}), flush=True)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])

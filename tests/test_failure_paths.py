@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import sessionkit
@@ -206,3 +207,43 @@ def test_lease_lost_says_superseded_or_deadline_with_the_writers_own_token(tmp_p
     lost = caught.value
     assert (lost.reason, lost.token, lost.newer) == ("superseded", 1, 2)
     assert "holds token 1, the store has token 2 (held by writer" in str(lost)
+
+
+@pytest.mark.parametrize("step", [-3600, 3600], ids=["stepped-back", "stepped-forward"])
+def test_a_session_whose_wall_clock_is_stepped_while_it_runs_has_its_real_duration(tmp_path, step):
+    """Before: a backup whose wall clock was stepped back an hour during its run showed a
+    session lasting -3,585 s in history.sessions."""
+    from sessionkit import history
+
+    done = worker("stepped_session", tmp_path / "s", step, check=True)
+    real = json.loads(done.stdout.strip().splitlines()[-1])["real_s"]
+    table = history.sessions(history.load(LocalStore(tmp_path / "s")))
+    assert len(table) == 1
+    duration = table["duration_s"].iloc[0]
+    assert 1.0 <= duration <= real, f"{duration} s for a session that lasted {real:.2f} s"
+    assert table["end"].iloc[0] - table["start"].iloc[0] == pd.Timedelta(seconds=duration)
+
+
+def test_gc_with_no_retention_spares_what_a_live_handover_with_approval_needs(tmp_path):
+    """Before: `sessionkit gc --older-than 0s --sessions-older-than 0s` removed a waiting
+    backup's approval request, so `sessionkit approve` found none and it never took over."""
+    from sessionkit import FakeClock, handover
+    from sessionkit.cli import main
+    from sessionkit.handover import Backup, Primary
+
+    store, clock = LocalStore(tmp_path / "s"), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10)
+    it = primary.track(range(50), display=False)
+    for _ in range(5):
+        next(it)
+    it.close()  # paused at 5 of 50
+    backup = Backup(store, "B", approval="required", clock=clock, ttl=10, runtime="local")
+    primary.close()
+    assert backup.step() is None and backup.status == "approval pending"
+    clock.advance(3600)
+    assert main(["gc", str(tmp_path / "s"), "--older-than", "0s", "--sessions-older-than", "0s"]) == 0
+    pending = handover.pending_approvals(store)
+    assert [p.session for p in pending] == [backup.session.id], "the request of a live backup stays"
+    assert main(["approve", str(tmp_path / "s"), pending[0].id]) == 0
+    took = backup.step()
+    assert took is not None and took.lease.token == 2

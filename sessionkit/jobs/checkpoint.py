@@ -173,6 +173,8 @@ class Checkpointer:
             new = base.but(generation=old.generation + 1, token=token, writer=self.events.writer,
                            segments=tuple(s.to_json() for s in self.segments.segments), ranges=ranges,
                            keys=inline, done=done, updated=self.clock.now().isoformat())
+            if new.total is not None and done > new.total:
+                new = new.but(total=done)  # done items the items given no longer hold: never done > total
             new = new.but(garbage=self._garbage_after(old, new, written))
             raw = new.encode()
             try:

@@ -184,7 +184,11 @@ class Job:
     def done(self) -> int:
         written = self._checkpointer.written
         run = self._run
-        return written.done + (run.n - written.n_at if run is not None else 0)
+        done = written.done + (run.n - written.n_at if run is not None else 0)
+        total = self._m.total
+        # an item this run finished may also be one another writer recorded (adopted, not yet
+        # told apart until this run's next checkpoint): never show more done than there are
+        return done if total is None or done <= total else max(total, written.done)
 
     @property
     def checkpoint_seconds(self) -> float:
