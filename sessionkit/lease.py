@@ -34,6 +34,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from .checks import at_least_floor, check_period, check_seconds
 from .clock import SYSTEM_CLOCK, Clock
 from .records import read_all
 from .errors import Conflict, CorruptRecord, LeaseLost, LeaseTimeout, SessionkitError, StoreError
@@ -141,9 +142,15 @@ class Lease:
         if not isinstance(holder, str) or not holder:
             raise ValueError(f"holder must be a non-empty id string, got {holder!r}")
         self.holder = holder
-        ttl = float(ttl)
-        renew_deadline = float(renew_deadline) if renew_deadline is not None else ttl * 2 / 3
-        retry_period = float(retry_period) if retry_period is not None else ttl / 7.5
+        clock = clock or SYSTEM_CLOCK
+        remote = getattr(self.store, "remote", False)
+        ttl = check_seconds("ttl", ttl, "how long a lease record may lie unchanged before others take over")
+        renew_deadline = (check_seconds("renew_deadline", renew_deadline, "how long a holder acts after its "
+                                        "last renewal began, or None: 2/3 of ttl")
+                          if renew_deadline is not None else ttl * 2 / 3)
+        retry_period = (check_period("retry_period", retry_period, clock=clock, remote=remote,
+                                     what="how often the lease is renewed or tried, or None: ttl/7.5")
+                        if retry_period is not None else at_least_floor(ttl / 7.5, clock=clock, remote=remote))
         if not ttl > renew_deadline:
             raise ValueError(f"lease {name!r}: ttl ({ttl:g} s) must be greater than renew_deadline "
                              f"({renew_deadline:g} s), so a holder gives up before others take over")
@@ -151,15 +158,13 @@ class Lease:
             raise ValueError(f"lease {name!r}: renew_deadline ({renew_deadline:g} s) must be greater "
                              f"than 1.2 x retry_period ({retry_period:g} s), so a renewal can be "
                              f"retried before the deadline")
-        if not retry_period > 0:
-            raise ValueError(f"lease {name!r}: retry_period must be > 0, got {retry_period:g}")
         if getattr(self.store, "on_mounted_drive", False) and not allow_unsafe_mount:
             raise SessionkitError(
                 f"lease {name!r}: the store {self.store.url} is on a mounted Google Drive, which "
                 f"syncs late and cannot arbitrate between runtimes. Use a gdrive:// store for "
                 f"handover across runtimes (or allow_unsafe_mount=True for one runtime only).")
         self.ttl, self.renew_deadline, self.retry_period = ttl, renew_deadline, retry_period
-        self.clock = clock or SYSTEM_CLOCK
+        self.clock = clock
         self.on_lost = on_lost
         self.events = events
         self.token: Optional[int] = None

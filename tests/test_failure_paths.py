@@ -206,7 +206,7 @@ def test_lease_lost_says_superseded_or_deadline_with_the_writers_own_token(tmp_p
         old.checkpoint()
     lost = caught.value
     assert (lost.reason, lost.token, lost.newer) == ("superseded", 1, 2)
-    assert "holds token 1, the store has token 2 (held by writer" in str(lost)
+    assert f"holds token 1, the store has token 2 (held by {new.events.writer})" in str(lost)
 
 
 @pytest.mark.parametrize("step", [-3600, 3600], ids=["stepped-back", "stepped-forward"])

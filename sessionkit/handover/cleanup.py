@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Optional, Union
 
+from ..checks import check_timedelta
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import Conflict
 from ..records import read_all
@@ -29,6 +30,7 @@ def remove_stale(store: Union[Store, str], older_than: timedelta = timedelta(day
                  clock: Optional[Clock] = None) -> int:
     """Remove old ``ready`` answers and approvals of every lease in ``store``; returns how
     many records were removed. Damaged ones past the retention are left (and logged)."""
+    check_timedelta("older_than", older_than, "how long ago a record must have ended")
     store = open_store(store)
     cutoff = ((clock or SYSTEM_CLOCK).now() - older_than).isoformat()
     leases = sorted({key.split("/")[1] for key in store.list("handover/") if key.count("/") >= 2})

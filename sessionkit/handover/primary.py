@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from .. import stopping
-from ..clock import Clock, check_seconds
+from ..checks import check_period, check_seconds
+from ..clock import Clock
 from ..errors import LeaseLost, StoreError
 from ..jobs import Job
 from ..lease import Lease, read_lease
@@ -75,7 +76,12 @@ class Primary:
         self.lease_name = lease_name
         self.lease = lease or Lease(self.store, lease_name, holder=self.session.id, ttl=ttl,
                                     clock=self.clock, events=self.session.events)
-        self.poll = check_seconds("poll", poll, "how often the store is read") if poll is not None else self.lease.retry_period
+        self.poll = (check_period("poll", poll, clock=self.clock, remote=getattr(self.store, "remote", False),
+                                  what="how often handover requests are read, or None: the lease's retry period")
+                     if poll is not None else self.lease.retry_period)
+        if acquire_timeout is not None:
+            check_seconds("acquire_timeout", acquire_timeout, "how long to wait for the lease, or None: "
+                          "for ever", zero_ok=True)
         if not self.lease.held:
             self.lease.acquire(timeout=acquire_timeout)
         self.lease.start_renewing()
@@ -180,7 +186,7 @@ class Primary:
     def _lost_to(self, exc: LeaseLost) -> str:
         """Who has the lease now, in words, when the store says (one read, best effort):
         a primary past its renew deadline stops before it knows whether anyone took over."""
-        newer, holder = exc.newer, None
+        newer, holder = exc.newer, exc.newer_holder
         if newer is None or (exc.token is not None and newer <= exc.token):
             try:
                 record = read_lease(self.store, self.lease_name)

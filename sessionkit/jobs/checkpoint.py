@@ -230,7 +230,7 @@ class Checkpointer:
     def _lost(self, token: Optional[int], newer: Optional[int], newer_writer: Optional[str]) -> None:
         self.events.emit("job.fenced", job=self.job_id, token=token, newer=newer)
         self.fenced = LeaseLost(f"job:{self.job_id}", token, newer, "checkpointing",
-                                newer_holder=f"writer {newer_writer}" if newer_writer else None)
+                                newer_holder=newer_writer)
         raise self.fenced
 
     def _adopt_concurrent(self, token: Optional[int], base: Manifest, adopt_state: bool) -> Manifest:

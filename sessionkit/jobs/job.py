@@ -25,7 +25,8 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
-from ..clock import SYSTEM_CLOCK, Clock, check_seconds, clock_rate
+from ..checks import at_least_floor, check_count, check_period, check_seconds
+from ..clock import SYSTEM_CLOCK, Clock, clock_rate
 from ..errors import (BlobError, Conflict, InvalidTransition, JobCancelled, LeaseLost, NotFound, SessionkitError,
                       Superseded)
 from ..events import EventLog
@@ -80,19 +81,21 @@ class Job:
                  keep_blobs: int = 3, control_poll: Optional[float] = None) -> None:
         self.store = open_store(store)
         self.id = check_job_id(job_id)
-        checkpoint_every = check_seconds("checkpoint_every", checkpoint_every)
-        if checkpoint_items is not None and (isinstance(checkpoint_items, bool)
-                                             or not isinstance(checkpoint_items, int) or checkpoint_items < 1):
-            raise ValueError(f"checkpoint_items must be an int >= 1 or None, got {checkpoint_items!r}")
+        self.clock = clock or SYSTEM_CLOCK
+        remote = getattr(self.store, "remote", False)
+        # no floor: one checkpoint write is out at a time (writer.py), so the store sets the pace
+        checkpoint_every = check_seconds("checkpoint_every", checkpoint_every, "seconds between checkpoints")
+        if checkpoint_items is not None:
+            check_count("checkpoint_items", checkpoint_items, what="items between checkpoints, or None")
         _check_total(total)
-        if isinstance(keep_blobs, bool) or not isinstance(keep_blobs, int) or keep_blobs < 1:
-            raise ValueError(f"keep_blobs must be an int >= 1, got {keep_blobs!r}")
+        check_count("keep_blobs", keep_blobs, what="generations of each blob kept")
         if control_poll is None:  # every read of a remote store is a request: poll it less often
-            control_poll = REMOTE_CONTROL_POLL if getattr(self.store, "remote", False) else LOCAL_CONTROL_POLL
-        self.control_poll = check_seconds("control_poll", control_poll, "how often pause/cancel requests are read")
+            control_poll = at_least_floor(REMOTE_CONTROL_POLL if remote else LOCAL_CONTROL_POLL,
+                                          clock=self.clock, remote=remote)
+        self.control_poll = check_period("control_poll", control_poll, clock=self.clock, remote=remote,
+                                         what="how often pause/cancel requests are read")
         self.checkpoint_every = checkpoint_every
         self.checkpoint_items = checkpoint_items
-        self.clock = clock or SYSTEM_CLOCK
         self.lease = lease
         self.keep_blobs = keep_blobs
         self.events = events or EventLog(self.store, clock=self.clock)
@@ -249,7 +252,7 @@ class Job:
             return lost
         if loaded is None or (loaded.manifest.token or 0) <= (lost.token or 0):
             return lost
-        return lost.but_superseded(loaded.manifest.token, f"writer {loaded.manifest.writer}")
+        return lost.but_superseded(loaded.manifest.token, loaded.manifest.writer)
 
     def __repr__(self) -> str:
         total = "?" if self.total is None else self.total
