@@ -127,10 +127,19 @@ class Primary:
               display: Any = True) -> Iterator[T]:
         """``job.track`` that also hands over at the handover phase (see module docstring).
         When the loop ends, every view shows how (``state``)."""
+        return self._drive(lambda: self.job.track(iterable, key=key, display=display))
+
+    def map(self, fn: Callable[[T], Any], items: Iterable[T], **options: Any) -> Iterator[tuple[T, Any]]:
+        """``job.map`` that also hands over at the handover phase: it stops submitting, hands
+        back the items in flight, checkpoints and hands over; the backup's ``map`` submits
+        only what is not done."""
+        return self._drive(lambda: self.job.map(fn, items, **options))
+
+    def _drive(self, loop: Callable[[], Iterator[Any]]) -> Iterator[Any]:
         self.job.stop_when = self._should_hand_over
         self._ended = None
         try:
-            yield from self.job.track(iterable, key=key, display=display)
+            yield from loop()
         except LeaseLost as exc:
             self._finish("lease lost", self._lost_to(exc))
             raise

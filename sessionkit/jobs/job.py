@@ -36,9 +36,11 @@ from . import blobs
 from . import control as controls
 from .checkpoint import Checkpointer, Snapshot
 from .control import Control
-from .doneset import KEY, POSITION
+from .doneset import KEY, POSITION, Ranges
 from .loop import Run
+from .mapping import ERRORS, Window, executor_for, failure_text
 from .manifest import (
+    MAX_FAILED,
     TRANSITIONS,
     Loaded,
     Manifest,
@@ -318,6 +320,13 @@ class Job:
         every run. ``display``: True (a widget in notebooks, a text line
         elsewhere), False, or a view object with ``update(progress)``.
         """
+        run = self._new_run(iterable, key, display)
+        gen = run.positions(iterable) if key is None else run.keys(iterable, key)
+        self._active = weakref.ref(gen)  # closed at interpreter exit if still suspended
+        return gen
+
+    def _new_run(self, iterable: Iterable[Any], key: Optional[Callable[[Any], str]], display: Any) -> Run:
+        """Check a run may start (not cancelled, the same item mode as before) and make it."""
         with self._lock:
             if self.status == "cancelled":
                 raise JobCancelled(f"job {self.id!r} was cancelled; start a new job id, or remove it "
@@ -333,10 +342,64 @@ class Job:
             if total is None and hasattr(iterable, "__len__"):
                 total = len(iterable)  # type: ignore[arg-type]
             self._m = self._m.but(mode=mode, total=total)
-            run = Run(self, _make_view(self, display))
-        gen = run.positions(iterable) if key is None else run.keys(iterable, key)
-        self._active = weakref.ref(gen)  # closed at interpreter exit if still suspended
+            return Run(self, _make_view(self, display))
+
+    def map(self, fn: Callable[[T], Any], items: Iterable[T], *, key: Optional[Callable[[T], str]] = None,
+            workers: Optional[int] = None, executor: Any = None, max_in_flight: Optional[int] = None,
+            errors: str = "raise", retry_failed: bool = False, drain_seconds: float = 60.0,
+            display: Any = True) -> Iterator[tuple[T, Any]]:
+        """Run ``fn(item)`` for the items not done yet, several at a time, and yield
+        ``(item, result)`` in the order they finish, checkpointing as ``track`` does.
+
+        ``workers=N``: a thread pool of N (1 if neither is given); ``executor=``: any
+        ``concurrent.futures.Executor`` (``ProcessPoolExecutor``; a Dask cluster's
+        ``client.get_executor()``), which map does not shut down. At most ``max_in_flight``
+        items are submitted and not yet taken back (default 4 per worker; 32 with an
+        executor). An item is done when the loop asks for the next one after it.
+        ``errors="raise"``: the first item that raises stops submitting; the items in flight
+        are handed back (up to ``drain_seconds``), then the error is raised and the job is
+        failed. ``errors="record"``: the item is recorded as failed (``job.failed_items``,
+        a ``job.item_failed`` event) and skipped by later runs unless ``retry_failed``.
+        An executor's own failure (a lost process or Dask worker) leaves its items not done.
+        Redo after a crash: the items in flight plus two checkpoint intervals (README)."""
+        if errors not in ERRORS:
+            raise ValueError(f"errors must be one of {', '.join(map(repr, ERRORS))}, got {errors!r}")
+        if not callable(fn):
+            raise TypeError(f"fn must be a function of an item, got {type(fn).__name__}")
+        drain_seconds = check_seconds("drain_seconds", drain_seconds,
+                                      "how long a stopping map waits for the items in flight")
+        pool, owned, limit = executor_for(workers, executor, max_in_flight)
+        try:
+            run = self._new_run(items, key, display)
+        except BaseException:
+            if owned:
+                pool.shutdown(wait=False)
+            raise
+        gen = run.mapped(fn, items, key, Window(pool, fn, limit), owned, errors, bool(retry_failed), drain_seconds)
+        self._active = weakref.ref(gen)
         return gen
+
+    @property
+    def failed_items(self) -> dict[Any, str]:
+        """Items ``map(errors="record")`` gave up on: key (or position) -> the error."""
+        return {(int(k) if self._m.mode == POSITION else k): e for k, e in self._m.failed}
+
+    def record_failed(self, item_id: Any, exc: BaseException) -> None:
+        """An item of ``map(errors="record")`` failed: listed (written with the next
+        checkpoint) and announced; later runs skip it unless they retry failed items."""
+        text = failure_text(exc)
+        with self._lock:
+            if len(self._m.failed) < MAX_FAILED:
+                self._m = self._m.but(failed=self._m.failed + ((str(item_id), text),))
+        self.events.emit("job.item_failed", job=self.id, item=str(item_id), error=text)
+
+    def record_retried(self, item_id: Any) -> None:
+        """A failed item ran again and succeeded: it is no longer listed as failed."""
+        with self._lock:
+            self._m = self._m.but(failed=tuple(f for f in self._m.failed if f[0] != str(item_id)))
+
+    def _done_ranges(self) -> Ranges:
+        return self._checkpointer.done_ranges
 
     def _done_gaps(self) -> list[tuple[int, Optional[int]]]:
         return list(self._checkpointer.done_ranges.gaps())
@@ -396,7 +459,7 @@ class Job:
                 if finished:
                     # the source is exhausted: its size is what this run skipped and ran (not
                     # `done`, which may count an item another run also recorded meanwhile)
-                    self._m = self._m.but(total=run.skipped + run.n)
+                    self._m = self._m.but(total=run.skipped + run.n + run.failed_now)
                     self._set_status("completed")
                 else:
                     self._interrupted = True  # break, an exception, or Ctrl-C: see outcome.py
