@@ -335,5 +335,61 @@ def stepped_session(path: str, step_s: str) -> None:
     print(json.dumps({"real_s": time.monotonic() - began}), flush=True)
 
 
+def _map_items(primary, log_path: str, items: str, item_seconds: str) -> None:
+    """As _run_items, with the items on a pool of 4 threads (job.map); each logs its own line."""
+    token = primary.lease.token
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def work(item):
+        start = time.time()
+        time.sleep(float(item_seconds))
+        os.write(fd, f"{item} {token} {start} {time.time()}\n".encode())  # one write: whole lines
+        return item
+
+    for _item, _result in primary.map(work, range(int(items)), workers=4, display=False):
+        pass
+
+
+def handover_map_primary(url: str, log_path: str, items: str, item_seconds: str, ttl: str, scale: str,
+                         max_runtime: str) -> None:
+    from sessionkit import Runtime
+    from sessionkit.handover import Primary
+
+    primary = Primary(url, "work", runtime=Runtime(max_runtime=float(max_runtime)), clock=_clock(scale),
+                      ttl=float(ttl), label="A", checkpoint_items=5)
+    print(f"holding {primary.lease.token} {time.time()}", flush=True)
+    _map_items(primary, log_path, items, item_seconds)
+    print(json.dumps({"status": primary.job.status, "handed_over": primary.handed_over}), flush=True)
+
+
+def handover_map_backup(url: str, log_path: str, items: str, item_seconds: str, ttl: str, scale: str) -> None:
+    from sessionkit.handover import Backup
+
+    backup = Backup(url, "B", clock=_clock(scale), ttl=float(ttl), runtime="local")
+    print("watching", flush=True)
+    primary = backup.watch(timeout=None)
+    print(f"holding {primary.lease.token} {time.time()}", flush=True)
+    _map_items(primary, log_path, items, item_seconds)
+    print(json.dumps({"status": primary.job.status, "done": primary.job.done}), flush=True)
+
+
+def map_job(url: str, log_path: str, items: str, item_seconds: str, every: str) -> None:
+    """A positional job.map on 4 threads, max_in_flight 8; each item logs a line when it ran."""
+    from sessionkit import Job
+
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def work(item):
+        time.sleep(float(item_seconds))
+        os.write(fd, f"{item}\n".encode())
+        return item
+
+    job = Job(url, "mapped", checkpoint_items=int(every), checkpoint_every=3600)
+    print("started", flush=True)
+    for _ in job.map(work, range(int(items)), workers=4, max_in_flight=8, display=False):
+        pass
+    print(json.dumps({"status": job.status, "done": job.done}), flush=True)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])
