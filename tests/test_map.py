@@ -130,3 +130,23 @@ def test_map_options_are_checked(store):
         with pytest.raises((ValueError, TypeError), match=words):
             job.map(lambda x: x, range(3), **kwargs)
     assert job.status == "pending", "a refused call changes nothing"
+
+
+def test_progress_shows_the_items_in_flight_and_those_that_failed(store):
+    from sessionkit.widgets.text import describe
+
+    seen = []
+
+    def fails_odd(x):
+        time.sleep(0.002)
+        if x % 2:
+            raise ValueError("odd")
+        return x
+
+    job = Job(store, "v")
+    for _ in job.map(fails_odd, range(60), workers=4, max_in_flight=8, errors="record", display=False):
+        seen.append(job.progress)
+    assert max(p.in_flight for p in seen) > 0 and all(p.in_flight <= 8 for p in seen)
+    final = job.progress
+    assert (final.in_flight, final.failed, final.done, final.total) == (0, 30, 30, 60)
+    assert "· 30 failed" in describe(final) and "in flight" not in describe(final)

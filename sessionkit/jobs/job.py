@@ -218,6 +218,7 @@ class Job:
             error=error.get("message") if isinstance(error, dict) else None,
             runtime_left=self.runtime_left() if self.runtime_left is not None else None,
             handover_lead=self.handover_lead, clock_rate=clock_rate(self.clock),
+            in_flight=self._run.in_flight if self._run is not None else 0, failed=len(m.failed),
         )
 
     def _elapsed(self) -> float:

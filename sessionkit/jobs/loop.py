@@ -47,6 +47,7 @@ class Run:
         self.n = 0  # items done in this run
         self.skipped = 0
         self.failed_now = 0  # items a map recorded as failed in this run
+        self.in_flight = 0  # items a map has submitted and not handed back (as of the last visit)
         self.fresh_ranges = Ranges()  # positions done since the last snapshot
         self.fresh_keys: list[str] = []  # keys done since the last snapshot (the key loop appends)
         self.fresh_positions: list[int] = []  # positions a map finished since the last visit, any order
@@ -176,7 +177,7 @@ class Run:
                 if got is None:
                     if stopping:
                         break  # what is still in flight is not done: it runs again next time
-                    self.n = n
+                    self.n, self.in_flight = n, len(window)
                     stopping = self.slow(n, n) < 0
                     continue
                 ident, item, future = got
@@ -197,13 +198,14 @@ class Run:
                     job.record_retried(ident)
                 n += 1
                 if n >= check_at and not stopping:
-                    self.n = n
+                    self.n, self.in_flight = n, len(window)
                     check_at = self.slow(n, n)
                     stopping = check_at < 0
             if first_error is not None:
                 raise first_error
         finally:
             window.cancel()
+            self.in_flight = 0
             if owned:
                 window.executor.shutdown(wait=False, cancel_futures=True)
             self.n = n

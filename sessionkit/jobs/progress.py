@@ -28,6 +28,8 @@ class Progress:
     runtime_left: Optional[float] = None  # seconds the runtime running it has (None: no limit or unknown)
     handover_lead: float = 0.0  # seconds a handover needs: a final checkpoint and a takeover
     clock_rate: float = 1.0  # the job's clock seconds per real second (720 on a 720x scaled clock)
+    in_flight: int = 0  # items a map has submitted and not yet handed back
+    failed: int = 0  # items map(errors="record") gave up on
 
     @property
     def forecast(self) -> Forecast:

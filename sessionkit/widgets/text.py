@@ -27,6 +27,10 @@ def describe(p: Progress) -> str:
         parts.append(f"ETA {format_seconds(p.eta / p.clock_rate)}")
     if p.bytes:
         parts.append(format_bytes(p.bytes))
+    if p.in_flight:
+        parts.append(f"· {p.in_flight} in flight")
+    if p.failed:
+        parts.append(f"· {p.failed} failed")
     if p.skipped:
         parts.append(f"({p.skipped} done before)")
     if p.status == "running" and p.runtime_left is not None:
