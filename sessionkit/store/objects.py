@@ -21,23 +21,43 @@ plus ``_retryable(exc)``. This class does the rest, the same way for both:
   parts, which the server makes an object only when complete.
 - Rate limits, 5xx, S3's 409 ``ConditionalRequestConflict`` and dropped connections are
   retried with truncated exponential backoff and jitter, then ``StoreError`` names the key.
+- **The service is checked on first open** (``check_service``, called by ``open_store``):
+  a create-only write to an object that exists and a write with ``If-Match`` of a version
+  the object does not hold must both be refused, or the store is refused with a
+  ``StoreError`` naming the endpoint (many S3-compatible services ignore both headers).
+  The answer is remembered in the store, in the object ``.sessionkit/preconditions``
+  (the endpoint and a date; never a caller's key, never listed), and in this process.
+  Cost: a first open 5 requests (a read, the record's create, the two checks, the
+  record); a later open 1 read (GCS: 2); a later open in the same process none.
+  Precondition on DELETE is never checked: the stores do not use it (tombstones).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional, TypeVar
 
 from ..backoff import Backoff
 from ..errors import Conflict, StoreError
-from .base import ABSENT, Expect, Record, Store, check_data, check_expect, check_key, check_prefix
+from .base import (ABSENT, RESERVED_PREFIX, Expect, Record, Store, check_data, check_expect, check_key,
+                   check_prefix)
 
 __all__ = ["Obj", "ObjectStore"]
 
 T = TypeVar("T")
+
+#: the key of the record of the first-open check (under the store's prefix)
+CHECKED_KEY = RESERVED_PREFIX + "preconditions"
+CHECKED_KIND = "sessionkit.preconditions-checked"
+
+# (endpoint, store url) pairs checked in this process: later opens cost no request
+_checked_here: set[tuple[str, str]] = set()
+_checked_lock = threading.Lock()
 
 
 class _PreconditionFailed(Exception):
@@ -103,6 +123,14 @@ class ObjectStore(Store):
         """Whether ``version`` could be one of this server's versions (else never sent)."""
         return bool(version)
 
+    def _unissued_version(self) -> str:
+        """A well-formed version no object of ours ever holds (for the first-open check)."""
+        raise NotImplementedError
+
+    def endpoint(self) -> str:
+        """The URL of the service this store talks to (for messages and the check record)."""
+        raise NotImplementedError
+
     # -- plumbing -------------------------------------------------------------------
 
     def _name(self, key: str) -> str:
@@ -154,6 +182,53 @@ class ObjectStore(Store):
             if now is not None and now.nonce == nonce:
                 return now.version
             raise
+
+    # -- the first-open check -------------------------------------------------------
+
+    def check_service(self) -> None:
+        """Refuse a service that does not enforce create-only and ``If-Match`` writes (see
+        the module docstring); once passed, remembered in the store and in this process."""
+        endpoint = self.endpoint()
+        with _checked_lock:
+            if (endpoint, self.url) in _checked_here:
+                return
+        name = self._name(CHECKED_KEY)
+        now = self._call("read", CHECKED_KEY, lambda: self._read(name))
+        if now is None or now.tombstone or not _trusted(now.data, endpoint):
+            self._check_preconditions(name, endpoint, exists=now is not None)
+        with _checked_lock:
+            _checked_here.add((endpoint, self.url))
+
+    def _check_preconditions(self, name: str, endpoint: str, *, exists: bool) -> None:
+        def write(body: dict[str, Any], create_only: bool = False, match: Optional[str] = None) -> bool:
+            """Whether the write landed (False: the service refused its condition)."""
+            data = json.dumps(dict(body, kind=CHECKED_KIND, endpoint=endpoint)).encode()
+            try:
+                self._call("check", CHECKED_KEY, lambda: self._write(
+                    name, data, create_only=create_only, match=match, nonce=uuid.uuid4().hex, tombstone=False))
+                return True
+            except _PreconditionFailed:
+                return False
+
+        if not exists:
+            write({"status": "checking"}, create_only=True)  # refused too if a racing opener made it first
+        ignored = []
+        if write({"status": "probe: a create-only write that must be refused"}, create_only=True):
+            ignored.append("create-only writes (If-None-Match: * on an object that exists)" if self.scheme == "s3"
+                           else "create-only writes (ifGenerationMatch=0 on an object that exists)")
+        if write({"status": "probe: a stale conditional write that must be refused"},
+                 match=self._unissued_version()):
+            ignored.append("conditional writes (If-Match with a version the object does not hold)"
+                           if self.scheme == "s3" else
+                           "conditional writes (ifGenerationMatch with a generation the object does not hold)")
+        if ignored:
+            raise StoreError(
+                f"{self.url}: the service at {endpoint} does not enforce {' nor '.join(ignored)}. On such a "
+                f"service two runtimes can hold one lease and a compare-and-swap can overwrite another "
+                f"writer's record, so sessionkit refuses it. Use a service that enforces both (AWS S3, "
+                f"Cloudflare R2, Google Cloud Storage) or a gdrive:// store; `sessionkit doctor {self.url}` "
+                f"shows every check.")
+        write({"status": "enforced", "checked": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
     # -- the contract ---------------------------------------------------------------
 
@@ -235,4 +310,15 @@ class ObjectStore(Store):
         skip = len(self.prefix) + 1 if self.prefix else 0
         names = self._call("list", prefix or "(all keys)", lambda: self._names(self._name(prefix) if prefix
                                                                              else (self.prefix + "/" if self.prefix else "")))
-        return sorted(name[skip:] for name, tombstone in names if not tombstone)
+        return sorted(name[skip:] for name, tombstone in names
+                      if not tombstone and not name[skip:].startswith(RESERVED_PREFIX))
+
+
+def _trusted(data: bytes, endpoint: str) -> bool:
+    """Whether the check record says ``endpoint`` enforced both conditions."""
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return False
+    return (isinstance(record, dict) and record.get("kind") == CHECKED_KIND and record.get("endpoint") == endpoint
+            and record.get("status") == "enforced")
