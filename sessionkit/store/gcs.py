@@ -34,6 +34,8 @@ class GCSStore(ObjectStore):
     """A store under ``gs://bucket/prefix``."""
 
     scheme = "gs"
+    create_only_condition = "ifGenerationMatch=0"
+    match_condition = "ifGenerationMatch"
 
     def __init__(self, bucket: str, prefix: str = "", *, client: Any = None, timeout: float = 20.0,
                  **kw: Any) -> None:

@@ -26,7 +26,8 @@ plus ``_retryable(exc)``. This class does the rest, the same way for both:
   the object does not hold must both be refused, or the store is refused with a
   ``StoreError`` naming the endpoint (many S3-compatible services ignore both headers).
   The answer is remembered in the store, in the object ``.sessionkit/preconditions``
-  (the endpoint and a date; never a caller's key, never listed), and in this process.
+  (each endpoint that passed and its date; never a caller's key, never listed), and in
+  this process.
   Cost: a first open 5 requests (a read, the record's create, the two checks, the
   record); a later open 1 read (GCS: 2); a later open in the same process none.
   Precondition on DELETE is never checked: the stores do not use it (tombstones).
@@ -82,6 +83,9 @@ class ObjectStore(Store):
     remote = True
 
     scheme = ""
+    #: how the service is asked to create only, and to write only over one version (messages)
+    create_only_condition = ""
+    match_condition = ""
 
     def __init__(self, bucket: str, prefix: str, *, retries: int = 5, backoff: float = 0.2,
                  max_backoff: float = 8.0) -> None:
@@ -194,15 +198,16 @@ class ObjectStore(Store):
                 return
         name = self._name(CHECKED_KEY)
         now = self._call("read", CHECKED_KEY, lambda: self._read(name))
-        if now is None or now.tombstone or not _trusted(now.data, endpoint):
-            self._check_preconditions(name, endpoint, exists=now is not None)
+        passed = _passed(now.data) if now is not None and not now.tombstone else {}
+        if endpoint not in passed:
+            self._check_preconditions(name, endpoint, passed, exists=now is not None)
         with _checked_lock:
             _checked_here.add((endpoint, self.url))
 
-    def _check_preconditions(self, name: str, endpoint: str, *, exists: bool) -> None:
+    def _check_preconditions(self, name: str, endpoint: str, passed: dict[str, str], *, exists: bool) -> None:
         def write(body: dict[str, Any], create_only: bool = False, match: Optional[str] = None) -> bool:
             """Whether the write landed (False: the service refused its condition)."""
-            data = json.dumps(dict(body, kind=CHECKED_KIND, endpoint=endpoint)).encode()
+            data = json.dumps(dict(body, kind=CHECKED_KIND)).encode()
             try:
                 self._call("check", CHECKED_KEY, lambda: self._write(
                     name, data, create_only=create_only, match=match, nonce=uuid.uuid4().hex, tombstone=False))
@@ -210,17 +215,15 @@ class ObjectStore(Store):
             except _PreconditionFailed:
                 return False
 
-        if not exists:
-            write({"status": "checking"}, create_only=True)  # refused too if a racing opener made it first
+        if not exists:  # (refused too when a racing opener made it first: the same for the checks)
+            write({"status": "checking", "endpoint": endpoint}, create_only=True)
         ignored = []
-        if write({"status": "probe: a create-only write that must be refused"}, create_only=True):
-            ignored.append("create-only writes (If-None-Match: * on an object that exists)" if self.scheme == "s3"
-                           else "create-only writes (ifGenerationMatch=0 on an object that exists)")
-        if write({"status": "probe: a stale conditional write that must be refused"},
+        if write({"status": "probe: a create-only write that must be refused", "endpoint": endpoint},
+                 create_only=True):
+            ignored.append(f"create-only writes ({self.create_only_condition} on an object that exists)")
+        if write({"status": "probe: a stale conditional write that must be refused", "endpoint": endpoint},
                  match=self._unissued_version()):
-            ignored.append("conditional writes (If-Match with a version the object does not hold)"
-                           if self.scheme == "s3" else
-                           "conditional writes (ifGenerationMatch with a generation the object does not hold)")
+            ignored.append(f"conditional writes ({self.match_condition} with a version the object does not hold)")
         if ignored:
             raise StoreError(
                 f"{self.url}: the service at {endpoint} does not enforce {' nor '.join(ignored)}. On such a "
@@ -228,7 +231,8 @@ class ObjectStore(Store):
                 f"writer's record, so sessionkit refuses it. Use a service that enforces both (AWS S3, "
                 f"Cloudflare R2, Google Cloud Storage) or a gdrive:// store; `sessionkit doctor {self.url}` "
                 f"shows every check.")
-        write({"status": "enforced", "checked": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        checked = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write({"status": "enforced", "endpoints": dict(passed, **{endpoint: checked})})
 
     # -- the contract ---------------------------------------------------------------
 
@@ -314,11 +318,13 @@ class ObjectStore(Store):
                       if not tombstone and not name[skip:].startswith(RESERVED_PREFIX))
 
 
-def _trusted(data: bytes, endpoint: str) -> bool:
-    """Whether the check record says ``endpoint`` enforced both conditions."""
+def _passed(data: bytes) -> dict[str, str]:
+    """The endpoints the check record says enforced both conditions, with the date of each."""
     try:
         record = json.loads(data)
     except ValueError:
-        return False
-    return (isinstance(record, dict) and record.get("kind") == CHECKED_KIND and record.get("endpoint") == endpoint
-            and record.get("status") == "enforced")
+        return {}
+    if not isinstance(record, dict) or record.get("kind") != CHECKED_KIND or record.get("status") != "enforced":
+        return {}
+    endpoints = record.get("endpoints")
+    return {str(k): str(v) for k, v in endpoints.items()} if isinstance(endpoints, dict) else {}

@@ -40,6 +40,8 @@ class S3Store(ObjectStore):
     """A store under ``s3://bucket/prefix``."""
 
     scheme = "s3"
+    create_only_condition = "If-None-Match: *"
+    match_condition = "If-Match"
 
     def __init__(self, bucket: str, prefix: str = "", *, client: Any = None, timeout: float = 20.0,
                  **kw: Any) -> None:
