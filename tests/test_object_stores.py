@@ -258,6 +258,30 @@ def test_the_first_open_check_costs_five_requests_once_then_one_read(url):
     assert first.list() == []  # the record is no key of the store
 
 
+def test_openers_racing_on_a_new_store_all_pass_the_check(url):
+    """Six openers check a new store at once (the check open_store makes; the stores are
+    made first because boto3 clients are not made safely in threads): racing creates of
+    the record are refused as a check is, every one passes, and the record says so after."""
+    stores = [sessionkit.open_store(url, check=False) for _ in range(6)]
+    start = threading.Barrier(6)
+    failed = []
+
+    def check(store):
+        start.wait()
+        try:
+            store.check_service()
+        except sessionkit.StoreError as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=check, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failed
+    assert opens_cost(url) == (2 if url.startswith("gs://") else 1)  # the record says it passed
+
+
 def test_the_record_names_its_endpoint_another_endpoint_is_checked_again(url):
     """The same server reached as localhost instead of 127.0.0.1 is another endpoint: its
     first open checks again (the record read, the two checks, the record: 4 requests),
