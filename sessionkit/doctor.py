@@ -134,38 +134,32 @@ def _create_only(run: _Run) -> Check:
                  f"{first!r} -> {second!r}): two runtimes could each create one lease", True)
 
 
-def _stale_cas(run: _Run) -> Check:
-    store, key = run.store, run.key("stale-cas")
+def _stale(run: _Run, name: str, verb: str, act: Callable[[Store, str, str], object], harm: str) -> Check:
+    """Write a key twice, then ``act`` on it with the first (stale) version: it must raise
+    Conflict and leave the newer record."""
+    store, key = run.store, run.key(name.replace(" ", "-").lower())
     old = store.put(key, b"old")
     new = store.put(key, b"new", expect=old)
     try:
-        store.put(key, b"late", expect=old)
+        act(store, key, old)
     except Conflict:
         now = store.get(key)
         if now is not None and now.data == b"new":
-            return Check("stale CAS", HOLDS, "a put with an older version raised Conflict; the newer record stayed",
+            return Check(name, HOLDS, f"a {verb} with an older version raised Conflict; the newer record stayed",
                          True)
-        return Check("stale CAS", NOT_HOLDS, f"a put with an older version raised Conflict but the record is now "
+        return Check(name, NOT_HOLDS, f"a {verb} with an older version raised Conflict but the record is now "
                      f"{now!r}, not the newer one", True)
-    return Check("stale CAS", NOT_HOLDS, f"a put with the older version {old!r} replaced version {new!r}: a "
-                 f"compare-and-swap can overwrite another writer's record", True)
+    return Check(name, NOT_HOLDS, f"a {verb} with the older version {old!r} {harm} version {new!r}: a "
+                 f"{'compare-and-swap can overwrite' if verb == 'put' else 'conditional delete can remove'} "
+                 f"another writer's newer record", True)
+
+
+def _stale_cas(run: _Run) -> Check:
+    return _stale(run, "stale CAS", "put", lambda store, key, old: store.put(key, b"late", expect=old), "replaced")
 
 
 def _stale_delete(run: _Run) -> Check:
-    store, key = run.store, run.key("stale-delete")
-    old = store.put(key, b"old")
-    new = store.put(key, b"new", expect=old)
-    try:
-        store.delete(key, expect=old)
-    except Conflict:
-        now = store.get(key)
-        if now is not None and now.data == b"new":
-            return Check("stale delete", HOLDS, "a delete with an older version raised Conflict; the newer record "
-                         "stayed", True)
-        return Check("stale delete", NOT_HOLDS, f"a delete with an older version raised Conflict but the record "
-                     f"is now {now!r}", True)
-    return Check("stale delete", NOT_HOLDS, f"a delete with the older version {old!r} removed version {new!r}: a "
-                 f"conditional delete can remove another writer's newer record", True)
+    return _stale(run, "stale delete", "delete", lambda store, key, old: store.delete(key, expect=old), "removed")
 
 
 def _read_after_write(run: _Run) -> Check:
