@@ -3,7 +3,8 @@
 Each backend overrides three hooks on whole objects under ``<bucket>/<prefix>/<key>``:
 ``_read(name) -> Obj | None``, ``_write(name, body, ...) -> version`` (raising
 ``_PreconditionFailed`` when its condition does not hold) and ``_names(prefix)``;
-plus ``_retryable(exc)``. This class does the rest, the same way for both:
+plus ``_retryable(exc)``, ``_unissued_version()`` and ``endpoint()``. This class does
+the rest, the same way for both:
 
 - ``expect=ABSENT`` is the server's atomic create; ``expect=<version>`` a conditional
   write; versions are the server's (a GCS generation, an S3 ETag). No listing on any
@@ -24,13 +25,14 @@ plus ``_retryable(exc)``. This class does the rest, the same way for both:
 - **The service is checked on first open** (``check_service``, called by ``open_store``):
   a create-only write to an object that exists and a write with ``If-Match`` of a version
   the object does not hold must both be refused, or the store is refused with a
-  ``StoreError`` naming the endpoint (many S3-compatible services ignore both headers).
-  The answer is remembered in the store, in the object ``.sessionkit/preconditions``
-  (each endpoint that passed and its date; never a caller's key, never listed), and in
-  this process.
-  Cost: a first open 5 requests (a read, the record's create, the two checks, the
-  record); a later open 1 read (GCS: 2); a later open in the same process none.
-  Precondition on DELETE is never checked: the stores do not use it (tombstones).
+  ``StoreError`` naming the endpoint (some S3-compatible services are reported to ignore
+  both headers). A store made directly (``S3Store(...)``) is not checked until
+  ``check_service()`` is called. The answer is remembered in the store, in the object
+  ``.sessionkit/preconditions`` (each endpoint that passed and its date; never a
+  caller's key, never listed), and in this process. Cost: a first open 5 requests (a
+  read, the record's create, the two checks, the record); a later open 1 read (GCS: 2);
+  a later open in the same process none. A precondition on DELETE is never checked:
+  the stores do not use one (tombstones).
 """
 
 from __future__ import annotations
