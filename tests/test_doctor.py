@@ -18,7 +18,7 @@ from sessionkit import FakeClock
 from sessionkit.doctor import HOLDS, NOT_HOLDS, Check, doctor
 from sessionkit.store.memory import MemoryStore
 
-from conftest import TEST_BUCKET, drive_emulator, s3_server
+from conftest import TEST_BUCKET, drive_emulator, gcs_server, s3_server
 from precondition_proxy import PreconditionStrippingProxy
 
 GENERIC = ["create-only", "stale CAS", "stale delete", "read-after-write", "listing lag", "round trip", "upload"]
@@ -86,9 +86,10 @@ def test_on_the_drive_emulator_every_check_holds():
     assert store.list() == []
 
 
-def test_on_moto_s3_every_check_holds():
-    s3_server()
-    store = sessionkit.open_store(f"s3://{TEST_BUCKET}/{uuid.uuid4().hex[:10]}")
+@pytest.mark.parametrize("scheme,server", [("s3", s3_server), ("gs", gcs_server)])
+def test_on_moto_s3_and_fake_gcs_server_every_check_holds(scheme, server):
+    server()
+    store = sessionkit.open_store(f"{scheme}://{TEST_BUCKET}/{uuid.uuid4().hex[:10]}")
     assert_all_hold(doctor(store))
     assert store.list() == []
 
