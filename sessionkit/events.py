@@ -104,7 +104,8 @@ class EventLog:
         """Record an event of ``kind`` with JSON-able ``data``; written at the next flush."""
         with self._lock:
             self._seq += 1
-            event = {"v": EVENT_FORMAT, "ts": self.clock.now().isoformat(), "kind": kind,
+            event = {"v": EVENT_FORMAT, "ts": self.clock.now().isoformat(),
+                     "mono": round(self.clock.monotonic(), 3), "kind": kind,
                      "writer": self.writer, "seq": self._seq, **self.context, "data": data}
             self._pending.append(json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n")
         for listener in list(_listeners):

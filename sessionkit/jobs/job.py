@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from ..clock import SYSTEM_CLOCK, Clock, check_seconds, clock_rate
-from ..errors import BlobError, Conflict, InvalidTransition, JobCancelled, LeaseLost, NotFound, SessionkitError
+from ..errors import (BlobError, Conflict, InvalidTransition, JobCancelled, LeaseLost, NotFound, SessionkitError,
+                      Superseded)
 from ..events import EventLog
+from ..lease import Lease, read_lease
 from ..store import ABSENT, Store, open_store
 from . import blobs
 from . import control as controls
@@ -182,7 +184,11 @@ class Job:
     def done(self) -> int:
         written = self._checkpointer.written
         run = self._run
-        return written.done + (run.n - written.n_at if run is not None else 0)
+        done = written.done + (run.n - written.n_at if run is not None else 0)
+        total = self._m.total
+        # an item this run finished may also be one another writer recorded (adopted, not yet
+        # told apart until this run's next checkpoint): never show more done than there are
+        return done if total is None or done <= total else max(total, written.done)
 
     @property
     def checkpoint_seconds(self) -> float:
@@ -220,10 +226,30 @@ class Job:
         if self.lease is None:
             return None
         check = getattr(self.lease, "check", None)
-        token = check() if check is not None else getattr(self.lease, "token", None)
+        try:
+            token = check() if check is not None else getattr(self.lease, "token", None)
+        except LeaseLost as exc:
+            raise self._who_took_over(exc) from None
         if token is not None and not isinstance(token, int):
             raise TypeError(f"lease.token must be an int, got {type(token).__name__}")
         return token
+
+    def _who_took_over(self, lost: LeaseLost) -> LeaseLost:
+        """``lost`` with the newer holder named, when the job's manifest shows one (one read,
+        on the way out of a run: the lease itself never waits on the store to say why)."""
+        if lost.newer is not None:
+            return lost
+        try:
+            record = read_lease(self.lease.store, self.lease.name) if isinstance(self.lease, Lease) else None
+            if record is not None and record.token > (lost.token or 0):
+                return lost.but_superseded(record.token, record.holder)
+            loaded = load(self.store, self.id)
+        except SessionkitError as exc:
+            log.info("job %r: could not read who holds it now: %s", self.id, exc)
+            return lost
+        if loaded is None or (loaded.manifest.token or 0) <= (lost.token or 0):
+            return lost
+        return lost.but_superseded(loaded.manifest.token, f"writer {loaded.manifest.writer}")
 
     def __repr__(self) -> str:
         total = "?" if self.total is None else self.total
@@ -409,9 +435,17 @@ class Job:
             else:
                 self._set_status("failed", error=exc, reason="error")
             try:
-                self.checkpoint()
+                self._checkpoint(events="now", settle=True)
             except LeaseLost:
                 return
+            except Superseded as exc:
+                # another run (a re-run of the cell, another runtime) has written since: its
+                # status stands; this object takes up what the store holds
+                log.info("%s", exc)
+                loaded = load(self.store, self.id)
+                if loaded is not None:
+                    self._run = None
+                    self._adopt(loaded)
             finally:
                 run = self._run
                 if run is not None and run.view is not None:
@@ -462,13 +496,13 @@ class Job:
             snap = Snapshot(self._manifest_now(), ((0, done),) if done else (), (), 0)
             self._writer.flush(snap, adopt_state=False, events="now")
 
-    def _checkpoint(self, events: str) -> None:
+    def _checkpoint(self, events: str, settle: bool = False) -> None:
         run = self._run
         if run is not None:
             snap = run.snapshot()
         else:
             snap = Snapshot(self._manifest_now(), (), (), 0)
-        written = self._writer.flush(snap, adopt_state=snap.n_at == 0, events=events)
+        written = self._writer.flush(snap, adopt_state=snap.n_at == 0, events=events, settle=settle)
         if snap.n_at == 0 and written.manifest.state is not snap.manifest.state:
             # another writer's state and blobs were taken up (this run has done nothing yet)
             m = written.manifest

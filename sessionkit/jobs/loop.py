@@ -106,7 +106,7 @@ class Run:
 
     def keys(self, iterable: Iterable[T], key: Callable[[T], str]) -> Iterator[T]:
         job = self.job
-        done = job._done_keys()
+        done = job._done_keys()  # the writer's done set: keys join it once their checkpoint landed
         fresh = self.fresh_keys
         seen: set[str] = set()  # keys run in this run: a second one is an error, not "done"
         n = 0
@@ -118,7 +118,7 @@ class Run:
             check_at = 1
             for item in iterable:
                 k = key(item)
-                if k in done:
+                if k in done or k in seen:
                     if k in seen:
                         raise DuplicateKey(job.id, k, item)
                     skipped += 1
@@ -127,7 +127,6 @@ class Run:
                     raise TypeError(f"job {job.id!r}: key(item) must return a str; for {item!r} it "
                                     f"returned {k!r} ({type(k).__name__}). Nothing was run for it.")
                 yield item
-                done.add(k)
                 seen.add(k)
                 fresh.append(k)
                 n += 1
