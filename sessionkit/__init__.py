@@ -40,7 +40,7 @@ __distribution__ = "sessionkit-runtime"  # the PyPI name; "sessionkit" there is 
 # Submodules that need pandas, matplotlib or ipywidgets, or are applications, load on first
 # use (PEP 562): ``import sessionkit as sk; sk.history.load(...)`` works, and ``import
 # sessionkit`` itself stays light.
-_LAZY_MODULES = ("cli", "config", "demo", "handover", "history", "ingest", "jobs", "lease", "notebook",
+_LAZY_MODULES = ("cli", "config", "demo", "doctor", "handover", "history", "ingest", "jobs", "lease", "notebook",
                  "notify", "plots", "runtimes", "sessions", "store", "widgets")
 _LAZY_NAMES = {"Primary": "handover", "Backup": "handover"}
 

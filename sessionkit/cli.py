@@ -1,6 +1,6 @@
 """The ``sessionkit`` command: watch and steer sessions and jobs from a terminal.
 
-Every subcommand has ``--help``. Exit codes: 0 done, 1 a check failed (demo) or
+Every subcommand has ``--help``. Exit codes: 0 done, 1 a check failed (demo, doctor) or
 nothing matched, 2 an error (one line on stderr, no traceback), 130 interrupted.
 """
 
@@ -33,7 +33,7 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def _open(url: str) -> Store:
+def _open(url: str, *, check: bool = True) -> Store:
     """Open an existing store; a missing folder is an error here (the library would create it)."""
     path = unquote(url[len("file://"):]) if url.startswith("file://") else url
     if "://" not in path:
@@ -44,7 +44,7 @@ def _open(url: str) -> Store:
             raise CommandError(f"{url} is not a store folder")
         if not os.access(url, os.R_OK | os.X_OK):
             raise CommandError(f"cannot read the store folder {url}: permission denied")
-    return open_store(url)
+    return open_store(url, check=check)
 
 
 # -- status ---------------------------------------------------------------------
@@ -188,6 +188,18 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor
+
+    store = _open(args.store, check=False)  # diagnose even a service open_store would refuse
+    try:
+        report = doctor(store, list_wait=args.list_wait)
+    finally:
+        store.close()
+    print(json.dumps(report.to_json()) if args.json else report.table())
+    return 0 if report.ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
@@ -250,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="age of ended session records and of old handover answers and approvals to "
                         "remove (default 30d; history keeps them: it is built from events)")
     p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser("doctor", help="check on the live store what sessionkit relies on, and measure it",
+                       description="Check create-only writes, stale compare-and-swap and delete, "
+                       "read-after-write, listing lag, round trip and upload speed on the live store (and "
+                       "the backend's own checks), writing only under doctor/ and removing it. Exit 1 when "
+                       "something the store needs does not hold.")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--list-wait", type=float, default=30.0, metavar="S",
+                   help="seconds to wait for a new key to be listed (default 30)")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("demo", help="the whole story: a planned handover and a takeover, in ~90 s",
                        description="Three runtimes as real processes on a new local folder store: A runs "

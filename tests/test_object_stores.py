@@ -206,3 +206,96 @@ def test_what_each_operation_costs_as_docs_stores_md_says(url):
     assert cost(lambda: store.get("k")) == reads
     version = store.get("k").version
     assert cost(lambda: store.delete("k", expect=version)) == 1
+
+
+def test_a_service_that_ignores_preconditions_is_refused_on_first_open():
+    """Through a proxy that drops If-None-Match and If-Match (as Backblaze B2, older MinIO
+    and some gateways ignore them), open_store refuses the s3:// store, naming the endpoint
+    and both conditions, before a lease or a job can run; through moto directly it opens."""
+    from sessionkit.handover import Primary
+
+    from precondition_proxy import PreconditionStrippingProxy
+
+    upstream = s3_server()
+    url = f"s3://{TEST_BUCKET}/{uuid.uuid4().hex[:10]}"
+    with PreconditionStrippingProxy(upstream) as proxy:
+        os.environ["AWS_ENDPOINT_URL"] = proxy.url
+        try:
+            with pytest.raises(sessionkit.StoreError) as refused:
+                sessionkit.open_store(url)
+            with pytest.raises(sessionkit.StoreError, match="does not enforce"):
+                Primary(url, "job", runtime="local", clock=FakeClock(), ttl=600)
+            stripped = proxy.stripped
+        finally:
+            os.environ["AWS_ENDPOINT_URL"] = upstream
+    message = str(refused.value)
+    assert proxy.url in message and url in message
+    assert "create-only writes (If-None-Match: *" in message and "conditional writes (If-Match" in message
+    assert f"sessionkit doctor {url}" in message
+    assert stripped >= 4  # the headers did reach the proxy, which dropped them
+    store = sessionkit.open_store(url)  # moto enforces both: the same store opens
+    assert store.list() == []  # and nothing of a lease or a job was written through the proxy
+    store.put("k", b"1", expect=ABSENT)
+    with pytest.raises(Conflict):
+        store.put("k", b"2", expect=ABSENT)
+
+
+def opens_cost(url: str, **env: str) -> int:
+    """Requests an open_store of ``url`` makes in a new process (with ``env`` set)."""
+    code = "import json, sys, sessionkit; print(sessionkit.open_store(sys.argv[1]).stats['requests'])"
+    return int(subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, check=True,
+                              env=dict(os.environ, **env)).stdout)
+
+
+def test_the_first_open_check_costs_five_requests_once_then_one_read(url):
+    """First open: read the record (none), create it, the two checks (refused), write it.
+    Later opens in a new process read the record (GCS: metadata, then content); in this
+    process they cost nothing."""
+    first = sessionkit.open_store(url)
+    assert first.stats["by_method"] == {"read": 1, "check": 4} and first.stats["requests"] == 5
+    assert sessionkit.open_store(url).stats["requests"] == 0
+    assert opens_cost(url) == (2 if url.startswith("gs://") else 1)
+    assert first.list() == []  # the record is no key of the store
+
+
+def test_openers_racing_on_a_new_store_all_pass_the_check(url):
+    """Six openers check a new store at once (the check open_store makes; the stores are
+    made first because boto3 clients are not made safely in threads): racing creates of
+    the record are refused as a check is, every one passes, and the record says so after."""
+    stores = [sessionkit.open_store(url, check=False) for _ in range(6)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Barrier(6)
+
+    def check(store):
+        start.wait()
+        store.check_service()  # raises StoreError if refused
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(check, stores))
+    assert opens_cost(url) == (2 if url.startswith("gs://") else 1)  # the record says it passed
+
+
+def test_the_record_names_its_endpoint_another_endpoint_is_checked_again(url):
+    """The same server reached as localhost instead of 127.0.0.1 is another endpoint: its
+    first open checks again (the record read, the two checks, the record: 4 requests),
+    then the record names both."""
+    sessionkit.open_store(url)
+    variable = "STORAGE_EMULATOR_HOST" if url.startswith("gs://") else "AWS_ENDPOINT_URL"
+    other = os.environ[variable].replace("127.0.0.1", "localhost")
+    read = 2 if url.startswith("gs://") else 1
+    assert opens_cost(url, **{variable: other}) == read + 3
+    assert opens_cost(url, **{variable: other}) == read
+    assert opens_cost(url) == read
+
+
+def test_a_store_checked_on_a_good_endpoint_is_still_refused_through_a_bad_one():
+    from precondition_proxy import PreconditionStrippingProxy
+
+    upstream = s3_server()
+    url = f"s3://{TEST_BUCKET}/{uuid.uuid4().hex[:10]}"
+    sessionkit.open_store(url)  # checked and remembered for moto's endpoint
+    with PreconditionStrippingProxy(upstream) as proxy:
+        res = subprocess.run([sys.executable, "-c", "import sys, sessionkit; sessionkit.open_store(sys.argv[1])",
+                              url], capture_output=True, text=True, env=dict(os.environ, AWS_ENDPOINT_URL=proxy.url))
+    assert res.returncode != 0 and f"the service at {proxy.url} does not enforce" in res.stderr

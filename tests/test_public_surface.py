@@ -21,7 +21,7 @@ def test_import_sessionkit_loads_no_pandas_ipywidgets_or_matplotlib():
     assert loaded == []
 
 
-@pytest.mark.parametrize("name", ["history", "plots", "config", "handover", "widgets", "notebook", "jobs",
+@pytest.mark.parametrize("name", ["history", "plots", "config", "handover", "widgets", "notebook", "jobs", "doctor",
                                   "lease", "sessions", "runtimes", "notify", "store"])
 def test_documented_submodules_are_attributes(name):
     found = _fresh(f"import json, sessionkit as sk; m = sk.{name}; print(json.dumps(m.__name__))")

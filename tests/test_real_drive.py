@@ -44,3 +44,15 @@ def test_racing_creates_on_real_drive_have_one_winner(real):
     for t in threads:
         t.join()
     assert sorted(results) == [False, False, False, True]
+
+
+def test_doctor_on_real_drive_prints_its_table(real, capsys):
+    """The first run on real Drive answers what the emulator cannot: the table is printed
+    (also when the test passes) so whoever runs it can report the verdicts."""
+    from sessionkit.doctor import doctor
+
+    report = doctor(real)
+    with capsys.disabled():
+        print("\n" + report.table())
+    assert report.ok, report.table()
+    assert report.leftover == () and real.list("doctor/") == []

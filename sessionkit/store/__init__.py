@@ -55,12 +55,18 @@ def known_schemes() -> list[str]:
     return sorted(_registry)
 
 
-def open_store(url_or_path: "Union[str, os.PathLike[str], Store]") -> Store:
+def open_store(url_or_path: "Union[str, os.PathLike[str], Store]", *, check: bool = True) -> Store:
     """Open the store at a URL or folder path (see the module docstring).
 
     A plain path (or ``file://``) opens a local folder store, created when missing.
     An unknown scheme raises ValueError listing the known ones. A ``Store`` is
     returned as it is, so functions can take either.
+
+    A store opened from a URL checks that its service enforces what the backend relies
+    on (``Store.check_service``; object stores: create-only and ``If-Match`` writes) and
+    raises ``StoreError`` when it does not. ``check=False`` skips that, for
+    ``sessionkit doctor``, which diagnoses such a service; never run a lease or a job
+    on a store opened so.
     """
     if isinstance(url_or_path, Store):
         return url_or_path
@@ -81,4 +87,11 @@ def open_store(url_or_path: "Union[str, os.PathLike[str], Store]") -> Store:
     if isinstance(opener, str):
         module_name, _, attr = opener.partition(":")
         opener = getattr(importlib.import_module(module_name), attr)
-    return opener(url_or_path)
+    store = opener(url_or_path)
+    if check:
+        try:
+            store.check_service()
+        except BaseException:
+            store.close()
+            raise
+    return store

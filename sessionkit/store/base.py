@@ -37,11 +37,12 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from ..errors import Conflict, InvalidKey
+from .checks import Check
 
 log = logging.getLogger("sessionkit.store")
 
-__all__ = ["ABSENT", "CHUNK_BYTES", "Expect", "Record", "Store", "check_key", "check_prefix", "check_data",
-           "check_expect", "match_expect", "replace_file"]
+__all__ = ["ABSENT", "CHUNK_BYTES", "Expect", "RESERVED_PREFIX", "Record", "Store", "check_key", "check_prefix",
+           "check_data", "check_expect", "match_expect", "replace_file"]
 
 #: bytes read or sent at a time by ``put_file``/``get_file`` (a multiple of 256 KiB, as
 #: Drive's and GCS's resumable uploads require)
@@ -84,6 +85,10 @@ class Record:
 
 _MAX_KEY_LENGTH = 1024
 
+#: keys a store keeps for itself (an object store's record of its first-open check);
+#: never valid as a caller's key, never listed
+RESERVED_PREFIX = ".sessionkit/"
+
 
 def check_key(key: object) -> str:
     """Return ``key`` if it is a clean relative name, else raise ``InvalidKey``.
@@ -103,6 +108,8 @@ def check_key(key: object) -> str:
         raise InvalidKey(key, "it contains a backslash (use '/' between segments)")
     if key.startswith("/"):
         raise InvalidKey(key, "it is absolute (starts with '/')")
+    if key.startswith(RESERVED_PREFIX):
+        raise InvalidKey(key, f"keys under {RESERVED_PREFIX!r} are the store's own records")
     for segment in key.split("/"):
         if segment == "":
             raise InvalidKey(key, "it has an empty segment ('//' or a trailing '/')")
@@ -205,6 +212,20 @@ class Store(abc.ABC):
         with replace_file(path) as fh:
             fh.write(record.data)
         return record.version
+
+    def check_service(self) -> None:
+        """Check that the service behind this store enforces what the backend relies on,
+        and raise ``StoreError`` naming what it does not. ``open_store`` calls it on every
+        open, before any lease or job can use the store. Default: nothing to check (the
+        backend enforces its conditions itself, as a local folder does); object stores
+        check once and remember it (``objects.py``)."""
+
+    def doctor_checks(self) -> "list[Check]":
+        """Checks of this backend's own behaviours for ``sessionkit doctor``, beyond the
+        generic ones every store gets; default none. An override writes only keys under
+        ``checks.CHECK_PREFIX`` (``doctor/``) and removes what it wrote, even when it fails;
+        it answers ``UNKNOWN`` rather than raise when the service settles nothing."""
+        return []
 
     def close(self) -> None:
         """Release resources; the store must not be used afterwards."""

@@ -34,6 +34,8 @@ class GCSStore(ObjectStore):
     """A store under ``gs://bucket/prefix``."""
 
     scheme = "gs"
+    create_only_condition = "ifGenerationMatch=0"
+    match_condition = "ifGenerationMatch"
 
     def __init__(self, bucket: str, prefix: str = "", *, client: Any = None, timeout: float = 20.0,
                  **kw: Any) -> None:
@@ -128,6 +130,14 @@ class GCSStore(ObjectStore):
 
     def _valid_version(self, version: str) -> bool:
         return version.isdigit() and int(version) > 0
+
+    def _unissued_version(self) -> str:
+        return "1"  # generations are microsecond timestamps: none is 1
+
+    def endpoint(self) -> str:
+        # Client.api_endpoint is the connection's base URL; google-cloud-storage before 2.15
+        # has it on the connection only
+        return str(getattr(self._client, "api_endpoint", None) or self._client._connection.API_BASE_URL)
 
 
 def open_gcs(url: str) -> GCSStore:

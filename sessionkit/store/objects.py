@@ -3,7 +3,8 @@
 Each backend overrides three hooks on whole objects under ``<bucket>/<prefix>/<key>``:
 ``_read(name) -> Obj | None``, ``_write(name, body, ...) -> version`` (raising
 ``_PreconditionFailed`` when its condition does not hold) and ``_names(prefix)``;
-plus ``_retryable(exc)``. This class does the rest, the same way for both:
+plus ``_retryable(exc)``, ``_unissued_version()`` and ``endpoint()``. This class does
+the rest, the same way for both:
 
 - ``expect=ABSENT`` is the server's atomic create; ``expect=<version>`` a conditional
   write; versions are the server's (a GCS generation, an S3 ETag). No listing on any
@@ -21,23 +22,45 @@ plus ``_retryable(exc)``. This class does the rest, the same way for both:
   parts, which the server makes an object only when complete.
 - Rate limits, 5xx, S3's 409 ``ConditionalRequestConflict`` and dropped connections are
   retried with truncated exponential backoff and jitter, then ``StoreError`` names the key.
+- **The service is checked on first open** (``check_service``, called by ``open_store``):
+  a create-only write to an object that exists and a write with ``If-Match`` of a version
+  the object does not hold must both be refused, or the store is refused with a
+  ``StoreError`` naming the endpoint (some S3-compatible services are reported to ignore
+  both headers). A store made directly (``S3Store(...)``) is not checked until
+  ``check_service()`` is called. The answer is remembered in the store, in the object
+  ``.sessionkit/preconditions`` (each endpoint that passed and its date; never a
+  caller's key, never listed), and in this process. Cost: a first open 5 requests (a
+  read, the record's create, the two checks, the record); a later open 1 read (GCS: 2);
+  a later open in the same process none. A precondition on DELETE is never checked:
+  the stores do not use one (tombstones).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional, TypeVar
 
 from ..backoff import Backoff
 from ..errors import Conflict, StoreError
-from .base import ABSENT, Expect, Record, Store, check_data, check_expect, check_key, check_prefix
+from .base import (ABSENT, RESERVED_PREFIX, Expect, Record, Store, check_data, check_expect, check_key,
+                   check_prefix)
 
 __all__ = ["Obj", "ObjectStore"]
 
 T = TypeVar("T")
+
+#: the key of the record of the first-open check (under the store's prefix)
+CHECKED_KEY = RESERVED_PREFIX + "preconditions"
+CHECKED_KIND = "sessionkit.preconditions-checked"
+
+# (endpoint, store url) pairs checked in this process: later opens cost no request
+_checked_here: set[tuple[str, str]] = set()
+_checked_lock = threading.Lock()
 
 
 class _PreconditionFailed(Exception):
@@ -62,6 +85,9 @@ class ObjectStore(Store):
     remote = True
 
     scheme = ""
+    #: how the service is asked to create only, and to write only over one version (messages)
+    create_only_condition = ""
+    match_condition = ""
 
     def __init__(self, bucket: str, prefix: str, *, retries: int = 5, backoff: float = 0.2,
                  max_backoff: float = 8.0) -> None:
@@ -102,6 +128,14 @@ class ObjectStore(Store):
     def _valid_version(self, version: str) -> bool:
         """Whether ``version`` could be one of this server's versions (else never sent)."""
         return bool(version)
+
+    def _unissued_version(self) -> str:
+        """A well-formed version no object of ours ever holds (for the first-open check)."""
+        raise NotImplementedError
+
+    def endpoint(self) -> str:
+        """The URL of the service this store talks to (for messages and the check record)."""
+        raise NotImplementedError
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -154,6 +188,53 @@ class ObjectStore(Store):
             if now is not None and now.nonce == nonce:
                 return now.version
             raise
+
+    # -- the first-open check -------------------------------------------------------
+
+    def check_service(self) -> None:
+        """Refuse a service that does not enforce create-only and ``If-Match`` writes (see
+        the module docstring); once passed, remembered in the store and in this process."""
+        endpoint = self.endpoint()
+        with _checked_lock:
+            if (endpoint, self.url) in _checked_here:
+                return
+        name = self._name(CHECKED_KEY)
+        now = self._call("read", CHECKED_KEY, lambda: self._read(name))
+        passed = _passed(now.data) if now is not None and not now.tombstone else {}
+        if endpoint not in passed:
+            self._check_preconditions(name, endpoint, passed, exists=now is not None)
+        with _checked_lock:
+            _checked_here.add((endpoint, self.url))
+
+    def _check_preconditions(self, name: str, endpoint: str, passed: dict[str, str], *, exists: bool) -> None:
+        def write(body: dict[str, Any], create_only: bool = False, match: Optional[str] = None) -> bool:
+            """Whether the write landed (False: the service refused its condition)."""
+            data = json.dumps(dict(body, kind=CHECKED_KIND)).encode()
+            try:
+                self._call("check", CHECKED_KEY, lambda: self._write(
+                    name, data, create_only=create_only, match=match, nonce=uuid.uuid4().hex, tombstone=False))
+                return True
+            except _PreconditionFailed:
+                return False
+
+        if not exists:  # (refused too when a racing opener made it first: the same for the checks)
+            write({"status": "checking", "endpoint": endpoint}, create_only=True)
+        ignored = []
+        if write({"status": "probe: a create-only write that must be refused", "endpoint": endpoint},
+                 create_only=True):
+            ignored.append(f"create-only writes ({self.create_only_condition} on an object that exists)")
+        if write({"status": "probe: a stale conditional write that must be refused", "endpoint": endpoint},
+                 match=self._unissued_version()):
+            ignored.append(f"conditional writes ({self.match_condition} with a version the object does not hold)")
+        if ignored:
+            raise StoreError(
+                f"{self.url}: the service at {endpoint} does not enforce {' nor '.join(ignored)}. On such a "
+                f"service two runtimes can hold one lease and a compare-and-swap can overwrite another "
+                f"writer's record, so sessionkit refuses it. Use a service that enforces both (AWS S3, "
+                f"Cloudflare R2, Google Cloud Storage) or a gdrive:// store; `sessionkit doctor {self.url}` "
+                f"shows every check.")
+        checked = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write({"status": "enforced", "endpoints": dict(passed, **{endpoint: checked})})
 
     # -- the contract ---------------------------------------------------------------
 
@@ -235,4 +316,17 @@ class ObjectStore(Store):
         skip = len(self.prefix) + 1 if self.prefix else 0
         names = self._call("list", prefix or "(all keys)", lambda: self._names(self._name(prefix) if prefix
                                                                              else (self.prefix + "/" if self.prefix else "")))
-        return sorted(name[skip:] for name, tombstone in names if not tombstone)
+        return sorted(name[skip:] for name, tombstone in names
+                      if not tombstone and not name[skip:].startswith(RESERVED_PREFIX))
+
+
+def _passed(data: bytes) -> dict[str, str]:
+    """The endpoints the check record says enforced both conditions, with the date of each."""
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return {}
+    if not isinstance(record, dict) or record.get("kind") != CHECKED_KIND or record.get("status") != "enforced":
+        return {}
+    endpoints = record.get("endpoints")
+    return {str(k): str(v) for k, v in endpoints.items()} if isinstance(endpoints, dict) else {}

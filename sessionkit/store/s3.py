@@ -40,6 +40,8 @@ class S3Store(ObjectStore):
     """A store under ``s3://bucket/prefix``."""
 
     scheme = "s3"
+    create_only_condition = "If-None-Match: *"
+    match_condition = "If-Match"
 
     def __init__(self, bucket: str, prefix: str = "", *, client: Any = None, timeout: float = 20.0,
                  **kw: Any) -> None:
@@ -138,6 +140,14 @@ class S3Store(ObjectStore):
 
     def _valid_version(self, version: str) -> bool:
         return version.startswith('"') and version.endswith('"') and len(version) > 2
+
+    def _unissued_version(self) -> str:
+        # an ETag is the MD5 of the object: every object of ours starts with a fresh nonce,
+        # so none has this one
+        return '"' + "0" * 32 + '"'
+
+    def endpoint(self) -> str:
+        return str(self._client.meta.endpoint_url)
 
 
 class _Prefixed:
