@@ -31,7 +31,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-from .clock import SYSTEM_CLOCK, Clock, check_seconds
+from .clock import SYSTEM_CLOCK, Clock
+from .validate import check_seconds
 from .errors import Conflict, StoreError
 from .store import ABSENT, Store, open_store
 from .store.checks import CHECK_PREFIX, HOLDS, NOT_HOLDS, UNKNOWN, Check, Figure

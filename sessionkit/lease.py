@@ -34,7 +34,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from .checks import at_least_floor, check_period, check_seconds
+from .validate import at_least_floor, check_period, check_seconds
 from .clock import SYSTEM_CLOCK, Clock
 from .records import read_all
 from .errors import Conflict, CorruptRecord, LeaseLost, LeaseTimeout, SessionkitError, StoreError

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Optional, Union
 
-from .checks import check_seconds
+from .validate import check_seconds
 from .clock import Clock, ScaledClock, SystemClock, clock_rate
 from .handover import Backup, Primary
 from .runtimes import Runtime

@@ -28,7 +28,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional, Union
 
-from .checks import at_least_floor, check_period, check_seconds, check_timedelta
+from .validate import at_least_floor, check_period, check_seconds, check_timedelta
 from .clock import SYSTEM_CLOCK, Clock, SystemClock, check_aware
 from .errors import Conflict, CorruptRecord, InvalidTransition, SessionkitError, StoreError
 from .events import EventLog
@@ -42,7 +42,7 @@ __all__ = ["Session", "DropWatcher", "ROLES", "PHASES", "check_dropped", "list_s
 
 log = logging.getLogger("sessionkit.session")
 ROLES = ("primary", "backup", "observer")
-HEARTBEAT = 30.0  # seconds between heartbeats by default (raised to the request floor: see checks.py)
+HEARTBEAT = 30.0  # seconds between heartbeats by default (raised to the request floor: see validate.py)
 PHASES = ("fresh", "active", "warning", "handover", "expired")
 
 

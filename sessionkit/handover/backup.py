@@ -17,7 +17,7 @@ import random
 import uuid
 from typing import Callable, Optional, Union
 
-from ..checks import check_period, check_seconds
+from ..validate import check_period, check_seconds
 from ..clock import Clock
 from ..errors import CorruptRecord
 from ..jobs.listing import latest_id

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Optional, Union
 
-from ..checks import check_timedelta
+from ..validate import check_timedelta
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import Conflict
 from ..records import read_all

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from .. import stopping
-from ..checks import check_period, check_seconds
+from ..validate import check_period, check_seconds
 from ..clock import Clock
 from ..errors import LeaseLost, StoreError
 from ..jobs import Job

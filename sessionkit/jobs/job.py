@@ -25,7 +25,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
-from ..checks import at_least_floor, check_count, check_period, check_seconds
+from ..validate import at_least_floor, check_count, check_period, check_seconds
 from ..clock import SYSTEM_CLOCK, Clock, clock_rate
 from ..errors import (BlobError, Conflict, InvalidTransition, JobCancelled, LeaseLost, NotFound, SessionkitError,
                       Superseded)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable, Optional, Union
 
-from ..checks import check_timedelta
+from ..validate import check_timedelta
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import Conflict, CorruptRecord
 from ..store import Store, open_store

@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, Callable, Generic, Iterator, Optional, TypeVar
 
-from ..checks import check_count
+from ..validate import check_count
 
 T = TypeVar("T")
 
