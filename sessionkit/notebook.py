@@ -296,7 +296,12 @@ def release_runtime(primary: Primary) -> str:
     primary.close()
     from google.colab import runtime as colab_runtime  # type: ignore[import-not-found]
 
-    colab_runtime.unassign()
+    try:
+        colab_runtime.unassign()
+    except Exception as exc:  # RuntimeManagementError outside a managed runtime (colabtools runtime.py)
+        return (f"runtime NOT released: google.colab.runtime.unassign() failed ({type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no message'}); the job has "
+                f"completed, so end it yourself with Runtime → Disconnect and delete runtime")
     return "runtime released (google.colab.runtime.unassign)"
 
 
