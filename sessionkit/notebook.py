@@ -256,7 +256,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
             last[0] = (state.status, state.detail)
             status.update(state)
         if pace is not None:
-            pace.tick(lambda: f"backup {state.status}: {state.detail}", changed=changed)
+            pace.tick(lambda: _watch_line(state, _primary_seen(b, job)), changed=changed)
         if time.monotonic() - last[1] >= WATCH_VIEW_EVERY:  # a few reads: not at every look
             last[1] = time.monotonic()
             watching.update(_primary_seen(b, job))
@@ -278,8 +278,11 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
     seen = _primary_seen(primary, job)
     if seen.own_too_short:
         print(f"WARNING: {PrimaryWatch(seen, rate=watching.rate, notebook=False).warning()}")
-    watching.update(f"took over job {primary.job.id!r} at {primary.job.done} done: this runtime is the "
-                    f"primary now")
+    took = f"took over job {primary.job.id!r} at {primary.job.done} done: this runtime is the primary now"
+    if pace is not None:
+        pace.say(took)
+        return primary  # headless: log lines only, no views (run() prints the job's state)
+    watching.update(took)
     primary.views += [status, Countdown(primary.session), SessionBanner(primary.session)]
     if show:
         _show(primary.views[1:])
@@ -302,7 +305,12 @@ def _primary_seen(watcher: Union[Backup, Primary], job: Optional[str]) -> Primar
 
 def show_again(store: Union[Store, str, None], job: str) -> None:
     """The notebooks' last cell: the primary's live views again, read from the store (the
-    views only: returning the snapshots would print them as the cell's value)."""
+    views only: returning the snapshots would print them as the cell's value). Headless,
+    there is no page to show them on: one line says so."""
+    if headless():
+        print("headless run: no views to show again (the log lines above are this run's record; open the "
+              "notebook in a browser and run this cell there to watch live)")
+        return
     from .widgets import show
 
     show(_resolve(store, job), job=job)
@@ -377,6 +385,18 @@ class LogPace:
         print(f"{datetime.now(timezone.utc):%H:%M:%S} {line}", flush=True)
 
 
+def _watch_line(state: Any, seen: PrimarySeen) -> str:
+    """A headless backup's log line: what it does, and the primary as it last saw it."""
+    if seen.job is None:
+        primary = "no primary job seen yet"
+    else:
+        total = "" if seen.total is None else f"/{seen.total}"
+        left = "" if seen.remaining_s is None else f", {_span(seen.remaining_s)} left there"
+        primary = f"the primary ({seen.label or 'unnamed'}) is {seen.status} at {seen.done}{total}{left}"
+    own = "" if seen.own_remaining_s is None else f"; {_span(seen.own_remaining_s)} left here"
+    return f"backup {state.status} ({state.detail}): {primary}{own}"
+
+
 def _job_line(primary: Primary) -> str:
     job, session = primary.job, primary.session
     left = "" if session.remaining is None else f", {_span(session.remaining)} left here"
@@ -422,7 +442,10 @@ def run(primary: Primary, items: Iterable[Any], work: Callable[[Any], None], **t
                 continue
             pace.tick(lambda: _job_line(primary))
             if session.remaining is not None and session.remaining <= session.handover_at / 3:
-                loop.close()
+                primary.job.record_outcome(None)  # paused: the run stops, it did not fail
+                loop.close()  # the final checkpoint
+                pace.say(_job_line(primary))
+                pace = None
                 print(f"this runtime's session ends in {_span(session.remaining)}: stopped job "
                       f"{primary.job.id!r} at {primary.job.done} done and released the lease, so a backup "
                       f"takes it over at once; run the notebook again to resume", flush=True)
