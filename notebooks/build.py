@@ -13,6 +13,14 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
+#: Where the project is published: README's "Open in Colab" links are built from it
+#: (set it to your fork, then run this file). Colab opens a notebook of a public GitHub
+#: repository at colab.research.google.com/github/<owner>/<repo>/blob/<branch>/<path>.
+REPOSITORY = "https://github.com/OWNER/sessionkit"
+BRANCH = "main"
+LINKS_START = "<!-- colab-links: written by notebooks/build.py from its REPOSITORY setting -->"
+LINKS_END = "<!-- /colab-links -->"
+
 INSTALL = '''# @title Install sessionkit { display-mode: "form" }
 # @markdown Installs sessionkit (distribution "sessionkit-runtime") only from a source you control:
 # @markdown the PyPI name "sessionkit" belongs to an unrelated project and this cell never installs it.
@@ -279,11 +287,36 @@ def _notebook(name: str, cells: list) -> nbformat.NotebookNode:
     return nb
 
 
+def colab_url(notebook: str) -> str:
+    """The "Open in Colab" address of ``notebooks/<notebook>.ipynb`` in REPOSITORY."""
+    repo = REPOSITORY.removeprefix("https://github.com/").strip("/")
+    return f"https://colab.research.google.com/github/{repo}/blob/{BRANCH}/notebooks/{notebook}.ipynb"
+
+
+def readme_links() -> str:
+    """README's three Colab steps, with their links, between the markers."""
+    return "\n".join([
+        LINKS_START,
+        f"1. Open [the primary notebook]({colab_url('primary')}), run **Install sessionkit**, then "
+        f"Runtime → Run all (sign in to Drive when asked).",
+        "2. Share the Drive folder it prints with the backup's account as Editor.",
+        f"3. Open [the backup notebook]({colab_url('backup')}) on another runtime (or Kaggle, headless), "
+        f"set `STORE` to the value the primary printed, run all.",
+        LINKS_END])
+
+
+def write_readme_links(readme: Path = HERE.parent / "README.md") -> None:
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.index(LINKS_START), text.index(LINKS_END) + len(LINKS_END)
+    readme.write_text(text[:start] + readme_links() + text[end:], encoding="utf-8")
+
+
 def main() -> None:
     for build in (primary, backup, ingest, history):
         nb = build()
         nbformat.validate(nb)
         nbformat.write(nb, HERE / f"{build.__name__}.ipynb")
+    write_readme_links()
 
 
 if __name__ == "__main__":
