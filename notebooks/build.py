@@ -61,6 +61,14 @@ if not _found or importlib.util.find_spec("sessionkit") is None:
     importlib.invalidate_caches()
     print("Installed sessionkit-runtime", importlib.metadata.version("sessionkit-runtime"))'''
 
+COMMON_FIELDS = '''# @markdown **RELEASE_RUNTIME**: in Colab, give the runtime back once the job has completed.
+RELEASE_RUNTIME = False  # @param {type:"boolean"}
+# @markdown **CREDENTIALS**: outside Colab, Drive's saved user credentials: a file, or a secret,
+# @markdown `kaggle-secret:NAME` / `colab-secret:NAME` (`sessionkit login` makes them; docs/gdrive.md).
+CREDENTIALS = ""  # @param {type:"string"}
+# @markdown **CONFIG**: None, or a sessionkit.ini (templates/) whose runtime, phases, ttl and webhook win.
+CONFIG = None  # @param {type:"raw"}'''
+
 RUN_ANYWHERE = """**Run it** in Colab (Runtime → Run all), in Jupyter, or headless with papermill
 (`papermill {name}.ipynb out.ipynb -p STORE /path/to/store`)."""
 
@@ -108,13 +116,7 @@ LEASE_TTL = 60.0  # @param {type:"number"}
 # @markdown **ITEMS**, **ITEM_SECONDS**: the demo workload, ITEMS items of ITEM_SECONDS each.
 ITEMS = 100  # @param {type:"integer"}
 ITEM_SECONDS = 1.0  # @param {type:"number"}
-# @markdown **RELEASE_RUNTIME**: in Colab, give the runtime back once the job has completed.
-RELEASE_RUNTIME = False  # @param {type:"boolean"}
-# @markdown **CREDENTIALS**: outside Colab, Drive's saved user credentials: a file, or a secret,
-# @markdown `kaggle-secret:NAME` / `colab-secret:NAME` (`sessionkit login` makes them; docs/gdrive.md).
-CREDENTIALS = ""  # @param {type:"string"}
-# @markdown **CONFIG**: None, or a sessionkit.ini (templates/) whose runtime, phases, ttl and webhook win.
-CONFIG = None  # @param {type:"raw"}'''),
+''' + COMMON_FIELDS),
         new_markdown_cell(f"""Runs a job whose progress is checkpointed to `STORE`, shows how long this runtime
 has left (Colab free runtimes last at most 12 hours; idle ones are cut sooner),
 and hands the job over to a backup when its time runs short. Run the cell again
@@ -165,13 +167,7 @@ ITEM_SECONDS = 1.0  # @param {type:"number"}
 PRIORITY = 1  # @param {type:"integer"}
 # @markdown **APPROVAL**: "required" waits for `sessionkit approve STORE REQUEST` before taking over.
 APPROVAL = "auto"  # @param ["auto", "required"]
-# @markdown **RELEASE_RUNTIME**: in Colab, give the runtime back once the job has completed.
-RELEASE_RUNTIME = False  # @param {type:"boolean"}
-# @markdown **CREDENTIALS**: outside Colab, Drive's saved user credentials: a file, or a secret,
-# @markdown `kaggle-secret:NAME` / `colab-secret:NAME` (`sessionkit login` makes them; docs/gdrive.md).
-CREDENTIALS = ""  # @param {type:"string"}
-# @markdown **CONFIG**: None, or a sessionkit.ini (templates/) whose runtime, phases, ttl and webhook win.
-CONFIG = None  # @param {type:"raw"}'''),
+''' + COMMON_FIELDS),
         new_markdown_cell(f"""Watches the primary through `STORE` and takes its job over: when the primary asks
 (its runtime is about to end) or when it stops answering (its lease expires).
 Never two primaries at once: every checkpoint carries a fencing token. Run headless

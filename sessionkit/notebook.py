@@ -31,7 +31,7 @@ from .sessions import read_session
 from .status import LiveView, PrimarySeen, live_view, primary_seen
 from .store import ABSENT, Store, open_store
 from .config import Config, load as load_config
-from .env import headless, in_colab, in_notebook
+from .env import headless, in_colab, in_notebook, seconds_setting
 
 __all__ = ["LogPace", "StoreShare", "clock_for", "default_store", "demo_items", "demo_work", "log_every",
            "release_runtime", "share_info", "show_again", "start_backup", "start_primary", "use_credentials"]
@@ -356,16 +356,7 @@ LOG_EVERY = 60.0  # real seconds between a headless run's log lines
 
 def log_every() -> float:
     """Real seconds between a headless run's log lines: SESSIONKIT_LOG_EVERY, else LOG_EVERY."""
-    raw = os.environ.get("SESSIONKIT_LOG_EVERY", "").strip()
-    if not raw:
-        return LOG_EVERY
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise ValueError(f"SESSIONKIT_LOG_EVERY must be a number of real seconds > 0, got {raw!r}")
-    return seconds
+    return seconds_setting("SESSIONKIT_LOG_EVERY", LOG_EVERY)
 
 
 class LogPace:

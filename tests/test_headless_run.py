@@ -34,5 +34,5 @@ def test_a_headless_job_logs_its_state_and_stops_before_its_session_ends(tmp_pat
 
 def test_a_bad_log_pace_names_the_variable(monkeypatch):
     monkeypatch.setenv("SESSIONKIT_LOG_EVERY", "0")
-    with pytest.raises(ValueError, match="SESSIONKIT_LOG_EVERY must be a number of real seconds > 0"):
+    with pytest.raises(ValueError, match="SESSIONKIT_LOG_EVERY must be a number of seconds > 0"):
         notebook.LogPace()

@@ -35,7 +35,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..env import in_colab
+from ..env import in_colab, seconds_setting
 from ..errors import SignInError, StoreError
 from .runtime_secrets import parse_secret_ref, read_secret
 
@@ -177,16 +177,10 @@ class _SignInWaitOver(BaseException):
 def sign_in_wait() -> float:
     """How long Colab's sign-in may wait for the browser: SESSIONKIT_COLAB_SIGN_IN_WAIT
     (seconds), else SIGN_IN_WAIT."""
-    raw = os.environ.get("SESSIONKIT_COLAB_SIGN_IN_WAIT", "").strip()
-    if not raw:
-        return SIGN_IN_WAIT
     try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise SignInError(f"SESSIONKIT_COLAB_SIGN_IN_WAIT must be a number of seconds > 0, got {raw!r}")
-    return seconds
+        return seconds_setting("SESSIONKIT_COLAB_SIGN_IN_WAIT", SIGN_IN_WAIT)
+    except ValueError as exc:
+        raise SignInError(str(exc)) from None
 
 
 def _colab() -> SignIn:
