@@ -64,16 +64,6 @@ class SystemClock:
 SYSTEM_CLOCK = SystemClock()
 
 
-def check_seconds(name: str, value: object, what: str = "") -> float:
-    """``value`` as float seconds if it is a number > 0, else ValueError naming ``name``
-    (and ``what`` it is for): every duration a user passes is checked the same way."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-            or value == float("inf"):
-        purpose = f" ({what})" if what else ""
-        raise ValueError(f"{name} must be a number of seconds > 0{purpose}, got {value!r}")
-    return float(value)
-
-
 def check_aware(value: datetime, name: str) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")

@@ -95,26 +95,51 @@ class CorruptRecord(StoreError):
 
 
 class LeaseLost(SessionkitError):
-    """This writer's lease was taken over (a higher fencing token exists): stop."""
+    """This writer may no longer act under its lease: stop. Why, in ``reason``: "superseded"
+    (a newer token exists: ``newer``, and ``newer_holder`` when known), "released" (this
+    holder gave it up itself) or "deadline" (it could not renew in time; ``cause`` is the
+    last renewal's error). ``token`` is this writer's own token."""
 
     def __init__(self, name: str, token: Optional[int], newer: Optional[int], what: str = "",
-                 cause: Optional[str] = None) -> None:
+                 cause: Optional[str] = None, *, released: bool = False,
+                 newer_holder: Optional[str] = None) -> None:
         self.name = name
         self.token = token
         self.newer = newer
         self.cause = cause
+        self.newer_holder = newer_holder
         doing = f" ({what})" if what else ""
-        if newer is not None and (token is None or newer > token):
-            why = (f"this writer holds token {token}, the store has token {newer}: another runtime "
+        mine = f"token {token}" if token is not None else "no token"
+        superseded = newer is not None and (token is None or newer > token)
+        by = f" (held by {newer_holder})" if newer_holder else ""
+        if released:
+            self.reason = "released"
+            after = (f" Since then token {newer}{by} was issued to another holder."
+                     if superseded else "")
+            why = (f"this writer ({mine}) released the lease itself and holds it no longer.{after} "
+                   f"Acquire the lease again before writing.")
+        elif superseded:
+            self.reason = "superseded"
+            why = (f"this writer holds {mine}, the store has token {newer}{by}: another runtime "
                    f"took over and is primary now. This one must stop writing.")
         else:
+            self.reason = "deadline"
             failed = f" The last renewal failed: {cause}" if cause else ""
-            why = (f"this writer (token {token}) could not renew in time, so it stopped acting as "
-                   f"holder by itself; no newer holder is known.{failed} Check that the store "
-                   f"answers (network, rate limits, disk space), then run again: the lease is "
-                   f"taken up anew.")
+            why = (f"this writer ({mine}) could not renew in time, so it stopped "
+                   f"acting as holder by itself; no newer holder is known.{failed} Check that the "
+                   f"store answers (network, rate limits, disk space), then run again: the lease "
+                   f"is taken up anew.")
         super().__init__(f"lease {name!r} lost{doing}: {why}")
 
+    def but_superseded(self, newer: int, newer_holder: Optional[str]) -> "LeaseLost":
+        """The same loss, now that a newer token (and its holder) is known."""
+        return LeaseLost(self.name, self.token, newer, "", self.cause, released=self.reason == "released",
+                         newer_holder=newer_holder)
+
+
+class Superseded(SessionkitError):
+    """Another run of a job has written it since this ``Job`` object last did, and this one
+    was only recording how its own, earlier run ended: it writes nothing over the newer run."""
 
 
 class LeaseTimeout(SessionkitError, TimeoutError):

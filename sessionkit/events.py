@@ -31,7 +31,7 @@ EVENT_FORMAT = 1
 #: Every kind this version writes (docs/format.md describes each one's data).
 KNOWN_KINDS = (
     "job.created", "job.status", "job.stage", "job.checkpoint", "job.fenced", "job.damaged",
-    "job.stalled", "job.unstalled",
+    "job.stalled", "job.unstalled", "job.item_failed",
     "session.started", "session.phase", "session.ended", "session.resumed", "session.dropped",
     "lease.acquired", "lease.renewed", "lease.released", "lease.lost",
     "handover.requested", "handover.ready", "handover.completed",
@@ -104,7 +104,8 @@ class EventLog:
         """Record an event of ``kind`` with JSON-able ``data``; written at the next flush."""
         with self._lock:
             self._seq += 1
-            event = {"v": EVENT_FORMAT, "ts": self.clock.now().isoformat(), "kind": kind,
+            event = {"v": EVENT_FORMAT, "ts": self.clock.now().isoformat(),
+                     "mono": round(self.clock.monotonic(), 3), "kind": kind,
                      "writer": self.writer, "seq": self._seq, **self.context, "data": data}
             self._pending.append(json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n")
         for listener in list(_listeners):

@@ -260,6 +260,15 @@ def sessions(df: pd.DataFrame, *, full_ids: bool = False) -> pd.DataFrame:
                 # (only when the record held no heartbeat time)
                 end = max(end, first["ts"] - pd.Timedelta(seconds=float(first["data.silent_s"])))
             end = max(end, start)
+        duration = (end - start).total_seconds()
+        own = ev[ev["writer"] == sid] if "mono" in ev and len(started) else ev.iloc[0:0]
+        if len(own) and own["mono"].notna().all() and not (len(dropped) and not len(ended)):
+            # the session's own monotonic clock: a wall clock stepped while it ran (NTP) moves
+            # `ts`, not this; end is start plus the time that really passed
+            first = own.loc[own["kind"].astype(str) == "session.started", "mono"].iloc[0]
+            last = own.loc[own["kind"].astype(str) == "session.ended", "mono"]
+            duration = float((last.iloc[-1] if len(last) else own["mono"].max()) - first)
+            end = start + pd.Timedelta(seconds=duration)
         tokens = ev.loc[kinds == "lease.acquired", "data.token"] if "data.token" in ev else pd.Series([])
         roles = ev["role"].dropna()
         runtime = ev.loc[kinds == "session.started", "data.runtime.name"] if "data.runtime.name" in ev \
@@ -269,7 +278,7 @@ def sessions(df: pd.DataFrame, *, full_ids: bool = False) -> pd.DataFrame:
             "role": roles.iloc[0] if len(roles) else None,
             "final_role": roles.iloc[-1] if len(roles) else None,
             "runtime": runtime.iloc[0] if len(runtime) else None,
-            "start": start, "end": end, "duration_s": (end - start).total_seconds(),
+            "start": start, "end": end, "duration_s": max(0.0, duration),
             "end_reason": reason if reason is not None else ("running" if not len(ended) else None),
             "highest_token": int(tokens.max()) if len(tokens.dropna()) else None,
         })

@@ -34,6 +34,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from .checks import at_least_floor, check_period, check_seconds
 from .clock import SYSTEM_CLOCK, Clock
 from .records import read_all
 from .errors import Conflict, CorruptRecord, LeaseLost, LeaseTimeout, SessionkitError, StoreError
@@ -141,9 +142,15 @@ class Lease:
         if not isinstance(holder, str) or not holder:
             raise ValueError(f"holder must be a non-empty id string, got {holder!r}")
         self.holder = holder
-        ttl = float(ttl)
-        renew_deadline = float(renew_deadline) if renew_deadline is not None else ttl * 2 / 3
-        retry_period = float(retry_period) if retry_period is not None else ttl / 7.5
+        clock = clock or SYSTEM_CLOCK
+        remote = getattr(self.store, "remote", False)
+        ttl = check_seconds("ttl", ttl, "how long a lease record may lie unchanged before others take over")
+        renew_deadline = (check_seconds("renew_deadline", renew_deadline, "how long a holder acts after its "
+                                        "last renewal began, or None: 2/3 of ttl")
+                          if renew_deadline is not None else ttl * 2 / 3)
+        retry_period = (check_period("retry_period", retry_period, clock=clock, remote=remote,
+                                     what="how often the lease is renewed or tried, or None: ttl/7.5")
+                        if retry_period is not None else at_least_floor(ttl / 7.5, clock=clock, remote=remote))
         if not ttl > renew_deadline:
             raise ValueError(f"lease {name!r}: ttl ({ttl:g} s) must be greater than renew_deadline "
                              f"({renew_deadline:g} s), so a holder gives up before others take over")
@@ -151,15 +158,13 @@ class Lease:
             raise ValueError(f"lease {name!r}: renew_deadline ({renew_deadline:g} s) must be greater "
                              f"than 1.2 x retry_period ({retry_period:g} s), so a renewal can be "
                              f"retried before the deadline")
-        if not retry_period > 0:
-            raise ValueError(f"lease {name!r}: retry_period must be > 0, got {retry_period:g}")
         if getattr(self.store, "on_mounted_drive", False) and not allow_unsafe_mount:
             raise SessionkitError(
                 f"lease {name!r}: the store {self.store.url} is on a mounted Google Drive, which "
                 f"syncs late and cannot arbitrate between runtimes. Use a gdrive:// store for "
                 f"handover across runtimes (or allow_unsafe_mount=True for one runtime only).")
         self.ttl, self.renew_deadline, self.retry_period = ttl, renew_deadline, retry_period
-        self.clock = clock or SYSTEM_CLOCK
+        self.clock = clock
         self.on_lost = on_lost
         self.events = events
         self.token: Optional[int] = None
@@ -191,6 +196,7 @@ class Lease:
         self._renewals = 0
         self._unsure = False  # an acquisition failed after it may have landed
         self._last_error: Optional[str] = None  # why the last renewal failed, for LeaseLost
+        self._ended: Optional[LeaseLost] = None  # why this holder holds it no longer (released or lost)
         self._renewer: Optional[threading.Thread] = None
         self._stop = threading.Event()
 
@@ -340,6 +346,7 @@ class Lease:
                 self._wrote(version, new)
                 self._mine = version
                 self.token, self._renewed_at, self._renewals = token, started, 0
+                self._ended = None
         previous = current.holder if current is not None else None
         self.acquired_after = (waited, window) if waited is not None else None
         self._emit("lease.acquired", token=token, previous=previous,
@@ -418,6 +425,7 @@ class Lease:
             self._wrote(version, new)
             self._mine = version
             self.token, self._renewed_at, self._renewals = current.token, started, 0
+            self._ended = None
         self._emit("lease.acquired", token=current.token, previous=None, how="answer lost, then found")
         return current.token
 
@@ -456,7 +464,7 @@ class Lease:
             with self._lock:
                 token = self.token
                 if token is None:
-                    raise LeaseLost(self.name, None, None, "renewing a lease it does not hold")
+                    raise self._ended or LeaseLost(self.name, None, None, "renewing a lease it never held")
                 deadline_passed = not self.held
                 started = self.clock.monotonic()
                 now = self.clock.now().isoformat()
@@ -481,7 +489,7 @@ class Lease:
                     self._lose(f"its lease record was replaced by an older copy (token {current.token}), "
                                f"so another runtime may take the lease")
                 if current.holder != self.holder or current.token != token:
-                    self._lose("another holder took over", current.token)
+                    self._lose("another holder took over", current.token, current.holder)
                 try:
                     version = self._put(new.encode(), self._version)
                 except (Conflict, StoreError) as exc:
@@ -525,6 +533,7 @@ class Lease:
                     return
                 token, self.token = self.token, None
                 self._renewed_at = None
+                self._ended = LeaseLost(self.name, token, None, released=True)
                 now = self.clock.now().isoformat()
                 acquired = self._record.acquired if self._record is not None else now
                 new = LeaseRecord(None, token, self.ttl, acquired, now)
@@ -545,10 +554,14 @@ class Lease:
         self._requests.close()  # its worker thread (and a connection a store keeps per thread) ends
         self._emit("lease.released", token=token)
 
-    def _lose(self, why: str, newer: Optional[int] = None) -> None:
+    def _lose(self, why: str, newer: Optional[int] = None, newer_holder: Optional[str] = None) -> None:
+        lost = None
         with self._lock:
             token, self.token = self.token, None
             self._renewed_at = None
+            lost = LeaseLost(self.name, token, newer, why, None if newer is not None else self._last_error,
+                             newer_holder=newer_holder)
+            self._ended = lost
         self._stop.set()
         self._emit("lease.lost", token=token, newer=newer, reason=why, cause=self._last_error)
         if self.on_lost is not None:
@@ -556,13 +569,17 @@ class Lease:
                 self.on_lost(self)
             except Exception as exc:  # a user callback must not hide the loss itself
                 log.error("lease %r: on_lost callback failed: %r", self.name, exc)
-        raise LeaseLost(self.name, token, newer, why, None if newer is not None else self._last_error)
+        raise lost
 
     def check(self) -> int:
-        """The token, if this holder may still act; else ``LeaseLost`` (use before writing)."""
+        """The token, if this holder may still act; else ``LeaseLost`` saying why: released
+        by this holder, taken over (by which token), or its renew deadline passed (with the
+        last renewal's error). Use before writing; never waits on the store."""
         with self._lock:
             if not self.held:
-                raise LeaseLost(self.name, self.token, None, "its renew deadline passed", self._last_error)
+                if self.token is None and self._ended is not None:
+                    raise self._ended
+                raise LeaseLost(self.name, self.token, None, "", self._last_error)
             return self.token  # type: ignore[return-value]
 
     # -- background renewal ----------------------------------------------------

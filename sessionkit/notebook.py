@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional, Union
 
-from .clock import Clock, ScaledClock, SystemClock, check_seconds, clock_rate
+from .checks import check_seconds
+from .clock import Clock, ScaledClock, SystemClock, clock_rate
 from .handover import Backup, Primary
 from .runtimes import Runtime
 from .errors import Conflict, CorruptRecord, StoreError

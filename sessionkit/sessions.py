@@ -28,6 +28,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional, Union
 
+from .checks import at_least_floor, check_period, check_seconds, check_timedelta
 from .clock import SYSTEM_CLOCK, Clock, SystemClock, check_aware
 from .errors import Conflict, CorruptRecord, InvalidTransition, SessionkitError, StoreError
 from .events import EventLog
@@ -41,6 +42,7 @@ __all__ = ["Session", "DropWatcher", "ROLES", "PHASES", "check_dropped", "list_s
 
 log = logging.getLogger("sessionkit.session")
 ROLES = ("primary", "backup", "observer")
+HEARTBEAT = 30.0  # seconds between heartbeats by default (raised to the request floor: see checks.py)
 PHASES = ("fresh", "active", "warning", "handover", "expired")
 
 
@@ -96,13 +98,21 @@ class Session:
     """
 
     def __init__(self, store: Union[Store, str], role: str, *, runtime: Union[None, str, Runtime] = None,
-                 label: Optional[str] = None, clock: Optional[Clock] = None, heartbeat: float = 30.0,
+                 label: Optional[str] = None, clock: Optional[Clock] = None, heartbeat: Optional[float] = None,
                  warning_at: float = 3600.0, handover_at: float = 900.0, fresh_for: float = 300.0,
                  started: Optional[datetime] = None, start: bool = True, ping_url: Optional[str] = None) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-        if not heartbeat > 0:
-            raise ValueError(f"heartbeat must be > 0 seconds, got {heartbeat!r}")
+        self.store = open_store(store)
+        self.clock = clock or SYSTEM_CLOCK
+        remote = getattr(self.store, "remote", False)
+        heartbeat = (check_period("heartbeat", heartbeat, clock=self.clock, remote=remote,
+                                  what="how often the session record is written, or None: 30 s")
+                     if heartbeat is not None else at_least_floor(HEARTBEAT, clock=self.clock, remote=remote))
+        warning_at = check_seconds("warning_at", warning_at, "time left when the warning phase starts")
+        handover_at = check_seconds("handover_at", handover_at, "time left when the handover phase starts",
+                                    zero_ok=True)
+        fresh_for = check_seconds("fresh_for", fresh_for, "how long a new session shows 'fresh'", zero_ok=True)
         if not warning_at > handover_at >= 0:
             raise ValueError(f"warning_at ({warning_at}) must be greater than handover_at "
                              f"({handover_at}), and handover_at >= 0")
@@ -110,9 +120,7 @@ class Session:
             raise ValueError(f"ping_url must be an http:// or https:// URL (a dead-man's switch such as "
                              f"healthchecks.io), got {ping_url!r}")
         self.ping_url = ping_url
-        self.store = open_store(store)
         self.role = role
-        self.clock = clock or SYSTEM_CLOCK
         env = detect(self.clock)
         self.environment = env.kind
         self.runtime = get_runtime(runtime) if runtime is not None else get_runtime(env.preset)
@@ -463,6 +471,7 @@ def remove_ended(store: Union[Store, str], older_than: timedelta = timedelta(day
     ago, and move ended records still among the live ones (stores written by older versions, or a
     session killed between its two writes) to the ended ones. Returns the ids removed.
     Their events stay: history is built from events, not from these records."""
+    check_timedelta("older_than", older_than, "how long ago a record must have ended")
     store = open_store(store)
     cutoff = ((clock or SYSTEM_CLOCK).now() - older_than).isoformat()
     ended = {stored.key[len(ENDED):]: stored for stored in read_all(store, ENDED, _decode).records}

@@ -271,5 +271,69 @@ def drive_lease_race(url: str, holder: str, start_at: str) -> None:
     print(json.dumps({"token": token, "renewed": renewed}), flush=True)
 
 
+
+
+def blob_job(path: str, log_path: str, kill_at: str) -> None:
+    """A training-like job on a local store: 40 steps, a blob saved every 5, checkpoint_items=5;
+    SIGKILLed at store write number kill_at (0: never). Prints the writes made."""
+    from faulty import KillAt
+    from sessionkit import Job
+    from sessionkit.store.local import LocalStore
+
+    store = KillAt(LocalStore(path), int(kill_at))
+    job = Job(store, "train", checkpoint_items=5, checkpoint_every=3600)
+    with open(log_path, "a") as log:
+        for step in job.track(range(40), display=False):
+            log.write(f"{step}\n")
+            log.flush()
+            if step % 5 == 4:
+                job.save_blob("model", {"step": step, "weights": [step] * 2000})
+    print(json.dumps({"writes": store.count, "status": job.status}), flush=True)
+
+
+def abandoned_then_rerun(path: str) -> None:
+    """A loop that raised (no `with job:`), then the cell run again to completion in the same
+    process; the interpreter then exits with the first Job object still alive."""
+    from sessionkit import Job
+
+    first = Job(path, "j", checkpoint_items=10)
+    try:
+        for item in first.track(range(100), key=str, display=False):
+            if item == 37:
+                raise RuntimeError("the body failed")
+    except RuntimeError:
+        pass
+    second = Job(path, "j", checkpoint_items=10)
+    for _ in second.track(range(100), key=str, display=False):
+        pass
+    print(json.dumps({"first": first.status, "second": second.status, "done": second.done}), flush=True)
+    globals()["keep"] = first  # still referenced at exit, as a notebook's namespace keeps it
+
+
+def stepped_session(path: str, step_s: str) -> None:
+    """A session whose wall clock is stepped by step_s seconds (negative: back) while it
+    runs, as NTP steps a fresh VM's clock; its monotonic clock runs on. Prints the seconds
+    that really passed."""
+    from datetime import timedelta
+
+    from sessionkit import SystemClock
+    from sessionkit.sessions import Session
+
+    class Stepped(SystemClock):
+        offset = 0.0
+
+        def now(self):
+            return super().now() + timedelta(seconds=self.offset)
+
+    clock = Stepped()
+    began = time.monotonic()
+    session = Session(path, "backup", runtime="local", clock=clock, heartbeat=0.2)
+    time.sleep(0.6)
+    clock.offset = float(step_s)
+    time.sleep(0.6)
+    session.end("completed")
+    print(json.dumps({"real_s": time.monotonic() - began}), flush=True)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])

@@ -75,6 +75,8 @@ def test_temp_files_from_a_crash_are_ignored_then_swept(store):
     os.utime(stale, (old, old))
     assert store.get("k").data == b"real"
     assert store.list() == ["k"]
+    assert stale.exists() and fresh.exists(), "reading never writes: leftovers stay until a write"
+    local.LocalStore(store.root).put("other", b"x")  # a writer's first write in that folder
     assert not stale.exists(), "an abandoned temp file is removed"
     assert fresh.exists(), "a temp file that may still be written is kept"
     assert store.sweep(max_age=0) == 1 and not fresh.exists()

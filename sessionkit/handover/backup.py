@@ -17,7 +17,8 @@ import random
 import uuid
 from typing import Callable, Optional, Union
 
-from ..clock import Clock, check_seconds
+from ..checks import check_period, check_seconds
+from ..clock import Clock
 from ..errors import CorruptRecord
 from ..jobs.listing import latest_id
 from ..jobs.manifest import FINISHED, load
@@ -59,7 +60,7 @@ class Backup:
         self.job_id = job  # the job this backup is for: another one is never taken over
         if approval not in ("auto", "required"):
             raise ValueError(f"approval must be 'auto' or 'required', got {approval!r}")
-        if not isinstance(priority, int):
+        if isinstance(priority, bool) or not isinstance(priority, int):
             raise TypeError(f"priority must be an int (lower goes first), got {priority!r}")
         self.store = open_store(store)
         self.priority, self.approval, self.lease_name = priority, approval, lease_name
@@ -69,8 +70,9 @@ class Backup:
         self.clock = self.session.clock
         self.lease = Lease(self.store, lease_name, holder=self.session.id, ttl=ttl, clock=self.clock,
                            events=self.session.events)
-        self.poll = (check_seconds("poll", poll, "how often the store is read") if poll is not None
-                     else self.lease.retry_period)
+        self.poll = (check_period("poll", poll, clock=self.clock, remote=getattr(self.store, "remote", False),
+                                  what="how often the primary is looked at, or None: the lease's retry period")
+                     if poll is not None else self.lease.retry_period)
         self.grace = (check_seconds("grace", grace, "the head start of each backup ranked before this one")
                       if grace is not None else 2 * self.poll)
         self._dropwatch = DropWatcher(self.store, clock=self.clock, events=self.session.events,

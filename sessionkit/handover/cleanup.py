@@ -5,7 +5,9 @@ backup with ``approval="required"`` one ``approvals/<id>``; none is removed by t
 handover itself (a primary may still be reading them). Past a retention they are:
 answers to any request but the current one, and approvals (granted or not) asked
 for longer ago than the retention. ``state`` and ``request`` are one record each
-and stay.
+and stay. Whatever the retention, nothing a live session still needs goes: the
+answer to the current request, and the approval requests of sessions whose record is
+live (a backup waiting for a person to approve it).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Optional, Union
 
+from ..checks import check_timedelta
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import Conflict
 from ..records import read_all
+from ..sessions import live_session_ids
 from ..store import Store, open_store
 from .records import Approval, Ready, Request, handover_key, read_record
 
@@ -26,9 +30,11 @@ def remove_stale(store: Union[Store, str], older_than: timedelta = timedelta(day
                  clock: Optional[Clock] = None) -> int:
     """Remove old ``ready`` answers and approvals of every lease in ``store``; returns how
     many records were removed. Damaged ones past the retention are left (and logged)."""
+    check_timedelta("older_than", older_than, "how long ago a record must have ended")
     store = open_store(store)
     cutoff = ((clock or SYSTEM_CLOCK).now() - older_than).isoformat()
     leases = sorted({key.split("/")[1] for key in store.list("handover/") if key.count("/") >= 2})
+    live = live_session_ids(store) if leases else set()
     removed = 0
     for lease in leases:
         request = read_record(store, Request.decode, lease, "request")
@@ -37,7 +43,7 @@ def remove_stale(store: Union[Store, str], older_than: timedelta = timedelta(day
             if stored.value.request != current and str(stored.value.at or "") < cutoff:
                 removed += _delete(store, stored.key, stored.version)
         for stored in read_all(store, handover_key(lease, "approvals") + "/", Approval.decode).records:
-            if str(stored.value.at or "") < cutoff:
+            if stored.value.session not in live and str(stored.value.at or "") < cutoff:
                 removed += _delete(store, stored.key, stored.version)
     return removed
 

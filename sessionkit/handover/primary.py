@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from .. import stopping
-from ..clock import Clock, check_seconds
+from ..checks import check_period, check_seconds
+from ..clock import Clock
 from ..errors import LeaseLost, StoreError
 from ..jobs import Job
 from ..lease import Lease, read_lease
@@ -75,7 +76,12 @@ class Primary:
         self.lease_name = lease_name
         self.lease = lease or Lease(self.store, lease_name, holder=self.session.id, ttl=ttl,
                                     clock=self.clock, events=self.session.events)
-        self.poll = check_seconds("poll", poll, "how often the store is read") if poll is not None else self.lease.retry_period
+        self.poll = (check_period("poll", poll, clock=self.clock, remote=getattr(self.store, "remote", False),
+                                  what="how often handover requests are read, or None: the lease's retry period")
+                     if poll is not None else self.lease.retry_period)
+        if acquire_timeout is not None:
+            check_seconds("acquire_timeout", acquire_timeout, "how long to wait for the lease, or None: "
+                          "for ever", zero_ok=True)
         if not self.lease.held:
             self.lease.acquire(timeout=acquire_timeout)
         self.lease.start_renewing()
@@ -121,10 +127,19 @@ class Primary:
               display: Any = True) -> Iterator[T]:
         """``job.track`` that also hands over at the handover phase (see module docstring).
         When the loop ends, every view shows how (``state``)."""
+        return self._drive(lambda: self.job.track(iterable, key=key, display=display))
+
+    def map(self, fn: Callable[[T], Any], items: Iterable[T], **options: Any) -> Iterator[tuple[T, Any]]:
+        """``job.map`` that also hands over at the handover phase: it stops submitting, hands
+        back the items in flight, checkpoints and hands over; the backup's ``map`` submits
+        only what is not done."""
+        return self._drive(lambda: self.job.map(fn, items, **options))
+
+    def _drive(self, loop: Callable[[], Iterator[Any]]) -> Iterator[Any]:
         self.job.stop_when = self._should_hand_over
         self._ended = None
         try:
-            yield from self.job.track(iterable, key=key, display=display)
+            yield from loop()
         except LeaseLost as exc:
             self._finish("lease lost", self._lost_to(exc))
             raise
@@ -180,7 +195,7 @@ class Primary:
     def _lost_to(self, exc: LeaseLost) -> str:
         """Who has the lease now, in words, when the store says (one read, best effort):
         a primary past its renew deadline stops before it knows whether anyone took over."""
-        newer, holder = exc.newer, None
+        newer, holder = exc.newer, exc.newer_holder
         if newer is None or (exc.token is not None and newer <= exc.token):
             try:
                 record = read_lease(self.store, self.lease_name)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..clock import Clock
-from ..errors import Conflict, CorruptRecord, LeaseLost, SessionkitWarning, StoreError
+from ..errors import Conflict, CorruptRecord, LeaseLost, SessionkitWarning, StoreError, Superseded
 from ..events import EventLog
 from ..store import Store
 from .doneset import KEY, POSITION, Ranges, Segment, SegmentList, SegmentMissing
@@ -83,7 +83,6 @@ class Checkpointer:
         self.done_ranges.update(Ranges(m.ranges or ()))
         self.done_keys.update(m.keys)
         self._removed: set[str] = set()  # garbage files this writer removed (listed until the next write)
-        self._adopted: set[str] = set()  # keys counted when adopted from a concurrent writer
         # unknown for the generation read: if it names files, keep a fallback at the first write
         self._files_changed = bool(m.segments or m.blobs)
 
@@ -108,12 +107,14 @@ class Checkpointer:
 
     # -- one write -------------------------------------------------------------
 
-    def write(self, snap: Snapshot, *, adopt_state: bool, events: str = "now") -> Written:
+    def write(self, snap: Snapshot, *, adopt_state: bool, events: str = "now", settle: bool = False) -> Written:
         """Write ``snap`` as the next generation. ``adopt_state``: if another writer moved
         the manifest on, take its state and blobs (a run that has done nothing yet).
         ``events``: write pending events "now", "soon" (from a background thread: a run's
         final checkpoint) or "later" (with the next write: the claim a run starts with), so
-        the loop waits for no event write.
+        the loop waits for no event write. ``settle``: this write only records how an
+        earlier run of this object ended; if anyone else wrote since, raise ``Superseded``
+        and write nothing (a newer run's status stands).
 
         1. Fenced before, or the lease says stop: ``LeaseLost``.
         2. Refuse to swap over a manifest this writer has seen carry a higher token.
@@ -128,11 +129,11 @@ class Checkpointer:
                 raise self.fenced
             started = self.clock.monotonic()
             try:
-                return self._write(snap, adopt_state, events)
+                return self._write(snap, adopt_state, events, settle)
             finally:
                 self.seconds = self.clock.monotonic() - started
 
-    def _write(self, snap: Snapshot, adopt_state: bool, events: str) -> Written:
+    def _write(self, snap: Snapshot, adopt_state: bool, events: str, settle: bool) -> Written:
         token = self._token()
         fresh_ranges = Ranges(snap.fresh_ranges)
         fresh_keys = list(dict.fromkeys(snap.fresh_keys))
@@ -143,17 +144,15 @@ class Checkpointer:
         while True:
             old = self.written.manifest
             if (old.token or 0) > (token or 0):
-                self._lost(token, old.token)
+                self._lost(token, old.token, old.writer)
             if keyed:
                 # the newest done keys live in the manifest; a segment is written only when
-                # they outgrow it (every INLINE_KEYS keys), so most checkpoints are one write
-                if self._adopted:
-                    # keys another writer recorded (adopted, and counted then) while this run
-                    # did them too are neither counted nor listed twice: without a lease two
-                    # runs may do the same item
-                    fresh_keys = [k for k in fresh_keys if k not in self._adopted]
-                    self._adopted.difference_update(snap.fresh_keys)
-                    count = len(fresh_keys)
+                # they outgrow it (every INLINE_KEYS keys), so most checkpoints are one write.
+                # Keys already in the done set are neither counted nor listed twice: another
+                # writer's (adopted; without a lease two runs may do the same item), or this
+                # writer's own, sent again after a write whose answer was lost had landed
+                fresh_keys = [k for k in fresh_keys if k not in self.done_keys]
+                count = len(fresh_keys)
                 inline = old.keys + tuple(fresh_keys)
                 written = []
                 if len(inline) > INLINE_KEYS or sum(map(len, inline)) > INLINE_KEY_BYTES:
@@ -163,7 +162,7 @@ class Checkpointer:
                         base = self._adopt_concurrent(token, base, adopt_state)
                         continue
                     inline = ()
-                done, ranges = self.written.done + count, None
+                done, ranges = len(self.done_keys) + count, None
             else:
                 # positions live in the manifest itself: no segment files, no merges
                 written = []
@@ -174,6 +173,8 @@ class Checkpointer:
             new = base.but(generation=old.generation + 1, token=token, writer=self.events.writer,
                            segments=tuple(s.to_json() for s in self.segments.segments), ranges=ranges,
                            keys=inline, done=done, updated=self.clock.now().isoformat())
+            if new.total is not None and done > new.total:
+                new = new.but(total=done)  # done items the items given no longer hold: never done > total
             new = new.but(garbage=self._garbage_after(old, new, written))
             raw = new.encode()
             try:
@@ -184,6 +185,9 @@ class Checkpointer:
                 break
             except Conflict:
                 self.segments.delete(written)  # nobody names what this attempt wrote
+                if settle:
+                    raise Superseded(f"job {self.job_id!r} was written by another run after this one "
+                                     f"was left; how this run ended is not written over it") from None
                 base = self._adopt_concurrent(token, base, adopt_state)
         self._remove_garbage(new)
         self.raw, self.version = raw, version
@@ -199,7 +203,14 @@ class Checkpointer:
                              total=new.total, new=count, rate=self._rate.rate, bytes=new.bytes,
                              stage=new.stage)
         if events == "now" and self.events.pending:
-            self.events.flush()
+            try:
+                self.events.flush()
+            except StoreError as exc:
+                # the checkpoint landed: its items are done whatever happens to the events,
+                # which stay buffered for the next flush (raising here would send the items
+                # again as if the checkpoint had failed)
+                log.warning("job %r: checkpoint written, its events not yet (%s); the next "
+                            "checkpoint writes them", self.job_id, exc)
         elif events == "soon":
             self.events.flush_soon()
         return self.written
@@ -216,9 +227,10 @@ class Checkpointer:
             return True
         return new.generation == 2 or new.generation % PREV_EVERY == 0
 
-    def _lost(self, token: Optional[int], newer: Optional[int]) -> None:
+    def _lost(self, token: Optional[int], newer: Optional[int], newer_writer: Optional[str]) -> None:
         self.events.emit("job.fenced", job=self.job_id, token=token, newer=newer)
-        self.fenced = LeaseLost(f"job:{self.job_id}", token, newer, "checkpointing")
+        self.fenced = LeaseLost(f"job:{self.job_id}", token, newer, "checkpointing",
+                                newer_holder=newer_writer)
         raise self.fenced
 
     def _adopt_concurrent(self, token: Optional[int], base: Manifest, adopt_state: bool) -> Manifest:
@@ -233,7 +245,7 @@ class Checkpointer:
                                  key=manifest_key(self.job_id))
             theirs = loaded.manifest
             if (theirs.token or 0) > (token or 0):
-                self._lost(token, theirs.token)
+                self._lost(token, theirs.token, theirs.writer)
             listed = SegmentList(self.store, self.segments.prefix, self.segments.mode,
                                  [Segment(name, n) for name, n in theirs.segments])
             try:
@@ -251,11 +263,8 @@ class Checkpointer:
         if not adopt_state:
             log.warning("job %r was checkpointed by another writer (%s) while this one ran; "
                         "keeping the work of both", self.job_id, theirs.writer)
-        theirs_only = keys - self.done_keys  # keys only they have done (ours are counted when written)
-        added = len(theirs_only)
-        # ... but the item this run is working on may be one of them: its key joins the done
-        # set (and a later snapshot) only when it finishes; remember them, not to count it twice
-        self._adopted |= theirs_only
+        # keys only they have done join the done set (the item this run is working on may be
+        # one of them: when it finishes, its key is found there and not counted again)
         self.segments = listed
         self.done_ranges.update(ranges)
         self.done_keys.update(keys)
@@ -263,7 +272,7 @@ class Checkpointer:
             base = base.but(state=theirs.state, blobs=theirs.blobs, bytes=theirs.bytes)
         self.raw, self.version = loaded.raw, loaded.version
         old = self.written
-        done = old.done + added if self.segments.mode == KEY else len(self.done_ranges)
+        done = len(self.done_keys) if self.segments.mode == KEY else len(self.done_ranges)
         self.written = Written(theirs.but(done=done), done, old.n_at)
         self._removed = set()  # theirs lists its own garbage: what is named again is left out
         self._files_changed = bool(theirs.segments or theirs.blobs)

@@ -25,17 +25,22 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
-from ..clock import SYSTEM_CLOCK, Clock, check_seconds, clock_rate
-from ..errors import BlobError, Conflict, InvalidTransition, JobCancelled, LeaseLost, NotFound, SessionkitError
+from ..checks import at_least_floor, check_count, check_period, check_seconds
+from ..clock import SYSTEM_CLOCK, Clock, clock_rate
+from ..errors import (BlobError, Conflict, InvalidTransition, JobCancelled, LeaseLost, NotFound, SessionkitError,
+                      Superseded)
 from ..events import EventLog
+from ..lease import Lease, read_lease
 from ..store import ABSENT, Store, open_store
 from . import blobs
 from . import control as controls
 from .checkpoint import Checkpointer, Snapshot
 from .control import Control
-from .doneset import KEY, POSITION
+from .doneset import KEY, POSITION, Ranges
 from .loop import Run
+from .mapping import ERRORS, Window, executor_for, failure_text
 from .manifest import (
+    MAX_FAILED,
     TRANSITIONS,
     Loaded,
     Manifest,
@@ -78,19 +83,21 @@ class Job:
                  keep_blobs: int = 3, control_poll: Optional[float] = None) -> None:
         self.store = open_store(store)
         self.id = check_job_id(job_id)
-        checkpoint_every = check_seconds("checkpoint_every", checkpoint_every)
-        if checkpoint_items is not None and (isinstance(checkpoint_items, bool)
-                                             or not isinstance(checkpoint_items, int) or checkpoint_items < 1):
-            raise ValueError(f"checkpoint_items must be an int >= 1 or None, got {checkpoint_items!r}")
+        self.clock = clock or SYSTEM_CLOCK
+        remote = getattr(self.store, "remote", False)
+        # no floor: one checkpoint write is out at a time (writer.py), so the store sets the pace
+        checkpoint_every = check_seconds("checkpoint_every", checkpoint_every, "seconds between checkpoints")
+        if checkpoint_items is not None:
+            check_count("checkpoint_items", checkpoint_items, what="items between checkpoints, or None")
         _check_total(total)
-        if isinstance(keep_blobs, bool) or not isinstance(keep_blobs, int) or keep_blobs < 1:
-            raise ValueError(f"keep_blobs must be an int >= 1, got {keep_blobs!r}")
+        check_count("keep_blobs", keep_blobs, what="generations of each blob kept")
         if control_poll is None:  # every read of a remote store is a request: poll it less often
-            control_poll = REMOTE_CONTROL_POLL if getattr(self.store, "remote", False) else LOCAL_CONTROL_POLL
-        self.control_poll = check_seconds("control_poll", control_poll, "how often pause/cancel requests are read")
+            control_poll = at_least_floor(REMOTE_CONTROL_POLL if remote else LOCAL_CONTROL_POLL,
+                                          clock=self.clock, remote=remote)
+        self.control_poll = check_period("control_poll", control_poll, clock=self.clock, remote=remote,
+                                         what="how often pause/cancel requests are read")
         self.checkpoint_every = checkpoint_every
         self.checkpoint_items = checkpoint_items
-        self.clock = clock or SYSTEM_CLOCK
         self.lease = lease
         self.keep_blobs = keep_blobs
         self.events = events or EventLog(self.store, clock=self.clock)
@@ -182,7 +189,11 @@ class Job:
     def done(self) -> int:
         written = self._checkpointer.written
         run = self._run
-        return written.done + (run.n - written.n_at if run is not None else 0)
+        done = written.done + (run.n - written.n_at if run is not None else 0)
+        total = self._m.total
+        # an item this run finished may also be one another writer recorded (adopted, not yet
+        # told apart until this run's next checkpoint): never show more done than there are
+        return done if total is None or done <= total else max(total, written.done)
 
     @property
     def checkpoint_seconds(self) -> float:
@@ -220,10 +231,30 @@ class Job:
         if self.lease is None:
             return None
         check = getattr(self.lease, "check", None)
-        token = check() if check is not None else getattr(self.lease, "token", None)
+        try:
+            token = check() if check is not None else getattr(self.lease, "token", None)
+        except LeaseLost as exc:
+            raise self._who_took_over(exc) from None
         if token is not None and not isinstance(token, int):
             raise TypeError(f"lease.token must be an int, got {type(token).__name__}")
         return token
+
+    def _who_took_over(self, lost: LeaseLost) -> LeaseLost:
+        """``lost`` with the newer holder named, when the job's manifest shows one (one read,
+        on the way out of a run: the lease itself never waits on the store to say why)."""
+        if lost.newer is not None:
+            return lost
+        try:
+            record = read_lease(self.lease.store, self.lease.name) if isinstance(self.lease, Lease) else None
+            if record is not None and record.token > (lost.token or 0):
+                return lost.but_superseded(record.token, record.holder)
+            loaded = load(self.store, self.id)
+        except SessionkitError as exc:
+            log.info("job %r: could not read who holds it now: %s", self.id, exc)
+            return lost
+        if loaded is None or (loaded.manifest.token or 0) <= (lost.token or 0):
+            return lost
+        return lost.but_superseded(loaded.manifest.token, loaded.manifest.writer)
 
     def __repr__(self) -> str:
         total = "?" if self.total is None else self.total
@@ -289,6 +320,13 @@ class Job:
         every run. ``display``: True (a widget in notebooks, a text line
         elsewhere), False, or a view object with ``update(progress)``.
         """
+        run = self._new_run(iterable, key, display)
+        gen = run.positions(iterable) if key is None else run.keys(iterable, key)
+        self._active = weakref.ref(gen)  # closed at interpreter exit if still suspended
+        return gen
+
+    def _new_run(self, iterable: Iterable[Any], key: Optional[Callable[[Any], str]], display: Any) -> Run:
+        """Check a run may start (not cancelled, the same item mode as before) and make it."""
         with self._lock:
             if self.status == "cancelled":
                 raise JobCancelled(f"job {self.id!r} was cancelled; start a new job id, or remove it "
@@ -304,10 +342,64 @@ class Job:
             if total is None and hasattr(iterable, "__len__"):
                 total = len(iterable)  # type: ignore[arg-type]
             self._m = self._m.but(mode=mode, total=total)
-            run = Run(self, _make_view(self, display))
-        gen = run.positions(iterable) if key is None else run.keys(iterable, key)
-        self._active = weakref.ref(gen)  # closed at interpreter exit if still suspended
+            return Run(self, _make_view(self, display))
+
+    def map(self, fn: Callable[[T], Any], items: Iterable[T], *, key: Optional[Callable[[T], str]] = None,
+            workers: Optional[int] = None, executor: Any = None, max_in_flight: Optional[int] = None,
+            errors: str = "raise", retry_failed: bool = False, drain_seconds: float = 60.0,
+            display: Any = True) -> Iterator[tuple[T, Any]]:
+        """Run ``fn(item)`` for the items not done yet, several at a time, and yield
+        ``(item, result)`` in the order they finish, checkpointing as ``track`` does.
+
+        ``workers=N``: a thread pool of N (1 if neither is given); ``executor=``: any
+        ``concurrent.futures.Executor`` (``ProcessPoolExecutor``; a Dask cluster's
+        ``client.get_executor()``), which map does not shut down. At most ``max_in_flight``
+        items are submitted and not yet taken back (default 4 per worker; 32 with an
+        executor). An item is done when the loop asks for the next one after it.
+        ``errors="raise"``: the first item that raises stops submitting; the items in flight
+        are handed back (up to ``drain_seconds``), then the error is raised and the job is
+        failed. ``errors="record"``: the item is recorded as failed (``job.failed_items``,
+        a ``job.item_failed`` event) and skipped by later runs unless ``retry_failed``.
+        An executor's own failure (a lost process or Dask worker) leaves its items not done.
+        Redo after a crash: the items in flight plus two checkpoint intervals (README)."""
+        if errors not in ERRORS:
+            raise ValueError(f"errors must be one of {', '.join(map(repr, ERRORS))}, got {errors!r}")
+        if not callable(fn):
+            raise TypeError(f"fn must be a function of an item, got {type(fn).__name__}")
+        drain_seconds = check_seconds("drain_seconds", drain_seconds,
+                                      "how long a stopping map waits for the items in flight")
+        pool, owned, limit = executor_for(workers, executor, max_in_flight)
+        try:
+            run = self._new_run(items, key, display)
+        except BaseException:
+            if owned:
+                pool.shutdown(wait=False)
+            raise
+        gen = run.mapped(fn, items, key, Window(pool, fn, limit), owned, errors, bool(retry_failed), drain_seconds)
+        self._active = weakref.ref(gen)
         return gen
+
+    @property
+    def failed_items(self) -> dict[Any, str]:
+        """Items ``map(errors="record")`` gave up on: key (or position) -> the error."""
+        return {(int(k) if self._m.mode == POSITION else k): e for k, e in self._m.failed}
+
+    def record_failed(self, item_id: Any, exc: BaseException) -> None:
+        """An item of ``map(errors="record")`` failed: listed (written with the next
+        checkpoint) and announced; later runs skip it unless they retry failed items."""
+        text = failure_text(exc)
+        with self._lock:
+            if len(self._m.failed) < MAX_FAILED:
+                self._m = self._m.but(failed=self._m.failed + ((str(item_id), text),))
+        self.events.emit("job.item_failed", job=self.id, item=str(item_id), error=text)
+
+    def record_retried(self, item_id: Any) -> None:
+        """A failed item ran again and succeeded: it is no longer listed as failed."""
+        with self._lock:
+            self._m = self._m.but(failed=tuple(f for f in self._m.failed if f[0] != str(item_id)))
+
+    def _done_ranges(self) -> Ranges:
+        return self._checkpointer.done_ranges
 
     def _done_gaps(self) -> list[tuple[int, Optional[int]]]:
         return list(self._checkpointer.done_ranges.gaps())
@@ -367,7 +459,7 @@ class Job:
                 if finished:
                     # the source is exhausted: its size is what this run skipped and ran (not
                     # `done`, which may count an item another run also recorded meanwhile)
-                    self._m = self._m.but(total=run.skipped + run.n)
+                    self._m = self._m.but(total=run.skipped + run.n + run.failed_now)
                     self._set_status("completed")
                 else:
                     self._interrupted = True  # break, an exception, or Ctrl-C: see outcome.py
@@ -409,9 +501,17 @@ class Job:
             else:
                 self._set_status("failed", error=exc, reason="error")
             try:
-                self.checkpoint()
+                self._checkpoint(events="now", settle=True)
             except LeaseLost:
                 return
+            except Superseded as exc:
+                # another run (a re-run of the cell, another runtime) has written since: its
+                # status stands; this object takes up what the store holds
+                log.info("%s", exc)
+                loaded = load(self.store, self.id)
+                if loaded is not None:
+                    self._run = None
+                    self._adopt(loaded)
             finally:
                 run = self._run
                 if run is not None and run.view is not None:
@@ -462,13 +562,13 @@ class Job:
             snap = Snapshot(self._manifest_now(), ((0, done),) if done else (), (), 0)
             self._writer.flush(snap, adopt_state=False, events="now")
 
-    def _checkpoint(self, events: str) -> None:
+    def _checkpoint(self, events: str, settle: bool = False) -> None:
         run = self._run
         if run is not None:
             snap = run.snapshot()
         else:
             snap = Snapshot(self._manifest_now(), (), (), 0)
-        written = self._writer.flush(snap, adopt_state=snap.n_at == 0, events=events)
+        written = self._writer.flush(snap, adopt_state=snap.n_at == 0, events=events, settle=settle)
         if snap.n_at == 0 and written.manifest.state is not snap.manifest.state:
             # another writer's state and blobs were taken up (this run has done nothing yet)
             m = written.manifest

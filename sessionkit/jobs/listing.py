@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable, Optional, Union
 
+from ..checks import check_timedelta
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import Conflict, CorruptRecord
 from ..store import Store, open_store
-from .manifest import ACTIVE, FINISHED, load, manifest_key, prev_key
+from .manifest import ACTIVE, FINISHED, TRANSITIONS, load, manifest_key, prev_key
 
 log = logging.getLogger("sessionkit.jobs")
 
@@ -80,8 +81,12 @@ def clear(store: Union[Store, str], older_than: timedelta = timedelta(hours=24),
     ``jobs/<id>/`` with neither a manifest nor a previous generation (what an interrupted
     removal by an older sessionkit left) cannot be opened by anything and are removed too.
     """
+    check_timedelta("older_than", older_than, "how long a job must have been left alone")
+    statuses = (statuses,) if isinstance(statuses, str) else tuple(statuses)
+    unknown = [s for s in statuses if s not in TRANSITIONS]
+    if unknown or not statuses:
+        raise ValueError(f"statuses must name job statuses ({', '.join(TRANSITIONS)}), got {statuses!r}")
     store = open_store(store)
-    statuses = tuple(statuses)
     cutoff = ((clock or SYSTEM_CLOCK).now() - older_than).isoformat()
     files: dict[str, list[str]] = {}
     for key in store.list("jobs/"):

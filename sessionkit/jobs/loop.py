@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, T
 from ..errors import DuplicateKey
 from .checkpoint import Snapshot
 from .doneset import Ranges
+from .mapping import Window, lost
 
 if TYPE_CHECKING:
     from .job import Job
@@ -45,8 +46,10 @@ class Run:
         self.view = view
         self.n = 0  # items done in this run
         self.skipped = 0
+        self.failed_now = 0  # items a map recorded as failed in this run
         self.fresh_ranges = Ranges()  # positions done since the last snapshot
         self.fresh_keys: list[str] = []  # keys done since the last snapshot (the key loop appends)
+        self.fresh_positions: list[int] = []  # positions a map finished since the last visit, any order
         self.open_from: Optional[int] = None  # start of the positions done since the last snapshot
         self.n_at_snapshot = 0
         self.interrupted = False
@@ -60,6 +63,7 @@ class Run:
 
     def snapshot(self) -> Snapshot:
         """Hand the items done since the last snapshot to a new Snapshot (loop thread)."""
+        self.close_positions()
         snap = Snapshot(self.job._manifest_now(), tuple(tuple(s) for s in self.fresh_ranges.spans),
                         tuple(self.fresh_keys), self.n)
         self.fresh_ranges = Ranges()
@@ -106,7 +110,7 @@ class Run:
 
     def keys(self, iterable: Iterable[T], key: Callable[[T], str]) -> Iterator[T]:
         job = self.job
-        done = job._done_keys()
+        done = job._done_keys()  # the writer's done set: keys join it once their checkpoint landed
         fresh = self.fresh_keys
         seen: set[str] = set()  # keys run in this run: a second one is an error, not "done"
         n = 0
@@ -118,7 +122,7 @@ class Run:
             check_at = 1
             for item in iterable:
                 k = key(item)
-                if k in done:
+                if k in done or k in seen:
                     if k in seen:
                         raise DuplicateKey(job.id, k, item)
                     skipped += 1
@@ -127,7 +131,6 @@ class Run:
                     raise TypeError(f"job {job.id!r}: key(item) must return a str; for {item!r} it "
                                     f"returned {k!r} ({type(k).__name__}). Nothing was run for it.")
                 yield item
-                done.add(k)
                 seen.add(k)
                 fresh.append(k)
                 n += 1
@@ -144,7 +147,77 @@ class Run:
             self.n = n
             job._finish(self, finished)
 
+    def mapped(self, fn: Callable[[T], Any], iterable: Iterable[T], key: Optional[Callable[[T], str]],
+               window: "Window[T]", owned: bool, errors: str, retry_failed: bool,
+               drain_seconds: float) -> Iterator[tuple[T, Any]]:
+        """``job.map``: items not done (nor failed before, unless ``retry_failed``) go to
+        ``window``'s executor; ``(item, result)`` come back as they finish. An item is done
+        when the caller asks for the next. When the loop must stop (handover, pause, cancel,
+        a failed write), no more are submitted; those in flight are waited for up to
+        ``drain_seconds`` and handed back, the rest are not done."""
+        job = self.job
+        fresh, positions = self.fresh_keys, self.fresh_positions
+        n, finished, first_error = 0, False, None
+        try:
+            if not job._start(self):
+                return
+            failed_before = job.failed_items
+            source = _not_done(iterable, key, job._done_keys(), job._done_ranges(),
+                               set() if retry_failed else set(failed_before), self)
+            check_at, more, stopping = 1, True, False
+            tick = TICK_SECONDS
+            while True:
+                if more and not stopping:
+                    more = window.fill(source)
+                if not window:
+                    finished = not more and not stopping
+                    break
+                got = window.take(drain_seconds if stopping else tick)
+                if got is None:
+                    if stopping:
+                        break  # what is still in flight is not done: it runs again next time
+                    self.n = n
+                    stopping = self.slow(n, n) < 0
+                    continue
+                ident, item, future = got
+                exc = future.exception()
+                if exc is not None:
+                    if lost(exc) or errors == "raise":
+                        first_error, stopping = first_error or exc, True
+                        continue  # settle what is in flight, then raise
+                    job.record_failed(ident, exc)
+                    self.failed_now += 1
+                    continue
+                yield item, future.result()
+                if key is not None:
+                    fresh.append(ident)
+                else:
+                    positions.append(ident)
+                if ident in failed_before:
+                    job.record_retried(ident)
+                n += 1
+                if n >= check_at and not stopping:
+                    self.n = n
+                    check_at = self.slow(n, n)
+                    stopping = check_at < 0
+            if first_error is not None:
+                raise first_error
+        finally:
+            window.cancel()
+            if owned:
+                window.executor.shutdown(wait=False, cancel_futures=True)
+            self.n = n
+            self.close_positions()
+            job._finish(self, finished and first_error is None)
+
     # -- the slow path ---------------------------------------------------------
+
+    def close_positions(self) -> None:
+        """Positions a ``map`` finished (in any order) since the last visit join the fresh set."""
+        if self.fresh_positions:
+            done = sorted(self.fresh_positions)
+            self.fresh_positions.clear()
+            self.fresh_ranges.update(Ranges([[p, p + 1] for p in done]))
 
     def close_span(self, pos: int) -> None:
         """Move positions done since the last visit into the fresh set."""
@@ -193,3 +266,26 @@ class Run:
             step = max(1, min(step, self.n_at_snapshot + items - n))
         return counter + step
 
+
+def _not_done(iterable: Iterable[T], key: Optional[Callable[[T], str]], done_keys: "set[str]",
+              done_ranges: Ranges, failed: "set[Any]", run: Run) -> Iterator[tuple[Any, T]]:
+    """(item id, item) for each item not done and not failed before: its key, or its
+    position. Counts what it skips in ``run.skipped``; a key seen twice is an error."""
+    seen: set[str] = set()
+    for pos, item in enumerate(iterable):
+        if key is None:
+            ident: Any = pos
+            skip = pos in done_ranges
+        else:
+            ident = key(item)
+            if ident.__class__ is not str:
+                raise TypeError(f"job {run.job.id!r}: key(item) must return a str; for {item!r} it "
+                                f"returned {ident!r} ({type(ident).__name__}). Nothing was run for it.")
+            if ident in seen:
+                raise DuplicateKey(run.job.id, ident, item)
+            seen.add(ident)
+            skip = ident in done_keys
+        if skip or ident in failed:
+            run.skipped += 1
+            continue
+        yield ident, item

@@ -22,6 +22,7 @@ MANIFEST_FORMAT = 3  # 2: a position job's done ranges are in the manifest ("ran
 STATUSES = ("pending", "running", "paused", "completed", "failed", "cancelled")
 ACTIVE = ("running", "paused")
 FINISHED = ("completed", "failed", "cancelled")
+MAX_FAILED = 10_000  # failed items a manifest lists (the rest are counted in events only)
 TRANSITIONS = {
     "pending": {"running", "paused", "cancelled"},
     "running": {"paused", "completed", "failed", "cancelled"},
@@ -83,6 +84,10 @@ def decode(key: str, where: str, data: bytes, version: Optional[str]) -> dict[st
             isinstance(g, list) and len(g) == 2 and isinstance(g[0], str) and isinstance(g[1], int)
             for g in garbage)):
         raise CorruptRecord(key, where, "field 'garbage' is not a list of [file, generation]", version)
+    failed = m.get("failed")
+    if failed is not None and not (isinstance(failed, list) and all(
+            isinstance(f, list) and len(f) == 2 and all(isinstance(x, str) for x in f) for f in failed)):
+        raise CorruptRecord(key, where, "field 'failed' is not a list of [item, error]", version)
     if m.get("mode") not in (None, "position", "key"):
         raise CorruptRecord(key, where, f"unknown item mode {m.get('mode')!r}", version)
     if m["status"] not in STATUSES:
@@ -127,6 +132,9 @@ class Manifest:
     #: that exists. Kept here, not only in memory, so a writer killed before removing them
     #: leaves the list to the next one (the store keeps no garbage after a crash).
     garbage: tuple[tuple[str, int], ...] = ()
+    #: Items ``map(errors="record")`` gave up on: (key, or position as a str; the error), at
+    #: most ``MAX_FAILED`` of them. Skipped by later runs unless they ask to retry them.
+    failed: tuple[tuple[str, str], ...] = ()
 
     def but(self, **changes: Any) -> "Manifest":
         """This manifest with ``changes``."""
@@ -137,7 +145,7 @@ class Manifest:
         body.update(format=MANIFEST_FORMAT, kind="sessionkit.job",
                     segments=[list(s) for s in self.segments], stages=list(self.stages), keys=list(self.keys),
                     ranges=None if self.ranges is None else [list(r) for r in self.ranges],
-                    garbage=[list(g) for g in self.garbage],
+                    garbage=[list(g) for g in self.garbage], failed=[list(f) for f in self.failed],
                     blobs={name: [dict(e) for e in entries] for name, entries in self.blobs.items()})
         return body
 
@@ -158,7 +166,8 @@ class Manifest:
             stages=tuple(m.get("stages") or ()), stage=m.get("stage"), bytes=int(m.get("bytes") or 0),
             elapsed=float(m.get("elapsed") or 0.0), created=str(m.get("created") or ""),
             updated=str(m.get("updated") or ""), error=m.get("error") or None, control=m.get("control"),
-            writer=m.get("writer"), garbage=tuple((str(k), int(g)) for k, g in m.get("garbage") or ()))
+            writer=m.get("writer"), garbage=tuple((str(k), int(g)) for k, g in m.get("garbage") or ()),
+            failed=tuple((str(k), str(e)) for k, e in m.get("failed") or ()))
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,15 @@ it at its next tick. The same thread reads pause/cancel requests every
 ``flush`` writes on the caller's thread, after any write in flight: the final
 checkpoint of a run, and ``job.checkpoint()``.
 
-Bound after a crash (SIGKILL): items finished before the newest snapshot whose
-write landed are safe. Snapshots are taken every ``checkpoint_every`` seconds,
-so what runs again is at most the items finished in one checkpoint interval (or
-in one write's duration, when a write takes longer than the interval) plus those
-in the one write in flight, plus at most one tick (~50 ms) of items.
+Bound after a crash (SIGKILL) or a failed write: items finished before the
+newest snapshot whose write landed are safe. At most one snapshot is out at a
+time: a snapshot that falls due while the one before it is still being written
+waits for that write (``submit`` blocks until it landed, or raises why it did
+not). So the loop is never more than one checkpoint interval past the last write
+that landed plus the one in flight, whatever the store does: what runs again is
+at most two checkpoint intervals of items (``checkpoint_items``, or the items of
+``checkpoint_every`` seconds) plus the item that was running. The loop waits only
+when a write takes longer than a checkpoint interval.
 
 On a clock that does not move by itself (``FakeClock``) there is no thread:
 ``submit`` writes at once and ``poll_control`` reads at once, so logic tests stay
@@ -29,7 +33,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from ..clock import Clock
-from ..errors import LeaseLost
+from ..errors import LeaseLost, Superseded
 from .checkpoint import Checkpointer, Snapshot, Written
 from .control import Control
 
@@ -57,6 +61,8 @@ class CheckpointWriter:
         self.failure: Optional[BaseException] = None
         self.request: Optional[Control] = None
         self._mutex = threading.Lock()
+        self._settled = threading.Condition(self._mutex)  # notified when a write ends
+        self._writing = False  # the thread has taken a snapshot and is writing it
         self._wake = threading.Event()
         self._pending: Optional[Snapshot] = None
         self._failed: Optional[Snapshot] = None  # a snapshot whose write failed: goes out with the next
@@ -78,10 +84,21 @@ class CheckpointWriter:
         self._thread.start()
 
     def submit(self, snap: Snapshot) -> None:
+        """Hand ``snap`` to the thread. If the snapshot before it is still out, wait for
+        its write first; if that write failed (or fenced), raise why, keeping ``snap`` for
+        the final flush: the loop never runs more than one interval past a write that
+        has not landed."""
         if not self.background:
             self.flush(snap, adopt_state=False)
             return
         with self._mutex:
+            while (self._pending is not None or self._writing) and self.failure is None \
+                    and self._thread is not None and self._thread.is_alive():
+                self._settled.wait(1.0)
+            failure = self.failure
+            if failure is not None:
+                self._failed = _joined(self._failed, snap)
+                raise failure
             self._pending = _joined(self._pending, snap)
         self._wake.set()
 
@@ -115,7 +132,8 @@ class CheckpointWriter:
         if not self.background:
             self._read_control()
 
-    def flush(self, snap: Optional[Snapshot], *, adopt_state: bool, events: str = "now") -> Written:
+    def flush(self, snap: Optional[Snapshot], *, adopt_state: bool, events: str = "now",
+              settle: bool = False) -> Written:
         """Write everything not yet written, with ``snap`` last, on this thread (after the
         write in flight). Raises what went wrong."""
         with self._mutex:
@@ -128,8 +146,8 @@ class CheckpointWriter:
         if work is None:
             return self.checkpointer.written
         try:
-            return self.checkpointer.write(work, adopt_state=adopt_state, events=events)
-        except LeaseLost:
+            return self.checkpointer.write(work, adopt_state=adopt_state, events=events, settle=settle)
+        except (LeaseLost, Superseded):
             raise
         except BaseException:
             with self._mutex:
@@ -158,8 +176,14 @@ class CheckpointWriter:
                 self._wake.clear()
                 work = _joined(self._failed, self._pending)
                 self._failed = self._pending = None
-            if work is not None and self._write(work):
-                return
+                self._writing = work is not None
+            try:
+                if work is not None and self._write(work):
+                    return
+            finally:
+                with self._mutex:
+                    self._writing = False
+                    self._settled.notify_all()
             if self._stopping:
                 return
             if clock.monotonic() >= next_control:

@@ -105,6 +105,7 @@ class LocalStore(Store):
             raise self._failed(None, "create the store folder", exc) from exc
         if not self.root.is_dir():
             raise StoreError(f"{self.root} is not a folder: give a folder path for the store")
+        self._swept: set[Path] = set()  # folders whose old temp files a write of this object removed
         self.on_mounted_drive = self.root == MOUNTED_DRIVE_ROOT or MOUNTED_DRIVE_ROOT in self.root.parents
         if self.on_mounted_drive and str(self.root) not in _warned_roots:
             _warned_roots.add(str(self.root))
@@ -254,7 +255,30 @@ class LocalStore(Store):
             finally:
                 _remove_quietly(tmp)  # gone after the rename; what a failed write left otherwise
             _fsync_dir(path.parent)
-            return version
+        self._sweep_once(path.parent)
+        return version
+
+    def _sweep_once(self, folder: Path) -> None:
+        """After a write: remove the temp files crashed writers left in ``folder``, once per
+        folder per store object. Cleanup rides on writes only: reading (``list``, ``get``)
+        never changes a store, so a read-only one reads as it is."""
+        if folder in self._swept:
+            return
+        self._swept.add(folder)
+        now = time.time()
+        try:
+            entries = [e for e in os.scandir(folder) if _TMP_MARK in e.name]
+        except OSError as exc:
+            log.info("could not look for old temp files in %s: %s", folder, exc)
+            return
+        for entry in entries:
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime > TEMP_MAX_AGE:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                continue  # another process swept it first
+            except OSError as exc:
+                log.info("could not remove the old temp file %s: %s", entry.path, exc)
 
     def put_file(self, key: str, source: "str | os.PathLike[str]") -> str:
         """Copy the file ``source`` into the record at ``key``, a chunk at a time: one pass
@@ -352,12 +376,10 @@ class LocalStore(Store):
             entries = list(os.scandir(folder))
         except (FileNotFoundError, NotADirectoryError):
             return
-        now = time.time()
         for entry in entries:
             name = entry.name
             if _TMP_MARK in name:
-                self._sweep_temp(entry, now)
-                continue
+                continue  # a writer's temp file (in flight, or left by a crash: writes sweep those)
             if entry.is_dir(follow_symlinks=False):
                 segment = _decode_name(key_prefix, name)
                 if segment is not None:
@@ -366,15 +388,6 @@ class LocalStore(Store):
                 segment = _decode_name(key_prefix, name[: -len(SUFFIX)])
                 if segment is not None:
                     yield _join(key_prefix, segment)
-
-    @staticmethod
-    def _sweep_temp(entry: "os.DirEntry[str]", now: float) -> None:
-        """Remove a temp file a crashed writer left, once it is surely abandoned."""
-        try:
-            if now - entry.stat(follow_symlinks=False).st_mtime > TEMP_MAX_AGE:
-                os.unlink(entry.path)
-        except FileNotFoundError:
-            return  # another process swept it first
 
     def sweep(self, max_age: float = TEMP_MAX_AGE) -> int:
         """Remove temp files older than ``max_age`` seconds everywhere; return how many."""

@@ -1,0 +1,132 @@
+"""``job.map`` (issue 29): items on an executor, results as they finish, resumable."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import pytest
+
+from sessionkit import Job, jobs
+from sessionkit.store.local import LocalStore
+
+import mapwork
+
+
+@pytest.fixture
+def store(tmp_path):
+    return LocalStore(tmp_path / "s")
+
+
+class Gate:
+    """Counts the items running at once, and holds chosen ones until released."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+        self.ran: list = []
+
+    def __call__(self, x):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.ran.append(x)
+        time.sleep(0.003)
+        with self.lock:
+            self.running -= 1
+        return x * 10
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["positions", "keys"])
+def test_map_runs_every_item_once_with_at_most_max_in_flight_and_resumes(store, keyed):
+    items = [f"item-{i:03d}" for i in range(120)] if keyed else list(range(120))
+    key = str if keyed else None
+    gate = Gate()
+    job = Job(store, "m", checkpoint_items=10)
+    results = {}
+    for item, result in job.map(gate, items, key=key, workers=4, max_in_flight=6, display=False):
+        results[item] = result
+        if len(results) == 50:
+            break
+    assert gate.most <= 6, "never more than max_in_flight submitted"
+    assert Job(store, "m").done == 49, "the item the loop broke at is not done (as with track)"
+    again = Job(store, "m")
+    for item, result in again.map(gate, items, key=key, workers=4, display=False):
+        results[item] = result
+    assert again.status == "completed" and again.done == 120 == again.total
+    assert results == {x: x * 10 for x in items}
+    ran_twice = len(gate.ran) - len(set(gate.ran))
+    assert ran_twice <= 6 + 1, f"only what was in flight at the break runs again ({ran_twice})"
+
+
+def test_results_come_in_completion_order_not_input_order(store):
+    def slow_first(x):
+        time.sleep(0.2 if x == 0 else 0.001)
+        return x
+
+    order = [item for item, _ in Job(store, "o").map(slow_first, range(8), workers=4, display=False)]
+    assert sorted(order) == list(range(8)) and order[-1] == 0
+
+
+def test_errors_record_lists_the_failed_item_and_a_rerun_retries_it_only_when_asked(store):
+    def flaky(x):
+        if x in (7, 31):
+            raise ValueError(f"cannot read item {x}")
+        return x
+
+    job = Job(store, "r", checkpoint_items=10)
+    done = [x for x, _ in job.map(flaky, range(40), workers=3, errors="record", display=False)]
+    assert sorted(done) == [x for x in range(40) if x not in (7, 31)]
+    assert job.status == "completed" and (job.done, job.total) == (38, 40)
+    assert job.failed_items == {7: "ValueError: cannot read item 7", 31: "ValueError: cannot read item 31"}
+    again = Job(store, "r")
+    assert list(again.map(flaky, range(40), workers=3, errors="record", display=False)) == []
+    third = Job(store, "r")
+    assert sorted(x for x, _ in third.map(lambda x: x, range(40), retry_failed=True, display=False)) == [7, 31]
+    assert third.failed_items == {} and third.done == 40
+    from sessionkit import history
+
+    events = history.load(store)
+    failed = events[events["kind"] == "job.item_failed"]
+    assert sorted(failed["data.item"]) == ["31", "7"]
+
+
+def test_errors_raise_stops_submitting_hands_back_what_is_in_flight_and_fails_the_job(store):
+    started = []
+
+    def boom(x):
+        started.append(x)
+        time.sleep(0.01)
+        if x == 5:
+            raise RuntimeError("item 5 broke")
+        return x
+
+    job = Job(store, "e", checkpoint_items=5)
+    seen = []
+    with pytest.raises(RuntimeError, match="item 5 broke"), job:
+        for item, _ in job.map(boom, range(1000), workers=2, max_in_flight=4, display=False):
+            seen.append(item)
+    assert job.status == "failed" and "item 5 broke" in jobs.list_jobs(store)[0].error
+    assert len(started) < 20, "submitting stopped at the first error"
+    assert 5 not in seen and Job(store, "e").done == len(seen)
+
+
+def test_a_process_pool_runs_functions_from_a_module(store):
+    with ProcessPoolExecutor(2) as pool:
+        job = Job(store, "p")
+        got = dict(job.map(mapwork.square, range(30), executor=pool, display=False))
+    assert got == {x: x * x for x in range(30)} and job.status == "completed"
+
+
+def test_map_options_are_checked(store):
+    job = Job(store, "bad")
+    for kwargs, words in [({"workers": 0}, "workers must be an int >= 1"),
+                          ({"max_in_flight": -1}, "max_in_flight must be an int >= 1"),
+                          ({"errors": "ignore"}, "errors must be one of"),
+                          ({"executor": object()}, "executor must be a concurrent.futures.Executor"),
+                          ({"workers": 2, "executor": ThreadPoolExecutor(1)}, "not both"),
+                          ({"drain_seconds": 0}, "drain_seconds must be a number of seconds > 0")]:
+        with pytest.raises((ValueError, TypeError), match=words):
+            job.map(lambda x: x, range(3), **kwargs)
+    assert job.status == "pending", "a refused call changes nothing"
