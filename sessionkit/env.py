@@ -19,7 +19,7 @@ from typing import Optional
 
 from .clock import SYSTEM_CLOCK, Clock
 
-__all__ = ["Environment", "detect", "headless", "seconds_setting", "ipython_shell", "in_colab", "in_kaggle", "in_notebook"]
+__all__ = ["Environment", "detect", "headless", "ipython_shell", "in_colab", "in_kaggle", "in_notebook"]
 
 
 @dataclass(frozen=True)
@@ -126,17 +126,3 @@ def headless() -> bool:
         return False
     return os.environ.get("KAGGLE_KERNEL_RUN_TYPE") == "Batch"
 
-
-def seconds_setting(name: str, default: float) -> float:
-    """A duration in seconds from the environment variable ``name`` (> 0), else ``default``;
-    ValueError naming the variable when it is not such a number."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise ValueError(f"{name} must be a number of seconds > 0, got {raw!r}")
-    return seconds

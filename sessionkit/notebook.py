@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional, Union
 
-from .checks import check_seconds
+from .checks import check_seconds, seconds_setting
 from .clock import Clock, ScaledClock, SystemClock, clock_rate
 from .handover import Backup, Primary
 from .runtimes import Runtime
@@ -32,7 +32,7 @@ from .sessions import read_session
 from .status import LiveView, PrimarySeen, live_view, primary_seen
 from .store import ABSENT, Store, open_store
 from .config import Config, load as load_config
-from .env import headless, in_colab, in_notebook, seconds_setting
+from .env import headless, in_colab, in_notebook
 
 __all__ = ["LogPace", "StoreShare", "clock_for", "default_store", "demo_items", "demo_work", "log_every",
            "release_runtime", "share_info", "show_again", "start_backup", "start_primary", "use_credentials"]
@@ -357,7 +357,7 @@ LOG_EVERY = 60.0  # real seconds between a headless run's log lines
 
 def log_every() -> float:
     """Real seconds between a headless run's log lines: SESSIONKIT_LOG_EVERY, else LOG_EVERY."""
-    return seconds_setting("SESSIONKIT_LOG_EVERY", LOG_EVERY)
+    return seconds_setting("SESSIONKIT_LOG_EVERY", LOG_EVERY, "real seconds between a headless run's log lines")
 
 
 class LogPace:

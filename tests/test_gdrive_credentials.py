@@ -206,7 +206,7 @@ def test_colab_enterprise_is_told_how_to_sign_in(colab_user):
 
 def test_a_bad_sign_in_wait_names_the_variable(colab_user):
     colab_user.setenv("SESSIONKIT_COLAB_SIGN_IN_WAIT", "soon")
-    with pytest.raises(SignInError, match="SESSIONKIT_COLAB_SIGN_IN_WAIT must be a number of seconds > 0"):
+    with pytest.raises(SignInError, match="SESSIONKIT_COLAB_SIGN_IN_WAIT must be a number of seconds > 0 .how long Colab.s sign-in may wait., got .soon."):
         open_new()
 
 

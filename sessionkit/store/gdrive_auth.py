@@ -35,7 +35,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..env import in_colab, seconds_setting
+from ..checks import seconds_setting
+from ..env import in_colab
 from ..errors import SignInError, StoreError
 from .runtime_secrets import parse_secret_ref, read_secret
 
@@ -178,7 +179,7 @@ def sign_in_wait() -> float:
     """How long Colab's sign-in may wait for the browser: SESSIONKIT_COLAB_SIGN_IN_WAIT
     (seconds), else SIGN_IN_WAIT."""
     try:
-        return seconds_setting("SESSIONKIT_COLAB_SIGN_IN_WAIT", SIGN_IN_WAIT)
+        return seconds_setting("SESSIONKIT_COLAB_SIGN_IN_WAIT", SIGN_IN_WAIT, "how long Colab's sign-in may wait")
     except ValueError as exc:
         raise SignInError(str(exc)) from None
 
