@@ -55,7 +55,7 @@ if not _found or importlib.util.find_spec("sessionkit") is None:
     _pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", _source], capture_output=True, text=True)
     if _pip.returncode != 0:
         _tail = [l for l in (_pip.stderr + _pip.stdout).strip().splitlines() if l.strip()][-8:]
-        raise InstallFailed("\\n".join([f"pip could not install sessionkit from {_source} (exit {_pip.returncode}): set "
+        raise InstallFailed("\\n".join([f"pip could not install sessionkit-runtime from {_source} (exit {_pip.returncode}): set "
                                         f"SESSIONKIT_SOURCE to a source this runtime can reach (a git URL, a wheel or "
                                         f"a folder) and run this cell again. pip's last lines:", *_tail]))
     importlib.invalidate_caches()

@@ -176,7 +176,7 @@ def test_an_unreachable_source_fails_with_one_line_then_pips_last_lines(env, mon
     failures = [o for o in cell.outputs if o.output_type == "error"]
     assert len(failures) == 1 and failures[0]["ename"] == "InstallFailed"
     shown = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in failures[0]["traceback"]]
-    assert shown[0].startswith(f"pip could not install sessionkit from {source} (exit 1): set SESSIONKIT_SOURCE "
+    assert shown[0].startswith(f"pip could not install sessionkit-runtime from {source} (exit 1): set SESSIONKIT_SOURCE "
                                f"to a source this runtime can reach"), shown[0]
     assert shown[0].endswith("pip's last lines:") and len(shown) >= 2  # the details after the line
     assert any("127.0.0.1" in line for line in shown[1:]), shown
