@@ -47,9 +47,15 @@ def drive_emulator():
     return _drive
 
 
-def gdrive_store(tmp: Path) -> sessionkit.Store:
-    drive_emulator()
+def gdrive_store(tmp: Path, *anomalies: str) -> sessionkit.Store:
+    """A new gdrive:// store on the emulator, with these anomalies on from its creation
+    (off again at the next drive_emulator())."""
+    drive_emulator().set_anomalies(*anomalies)
     return sessionkit.open_store(f"gdrive://sessionkit-tests/{next(_names)}-{tmp.name}")
+
+
+#: every anomaly the emulator models, for parametrizing
+from drive_emulator import ANOMALIES as DRIVE_ANOMALIES  # noqa: E402  (tests/ is on sys.path above)
 
 
 REAL_DRIVE_HOW = ("set SESSIONKIT_REAL_DRIVE_CREDENTIALS to saved user credentials to run this "
@@ -169,6 +175,8 @@ STORE_BACKENDS: dict[str, Callable[[Path], sessionkit.Store]] = {
     "memory": lambda tmp: sessionkit.open_store(f"memory://contract-{next(_names)}"),
     "memory-private": lambda tmp: MemoryStore(),
     "gdrive": gdrive_store,
+    # the contract again with each of real Drive's reported (or possible) anomalies on
+    **{f"gdrive-{name}": (lambda tmp, name=name: gdrive_store(tmp, name)) for name in DRIVE_ANOMALIES},
     "gcs": gcs_store,
     "s3": s3_store,
 }

@@ -56,7 +56,7 @@ def test_the_emulator_lags_search_but_not_reads_by_id(emulator):
     emulator.list_lag = 30.0
     version = store.put("fresh-key", b"x")
     file_id = version.split(":")[0]
-    service = store._service()
+    service = store.transport.service()
     listed = service.files().list(q=f"title = 'fresh-key' and '{store.folder_id}' in parents").execute()
     assert listed.get("items", []) == []  # search has not caught up
     assert service.files().get(fileId=file_id).execute()["id"] == file_id  # by id: there
@@ -68,7 +68,7 @@ def test_the_emulator_refuses_a_malformed_if_match_with_500_and_deletes_by_non_o
 
     store = fresh()
     file_id = store.put("k", b"x").split(":")[0]
-    request = store._service().files().update(fileId=file_id, body={})
+    request = store.transport.service().files().update(fileId=file_id, body={})
     request.headers["If-Match"] = "not-an-etag"
     with pytest.raises(HttpError) as info:
         request.execute()
@@ -76,7 +76,7 @@ def test_the_emulator_refuses_a_malformed_if_match_with_500_and_deletes_by_non_o
     emulator.share(store.folder_id, BOB)
     bob = GDriveStore(folder_id=store.folder_id, credentials_file=str(emulator.user_credentials_file(BOB)))
     with pytest.raises(HttpError) as info:
-        bob._service().files().delete(fileId=file_id).execute()
+        bob.transport.service().files().delete(fileId=file_id).execute()
     assert info.value.resp.status == 403
 
 
@@ -266,13 +266,13 @@ def test_service_accounts_are_refused_in_my_drive_and_work_in_a_shared_drive(emu
     with pytest.raises(StoreError, match="owns no Drive storage"):
         GDriveStore(folder_id=mine.folder_id, service_account=key)
     drive = emulator.add_shared_drive("team", [robot, DRIVE_USER])
-    store = GDriveStore(folder_id=drive, service_account=key, backoff=0.01)
+    store = GDriveStore(folder_id=drive, service_account=key, backoff=0.01, create=True)
     v1 = store.put("k", b"1", expect=ABSENT)
     v2 = store.put("k", b"2", expect=v1)
     assert GDriveStore(folder_id=drive).get("k").data == b"2"  # a member user reads it too
     assert store.delete("k", expect=v2) and store.get("k") is None
     with pytest.raises(StoreError, match="owns no Drive storage") as info:
-        store._insert("x", b"", "x", mine.folder_id)  # straight at My Drive: Drive says no
+        store.files.insert("x", b"", "x", mine.folder_id)  # straight at My Drive: Drive says no
     assert "HTTP 403 storageQuotaExceeded" in str(info.value)
 
 
