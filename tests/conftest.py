@@ -189,3 +189,17 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionkit
     s = STORE_BACKENDS[request.param](tmp_path)
     yield s
     s.close()
+
+
+#: contract tests not repeated with each Drive anomaly on: six threads hammering one key
+#: take up to a minute there, and the three-process compare-and-swap runs with each anomaly
+#: (tests/test_gdrive_anomalies.py)
+_NOT_PER_ANOMALY = {"test_threads_compare_and_swap_without_losing_updates"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    dropped = [item for item in items if getattr(item, "originalname", "") in _NOT_PER_ANOMALY
+               and str(getattr(item, "callspec", None) and item.callspec.params.get("store", "")).startswith("gdrive-")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
