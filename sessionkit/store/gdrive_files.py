@@ -173,14 +173,15 @@ class DriveFiles:
                 current = exc.current
                 if not alive(current) or nonce_of(current) != expected:  # type: ignore[arg-type]
                     raise Moved(current) from None
-            # the expected write is still there: the etag moved, or Drive refused the current one
-            if current["etag"] == etag:  # type: ignore[index]
-                attempt += 1
-                if time.monotonic() - started > self.transport.timeout:
-                    raise StoreError(f"Google Drive: {key!r}: Drive kept refusing (HTTP 412) a write at "
-                                     f"the file's current version for {self.transport.timeout:g} s; nothing "
-                                     f"was written; try again", key=key)
-                self.transport.count_error("412-at-current")
+            # the expected write is still there: its etag moved (tried again at once), or Drive
+            # refused the etag it has (tried again after a pause), for up to ``timeout`` seconds
+            attempt += 1
+            if time.monotonic() - started > self.transport.timeout:
+                raise StoreError(f"Google Drive: {key!r}: Drive kept refusing (HTTP 412) a write at the "
+                                 f"file's current version for {self.transport.timeout:g} s ({attempt} tries); "
+                                 f"nothing was written; try again", key=key)
+            self.transport.count_error("412-at-current")
+            if current["etag"] == etag or attempt > 3:  # type: ignore[index]
                 REFUSED_AT_CURRENT.sleep(attempt)
             etag = current["etag"]  # type: ignore[index]
 
