@@ -49,13 +49,13 @@ import re
 from typing import Any, Optional
 
 from ..backoff import Backoff
-from ..errors import Conflict, StoreError
+from ..errors import Conflict, DriveMoved as Moved, DriveRefused as Refused, StoreError
 from .base import ABSENT, CHUNK_BYTES, Expect, Record, Store, check_data, check_expect, check_key, check_prefix, \
     replace_file
 from .gdrive_auth import sign_in
 from .gdrive_catalog import Catalog, open_catalog, resolve_path
-from .gdrive_files import NONCE, TOMBSTONE_PROPERTY, DriveFiles, Moved, alive, nonce_of, version_of
-from .gdrive_transport import Content, LocalFile, Refused, Transport, service_account_hint
+from .gdrive_files import NONCE, TOMBSTONE_PROPERTY, DriveFiles, alive, nonce_of, version_of
+from .gdrive_transport import Content, LocalFile, Transport, service_account_hint
 
 __all__ = ["GDriveStore", "open_gdrive", "open_drive_link", "folder_id_from_link"]
 

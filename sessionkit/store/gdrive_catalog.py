@@ -24,9 +24,9 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from ..errors import CorruptRecord, StoreError
-from .gdrive_files import FOLDER_FIELDS, FOLDER_MIME, DriveFiles, Moved, alive, nonce_of, props
-from .gdrive_transport import Refused, service_account_hint
+from ..errors import CorruptRecord, DriveMoved as Moved, DriveRefused as Refused, StoreError
+from .gdrive_files import FOLDER_FIELDS, FOLDER_MIME, DriveFiles, alive, nonce_of, props
+from .gdrive_transport import service_account_hint
 
 log = logging.getLogger("sessionkit.gdrive")
 CATALOG_PROPERTY = "sessionkitCatalog"

@@ -31,8 +31,8 @@ import uuid
 from typing import Any, Optional
 
 from ..backoff import Backoff
-from ..errors import StoreError
-from .gdrive_transport import Content, Refused, Transport, media
+from ..errors import DriveMoved as Moved, DriveRefused as Refused, StoreError
+from .gdrive_transport import Content, Transport, media
 
 log = logging.getLogger("sessionkit.gdrive")
 FOLDER_MIME = "application/vnd.google-apps.folder"
@@ -44,15 +44,6 @@ TOMBSTONE_PROPERTY = "sessionkitDeleted"
 NONCE = re.compile(r"(etag-)?[0-9a-f]{32}")
 #: pauses between tries of an update Drive refused at the etag it has (a reported 412 anomaly)
 REFUSED_AT_CURRENT = Backoff(0.05, 1.0)
-
-
-class Moved(Exception):
-    """A compare-and-swap found another write (or no live file): ``current`` is the file's
-    metadata as read (None when it is gone)."""
-
-    def __init__(self, current: Optional[dict[str, Any]]) -> None:
-        super().__init__(current["id"] if current else "gone")
-        self.current = current
 
 
 def props(meta: dict[str, Any]) -> dict[str, str]:

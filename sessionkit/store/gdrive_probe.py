@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..errors import StoreError
 from .gdrive_files import FOLDER_MIME
+from .gdrive_transport import media, reason
 
 if TYPE_CHECKING:
     from .gdrive import GDriveStore
@@ -48,8 +49,6 @@ class _Probe:
         """(HTTP status, answer): 200 and the answer, or the error's status and reason."""
         from googleapiclient.errors import HttpError
 
-        from .gdrive_transport import reason
-
         request = make(self.transport.service())
         if if_match is not None:
             request.headers["If-Match"] = if_match
@@ -67,8 +66,6 @@ class _Probe:
 
     def insert(self, title: str, parent: str, mime: Optional[str] = None, file_id: Optional[str] = None,
                remember: bool = True) -> tuple[int, Any]:
-        from .gdrive_transport import media
-
         body: dict[str, Any] = {"title": title, "parents": [{"id": parent}]}
         if mime:
             body["mimeType"] = mime
@@ -88,8 +85,6 @@ class _Probe:
 
     def media_update(self, file_id: str) -> str:
         """Change the file's content (unconditionally): its etag moves. Returns the new etag."""
-        from .gdrive_transport import media
-
         status, meta = self.send(lambda s: s.files().update(fileId=file_id, body={}, media_body=media(
             uuid.uuid4().hex.encode()), fields="etag", supportsAllDrives=True))
         if status != 200:

@@ -25,7 +25,7 @@ import threading
 from typing import Any, Callable, Optional, Union
 
 from ..backoff import Backoff
-from ..errors import StoreError
+from ..errors import DriveRefused as Refused, StoreError
 from .base import CHUNK_BYTES
 from .gdrive_auth import SignIn
 
@@ -44,16 +44,6 @@ class LocalFile:
 
 
 Content = Union[bytes, LocalFile]
-
-
-class Refused(Exception):
-    """Drive answered a status that retrying cannot change (404, 409, 412, 403 permission, ...).
-
-    ``current``: the file's metadata as read after a 412 (None when gone or not read)."""
-
-    def __init__(self, status: int, reason: str, current: Optional[dict[str, Any]] = None) -> None:
-        super().__init__(f"HTTP {status} {reason}".strip())
-        self.status, self.reason, self.current = status, reason, current
 
 
 class Transport:
