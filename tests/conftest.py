@@ -47,6 +47,32 @@ def drive_emulator():
     return _drive
 
 
+@pytest.fixture
+def drive():
+    """The Drive emulator; after the test: no faults, no anomalies, the usual search lag."""
+    emu = drive_emulator()
+    yield emu
+    emu.reset()
+
+
+def race_processes(worker: str, url: str, names: list[str], lead: float = 4.0) -> list[dict]:
+    """Run ``tests/_workers.py worker url name start_at`` once per name, all told to start
+    at one wall-clock moment ``lead`` seconds ahead (after each has opened the store), and
+    return the JSON each printed last."""
+    import json
+    import subprocess
+    import time
+
+    workers = str(TESTS / "_workers.py")
+    start_at = f"{time.time() + lead:.3f}"
+    procs = [subprocess.Popen([sys.executable, workers, worker, url, name, start_at], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=os.environ.copy()) for name in names]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+
+
 def gdrive_store(tmp: Path, *anomalies: str) -> sessionkit.Store:
     """A new gdrive:// store on the emulator, with these anomalies on from its creation
     (off again at the next drive_emulator())."""

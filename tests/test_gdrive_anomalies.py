@@ -24,7 +24,7 @@ import pytest
 import sessionkit
 from sessionkit import ABSENT, Conflict, FakeClock, Lease, StoreError
 
-from conftest import DRIVE_ANOMALIES, drive_emulator
+from conftest import DRIVE_ANOMALIES, race_processes
 
 pytest.importorskip("googleapiclient")
 from sessionkit.store.gdrive import GDriveStore  # noqa: E402
@@ -33,12 +33,6 @@ WORKERS = str(Path(__file__).with_name("_workers.py"))
 #: the anomalies that hit conditional writes of records (the others hit set-up, inserts, deletes)
 WRITE_ANOMALIES = ("false-412", "stale-etag-answer", "etag-drift")
 
-
-@pytest.fixture
-def emulator():
-    emu = drive_emulator()
-    yield emu
-    emu.reset()
 
 
 def fresh(**kw) -> GDriveStore:
@@ -56,14 +50,14 @@ def hand_made_folder(store: GDriveStore) -> str:
         "title": f"by-hand-{uuid.uuid4().hex[:6]}", "mimeType": "application/vnd.google-apps.folder"}).execute()["id"]
 
 
-def test_the_emulator_switches_are_fixed_names_and_settable_from_another_process(emulator):
+def test_the_emulator_switches_are_fixed_names_and_settable_from_another_process(drive):
     from drive_emulator import set_anomalies_remotely
 
-    assert emulator.anomalies == set() and len(DRIVE_ANOMALIES) == 8
+    assert drive.anomalies == set() and len(DRIVE_ANOMALIES) == 8
     with pytest.raises(ValueError, match="unknown anomalies"):
-        emulator.set_anomalies("sometimes-wrong")
-    state = set_anomalies_remotely(emulator.endpoint, ["etag-drift", "false-412"], rate=0.5)
-    assert emulator.anomalies == {"etag-drift", "false-412"} and emulator.anomaly_rate == 0.5
+        drive.set_anomalies("sometimes-wrong")
+    state = set_anomalies_remotely(drive.endpoint, ["etag-drift", "false-412"], rate=0.5)
+    assert drive.anomalies == {"etag-drift", "false-412"} and drive.anomaly_rate == 0.5
     assert state["anomalies"] == ["etag-drift", "false-412"]
 
 
@@ -71,35 +65,35 @@ def test_the_emulator_switches_are_fixed_names_and_settable_from_another_process
 
 
 @pytest.mark.parametrize("anomaly", ["parent-etag-on-insert", "metadata-if-match-ignored"])
-def test_a_new_store_opens_whatever_the_folder_metadata_does(emulator, anomaly):
-    emulator.set_anomalies(anomaly)
+def test_a_new_store_opens_whatever_the_folder_metadata_does(drive, anomaly):
+    drive.set_anomalies(anomaly)
     store = fresh()
     store.put("k", b"v", expect=ABSENT)
     assert other(store).get("k").data == b"v"
 
 
-def test_a_folder_with_no_store_opened_by_id_is_refused_and_gets_no_catalog(emulator):
+def test_a_folder_with_no_store_opened_by_id_is_refused_and_gets_no_catalog(drive):
     """A backup that gets to the folder first, or a folder made by hand: two of them opening
     it at once used to install a catalog each (with If-Match ignored on metadata updates)."""
-    emulator.set_anomalies("metadata-if-match-ignored")
+    drive.set_anomalies("metadata-if-match-ignored")
     folder = hand_made_folder(fresh())
     for _ in range(2):
         with pytest.raises(StoreError, match="no sessionkit store yet.*where the job starts"):
             GDriveStore(folder_id=folder, backoff=0.01)
-    assert [f for f in emulator.by_title("sessionkit-catalog.json")
+    assert [f for f in drive.by_title("sessionkit-catalog.json")
             if [p["id"] for p in f["parents"]] == [folder]] == []
     made = GDriveStore(folder_id=folder, backoff=0.01, create=True)  # asked for: the store is made
     made.put("k", b"v")
     assert GDriveStore(folder_id=folder, backoff=0.01).get("k").data == b"v"
 
 
-def test_opening_by_path_survives_a_lost_answer_at_any_request_with_resent_inserts_refused(emulator):
+def test_opening_by_path_survives_a_lost_answer_at_any_request_with_resent_inserts_refused(drive):
     """The answer to the k-th request of opening a new store by path is lost after it
     landed, and a resent insert is answered 403: it used to raise a raw AttributeError
     ('self.link' read before it was set) or a misleading "share the folder"."""
-    emulator.set_anomalies("duplicate-id-403")
+    drive.set_anomalies("duplicate-id-403")
     for k in range(6):
-        emulator.inject(*([None] * k), "lost")
+        drive.inject(*([None] * k), "lost")
         store = GDriveStore(f"anomalies/lost-{k}-{uuid.uuid4().hex[:6]}", backoff=0.01)
         store.put("k", b"v", expect=ABSENT)
         assert other(store).get("k").data == b"v" and store.link.endswith(store.folder_id)
@@ -110,33 +104,33 @@ def test_opening_by_path_survives_a_lost_answer_at_any_request_with_resent_inser
 
 @pytest.mark.parametrize("anomaly", ["duplicate-id-403", "duplicate-id-500"])
 @pytest.mark.parametrize("fault", ["lost", "500-landed"])
-def test_a_create_whose_resent_insert_is_refused_oddly_lands_once(emulator, anomaly, fault):
+def test_a_create_whose_resent_insert_is_refused_oddly_lands_once(drive, anomaly, fault):
     store = fresh()
     store.put("warm", b"")  # ids and catalog at hand: the next request is the insert
-    emulator.set_anomalies(anomaly)
-    emulator.inject(fault)
+    drive.set_anomalies(anomaly)
+    drive.inject(fault)
     version = store.put("k", b"v", expect=ABSENT)
-    assert emulator.faults_served and store.get("k").version == version
-    assert len([f for f in emulator.by_title("k") if [p["id"] for p in f["parents"]] == [store.folder_id]]) == 1
+    assert drive.faults_served and store.get("k").version == version
+    assert len([f for f in drive.by_title("k") if [p["id"] for p in f["parents"]] == [store.folder_id]]) == 1
 
 
 # -- conditional writes: 412s, stale answers, etags that move -----------------------------
 
 
 @pytest.mark.parametrize("anomaly", WRITE_ANOMALIES)
-def test_every_put_returns_the_stored_version_and_the_next_swap_takes_it(emulator, anomaly):
+def test_every_put_returns_the_stored_version_and_the_next_swap_takes_it(drive, anomaly):
     store = fresh()
-    emulator.set_anomalies(anomaly, rate=0.5)
+    drive.set_anomalies(anomaly, rate=0.5)
     version = store.put("k", b"0")
     for n in range(1, 11):
         version = store.put("k", str(n).encode(), expect=version)
         assert other(store).get("k").version == version
-    assert emulator.anomalies_served.get(anomaly, 0) > 0
+    assert drive.anomalies_served.get(anomaly, 0) > 0
 
 
-def test_a_412_from_another_writer_is_still_a_conflict_naming_its_version(emulator):
+def test_a_412_from_another_writer_is_still_a_conflict_naming_its_version(drive):
     store = fresh()
-    emulator.set_anomalies(*WRITE_ANOMALIES, rate=0.3)
+    drive.set_anomalies(*WRITE_ANOMALIES, rate=0.3)
     v1 = store.put("k", b"1")
     v2 = other(store).put("k", b"2", expect=v1)
     with pytest.raises(Conflict) as info:
@@ -144,19 +138,19 @@ def test_a_412_from_another_writer_is_still_a_conflict_naming_its_version(emulat
     assert (info.value.expected, info.value.actual) == (v1, v2) and store.get("k").data == b"2"
 
 
-def test_drive_refusing_the_current_etag_for_ever_is_a_store_error_not_a_conflict(emulator):
+def test_drive_refusing_the_current_etag_for_ever_is_a_store_error_not_a_conflict(drive):
     store = fresh(timeout=1.0)
     version = store.put("k", b"1")
-    emulator.set_anomalies("false-412", rate=1.0)
+    drive.set_anomalies("false-412", rate=1.0)
     with pytest.raises(StoreError, match="kept refusing") as info:
         store.put("k", b"2", expect=version)
     assert not isinstance(info.value, Conflict)
-    emulator.set_anomalies()
+    drive.set_anomalies()
     assert store.get("k") == sessionkit.Record(b"1", version)
 
 
-def test_a_delete_with_an_old_version_never_removes_a_newer_write(emulator):
-    emulator.set_anomalies("delete-if-match-ignored")
+def test_a_delete_with_an_old_version_never_removes_a_newer_write(drive):
+    drive.set_anomalies("delete-if-match-ignored")
     store = fresh()
     v1 = store.put("k", b"1")  # a file this store inserted (it could DELETE it outright)
     v2 = other(store).put("k", b"2", expect=v1)
@@ -167,27 +161,27 @@ def test_a_delete_with_an_old_version_never_removes_a_newer_write(emulator):
 
 
 @pytest.mark.parametrize("anomaly", WRITE_ANOMALIES)
-def test_event_log_flushes_never_meet_another_writer(emulator, anomaly):
+def test_event_log_flushes_never_meet_another_writer(drive, anomaly):
     from sessionkit.events import EventLog
 
     store = fresh()
-    emulator.set_anomalies(anomaly, rate=0.5)
+    drive.set_anomalies(anomaly, rate=0.5)
     log = EventLog(store, clock=FakeClock())
     for n in range(20):
         log.emit("tick", n=n)
         log.flush()  # raised "changed by another writer" on 4 of 20 with false 412s
-    assert emulator.anomalies_served.get(anomaly, 0) > 0
+    assert drive.anomalies_served.get(anomaly, 0) > 0
 
 
 # -- leases ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("anomaly", WRITE_ANOMALIES)
-def test_a_release_frees_the_lease_at_once(emulator, anomaly):
+def test_a_release_frees_the_lease_at_once(drive, anomaly):
     """A release that met a false 412 (or a stale etag) used to return leaving the lease
     held; the next holder now takes it at once (no ttl passes on this clock)."""
     store = fresh()
-    emulator.set_anomalies(anomaly, rate=0.5)
+    drive.set_anomalies(anomaly, rate=0.5)
     clock = FakeClock()
     for n in range(6):
         runtime = store if n % 2 == 0 else other(store)
@@ -196,17 +190,17 @@ def test_a_release_frees_the_lease_at_once(emulator, anomaly):
         assert lease.renew()
         assert lease.release() is True
         assert sessionkit.lease.read_lease(store, "l").holder is None
-    assert emulator.anomalies_served.get(anomaly, 0) > 0
+    assert drive.anomalies_served.get(anomaly, 0) > 0
 
 
-def test_a_dead_holders_lease_expires_though_its_etag_keeps_moving(emulator):
+def test_a_dead_holders_lease_expires_though_its_etag_keeps_moving(drive):
     """Expiry is judged by the record's content changing, not its version: with etags
     moving at every other request, a dead holder's record must still expire after its ttl."""
     store = fresh()
     clock = FakeClock()
     holder = Lease(store, "l", holder="dead", ttl=10, clock=clock)
     assert holder.acquire(timeout=0) == 1  # ... and never renews again
-    emulator.set_anomalies("etag-drift", rate=0.5)
+    drive.set_anomalies("etag-drift", rate=0.5)
     backup = Lease(other(store), "l", holder="backup", ttl=10, clock=clock)
     waited = 0.0
     while backup.try_acquire() is None:
@@ -221,22 +215,12 @@ def test_a_dead_holders_lease_expires_though_its_etag_keeps_moving(emulator):
 # -- real processes ---------------------------------------------------------------------------
 
 
-def _race(worker: str, url: str, names: list[str]) -> list[dict]:
-    start_at = f"{time.time() + 3.0:.3f}"  # after every process has started and opened the store
-    procs = [subprocess.Popen([sys.executable, WORKERS, worker, url, name, start_at], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for name in names]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("anomaly", DRIVE_ANOMALIES)
-def test_two_processes_racing_a_create_have_one_winner(emulator, anomaly):
+def test_two_processes_racing_a_create_have_one_winner(drive, anomaly):
     store = fresh()
-    emulator.set_anomalies(anomaly, rate=0.5)
-    results = _race("drive_create_race", store.url, ["a", "b"])
+    drive.set_anomalies(anomaly, rate=0.5)
+    results = race_processes("drive_create_race", store.url, ["a", "b"], lead=3.0)
     assert sorted(r["won"] for r in results) == [False, True], results
     winner = next(r for r in results if r["won"])
     assert store.get("lock").version == winner["version"]
@@ -244,35 +228,35 @@ def test_two_processes_racing_a_create_have_one_winner(emulator, anomaly):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("anomaly", WRITE_ANOMALIES)
-def test_two_processes_racing_for_a_lease_get_one_token(emulator, anomaly):
+def test_two_processes_racing_for_a_lease_get_one_token(drive, anomaly):
     store = fresh()
-    emulator.set_anomalies(anomaly, rate=0.5)
-    results = _race("drive_lease_race", store.url, ["holder-a", "holder-b"])
+    drive.set_anomalies(anomaly, rate=0.5)
+    results = race_processes("drive_lease_race", store.url, ["holder-a", "holder-b"], lead=3.0)
     assert sorted((r["token"] for r in results), key=lambda t: t or 0) == [None, 1], results
     assert [r["renewed"] for r in results if r["token"]] == [True]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("anomaly", WRITE_ANOMALIES)
-def test_three_processes_cas_increments_end_exact(emulator, anomaly):
+def test_three_processes_cas_increments_end_exact(drive, anomaly):
     url = fresh().url
-    emulator.set_anomalies(anomaly, rate=0.3)
+    drive.set_anomalies(anomaly, rate=0.3)
     procs = [subprocess.Popen([sys.executable, WORKERS, "drive_count", url, "25"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
     assert json.loads(sessionkit.open_store(url).get("counter").data)["value"] == 75
-    assert emulator.anomalies_served.get(anomaly, 0) > 0
+    assert drive.anomalies_served.get(anomaly, 0) > 0
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("anomaly", WRITE_ANOMALIES + ("delete-if-match-ignored", "duplicate-id-500"))
-def test_a_keyed_job_sigkilled_and_resumed_loses_no_item(emulator, anomaly, tmp_path):
+def test_a_keyed_job_sigkilled_and_resumed_loses_no_item(drive, anomaly, tmp_path):
     """Done keys leave the manifest for segments every 8 keys, so runs write, merge and
     delete segments; each run is killed after a random amount of progress, then resumed."""
     url = fresh().url
-    emulator.set_anomalies(anomaly, rate=0.3)
+    drive.set_anomalies(anomaly, rate=0.3)
     log, items, every = tmp_path / "items.log", 60, 4
     rng = random.Random(anomaly)
     kills = 0

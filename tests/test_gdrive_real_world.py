@@ -9,12 +9,7 @@ tests/drive_emulator.py, with search lag on (conftest.DRIVE_LIST_LAG unless a te
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -22,10 +17,9 @@ import sessionkit
 from sessionkit import ABSENT, Conflict, FakeClock, Job, Lease, LeaseLost, StoreError
 from sessionkit.store.gdrive import GDriveStore, folder_id_from_link
 
-from conftest import DRIVE_USER, drive_emulator
+from conftest import DRIVE_USER, drive_emulator, race_processes
 
 pytest.importorskip("googleapiclient")
-WORKERS = str(Path(__file__).with_name("_workers.py"))
 BOB = "bob@example.com"
 
 
@@ -83,21 +77,11 @@ def test_the_emulator_refuses_a_malformed_if_match_with_500_and_deletes_by_non_o
 # -- no split brain when search lags ----------------------------------------------------
 
 
-def _race(worker: str, url: str, names: list[str]) -> list[dict]:
-    start_at = f"{time.time() + 4.0:.3f}"  # after both processes have started and opened the store
-    procs = [subprocess.Popen([sys.executable, WORKERS, worker, url, name, start_at], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=os.environ.copy()) for name in names]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-
-
 @pytest.mark.slow
 def test_two_processes_racing_a_create_under_a_5_s_search_lag_have_one_winner(emulator):
     store = fresh()
     emulator.list_lag = 5.0
-    results = _race("drive_create_race", store.url, ["a", "b"])
+    results = race_processes("drive_create_race", store.url, ["a", "b"])
     assert sorted(r["won"] for r in results) == [False, True], results
     assert all(r["lists"] == 0 for r in results), "a create must not search (search lags)"
     winner = next(r for r in results if r["won"])
@@ -110,7 +94,7 @@ def test_two_processes_racing_a_create_under_a_5_s_search_lag_have_one_winner(em
 def test_two_processes_racing_for_a_lease_under_a_5_s_search_lag_get_one_token(emulator):
     store = fresh()
     emulator.list_lag = 5.0
-    results = _race("drive_lease_race", store.url, ["holder-a", "holder-b"])
+    results = race_processes("drive_lease_race", store.url, ["holder-a", "holder-b"])
     tokens = [r["token"] for r in results]
     assert sorted(tokens, key=lambda t: t or 0) == [None, 1], results
     assert [r["renewed"] for r in results if r["token"]] == [True]
