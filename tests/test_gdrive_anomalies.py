@@ -87,6 +87,24 @@ def test_a_folder_with_no_store_opened_by_id_is_refused_and_gets_no_catalog(driv
     assert GDriveStore(folder_id=folder, backoff=0.01).get("k").data == b"v"
 
 
+def test_a_store_whose_creation_stopped_between_its_two_inserts_is_finished_by_its_creator(drive):
+    """The folder is inserted naming its catalog's pre-generated id, then the catalog: a
+    creator killed in between leaves a folder naming a catalog that is not there."""
+    from sessionkit.store.gdrive_catalog import CATALOG_PROPERTY
+
+    files = fresh().files
+    catalog_id = files.new_id("test")
+    folder = files.insert("half-made", None, f"half-{uuid.uuid4().hex[:6]}", "root",
+                          "application/vnd.google-apps.folder", {CATALOG_PROPERTY: catalog_id})["id"]
+    with pytest.raises(StoreError, match="is missing.*create=True"):
+        GDriveStore(folder_id=folder, backoff=0.01, timeout=0.5)  # waited for its creator, in vain
+    made = GDriveStore(folder_id=folder, backoff=0.01, create=True)
+    made.put("k", b"v")
+    assert GDriveStore(folder_id=folder, backoff=0.01).get("k").data == b"v"
+    assert [f["id"] for f in drive.by_title("sessionkit-catalog.json")
+            if [p["id"] for p in f["parents"]] == [folder]] == [catalog_id]
+
+
 def test_opening_by_path_survives_a_lost_answer_at_any_request_with_resent_inserts_refused(drive):
     """The answer to the k-th request of opening a new store by path is lost after it
     landed, and a resent insert is answered 403: it used to raise a raw AttributeError

@@ -166,11 +166,12 @@ def open_catalog(files: DriveFiles, folder_id: str, url: str, *, create: bool, s
     catalog = Catalog(files, catalog_id, url)
     deadline = time.monotonic() + wait
     while not catalog.load(missing_ok=True):
-        if files.get_meta("(catalog)", catalog_id) is None and create:
+        there = files.get_meta("(catalog)", catalog_id) is not None  # trashed, or a tombstone
+        if not there and create:
             # its creator stopped between its two inserts: finish the set-up under the same id
             files.insert("(catalog)", _empty(), CATALOG_TITLE, folder_id, file_id=catalog_id)
             continue
-        if time.monotonic() > deadline:
+        if there or time.monotonic() > deadline:
             raise StoreError(f"Google Drive: the catalog {catalog_id} of {url} is missing (deleted or "
                              f"trashed by hand, or the store's creation was interrupted): restore "
                              f"{CATALOG_TITLE} from Drive's trash, or open the store where the job "
