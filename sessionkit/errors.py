@@ -6,7 +6,7 @@ because the person reading it is usually in a notebook with no debugger.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 
 class SessionkitError(Exception):
@@ -190,3 +190,22 @@ class BlobError(SessionkitError):
 
 class CommandError(SessionkitError):
     """A problem the command line reports in one line (exit code 2)."""
+
+
+class DriveRefused(Exception):
+    """Inside the Drive store only (never raised to callers): Drive answered a status that
+    retrying cannot change (404, 409, 412, a 403 that is not a rate limit, ...).
+    ``current``: the file's metadata as read after a 412 (None when gone or not read)."""
+
+    def __init__(self, status: int, reason: str, current: Optional[dict[str, Any]] = None) -> None:
+        super().__init__(f"HTTP {status} {reason}".strip())
+        self.status, self.reason, self.current = status, reason, current
+
+
+class DriveMoved(Exception):
+    """Inside the Drive store only (never raised to callers): a compare-and-swap found
+    another write in the file, or no live file; ``current`` is its metadata as read."""
+
+    def __init__(self, current: Optional[dict[str, Any]]) -> None:
+        super().__init__(current["id"] if current else "gone")
+        self.current = current

@@ -7,7 +7,9 @@ and renews it. Rules:
 - Expiry is judged on the *observer's own* monotonic clock, from the moment it
   saw the record change (``observed_at``), never by reading another machine's
   wall clock: a record that has not changed for ``ttl`` seconds of my time is
-  expired. Wall-clock timestamps in the record are for people only.
+  expired. Wall-clock timestamps in the record are for people only. "Changed"
+  means its content (holder, token, the renewal counter ``renewals``), never the
+  store's version string: Drive's etag, for one, moves with no content change.
 - A holder believes it holds the lease only until ``renew_deadline`` seconds
   after it *started* its last successful renewal; after that it stops acting as
   holder by itself (``held`` is False, ``on_lost`` is called), even if it cannot
@@ -59,10 +61,12 @@ class LeaseRecord:
     ttl: float
     acquired: str
     renewed: str
+    renewals: int = 0  # written one higher by every renewal, so each one changes the content
 
     def encode(self) -> bytes:
         return json.dumps({"v": 1, "holder": self.holder, "token": self.token, "ttl": self.ttl,
-                           "acquired": self.acquired, "renewed": self.renewed}).encode()
+                           "acquired": self.acquired, "renewed": self.renewed,
+                           "renewals": self.renewals}).encode()
 
     @classmethod
     def decode(cls, key: str, where: str, data: bytes, version: str) -> "LeaseRecord":
@@ -74,7 +78,10 @@ class LeaseRecord:
             holder = body["holder"]
             if holder is not None and not isinstance(holder, str):
                 raise ValueError("holder is not a string")
-            return cls(holder, token, float(body["ttl"]), str(body["acquired"]), str(body["renewed"]))
+            renewals = body.get("renewals", 0)  # records written before the counter have none
+            if not isinstance(renewals, int) or renewals < 0 or isinstance(renewals, bool):
+                raise ValueError(f"renewals {renewals!r} is not a count")
+            return cls(holder, token, float(body["ttl"]), str(body["acquired"]), str(body["renewed"]), renewals)
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptRecord(key, where, f"not a lease record ({exc})", version) from None
 
@@ -178,6 +185,7 @@ class Lease:
         self._lock = threading.RLock()
         self._io = threading.Lock()
         self._version: Optional[str] = None  # version of the record as last seen
+        self._data: Optional[bytes] = None  # its content as last seen: a change of it is a change
         self._mine: Optional[str] = None  # version this holder last wrote: renew/release CAS on it
         self._record: Optional[LeaseRecord] = None
         self._damaged: Optional[CorruptRecord] = None  # the record as last seen could not be read
@@ -231,10 +239,11 @@ class Lease:
             if record is None:
                 if self._version is not None or self._record is not None or self._observed_at is None:
                     self._saw_change(now, looked)  # it changed (to absent), as seen here
-                self._version, self._record, self._damaged = None, None, None
+                self._version, self._data, self._record, self._damaged = None, None, None, None
                 return None
-            if record.version != self._version:
-                self._version = record.version
+            self._version = record.version  # what the next compare-and-swap needs, changed or not
+            if record.data != self._data or (self._record is None and self._damaged is None):
+                self._data = record.data
                 self._saw_change(now, looked)
                 try:
                     self._record = LeaseRecord.decode(self.key, self.store.url, record.data, record.version)
@@ -252,7 +261,7 @@ class Lease:
 
     def _wrote(self, version: str, record: LeaseRecord) -> None:
         """This holder's write landed: the record is now ``record`` (call under ``_lock``)."""
-        self._version, self._record, self._damaged = version, record, None
+        self._version, self._data, self._record, self._damaged = version, record.encode(), record, None
         self._observed_at = self._looked_at = self.clock.monotonic()
         self._change_window = 0.0
 
@@ -412,7 +421,8 @@ class Lease:
     def _adopt(self, current: LeaseRecord, started: float) -> Optional[int]:
         """The record names this holder: an earlier acquisition landed though its answer was
         lost. Take it up by renewing it now, so the renew deadline counts from this write."""
-        new = LeaseRecord(self.holder, current.token, self.ttl, current.acquired, self.clock.now().isoformat())
+        new = LeaseRecord(self.holder, current.token, self.ttl, current.acquired, self.clock.now().isoformat(),
+                          current.renewals + 1)
         try:
             version = self._put(new.encode(), self._version)
         except Conflict:
@@ -469,7 +479,8 @@ class Lease:
                 started = self.clock.monotonic()
                 now = self.clock.now().isoformat()
                 acquired = self._record.acquired if self._record is not None else now
-                new = LeaseRecord(self.holder, token, self.ttl, acquired, now)
+                renewals = (self._record.renewals if self._record is not None else 0) + 1
+                new = LeaseRecord(self.holder, token, self.ttl, acquired, now, renewals)
                 mine = self._mine
             if deadline_passed:
                 self._lose("the renew deadline passed")
@@ -524,35 +535,52 @@ class Lease:
                 return True
         return self.renew()
 
-    def release(self) -> None:
-        """Give the lease up now, so a waiting backup can take it at once (with token + 1)."""
+    def release(self) -> bool:
+        """Give the lease up now, so a waiting backup can take it at once (with token + 1).
+        True once the store no longer names this holder (released, or taken over already);
+        False, with a warning, when it could not be released (others take over after ttl)."""
         self._stop.set()
         with self._io:
             with self._lock:
                 if self.token is None:
-                    return
+                    return True
                 token, self.token = self.token, None
                 self._renewed_at = None
                 self._ended = LeaseLost(self.name, token, None, released=True)
                 now = self.clock.now().isoformat()
                 acquired = self._record.acquired if self._record is not None else now
-                new = LeaseRecord(None, token, self.ttl, acquired, now)
+                renewals = (self._record.renewals if self._record is not None else 0) + 1
+                new = LeaseRecord(None, token, self.ttl, acquired, now, renewals)
                 mine = self._mine
-            try:
-                # only a record this holder wrote last may be released: a stale holder must
-                # not free (or turn back the token of) a lease someone else took over
-                version = self._put(new.encode(), mine)
-            except Conflict:
-                log.info("lease %r was taken over before it was released", self.name)
-                return
-            except StoreError as exc:
-                log.warning("lease %r: releasing failed (%s); others take over after its ttl "
-                            "(%g s)", self.name, exc, self.ttl)
-                return
+            for _try in range(3):
+                try:
+                    # only a record this holder wrote last may be released: a stale holder must
+                    # not free (or turn back the token of) a lease someone else took over
+                    version = self._put(new.encode(), mine)
+                    break
+                except Conflict:
+                    try:  # another write is there: whose? (a record still naming me is mine to free)
+                        current = self.observe()
+                    except (StoreError, CorruptRecord) as exc:
+                        return self._not_released(exc)
+                    if current is None or current.holder != self.holder or current.token != token:
+                        log.info("lease %r was taken over before it was released", self.name)
+                        return True
+                    mine = self._version
+                except StoreError as exc:
+                    return self._not_released(exc)
+            else:
+                return self._not_released("its record kept changing")
             with self._lock:
-                self._version, self._record, self._damaged = version, new, None
+                self._version, self._data, self._record, self._damaged = version, new.encode(), new, None
         self._requests.close()  # its worker thread (and a connection a store keeps per thread) ends
         self._emit("lease.released", token=token)
+        return True
+
+    def _not_released(self, why: object) -> bool:
+        log.warning("lease %r: could not release it (%s); it stays held in the store until others "
+                    "take it over after its ttl (%g s)", self.name, why, self.ttl)
+        return False
 
     def _lose(self, why: str, newer: Optional[int] = None, newer_holder: Optional[str] = None) -> None:
         lost = None

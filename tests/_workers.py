@@ -93,6 +93,25 @@ def job_worker(url: str, job_id: str, log_path: str, items: str, every: str, ite
     print(json.dumps({"status": job.status, "done": job.done}), flush=True)
 
 
+def keyed_job_worker(url: str, job_id: str, log_path: str, items: str, every: str, item_seconds: str,
+                     inline_keys: str) -> None:
+    """Like job_worker, with items known by key; done keys leave the manifest for segments
+    every ``inline_keys`` keys (segments are written, merged and deleted)."""
+    from sessionkit import Job
+    from sessionkit.jobs import checkpoint
+
+    checkpoint.INLINE_KEYS = int(inline_keys)
+
+    job = Job(url, job_id, checkpoint_items=int(every), checkpoint_every=3600)
+    with open(log_path, "a") as log, job:
+        print("started", flush=True)
+        for item in job.track(range(int(items)), key=str, display=False):
+            log.write(f"{item}\n")
+            log.flush()
+            time.sleep(float(item_seconds))
+    print(json.dumps({"status": job.status, "done": job.done}), flush=True)
+
+
 def failing_script(url: str) -> None:
     """A script whose loop body raises, with no `with job:`: sys.excepthook records it."""
     from sessionkit import Job

@@ -42,6 +42,27 @@ real service does (sources in docs/gdrive.md):
   ``403rate-landed``, ``lost``; and ``drop-midchunk``: a chunk of a resumable upload of
   which the server keeps the first half (in 256 KiB units) before the connection
   drops, as a connection cut mid-transfer does. Every request is counted, by kind.
+
+**Anomalies** (``anomalies``, a set of names, empty by default; each is off unless named):
+what the real service is reported to do, or might do where nothing public shows what it
+does (docs/gdrive.md's table has the sources). Those marked *at random* hit a request
+with probability ``anomaly_rate`` (seeded, so a run repeats). They can be set from another
+process too: ``POST /emulator/anomalies`` with ``{"anomalies": [...], "rate": 0.3}``
+(``set_anomalies_remotely``).
+
+- ``false-412``: a conditional update or delete whose ``If-Match`` is the current etag
+  answers 412 and changes nothing, at random (draw.io's ``DriveClient.js`` ``saveFile``:
+  "Google always returns 412");
+- ``stale-etag-answer``: an update lands but its answer carries the etag the file had
+  before, at random (draw.io: "Google returning the wrong etag after file save");
+- ``etag-drift``: a file's etag (and modified date) changes with no content change just
+  before a request that names it is served, at random (the modified date changes on
+  sharing changes: Google Vault help);
+- ``parent-etag-on-insert``: inserting a child changes its parent folder's etag;
+- ``metadata-if-match-ignored``: a metadata-only update (no media) ignores ``If-Match``;
+- ``delete-if-match-ignored``: a delete ignores ``If-Match``;
+- ``duplicate-id-403`` / ``duplicate-id-500``: an insert with an id that exists answers
+  403 ``forbidden`` / 500 ``backendError`` instead of 409.
 """
 
 from __future__ import annotations
@@ -67,6 +88,9 @@ from typing import Any, Optional
 
 FOLDER = "application/vnd.google-apps.folder"
 LANDED = ("500-landed", "403rate-landed", "lost")
+ANOMALIES = ("false-412", "stale-etag-answer", "etag-drift", "parent-etag-on-insert", "metadata-if-match-ignored",
+             "delete-if-match-ignored", "duplicate-id-403", "duplicate-id-500")
+CONTROL_PATH = "/emulator/anomalies"
 _GOOD_ETAG = re.compile(r'(W/)?"[^"]+"|\*')
 
 
@@ -131,6 +155,11 @@ class DriveEmulator:
         self.hang_seconds = 30.0
         self.hanging = threading.Event()  # set while a ``hang`` fault holds a request
         self._release = threading.Event()
+        #: the reported or possible behaviours of real Drive switched on (module docstring)
+        self.anomalies: set[str] = set()
+        self.anomaly_rate = 0.3
+        self._anomaly_rng = random.Random(25)
+        self.anomalies_served: dict[str, int] = {}
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -267,9 +296,43 @@ class DriveEmulator:
         with self.lock:
             self._random = (rate, list(kinds), random.Random(seed)) if rate > 0 else None
 
-    def reset(self) -> None:
-        """No faults, no lag, no latency (between tests)."""
+    def set_anomalies(self, *names: str, rate: Optional[float] = None) -> None:
+        """Switch on exactly these anomalies (none: all off); ``rate`` for the random ones."""
+        unknown = sorted(set(names) - set(ANOMALIES))
+        if unknown:
+            raise ValueError(f"unknown anomalies {unknown}; known: {', '.join(ANOMALIES)}")
+        if rate is not None and not 0 <= rate <= 1:
+            raise ValueError(f"rate is a probability from 0 to 1, got {rate}")
         with self.lock:
+            self.anomalies = set(names)
+            if rate is not None:
+                self.anomaly_rate = rate
+
+    def _anomaly(self, name: str, at_random: bool = True) -> bool:
+        """Whether the anomaly ``name`` hits this request (counted in ``anomalies_served``)."""
+        with self.lock:
+            if name not in self.anomalies or (at_random and self._anomaly_rng.random() >= self.anomaly_rate):
+                return False
+            self.anomalies_served[name] = self.anomalies_served.get(name, 0) + 1
+            return True
+
+    def _control(self, h: BaseHTTPRequestHandler, method: str, body: bytes) -> None:
+        if method == "POST":
+            try:
+                asked = json.loads(body or b"{}")
+                self.set_anomalies(*asked.get("anomalies", []), rate=asked.get("rate"))
+            except (ValueError, TypeError, AttributeError) as exc:
+                return self._error(h, 400, "invalid", str(exc))
+        with self.lock:
+            state = {"anomalies": sorted(self.anomalies), "rate": self.anomaly_rate,
+                     "served": dict(self.anomalies_served)}
+        return self._send(h, 200, state)
+
+    def reset(self) -> None:
+        """No faults, no anomalies, no lag, no latency (between tests)."""
+        with self.lock:
+            self.anomalies = set()
+            self.anomaly_rate = 0.3
             self._queued.clear()
             self._chunk_faults.clear()
             self._random = None
@@ -418,6 +481,8 @@ class DriveEmulator:
             return self._token(h, body)
         if url.path == "/auth" and method == "GET":
             return self._authorize(h, query)
+        if url.path == CONTROL_PATH:
+            return self._control(h, method, body)
         with self.lock:
             self.requests += 1
         auth = h.headers.get("Authorization", "")
@@ -551,11 +616,17 @@ class DriveEmulator:
             meta = self.files.get(file_id) if file_id else None
             if file_id and (meta is None or not self._can_access(email, meta, all_drives)):
                 return self._error(h, 404, "notFound", f"File not found: {file_id}")
+            if meta is not None and self._anomaly("etag-drift"):
+                self._touch(meta)  # e.g. a sharing change: a new modified date, the same content
             if_match = headers.get("If-Match")
-            if method in ("PUT", "DELETE") and if_match is not None:
+            ignored = (method == "DELETE" and self._anomaly("delete-if-match-ignored", at_random=False)) or \
+                (method == "PUT" and not upload and self._anomaly("metadata-if-match-ignored", at_random=False))
+            if method in ("PUT", "DELETE") and if_match is not None and not ignored:
                 if not _GOOD_ETAG.fullmatch(if_match):
                     return self._error(h, 500, "internalError", "Internal Error")
                 if if_match != "*" and if_match != meta["etag"]:
+                    return self._error(h, 412, "conditionNotMet", "Precondition Failed")
+                if self._anomaly("false-412"):
                     return self._error(h, 412, "conditionNotMet", "Precondition Failed")
             if method == "GET":
                 self._count("get-media" if query.get("alt") == "media" else "get")
@@ -588,8 +659,12 @@ class DriveEmulator:
                 merged.update({p["key"]: {"key": p["key"], "value": p.get("value"),
                                           "visibility": p.get("visibility", "PRIVATE")} for p in meta_in["properties"]})
                 meta["properties"] = list(merged.values())
+            before = meta["etag"]
             self._touch(meta, content)
-            return self._send(h, 200, self._public(meta, email))
+            answer = self._public(meta, email)
+            if self._anomaly("stale-etag-answer"):
+                answer["etag"] = before  # applied, but the answer names the etag before it
+            return self._send(h, 200, answer)
 
     def _insert(self, h: Any, meta_in: dict, content: Optional[bytes], email: str, account: dict,
                 all_drives: bool) -> None:
@@ -607,6 +682,10 @@ class DriveEmulator:
         new_id = meta_in.get("id")
         if new_id is not None:
             if new_id in self.files:
+                if self._anomaly("duplicate-id-500", at_random=False):
+                    return self._error(h, 500, "backendError", "Backend Error")
+                if self._anomaly("duplicate-id-403", at_random=False):
+                    return self._error(h, 403, "forbidden", "Forbidden")
                 return self._error(h, 409, "duplicate", "A file already exists with the provided ID.")
             if new_id not in self.generated:
                 return self._error(h, 400, "invalid", "The provided file ID is not usable.")
@@ -621,6 +700,8 @@ class DriveEmulator:
                                   "PRIVATE")} for p in meta_in.get("properties", [])]
         self._touch(created, content if content is not None else b"")
         self.files[new_id] = created
+        if self._anomaly("parent-etag-on-insert", at_random=False):
+            self._touch(parent)
         return self._send(h, 200, self._public(created, email))
 
     # -- resumable uploads and ranged downloads -----------------------------------
@@ -717,6 +798,23 @@ class DriveEmulator:
         meta = json.loads(parts[0].get_payload(decode=True) or b"{}")
         content = parts[1].get_payload(decode=True) if len(parts) > 1 else b""
         return meta, content
+
+
+def set_anomalies_remotely(endpoint: str, anomalies: list[str], rate: Optional[float] = None,
+                           ca_file: Optional[str] = None) -> dict[str, Any]:
+    """Switch anomalies on a running emulator from another process (its endpoint and CA
+    certificate as the environment gives them: SESSIONKIT_GDRIVE_ENDPOINT, HTTPLIB2_CA_CERTS)."""
+    import os
+    import urllib.request
+
+    body: dict[str, Any] = {"anomalies": list(anomalies)}
+    if rate is not None:
+        body["rate"] = rate
+    context = ssl.create_default_context(cafile=ca_file or os.environ.get("HTTPLIB2_CA_CERTS"))
+    request = urllib.request.Request(endpoint.rstrip("/") + CONTROL_PATH, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+        return json.loads(answer.read())
 
 
 def _unescape(text: str) -> str:

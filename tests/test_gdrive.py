@@ -58,12 +58,20 @@ def test_each_fault_is_retried_and_counted(emulator):
     assert store.put("k", b"2", expect=v)
 
 
-def test_a_412_is_a_conflict(emulator):
+def test_a_412_is_a_conflict_only_when_another_write_is_there(emulator):
+    from sessionkit.store.gdrive import GDriveStore
+
     store = fresh(emulator)
-    v = store.put("k", b"1")
-    emulator.inject("412")
-    with pytest.raises(sessionkit.Conflict):
-        store.put("k", b"2", expect=v)
+    other = GDriveStore(folder_id=store.folder_id, backoff=0.01)
+    v1 = store.put("k", b"1")
+    v2 = other.put("k", b"2", expect=v1)
+    with pytest.raises(sessionkit.Conflict) as info:
+        store.put("k", b"3", expect=v1)
+    assert (info.value.expected, info.value.actual) == (v1, v2)
+    # a 412 although nothing changed (real Drive is reported to answer so) is tried again
+    emulator.inject("412", None, "412")
+    v3 = store.put("k", b"3", expect=v2)
+    assert store.get("k").version == v3 and other.get("k").data == b"3"
 
 
 def test_giving_up_names_the_key_and_status_and_no_secret(emulator):
@@ -281,7 +289,7 @@ def test_a_read_racing_a_busy_writer_waits_for_a_quiet_moment_instead_of_failing
     store.put("k", b"0")
     store.get("k")
     writer = GDriveStore(folder_id=store.folder_id, backoff=0.01)
-    download, raced = store._download, []
+    download, raced = store.files.download, []
 
     def download_between_two_writes(key, file_id):
         if len(raced) < 12:
@@ -291,7 +299,7 @@ def test_a_read_racing_a_busy_writer_waits_for_a_quiet_moment_instead_of_failing
             return data
         return download(key, file_id)
 
-    store._download = download_between_two_writes
+    store.files.download = download_between_two_writes
     record = store.get("k")
     assert len(raced) == 12
-    assert record.data == b"12b" and record.version == writer._version_of("k")
+    assert record.data == b"12b" and record.version == writer.get("k").version

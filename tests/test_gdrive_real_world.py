@@ -9,12 +9,7 @@ tests/drive_emulator.py, with search lag on (conftest.DRIVE_LIST_LAG unless a te
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -22,10 +17,9 @@ import sessionkit
 from sessionkit import ABSENT, Conflict, FakeClock, Job, Lease, LeaseLost, StoreError
 from sessionkit.store.gdrive import GDriveStore, folder_id_from_link
 
-from conftest import DRIVE_USER, drive_emulator
+from conftest import DRIVE_USER, drive_emulator, race_processes
 
 pytest.importorskip("googleapiclient")
-WORKERS = str(Path(__file__).with_name("_workers.py"))
 BOB = "bob@example.com"
 
 
@@ -56,7 +50,7 @@ def test_the_emulator_lags_search_but_not_reads_by_id(emulator):
     emulator.list_lag = 30.0
     version = store.put("fresh-key", b"x")
     file_id = version.split(":")[0]
-    service = store._service()
+    service = store.transport.service()
     listed = service.files().list(q=f"title = 'fresh-key' and '{store.folder_id}' in parents").execute()
     assert listed.get("items", []) == []  # search has not caught up
     assert service.files().get(fileId=file_id).execute()["id"] == file_id  # by id: there
@@ -68,7 +62,7 @@ def test_the_emulator_refuses_a_malformed_if_match_with_500_and_deletes_by_non_o
 
     store = fresh()
     file_id = store.put("k", b"x").split(":")[0]
-    request = store._service().files().update(fileId=file_id, body={})
+    request = store.transport.service().files().update(fileId=file_id, body={})
     request.headers["If-Match"] = "not-an-etag"
     with pytest.raises(HttpError) as info:
         request.execute()
@@ -76,28 +70,18 @@ def test_the_emulator_refuses_a_malformed_if_match_with_500_and_deletes_by_non_o
     emulator.share(store.folder_id, BOB)
     bob = GDriveStore(folder_id=store.folder_id, credentials_file=str(emulator.user_credentials_file(BOB)))
     with pytest.raises(HttpError) as info:
-        bob._service().files().delete(fileId=file_id).execute()
+        bob.transport.service().files().delete(fileId=file_id).execute()
     assert info.value.resp.status == 403
 
 
 # -- no split brain when search lags ----------------------------------------------------
 
 
-def _race(worker: str, url: str, names: list[str]) -> list[dict]:
-    start_at = f"{time.time() + 4.0:.3f}"  # after both processes have started and opened the store
-    procs = [subprocess.Popen([sys.executable, WORKERS, worker, url, name, start_at], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=os.environ.copy()) for name in names]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-
-
 @pytest.mark.slow
 def test_two_processes_racing_a_create_under_a_5_s_search_lag_have_one_winner(emulator):
     store = fresh()
     emulator.list_lag = 5.0
-    results = _race("drive_create_race", store.url, ["a", "b"])
+    results = race_processes("drive_create_race", store.url, ["a", "b"])
     assert sorted(r["won"] for r in results) == [False, True], results
     assert all(r["lists"] == 0 for r in results), "a create must not search (search lags)"
     winner = next(r for r in results if r["won"])
@@ -110,7 +94,7 @@ def test_two_processes_racing_a_create_under_a_5_s_search_lag_have_one_winner(em
 def test_two_processes_racing_for_a_lease_under_a_5_s_search_lag_get_one_token(emulator):
     store = fresh()
     emulator.list_lag = 5.0
-    results = _race("drive_lease_race", store.url, ["holder-a", "holder-b"])
+    results = race_processes("drive_lease_race", store.url, ["holder-a", "holder-b"])
     tokens = [r["token"] for r in results]
     assert sorted(tokens, key=lambda t: t or 0) == [None, 1], results
     assert [r["renewed"] for r in results if r["token"]] == [True]
@@ -266,13 +250,13 @@ def test_service_accounts_are_refused_in_my_drive_and_work_in_a_shared_drive(emu
     with pytest.raises(StoreError, match="owns no Drive storage"):
         GDriveStore(folder_id=mine.folder_id, service_account=key)
     drive = emulator.add_shared_drive("team", [robot, DRIVE_USER])
-    store = GDriveStore(folder_id=drive, service_account=key, backoff=0.01)
+    store = GDriveStore(folder_id=drive, service_account=key, backoff=0.01, create=True)
     v1 = store.put("k", b"1", expect=ABSENT)
     v2 = store.put("k", b"2", expect=v1)
     assert GDriveStore(folder_id=drive).get("k").data == b"2"  # a member user reads it too
     assert store.delete("k", expect=v2) and store.get("k") is None
     with pytest.raises(StoreError, match="owns no Drive storage") as info:
-        store._insert("x", b"", "x", mine.folder_id)  # straight at My Drive: Drive says no
+        store.files.insert("x", b"", "x", mine.folder_id)  # straight at My Drive: Drive says no
     assert "HTTP 403 storageQuotaExceeded" in str(info.value)
 
 
