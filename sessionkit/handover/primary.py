@@ -16,13 +16,14 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from .. import stopping
 from ..validate import check_period, check_seconds
-from ..clock import Clock
+from ..clock import Clock, clock_rate
 from ..errors import LeaseLost, StoreError
 from ..jobs import Job
 from ..lease import Lease, read_lease
 from ..records import read_all
 from ..runtimes import Runtime
 from ..sessions import Session, live_session_ids, read_session
+from ..stall import StallSeen, decide_stall
 from ..store import Store, open_store
 from .records import Ready, Request, StateRecord, handover_key
 
@@ -31,7 +32,6 @@ __all__ = ["Primary", "HandoverState"]
 log = logging.getLogger("sessionkit.handover")
 
 T = TypeVar("T")
-MIN_STALL_AFTER = 300.0  # a job is never called stalled sooner than this (seconds)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ class Primary:
                  **job_kwargs: Any) -> None:
         if stall_after is not None:
             stall_after = check_seconds("stall_after", stall_after,
-                                        "or None: 10x the recent mean item time, at least 5 min")
+                                        "real seconds without a finished item, or None: 10x the recent "
+                                        "mean item time, at least 5 min")
         self.stall_after = stall_after
         self.stalled = False
         self.store = open_store(store)
@@ -100,7 +101,7 @@ class Primary:
         #: Views (Countdown, SessionBanner, HandoverStatus, ...) refreshed from the loop's
         #: thread when the phase or handover state changes; never from a background thread.
         self.views: list[Any] = []
-        self._shown: Optional[tuple[str, str]] = None
+        self._shown: Optional[tuple[str, str, bool]] = None
         self._publish_state("primary")
         self.session.beat()
         stopping.install(self)  # SIGTERM and interpreter exit hand over at once (stopping.py)
@@ -217,26 +218,27 @@ class Primary:
             log.info("could not show how the loop ended (%s: %s): %s", status, detail, exc)
 
     def check_stall(self) -> bool:
-        """Stalled: the job runs but has finished no item for ``stall_after`` seconds (default
-        10x the recent mean item time, at least 5 min) while this runtime still beats. Called
+        """Stalled: the job runs but has finished no item for ``stall_after`` real seconds
+        (default 10x the recent mean item time, at least 5 min; sessionkit/stall.py decides,
+        on real seconds whatever the clock's scale) while this runtime still beats. Called
         on every heartbeat; emits ``job.stalled`` (a notification) once, and ``job.unstalled``
         when items finish again. The session record carries ``stalled`` for other runtimes'
-        views and ``sessionkit status``."""
+        views and ``sessionkit status``; the loop redraws its views when it changes."""
         job = self.job
         since = job.last_progress_at
-        if job.status != "running" or since is None:
-            stalled, idle, after = False, 0.0, 0.0
-        else:
-            rate = job.progress.rate
-            after = self.stall_after or max(MIN_STALL_AFTER, 10.0 / rate if rate else MIN_STALL_AFTER)
-            idle = self.clock.monotonic() - since
-            stalled = idle >= after
-        if stalled != self.stalled:
-            self.stalled = stalled
-            self.session.extra["stalled"] = stalled
-            self.session.events.emit("job.stalled" if stalled else "job.unstalled", job=job.id,
-                                     idle_s=round(idle, 1), stall_after_s=round(after, 1))
-        return stalled
+        per_real = clock_rate(self.clock)  # clock seconds per real second
+        running = job.status == "running" and since is not None
+        rate = job.progress.rate if running else None
+        seen = StallSeen(running=running,
+                         idle_s=(self.clock.monotonic() - since) / per_real if running else 0.0,
+                         item_s=1.0 / (rate / per_real) if rate else None, stall_after_s=self.stall_after)
+        decision = decide_stall(seen)
+        if decision.stalled != self.stalled:
+            self.stalled = decision.stalled
+            self.session.extra["stalled"] = decision.stalled
+            self.session.events.emit("job.stalled" if decision.stalled else "job.unstalled", job=job.id,
+                                     idle_s=round(decision.idle_s, 1), stall_after_s=round(decision.after_s, 1))
+        return decision.stalled
 
     def _update_lead(self) -> None:
         """A handover needs a final checkpoint (as long as the last one took) and a backup's
@@ -296,7 +298,7 @@ class Primary:
 
     def refresh_views(self, force: bool = False) -> None:
         """Re-render the views if the phase or handover status changed (loop thread only)."""
-        shown = (self.session.phase, self.state.status)
+        shown = (self.session.phase, self.state.status, self.stalled)  # a cleared stall redraws too
         if force or shown != self._shown:
             self._shown = shown
             for view in self.views:
