@@ -26,7 +26,8 @@ def test_countdown_html_ticks_in_the_browser_from_the_snapshot():
     page = view.html()
     assert "30:00" in page and "warning" in page
     assert "<script>" in page and "setTimeout(tick" in page
-    assert re.search(r"left0 = 1800\.0, rate = 1\.0, warn = 3600\.0, hand = 900\.0", page)
+    assert re.search(r"left0 = 1800\.0, elapsed0 = 41400\.0, rate = 1\.0, "
+                     r'th = \{"warning": 3600\.0, "handover": 900\.0', page)
     assert "Date.now() - t0" in page  # counts from when the browser drew it: no clock skew
 
 

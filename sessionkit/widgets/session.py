@@ -20,6 +20,7 @@ from typing import Any, Optional, TextIO
 
 from ..clock import clock_rate
 from ..jobs.progress import format_seconds
+from ..phase import PHASE_JS, Thresholds
 from . import in_notebook
 
 PHASE_COLOURS = {"fresh": "#2ca02c", "active": "#1f77b4", "warning": "#ff7f0e", "handover": "#d62728",
@@ -31,7 +32,8 @@ _SCRIPT = """
 (function () {
   var el = document.getElementById(%(id)s);
   if (!el) { return; }
-  var left0 = %(left)s, rate = %(rate)s, warn = %(warning)s, hand = %(handover)s, freshTill = %(fresh)s;
+  var left0 = %(left)s, elapsed0 = %(elapsed)s, rate = %(rate)s, th = %(thresholds)s;
+  %(phase_js)s
   var colours = %(colours)s, drawn = %(drawn)s, key = "sessionkit-countdown:" + %(id)s + ":" + drawn;
   // When was this drawn? Remembered in the browser across reloads; else now, for a page
   // drawn just now (the kernel's clock and this one may differ by seconds); else the
@@ -56,9 +58,8 @@ _SCRIPT = """
     return (h ? h + ":" : "") + (m < 10 ? "0" : "") + m + ":" + (r < 10 ? "0" : "") + r;
   }
   function tick() {
-    var left = left0 - (Date.now() - t0) / 1000 * rate;
-    var phase = left <= 0 ? "expired" : left <= hand ? "handover" : left <= warn ? "warning"
-              : left > freshTill ? "fresh" : "active";
+    var passed = (Date.now() - t0) / 1000 * rate;  // seconds of the session's clock since drawn
+    var left = left0 - passed, phase = skPhase(left, elapsed0 + passed, th);  // the kernel's rule
     el.querySelector(".sk-left").textContent = fmt(left);
     el.querySelector(".sk-phase").textContent = phase;
     el.setAttribute("data-phase", phase);
@@ -72,6 +73,14 @@ _SCRIPT = """
 </script>
 """
 FRESH_DRAW_MS = 10_000  # a page showing a countdown within this of its drawing counts from its own clock
+
+
+def _thresholds(snapshot: dict[str, Any]) -> dict[str, float]:
+    """The session's own thresholds (its lead included), as the kernel decides phases with
+    them; a record written before they were stored gets the session's defaults."""
+    th = snapshot.get("thresholds") or {}
+    default = Thresholds(3600.0, 900.0).as_dict()
+    return {k: float(th.get(k, default[k])) for k in default}
 
 
 def _wall_ms() -> int:
@@ -163,18 +172,16 @@ class Countdown(_View):
             return (f'<div class="sk-countdown sk-phase-active" data-phase="active" style="font-family:monospace;'
                     f'padding:4px 8px;border-left:4px solid {PHASE_COLOURS["active"]}">{label} ({runtime}): '
                     f'no time limit</div>')
-        th = s.get("thresholds") or {}
         phase = str(s.get("phase"))
         box = (f'<div id="{self._id}" class="sk-countdown sk-phase-{html.escape(phase)}" '
                f'data-phase="{html.escape(phase)}" style="font-family:monospace;padding:4px 8px;'
                f'border-left:4px solid {PHASE_COLOURS.get(phase, "#7f7f7f")}">{label} ({runtime}): '
                f'<b class="sk-left">{format_seconds(left)}</b> left, '
                f'<span class="sk-phase">{html.escape(phase)}</span>{html.escape(self._scale())}</div>')
-        fresh_left = float(s.get("fresh_left_s") or 0.0)
         return box + _SCRIPT % {
             "id": json.dumps(self._id), "left": float(left), "rate": self.rate,
-            "warning": float(th.get("warning", 3600)), "handover": float(th.get("handover", 900)),
-            "fresh": float(left) - fresh_left, "colours": json.dumps(PHASE_COLOURS),
+            "elapsed": float(s.get("elapsed_s") or 0.0), "thresholds": json.dumps(_thresholds(s)),
+            "phase_js": PHASE_JS, "colours": json.dumps(PHASE_COLOURS),
             "drawn": _wall_ms(), "fresh_draw_ms": FRESH_DRAW_MS}
 
     def text(self) -> str:
