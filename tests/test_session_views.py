@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import pytest
@@ -215,3 +216,42 @@ def test_a_backup_shows_the_primarys_progress_and_warns_when_its_own_runtime_is_
     it.close()
     primary.close()
     backup.close()
+
+
+def test_every_html_view_carries_when_it_was_drawn_and_a_live_one_can_go_stale():
+    """Issue 26: after a reload the countdown ran on to "expired" and the banner kept "lease
+    held" above "session ended": a view cut off from the kernel must say it is stale."""
+    from sessionkit.widgets.session import STALE_WORDS, SessionBanner
+
+    s = session()
+    live = Countdown(s, notebook=True).page()
+    assert re.search(r'class="sk-view" data-updated="\d{13}"', live)
+    assert "data-stale" in live and json.dumps(STALE_WORDS) in live
+    assert 'textContent = "stale"' in live, "a stale countdown stops ticking instead of reaching expired"
+    s.end("completed")
+    for ended in (Countdown(s, notebook=True).page(), SessionBanner(s, notebook=True).page()):
+        assert 'data-updated="' in ended and "data-stale" not in ended, "the last word never goes stale"
+
+
+def test_a_running_primary_redraws_its_page_views_so_the_page_knows_they_are_live(capsys):
+    """On a page, a view not redrawn for STALE_AFTER_S is marked stale: a running primary
+    redraws its page views every VIEW_KEEPALIVE_S (a text line elsewhere is not repeated)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from sessionkit.handover.primary import VIEW_KEEPALIVE_S
+
+    InteractiveShell.instance()  # a real IPython shell: its display publisher prints each drawing
+    clock = FakeClock()
+    primary = Primary(MemoryStore(), "j", runtime="local", clock=clock, ttl=7200, poll=1.0)
+    banner = SessionBanner(primary.session, notebook=True)
+    banner.show()
+    primary.views.append(banner)
+    drawn = []
+    try:
+        for _ in primary.track(range(13), display=False):
+            clock.advance(VIEW_KEEPALIVE_S / 4)  # nothing changes for 3 keepalives
+            drawn.append(capsys.readouterr().out.count("IPython.core.display.HTML object"))
+    finally:
+        primary.close()
+        InteractiveShell.clear_instance()
+    assert sum(drawn[1:]) >= 2, f"redrawn every VIEW_KEEPALIVE_S though nothing changed: {drawn}"

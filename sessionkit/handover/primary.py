@@ -32,6 +32,9 @@ __all__ = ["Primary", "HandoverState"]
 log = logging.getLogger("sessionkit.handover")
 
 T = TypeVar("T")
+#: real seconds between redraws of a running primary's views, so a page tells a live view
+#: from one a reload cut off (widgets/session.py marks a view stale after 90 s without one)
+VIEW_KEEPALIVE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Primary:
         #: thread when the phase or handover state changes; never from a background thread.
         self.views: list[Any] = []
         self._shown: Optional[tuple[str, str, bool]] = None
+        self._drawn_at = self.clock.monotonic()  # when the views were last redrawn, on the clock
         self._publish_state("primary")
         self.session.beat()
         stopping.install(self)  # SIGTERM and interpreter exit hand over at once (stopping.py)
@@ -299,10 +303,17 @@ class Primary:
     def refresh_views(self, force: bool = False) -> None:
         """Re-render the views if the phase or handover status changed (loop thread only)."""
         shown = (self.session.phase, self.state.status, self.stalled)  # a cleared stall redraws too
-        if force or shown != self._shown:
-            self._shown = shown
-            for view in self.views:
-                view.update(self.state if type(view).__name__ == "HandoverStatus" else self.session.snapshot())
+        now = self.clock.monotonic()
+        keepalive = now - self._drawn_at >= VIEW_KEEPALIVE_S * clock_rate(self.clock)  # the page sees it live
+        if keepalive and not force and shown == self._shown:
+            self._drawn_at = now  # nothing changed: only the page's views that can go stale
+            views = [view for view in self.views if getattr(view, "goes_stale", False)]
+        elif force or shown != self._shown:
+            self._shown, self._drawn_at, views = shown, now, self.views
+        else:
+            views = []
+        for view in views:
+            view.update(self.state if type(view).__name__ == "HandoverStatus" else self.session.snapshot())
 
     def _ready_backups(self) -> list[str]:
         """Live backups that answered this primary's request."""

@@ -32,12 +32,22 @@ class JobProgress:
         self.label = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0"))
         self.widget = widgets.HBox([self.bar, self.label],
                                    layout=widgets.Layout(width="100%", align_items="center"))
+        self._handle: Any = None
+        self._fallback_at: Any = None
         self.update(p)
+
+    def bundle(self) -> dict[str, Any]:
+        """What is displayed and saved: the widget's view, and a readable line as its text
+        fallback (a reloaded page without the widget's model shows the line, never the
+        widget's repr "HBox(children=(FloatProgress(...")."""
+        return {"text/plain": self.text,
+                "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                             "model_id": self.widget.model_id}}
 
     def show(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        self._handle = display(self.bundle(), raw=True, display_id=True)
 
     def _ipython_display_(self) -> None:  # displaying the object shows the widget
         self.show()
@@ -47,7 +57,13 @@ class JobProgress:
         self.bar.value = fraction if fraction is not None else (1.0 if progress.status == "completed" else 0.0)
         self.bar.style.bar_color = COLOURS.get(progress.status, "#9e9e9e")
         self.bar.description = progress.status
-        self.label.value = f"<code>{html.escape(describe(progress))}</code>"
+        self.text = describe(progress)
+        self.label.value = f"<code>{html.escape(self.text)}</code>"
+        # The saved fallback follows the status and each 5%, not every item (each redraws the view).
+        at = (progress.status, None if fraction is None else int(fraction * 20))
+        if self._handle is not None and at != self._fallback_at:
+            self._fallback_at = at
+            self._handle.update(self.bundle(), raw=True)
 
     @property
     def colour(self) -> str:

@@ -58,6 +58,12 @@ _SCRIPT = """
     return (h ? h + ":" : "") + (m < 10 ? "0" : "") + m + ":" + (r < 10 ? "0" : "") + r;
   }
   function tick() {
+    var view = el.closest(".sk-view");
+    if (view && view.getAttribute("data-stale")) {  // cut off from the kernel: say so, never "expired"
+      el.querySelector(".sk-phase").textContent = "stale";
+      el.setAttribute("data-phase", "stale");
+      return;
+    }
     var passed = (Date.now() - t0) / 1000 * rate;  // seconds of the session's clock since drawn
     var left = left0 - passed, phase = skPhase(left, elapsed0 + passed, th);  // the kernel's rule
     el.querySelector(".sk-left").textContent = fmt(left);
@@ -69,6 +75,31 @@ _SCRIPT = """
     if (left > 0) { setTimeout(tick, Math.max(50, 1000 / rate)); }
   }
   tick();
+})();
+</script>
+"""
+#: A view the kernel has not redrawn for this many real seconds is marked stale on the page
+#: (a reload cut it off from the kernel, or the kernel is busy elsewhere); a Primary redraws
+#: its views at least every 20 real seconds while it runs (handover/primary.py's VIEW_KEEPALIVE_S).
+STALE_AFTER_S = 90.0
+STALE_WORDS = ("the page was reloaded or the kernel is busy elsewhere; "
+               "run show_again in another notebook to watch live")
+_STALE_SCRIPT = """
+<script>
+(function () {
+  var box = document.getElementById(%(id)s);
+  if (!box) { return; }
+  var updated = %(updated)s, after = %(after)s;
+  function check() {
+    if (!document.body.contains(box)) { return; }  // redrawn: a newer rendering replaced it
+    if (Date.now() - updated < after) { setTimeout(check, 1000); return; }
+    var at = new Date(updated), hh = at.getHours(), mm = at.getMinutes();
+    box.setAttribute("data-stale", "1");
+    box.style.opacity = "0.55";
+    box.querySelector(".sk-stale-note").textContent = "stale: not updated since " + (hh < 10 ? "0" : "") + hh
+      + ":" + (mm < 10 ? "0" : "") + mm + ": " + %(words)s;
+  }
+  check();
 })();
 </script>
 """
@@ -97,11 +128,33 @@ class _View:
         self.stream = stream or sys.stderr
         self._handle: Any = None
 
+    def final(self) -> bool:
+        """True when this rendering is the last word (an ended session, a finished job):
+        it never goes stale."""
+        return False
+
+    @property
+    def goes_stale(self) -> bool:
+        """A page's view that is not the last word: its kernel redraws it to show it is live."""
+        return self.notebook and not self.final()
+
+    def page(self) -> str:
+        """``html()`` in a box that carries when it was drawn; unless final, the page marks it
+        stale once the kernel has not redrawn it for STALE_AFTER_S real seconds."""
+        box = f"sk-view-{uuid.uuid4().hex[:12]}"
+        updated = _wall_ms()
+        body = (f'<div id="{box}" class="sk-view" data-updated="{updated}">{self.html()}'
+                f'<small class="sk-stale-note" style="color:#7f7f7f"></small></div>')
+        if self.final():
+            return body
+        return body + _STALE_SCRIPT % {"id": json.dumps(box), "updated": updated,
+                                       "after": int(STALE_AFTER_S * 1000), "words": json.dumps(STALE_WORDS)}
+
     def show(self) -> None:
         if self.notebook:
             from IPython.display import HTML, display
 
-            self._handle = display(HTML(self.html()), display_id=True)
+            self._handle = display(HTML(self.page()), display_id=True)
         else:
             self.stream.write(self.text() + "\n")
             self.stream.flush()
@@ -115,7 +168,7 @@ class _View:
         if self._handle is not None:
             from IPython.display import HTML
 
-            self._handle.update(HTML(self.html()))
+            self._handle.update(HTML(self.page()))
         elif not self.notebook:
             self.stream.write(self.text() + "\n")
             self.stream.flush()
@@ -154,6 +207,9 @@ class Countdown(_View):
 
     def _scale(self) -> str:
         return f" (clock x{self.rate:g})" if abs(self.rate - 1.0) > 1e-9 else ""
+
+    def final(self) -> bool:
+        return (self.snapshot.get("status") or "active") != "active"
 
     def html(self) -> str:
         s = self.snapshot
@@ -201,6 +257,9 @@ class SessionBanner(_View):
     def __init__(self, session: Any, **kw: Any) -> None:
         super().__init__(_snapshot_of(session), **kw)
 
+    def final(self) -> bool:
+        return (self.snapshot.get("status") or "active") != "active"
+
     def _fields(self) -> list[tuple[str, str]]:
         s = self.snapshot
         lease = s.get("lease") or {}
@@ -235,6 +294,10 @@ class HandoverStatus(_View):
 
     def __init__(self, source: Any, **kw: Any) -> None:
         super().__init__(_snapshot_of(source), **kw)
+
+    def final(self) -> bool:
+        s = self.snapshot
+        return s.status == "done" or (s.role == "primary" and s.status not in ("primary", "handing over"))
 
     def text(self) -> str:
         s = self.snapshot
@@ -279,6 +342,9 @@ class PrimaryWatch(_View):
             parts.append(f"(clock x{self.rate:g}; real-time rates)")
         return " · ".join(parts)
 
+    def final(self) -> bool:
+        return isinstance(self.snapshot, str)
+
     def warning(self) -> str:
         s = self.snapshot
         if isinstance(s, str) or not s.own_too_short:
@@ -301,6 +367,9 @@ class PrimaryWatch(_View):
 
 class StoreBanner(_View):
     """Where the state lives and what another runtime needs to open it (from a ``StoreShare``)."""
+
+    def final(self) -> bool:
+        return True  # where the store is does not go out of date
 
     def text(self) -> str:
         s = self.snapshot
