@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Optional, Union
 
 from .validate import at_least_floor, check_period, check_seconds, check_timedelta
-from .clock import SYSTEM_CLOCK, Clock, SystemClock, check_aware
+from .clock import SYSTEM_CLOCK, Clock, SystemClock, check_aware, clock_rate
 from .errors import Conflict, CorruptRecord, InvalidTransition, SessionkitError, StoreError
 from .events import EventLog
 from .phase import Thresholds, phase_of
@@ -227,7 +227,8 @@ class Session:
             "phase": self.phase, "runtime": self.runtime.as_dict(), "environment": self.environment,
             "started": self.started.isoformat(), "remaining_s": self.remaining,
             "deadline": deadline.isoformat() if deadline else None, "idle_remaining_s": self.idle_remaining,
-            "thresholds": self.thresholds().as_dict(), "elapsed_s": self.elapsed, "fresh_left_s": max(0.0, self.fresh_for - self.elapsed),
+            "thresholds": self.thresholds().as_dict(), "elapsed_s": self.elapsed,
+            "clock_rate": clock_rate(self.clock), "fresh_left_s": max(0.0, self.fresh_for - self.elapsed),
             "end_reason": self.end_reason, "host": socket.gethostname(), "pid": os.getpid(),
             **self.extra,
         }

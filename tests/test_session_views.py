@@ -159,11 +159,56 @@ def test_views_re_attach_from_the_store(capsys):
     clock.advance(600)
     primary.session.beat()  # its last heartbeat: 3000 s left
     clock.advance(100)  # shown 100 s later
-    live = widgets.show(store, clock=clock)
+    live = widgets.show(store, clock=clock, watch=False)
     shown = capsys.readouterr().err
     assert live.progress.done == 20 and live.progress.total == 40 and live.progress.job == "job"
     assert live.session["label"] == "A" and live.session["remaining_s"] == pytest.approx(2900)
     assert "[A] primary on hour" in shown and "job 'job' running 20/40" in shown
+    it.close()
+    primary.close()
+
+
+def test_show_from_another_thread_watches_the_job_live_until_it_ends(capsys):
+    """Issue 26 (4): show_again from a second kernel drew one snapshot that never updated
+    ("running 54/90" after the job finished). A primary runs on its own thread (as another
+    kernel would), on the real clock; show watches the store until the job completes."""
+    import threading
+
+    from sessionkit import widgets
+
+    store = MemoryStore()
+    primary = Primary(store, "job", runtime="local", ttl=60, label="A", checkpoint_items=2)
+    started = threading.Event()
+
+    def run():
+        for item in primary.track(range(40), display=False):
+            started.set()
+            threading.Event().wait(0.1)  # the item's work: 4 s in all
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    started.wait(10)
+    try:
+        live = widgets.show(store, until=60)
+    finally:
+        worker.join(30)
+        primary.close()
+    captured = capsys.readouterr()
+    assert live.progress.status == "completed" and live.progress.done == 40
+    assert captured.out.strip().splitlines()[-1] == "job job 40/40: ended: completed"
+    counts = {line for line in captured.err.splitlines() if "job 'job' running" in line}
+    assert len(counts) >= 2, f"redrawn as the job moved on: {counts}"
+
+
+def test_show_stops_watching_after_until_and_says_the_job_still_runs(capsys):
+    from sessionkit import widgets
+
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=7200, checkpoint_items=1)
+    it = primary.track(range(10), display=False)
+    next(it), next(it)
+    widgets.show(store, clock=clock, until=30)  # a FakeClock's sleep moves it: 15 polls of 2 s
+    assert capsys.readouterr().out.strip().endswith(": still running: stopped watching")
     it.close()
     primary.close()
 

@@ -200,9 +200,10 @@ class Countdown(_View):
     the time left at the first drawing). A session that ended shows how it ended."""
 
     def __init__(self, session: Any, **kw: Any) -> None:
-        clock = getattr(session, "clock", None)  # a Session; a snapshot (dict) has none
-        self.rate = clock_rate(clock) if clock is not None else 1.0  # for the script
-        super().__init__(_snapshot_of(session), **kw)
+        clock = getattr(session, "clock", None)  # a Session; a snapshot (dict) carries its clock's rate
+        snapshot = _snapshot_of(session)
+        self.rate = clock_rate(clock) if clock is not None else float(snapshot.get("clock_rate") or 1.0)
+        super().__init__(snapshot, **kw)
         self._id = f"sk-countdown-{uuid.uuid4().hex[:12]}"
 
     def _scale(self) -> str:
