@@ -206,6 +206,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
     """Watch the primary and take over when it hands over or dies; returns the new Primary
     (showing its views), or None if ``timeout`` passed or the job finished meanwhile.
     ``store`` must be the primary's (in Colab there is no default: the backup must be told)."""
+    from .widgets import WATCH_PACE_S
     from .widgets.session import Countdown, HandoverStatus, PrimaryWatch, SessionBanner
 
     clock_check = clock_for(time_scale)
@@ -229,13 +230,15 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
         status.show()
         watching.show()
     last: list[Any] = [None, time.monotonic()]
+    pace = WATCH_PACE_S[bool(getattr(store, "remote", False))]  # real seconds (2 local, 10 remote)
 
     def refresh(b: Backup) -> None:  # from this (the cell's) thread, only when it changes
         state = b.state
-        if (state.status, state.detail) != last[0]:
+        changed = (state.status, state.detail) != last[0]
+        if changed:
             last[0] = (state.status, state.detail)
             status.update(state)
-        if time.monotonic() - last[1] >= WATCH_VIEW_EVERY:  # a few reads: not at every look
+        if changed or time.monotonic() - last[1] >= pace:  # the store's pace, not at every look
             last[1] = time.monotonic()
             watching.update(_primary_seen(b, job))
 
@@ -262,7 +265,6 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
     return primary
 
 
-WATCH_VIEW_EVERY = 15.0  # real seconds between a backup's reads of the primary's progress for its view
 
 
 def _primary_seen(watcher: Union[Backup, Primary], job: Optional[str]) -> PrimarySeen:

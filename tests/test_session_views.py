@@ -300,3 +300,23 @@ def test_a_running_primary_redraws_its_page_views_so_the_page_knows_they_are_liv
         primary.close()
         InteractiveShell.clear_instance()
     assert sum(drawn[1:]) >= 2, f"redrawn every VIEW_KEEPALIVE_S though nothing changed: {drawn}"
+
+
+def test_the_backups_line_says_handed_over_at_n_as_soon_as_the_store_says_so():
+    """Issue 26 (5): the backup showed 99/140 after the primary had handed over at 113, and
+    its line began "primary primary:" (the notebook's label is "primary")."""
+    from sessionkit.status import live_view, primary_seen
+    from sessionkit.widgets.session import PrimaryWatch
+
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=60, label="primary", checkpoint_items=1)
+    it = primary.track(range(30), display=False)
+    for _ in range(14):
+        next(it)
+        clock.advance(1)
+    line = PrimaryWatch(primary_seen(live_view(store, clock=clock), None), notebook=False).text()
+    assert line.startswith("primary: ") and "primary primary" not in line, line
+    it.close()  # the loop stops at 13 done: the lease is released, the job paused
+    primary.close()
+    line = PrimaryWatch(primary_seen(live_view(store, clock=clock), None), notebook=False).text()
+    assert line.startswith("primary handed over at 13/30"), line

@@ -330,8 +330,13 @@ class PrimaryWatch(_View):
             return s
         if s.label is None and s.job is None:
             return "no primary seen in the store yet"
+        label = s.label or "?"
+        who = label if "primary" in label.lower() else f"primary {label}"  # never "primary primary"
+        count = f"{s.done}/{s.total}" if s.total else f"{s.done}"
+        if s.released and s.status not in ("completed", "failed", "cancelled"):
+            return f"{who} handed over at {count}: it released the lease of job {s.job!r}; a backup takes it on"
         left = "no time limit" if s.remaining_s is None else f"{format_seconds(max(0.0, s.remaining_s))} left"
-        parts = [f"primary {s.label or '?'}: {left}"]
+        parts = [f"{who}: {left}"]
         if s.job is not None:
             count = f"{s.done}/{s.total} ({s.done / s.total:.0%})" if s.total else f"{s.done}"
             parts.append(f"job {s.job!r} {s.status} {count}")
