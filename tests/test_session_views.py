@@ -119,7 +119,17 @@ def test_a_primary_that_handed_over_names_the_backup():
         backup.step()
     assert primary.handed_over
     last = out.getvalue().splitlines()[-1]
-    assert last.startswith(f"handed over: to B ({backup.session.id[:8]})"), last
+    done = primary.job.done
+    assert last.startswith(f"handed over: to B ({backup.session.id[:8]}) at {done}/1000"), last
+    # issue 26 (6): the handed-over primary's progress ended grey and "paused"
+    from sessionkit.widgets.text import describe
+    line = describe(primary.job.progress)
+    assert line == f"job 'job' handed over to B ({backup.session.id[:8]}) at {done}/1000", line
+    assert HandoverStatus.COLOURS["handed over"] not in (HandoverStatus.COLOURS["paused"],
+                                                         HandoverStatus.COLOURS["stopped"])
+    from sessionkit.widgets.progress import JobProgress
+    bar = JobProgress(primary.job.progress)
+    assert bar.bar.description == "handed over" and bar.colour not in ("#9e9e9e", "#7f7f7f")
 
 
 def test_a_primary_that_lost_its_lease_says_to_whom():

@@ -186,7 +186,9 @@ class Primary:
         """The loop ended: release the lease if the job is done or handed over, say how."""
         if self.handed_over:
             self._release("handover")
-            self._finish("handed over", f"to {self._handed_to or 'the backup'}; this runtime can be let go")
+            self._finish("handed over", f"to {self._handed_to or 'the backup'} at {self.job.done}"
+                                        f"{'/' + str(self.job.total) if self.job.total else ''}; "
+                                        f"this runtime can be let go")
         elif self.job.status in ("completed", "cancelled"):
             self._release(self.job.status)
             self._finish(self.job.status, f"{self.job.done} done")
@@ -296,7 +298,7 @@ class Primary:
         ready = self._ready_backups()
         if ready:
             self.handed_over = True
-            self._handed_to = _describe_sessions(self.store, ready)
+            self._handed_to = self.job.handed_to = _describe_sessions(self.store, ready)
             return "handover"
         return None
 

@@ -11,7 +11,7 @@ from ..jobs.progress import Progress
 from .text import describe
 
 COLOURS = {"running": "#1f77b4", "pending": "#1f77b4", "completed": "#2ca02c", "failed": "#d62728",
-           "paused": "#9e9e9e", "cancelled": "#9e9e9e"}
+           "paused": "#9e9e9e", "cancelled": "#9e9e9e", "handed over": "#17becf"}
 
 
 def _snapshot(source: Any) -> Progress:
@@ -55,8 +55,9 @@ class JobProgress:
     def update(self, progress: Progress) -> None:
         fraction = progress.fraction
         self.bar.value = fraction if fraction is not None else (1.0 if progress.status == "completed" else 0.0)
-        self.bar.style.bar_color = COLOURS.get(progress.status, "#9e9e9e")
-        self.bar.description = progress.status
+        status = "handed over" if progress.handed_to and progress.status == "paused" else progress.status
+        self.bar.style.bar_color = COLOURS.get(status, "#9e9e9e")
+        self.bar.description = status
         self.text = describe(progress)
         self.label.value = f"<code>{html.escape(self.text)}</code>"
         # The saved fallback follows the status and each 5%, not every item (each redraws the view).

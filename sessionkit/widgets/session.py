@@ -289,7 +289,7 @@ class HandoverStatus(_View):
 
     COLOURS = {"watching": "#1f77b4", "waiting for a primary": "#7f7f7f", "waiting for its turn": "#1f77b4",
                "approval pending": "#ff7f0e", "taking over": "#d62728", "primary": "#2ca02c",
-               "handing over": "#ff7f0e", "done": "#7f7f7f", "completed": "#2ca02c", "handed over": "#7f7f7f",
+               "handing over": "#ff7f0e", "done": "#7f7f7f", "completed": "#2ca02c", "handed over": "#17becf",
                "lease lost": "#d62728", "failed": "#d62728", "stopped": "#7f7f7f", "paused": "#7f7f7f",
                "cancelled": "#7f7f7f", "closed": "#7f7f7f"}
 

@@ -14,6 +14,8 @@ PIPE_STEP = 0.1  # ... or at each further tenth of the total
 
 def describe(p: Progress) -> str:
     """``job 'x' running [stage 2/3 process] 1200/5000 24% 310 it/s ETA 00:12 1.2 MB``."""
+    if p.handed_to and p.status == "paused":  # its own words, never "paused"
+        return f"job {p.job!r} handed over to {p.handed_to} at " + (f"{p.done}/{p.total}" if p.total else f"{p.done}")
     parts = [f"job {p.job!r} {p.status}"]
     if p.stage:
         parts.append(f"[stage {p.stage_index}/{p.stages} {p.stage}]")
