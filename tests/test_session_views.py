@@ -330,3 +330,20 @@ def test_the_backups_line_says_handed_over_at_n_as_soon_as_the_store_says_so():
     primary.close()
     line = PrimaryWatch(primary_seen(live_view(store, clock=clock), None), notebook=False).text()
     assert line.startswith("primary handed over at 13/30"), line
+
+
+def test_the_progress_line_keeps_the_bar_wide_and_puts_the_forecast_on_a_quieter_second_line():
+    """Issue 26 (7): the line squeezed the bar to 50-70 px and wrapped, the forecast inline."""
+    from sessionkit.jobs import Job
+    from sessionkit.widgets.progress import JobProgress
+    from sessionkit.widgets.text import describe_lines
+
+    job = Job(MemoryStore(), "j", clock=FakeClock())
+    p = job.progress
+    p = type(p)(**{**p.as_dict(), "status": "running", "done": 40, "total": 160, "rate": 1 / 360,
+                   "eta": 120 * 360, "runtime_left": 3600.0, "clock_rate": 720.0})
+    main, details = describe_lines(p)
+    assert "needs" in details and "x720 clock" in details and "needs" not in main, (main, details)
+    bar = JobProgress(p)
+    assert bar.bar.layout.min_width == "160px" and bar.bar.layout.flex.startswith("0 0")
+    assert "white-space:nowrap" in bar.label.value and "<small" in bar.label.value
