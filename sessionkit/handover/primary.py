@@ -239,12 +239,13 @@ class Primary:
                          idle_s=(self.clock.monotonic() - since) / per_real if running else 0.0,
                          item_s=1.0 / (rate / per_real) if rate else None, stall_after_s=self.stall_after)
         decision = decide_stall(seen)
-        if decision.stalled != self.stalled:
-            self.stalled = decision.stalled
-            self.session.extra["stalled"] = decision.stalled
-            self.session.events.emit("job.stalled" if decision.stalled else "job.unstalled", job=job.id,
+        stalled = decision.stalled
+        if stalled != self.stalled:
+            self.stalled = stalled
+            self.session.extra["stalled"] = stalled
+            self.session.events.emit("job.stalled" if stalled else "job.unstalled", job=job.id,
                                      idle_s=round(decision.idle_s, 1), stall_after_s=round(decision.after_s, 1))
-        return decision.stalled
+        return stalled
 
     def _update_lead(self) -> None:
         """A handover needs a final checkpoint (as long as the last one took) and a backup's
