@@ -17,7 +17,7 @@ echo "colab-env: $($PY --version) in $VENV, pins from $PINS"
 PIP="$VENV/bin/python -m pip --disable-pip-version-check"
 $PIP install --quiet -r "$PINS"
 $PIP freeze --all | sort > "$VENV/before.txt"
-$PIP install --quiet -e .                       # what a Colab user's install does
+$PIP install --quiet -e ".[gdrive,login]"      # what a Colab user's install does (Drive and sessionkit login too)
 $PIP freeze --all | sort > "$VENV/after.txt"
 changed=$(grep -v '^#' "$PINS" | sed 's/==.*//' | while read -r name; do
   [ -n "$name" ] || continue

@@ -26,6 +26,7 @@ from .errors import (
     StoreMissing,
     StoreReadOnly,
     StoreTimeout,
+    SignInError,
 )
 from .jobs import Job
 from .lease import Lease
@@ -89,6 +90,7 @@ __all__ = [
     "StoreMissing",
     "StoreReadOnly",
     "StoreTimeout",
+    "SignInError",
     "SystemClock",
     "__version__",
     "flush_mounted_drive",

@@ -206,6 +206,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if demo.run(args.store, items=args.items, item_seconds=args.item_seconds, scale=args.scale) else 1
 
 
+def cmd_login(args: argparse.Namespace) -> int:
+    from . import login
+
+    result = login.login(args.client_secrets, args.save, open_browser=not args.no_browser)
+    print(login.how_to_use(result.path))
+    return 0
+
+
 # -- the parser -----------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,6 +291,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--item-seconds", type=float, default=0.1, help="real seconds per item (default 0.1)")
     p.add_argument("--scale", type=float, default=720.0, help="clock speed-up (default 720: 12 h in 60 s)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("login", help="sign in to Google Drive with a browser and save the credentials",
+                       description="Run Google's installed-app sign-in (your own OAuth client, the Drive "
+                       "scope) on this machine, save the credentials with mode 600, and print how to give "
+                       "them to Colab or Kaggle as a secret. Needs google-auth-oauthlib "
+                       "(pip install \"sessionkit-runtime[login]\"); see docs/gdrive.md.")
+    p.add_argument("--client-secrets", metavar="FILE",
+                   help="your Desktop app OAuth client's JSON (default: $SESSIONKIT_OAUTH_CLIENT_SECRETS)")
+    p.add_argument("--save", metavar="PATH",
+                   help="where to save the credentials (default ~/.config/sessionkit/gdrive-credentials.json)")
+    p.add_argument("--no-browser", action="store_true",
+                   help="print the sign-in address instead of opening a browser (open it on this machine)")
+    p.set_defaults(func=cmd_login)
     return parser
 
 

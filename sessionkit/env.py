@@ -19,7 +19,7 @@ from typing import Optional
 
 from .clock import SYSTEM_CLOCK, Clock
 
-__all__ = ["Environment", "detect", "ipython_shell", "in_colab", "in_kaggle", "in_notebook"]
+__all__ = ["Environment", "detect", "headless", "ipython_shell", "in_colab", "in_kaggle", "in_notebook"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +112,17 @@ def in_notebook() -> bool:
     """True inside a Jupyter or Colab kernel whose front end can show widgets."""
     shell = ipython_shell()
     return _kernel_shell(shell) or _colab_shell(shell)
+
+
+def headless() -> bool:
+    """True where no one watches the page, so views must be log lines: a Kaggle "Save &
+    Run All" (``KAGGLE_KERNEL_RUN_TYPE`` is "Batch" there and "Interactive" in the editor;
+    community-observed, not documented by Kaggle), or ``SESSIONKIT_HEADLESS=1`` (papermill,
+    a scheduler); ``SESSIONKIT_HEADLESS=0`` turns it off."""
+    flag = os.environ.get("SESSIONKIT_HEADLESS", "").strip().lower()
+    if flag in ("1", "true", "yes"):
+        return True
+    if flag in ("0", "false", "no"):
+        return False
+    return os.environ.get("KAGGLE_KERNEL_RUN_TYPE") == "Batch"
+

@@ -55,6 +55,12 @@ class StoreTimeout(StoreError):
     still land later: callers that write treat the outcome as unknown."""
 
 
+class SignInError(StoreError):
+    """Google sign-in for a ``gdrive://`` store failed or gave no usable credentials
+    (a missing secret, a sign-in that timed out or was refused); the message says what
+    to do. It never holds a secret."""
+
+
 class Conflict(StoreError):
     """A conditional write or delete found another version than it expected.
 

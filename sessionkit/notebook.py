@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional, Union
 
-from .validate import check_seconds
+from .validate import check_seconds, seconds_setting
 from .clock import Clock, ScaledClock, SystemClock, clock_rate
 from .handover import Backup, Primary
 from .runtimes import Runtime
@@ -31,10 +32,10 @@ from .sessions import read_session
 from .status import LiveView, PrimarySeen, live_view, primary_seen
 from .store import ABSENT, Store, open_store
 from .config import Config, load as load_config
-from .env import in_colab, in_notebook
+from .env import headless, in_colab, in_notebook
 
-__all__ = ["StoreShare", "clock_for", "default_store", "demo_items", "demo_work", "release_runtime",
-           "share_info", "show_again", "start_backup", "start_primary"]
+__all__ = ["LogPace", "StoreShare", "clock_for", "default_store", "demo_items", "demo_work", "log_every",
+           "release_runtime", "share_info", "show_again", "start_backup", "start_primary", "use_credentials"]
 
 log = logging.getLogger("sessionkit.notebook")
 LOCAL_DEFAULT = "sessionkit-state"
@@ -128,7 +129,8 @@ def _configured(config: Union[None, str, Config], store: Union[Store, str, None]
 
 def start_primary(store: Union[Store, str, None], job: str, *, runtime: Union[str, Runtime] = "colab-free",
                   time_scale: float = 1.0, lease_ttl: float = 60.0, label: Optional[str] = None,
-                  show: bool = True, config: Union[None, str, Config] = None, **job_kwargs: Any) -> Primary:
+                  show: bool = True, config: Union[None, str, Config] = None, credentials: Optional[str] = None,
+                  **job_kwargs: Any) -> Primary:
     """Open the primary session, take the lease (waiting while another primary holds it),
     and show the store (what to give a backup), Countdown, SessionBanner and HandoverStatus
     (JobProgress appears when the job runs). ``lease_ttl`` is real seconds at any scale.
@@ -136,6 +138,7 @@ def start_primary(store: Union[Store, str, None], job: str, *, runtime: Union[st
     from .widgets.session import Countdown, HandoverStatus, SessionBanner, StoreBanner
 
     clock_check = clock_for(time_scale)  # validates TIME_SCALE before anything is opened
+    use_credentials(credentials)
     store, runtime, lease_ttl, phases = _configured(config, store, runtime, lease_ttl)
     ttl = _real_seconds("LEASE_TTL", lease_ttl, time_scale)
     store = _resolve(store, job)
@@ -202,14 +205,22 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
                  runtime: Union[str, Runtime] = "colab-free",
                  time_scale: float = 1.0, lease_ttl: float = 60.0, priority: int = 1, approval: str = "auto",
                  label: Optional[str] = None, show: bool = True, timeout: Optional[float] = None,
-                 config: Union[None, str, Config] = None) -> Optional[Primary]:
+                 config: Union[None, str, Config] = None, credentials: Optional[str] = None) -> Optional[Primary]:
     """Watch the primary and take over when it hands over or dies; returns the new Primary
     (showing its views), or None if ``timeout`` passed or the job finished meanwhile.
-    ``store`` must be the primary's (in Colab there is no default: the backup must be told)."""
+    ``store`` must be the primary's (in Colab there is no default: the backup must be told).
+
+    Headless (``env.headless()``: a Kaggle "Save & Run All"), no widget is shown: what the
+    views would show is printed as log lines every ``log_every()`` real seconds (and when
+    it changes), and the watch ends, saying so, once this runtime's own session is down to
+    its handover threshold, too late to take a job over."""
     from .widgets import WATCH_PACE_S
     from .widgets.session import Countdown, HandoverStatus, PrimaryWatch, SessionBanner
 
     clock_check = clock_for(time_scale)
+    use_credentials(credentials)
+    quiet = headless()
+    show = show and not quiet
     store, runtime, lease_ttl, phases = _configured(config, store, runtime, lease_ttl)
     ttl = _real_seconds("LEASE_TTL", lease_ttl, time_scale)
     if job is not None and (not isinstance(job, str) or not job):
@@ -230,7 +241,16 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
         status.show()
         watching.show()
     last: list[Any] = [None, time.monotonic()]
-    pace = WATCH_PACE_S[bool(getattr(store, "remote", False))]  # real seconds (2 local, 10 remote)
+    watch_every = WATCH_PACE_S[bool(getattr(store, "remote", False))]  # real seconds (2 local, 10 remote)
+    pace = LogPace() if quiet else None
+    own_end = None
+    if quiet and backup.session.remaining is not None:
+        own_end = max(0.0, backup.session.remaining - backup.session.handover_at)
+        timeout = own_end if timeout is None else min(timeout, own_end)
+    if pace is not None:
+        pace.say(f"backup (headless, a line every {pace.every:g} s): watching {store.url} for job "
+                 f"{job or '(any)'}" + (f"; stops watching when this runtime has "
+                                        f"{_span(backup.session.handover_at)} left" if own_end is not None else ""))
 
     def refresh(b: Backup) -> None:  # from this (the cell's) thread, only when it changes
         state = b.state
@@ -238,7 +258,9 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
         if changed:
             last[0] = (state.status, state.detail)
             status.update(state)
-        if changed or time.monotonic() - last[1] >= pace:  # the store's pace, not at every look
+        if pace is not None:
+            pace.tick(lambda: _watch_line(state, _primary_seen(b, job)), changed=changed)
+        if changed or time.monotonic() - last[1] >= watch_every:  # the store's pace, not at every look
             last[1] = time.monotonic()
             watching.update(_primary_seen(b, job))
 
@@ -250,14 +272,20 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
     if primary is None:
         if backup.status == "done":
             print("the primary finished the job: nothing to take over")
+        elif own_end is not None and (backup.session.remaining or 0) <= backup.session.handover_at + 1e-6:
+            print(f"this runtime's session has {_span(backup.session.remaining or 0)} left, too little to take "
+                  f"the job over: stopped watching (the primary, or another backup, carries on)")
         backup.close()
         return None
     _KERNEL_PRIMARIES[store.url] = primary
     seen = _primary_seen(primary, job)
     if seen.own_too_short:
         print(f"WARNING: {PrimaryWatch(seen, rate=watching.rate, notebook=False).warning()}")
-    watching.update(f"took over job {primary.job.id!r} at {primary.job.done} done: this runtime is the "
-                    f"primary now")
+    took = f"took over job {primary.job.id!r} at {primary.job.done} done: this runtime is the primary now"
+    if pace is not None:
+        pace.say(took)
+        return primary  # headless: log lines only, no views (run() prints the job's state)
+    watching.update(took)
     primary.views += [status, Countdown(primary.session), SessionBanner(primary.session)]
     if show:
         _show(primary.views[1:])
@@ -279,7 +307,12 @@ def _primary_seen(watcher: Union[Backup, Primary], job: Optional[str]) -> Primar
 
 def show_again(store: Union[Store, str, None], job: str) -> None:
     """The notebooks' last cell: the primary's live views again, read from the store (the
-    views only: returning the snapshots would print them as the cell's value)."""
+    views only: returning the snapshots would print them as the cell's value). Headless,
+    there is no page to show them on: one line says so."""
+    if headless():
+        print("headless run: no views to show again (the log lines above are this run's record; open the "
+              "notebook in a browser and run this cell there to watch live)")
+        return
     from .widgets import show
 
     show(_resolve(store, job), job=job)
@@ -299,8 +332,74 @@ def release_runtime(primary: Primary) -> str:
     primary.close()
     from google.colab import runtime as colab_runtime  # type: ignore[import-not-found]
 
-    colab_runtime.unassign()
+    try:
+        colab_runtime.unassign()
+    except Exception as exc:  # RuntimeManagementError outside a managed runtime (colabtools runtime.py)
+        return (f"runtime NOT released: google.colab.runtime.unassign() failed ({type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no message'}); the job has "
+                f"completed, so end it yourself with Runtime → Disconnect and delete runtime")
     return "runtime released (google.colab.runtime.unassign)"
+
+
+def use_credentials(credentials: Optional[str]) -> None:
+    """The notebooks' CREDENTIALS: when set, Drive's saved user credentials for this
+    kernel (SESSIONKIT_GDRIVE_CREDENTIALS: a path, the JSON text, ``colab-secret:NAME`` or
+    ``kaggle-secret:NAME``). The value is never printed."""
+    if credentials is None or credentials == "":
+        return
+    if not isinstance(credentials, str):
+        raise ValueError(f"CREDENTIALS must be a string (a file, colab-secret:NAME or kaggle-secret:NAME), "
+                         f"got a {type(credentials).__name__}")
+    os.environ["SESSIONKIT_GDRIVE_CREDENTIALS"] = credentials
+
+
+LOG_EVERY = 60.0  # real seconds between a headless run's log lines
+
+
+def log_every() -> float:
+    """Real seconds between a headless run's log lines: SESSIONKIT_LOG_EVERY, else LOG_EVERY."""
+    return seconds_setting("SESSIONKIT_LOG_EVERY", LOG_EVERY, "real seconds between a headless run's log lines")
+
+
+class LogPace:
+    """Log lines at a steady pace in real seconds: one every ``every``, and one when what
+    is said changes (a headless run's only view; each line starts with the UTC time)."""
+
+    def __init__(self, every: Optional[float] = None) -> None:
+        self.every = log_every() if every is None else every
+        self._last = float("-inf")
+
+    def tick(self, line: Callable[[], str], changed: bool = False) -> None:
+        if changed or time.monotonic() - self._last >= self.every:
+            self.say(line())
+
+    def say(self, line: str) -> None:
+        self._last = time.monotonic()
+        print(f"{datetime.now(timezone.utc):%H:%M:%S} {line}", flush=True)
+
+
+def _watch_line(state: Any, seen: PrimarySeen) -> str:
+    """A headless backup's log line: what it does, and the primary as it last saw it."""
+    if seen.job is None:
+        primary = "no primary job seen yet"
+    else:
+        total = "" if seen.total is None else f"/{seen.total}"
+        left = "" if seen.remaining_s is None else f", {_span(seen.remaining_s)} left there"
+        primary = f"the primary ({seen.label or 'unnamed'}) is {seen.status} at {seen.done}{total}{left}"
+    own = "" if seen.own_remaining_s is None else f"; {_span(seen.own_remaining_s)} left here"
+    return f"backup {state.status} ({state.detail}): {primary}{own}"
+
+
+def _job_line(primary: Primary) -> str:
+    job, session = primary.job, primary.session
+    left = "" if session.remaining is None else f", {_span(session.remaining)} left here"
+    total = "" if job.total is None else f"/{job.total}"
+    return f"job {job.id}: {job.status} {job.done}{total}, phase {session.phase}{left}"
+
+
+def _span(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def demo_items(items: int) -> range:
@@ -318,12 +417,35 @@ def demo_work(item_seconds: float) -> Callable[[Any], None]:
 def run(primary: Primary, items: Iterable[Any], work: Callable[[Any], None], **track: Any) -> Primary:
     """``for item in primary.track(items): work(item)``, with a widget in notebooks. An
     interrupt (the stop button, Ctrl-C) pauses the job at the item in progress and says so
-    in a line, not a traceback: running the cell again resumes."""
-    track.setdefault("display", True if in_notebook() else False)
+    in a line, not a traceback: running the cell again resumes.
+
+    Headless (``env.headless()``), the job's state is printed as a log line every
+    ``log_every()`` real seconds instead of a widget, and the job stops cleanly (paused at
+    its last checkpoint, the lease released so a backup takes it at once) when this
+    runtime's session is down to a third of its handover threshold with no handover made."""
+    quiet = headless()
+    track.setdefault("display", in_notebook() and not quiet)
     loop = primary.track(items, **track)
+    pace = LogPace() if quiet else None
+    session = primary.session
     try:
         for item in loop:
             work(item)
+            if pace is None:
+                continue
+            pace.tick(lambda: _job_line(primary))
+            if session.remaining is not None and session.remaining <= session.handover_at / 3:
+                primary.job.record_outcome(None)  # paused: the run stops, it did not fail
+                loop.close()  # the final checkpoint
+                pace.say(_job_line(primary))
+                pace = None
+                print(f"this runtime's session ends in {_span(session.remaining)}: stopped job "
+                      f"{primary.job.id!r} at {primary.job.done} done and released the lease, so a backup "
+                      f"takes it over at once; run the notebook again to resume", flush=True)
+                primary.close()
+                break
+        if pace is not None:
+            pace.say(_job_line(primary))
     except KeyboardInterrupt as exc:
         primary.job.record_outcome(exc)  # paused, as a Ctrl-C that reached the cell would have
         loop.close()  # the final checkpoint and views now (the traceback kept the loop open)

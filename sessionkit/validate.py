@@ -12,11 +12,12 @@ scaled clock's 30 s heartbeat is 42 ms of real time at x720) is raised to it.
 from __future__ import annotations
 
 import math
+import os
 from datetime import timedelta
 from typing import Any, Optional
 
 __all__ = ["MIN_PERIOD", "MIN_REMOTE_PERIOD", "check_count", "check_period", "check_seconds",
-           "check_timedelta", "period_floor", "at_least_floor"]
+           "check_timedelta", "period_floor", "at_least_floor", "seconds_setting"]
 
 MIN_PERIOD = 0.05  # real seconds: at most 20 requests a second from one poller on a local store
 MIN_REMOTE_PERIOD = 0.5  # ... and at most 2 a second on a remote one
@@ -78,3 +79,16 @@ def check_timedelta(name: str, value: object, what: str = "") -> timedelta:
         raise (TypeError if not isinstance(value, timedelta) else ValueError)(
             f"{name} must be a datetime.timedelta >= 0{purpose}, e.g. timedelta(hours=24), got {value!r}{hint}")
     return value
+
+
+def seconds_setting(name: str, default: float, what: str = "") -> float:
+    """A duration from the environment variable ``name`` (seconds > 0), else ``default``;
+    ValueError naming the variable when it holds anything else."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value: object = float(raw)
+    except ValueError:
+        value = raw
+    return check_seconds(name, value, what)

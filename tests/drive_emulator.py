@@ -29,8 +29,10 @@ real service does (sources in docs/gdrive.md):
   file exists only once the last byte is in; **ranged downloads** (``Range`` on
   ``alt=media``, 206);
 - **tokens expire** after ``token_ttl`` seconds (401, then the client refreshes):
-  ``POST /token`` takes refresh tokens (users) and signed JWT assertions (service
-  accounts);
+  ``POST /token`` takes refresh tokens (users), signed JWT assertions (service
+  accounts) and authorization codes; ``GET /auth`` is the consent page of Google's
+  installed-app sign-in, answered at once for the account in ``login_hint`` (the user
+  who clicked Allow): a redirect to ``redirect_uri`` with a code (``sessionkit login``);
 - **faults**, one-shot (``inject``) or at random (``random_faults``): ``412``,
   ``403rate``, ``429``, ``500``, ``slow``, ``hang`` (the answer waits until
   ``release_hang()`` or ``hang_seconds``, as a request stuck in a dead
@@ -110,6 +112,7 @@ class DriveEmulator:
         self.generated: set[str] = set()
         self.accounts: dict[str, dict[str, Any]] = {}  # email -> {"root": id, "service": bool}
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> email
+        self.auth_codes: dict[str, tuple[str, str]] = {}  # authorization code -> (email, redirect_uri)
         self.tokens: dict[str, tuple[str, float]] = {}  # access token -> (email, expires at)
         self.shared: dict[str, set[str]] = {}  # file id -> emails it is shared with (Editor)
         self.drives: dict[str, set[str]] = {}  # shared drive id -> member emails
@@ -413,6 +416,8 @@ class DriveEmulator:
             time.sleep(self.latency)
         if url.path == "/token" and method == "POST":
             return self._token(h, body)
+        if url.path == "/auth" and method == "GET":
+            return self._authorize(h, query)
         with self.lock:
             self.requests += 1
         auth = h.headers.get("Authorization", "")
@@ -457,9 +462,38 @@ class DriveEmulator:
         except ValueError as exc:
             self._error(h, 400, "invalid", str(exc))
 
+    def _authorize(self, h: BaseHTTPRequestHandler, query: dict) -> None:
+        """The consent page, allowed at once for ``login_hint``: redirect with a code."""
+        email, redirect = query.get("login_hint"), query.get("redirect_uri")
+        if not email or not redirect or query.get("response_type") != "code":
+            return self._error(h, 400, "invalid_request", "login_hint, redirect_uri and response_type=code")
+        self._account(email)
+        code = f"code-{next(self._ids)}"
+        with self.lock:
+            self.auth_codes[code] = (email, redirect)
+        h.send_response(302)
+        h.send_header("Location", redirect + ("&" if "?" in redirect else "?")
+                      + urllib.parse.urlencode({"code": code, "state": query.get("state", ""),
+                                                "scope": query.get("scope", "")}))
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
     def _token(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
         form = dict(urllib.parse.parse_qsl(body.decode()))
         email = None
+        if form.get("grant_type") == "authorization_code":
+            with self.lock:
+                email, redirect = self.auth_codes.pop(form.get("code", ""), (None, None))
+            if email is None or redirect != form.get("redirect_uri"):
+                return self._error(h, 400, "invalid_grant", "Bad Request")
+            refresh = f"refresh-{email}-{next(self._ids)}"
+            token = f"emu-{next(self._ids)}"
+            with self.lock:
+                self.refresh_tokens[refresh] = email
+                self.tokens[token] = (email, time.monotonic() + self.token_ttl)
+            return self._send(h, 200, {"access_token": token, "expires_in": int(self.token_ttl),
+                                       "token_type": "Bearer", "refresh_token": refresh,
+                                       "scope": "https://www.googleapis.com/auth/drive"})
         if form.get("grant_type") == "refresh_token":
             with self.lock:
                 email = self.refresh_tokens.get(form.get("refresh_token", ""))

@@ -134,7 +134,7 @@ def test_an_unreadable_store_is_a_one_line_error(tmp_path):
     assert res.returncode == 2 and "not a store folder" in res.stderr
 
 
-@pytest.mark.parametrize("command", ["status", "jobs", "history", "approve", "gc", "demo"])
+@pytest.mark.parametrize("command", ["status", "jobs", "history", "approve", "gc", "demo", "login"])
 def test_every_subcommand_has_help(command):
     res = run(command, "--help")
     assert res.returncode == 0 and "usage: sessionkit " + command in res.stdout

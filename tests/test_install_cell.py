@@ -10,6 +10,7 @@ marker file if it is ever imported, so "never installed, never executed" is chec
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -158,3 +159,27 @@ def test_an_impostor_already_installed_is_refused_and_never_imported(env):
     assert any("['sessionkit'] (not sessionkit-runtime)" in e for e in errors(nb)), errors(nb)
     assert not env["marker"].exists(), "the impostor ran"
     assert "sessionkit-runtime" not in installed(env["python"])
+
+
+def test_an_unreachable_source_fails_with_one_line_then_pips_last_lines(env, monkeypatch):
+    """Issue 31 / 26 (9): pip ran silently, then a raw CalledProcessError traceback."""
+    outside = env["tmp"] / "elsewhere"
+    outside.mkdir()
+    source = "http://127.0.0.1:9/sessionkit_runtime-0.1.0-py3-none-any.whl"  # port 9: nothing listens
+    monkeypatch.setenv("SESSIONKIT_SOURCE", source)
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "5")
+    nb = run_cells(outside, install_cell())
+    cell = nb.cells[0]
+    said = [o["text"] for o in cell.outputs if o.output_type == "stream"]
+    assert said and said[0].startswith(f"Installing sessionkit-runtime from {source} with pip"), said
+    failures = [o for o in cell.outputs if o.output_type == "error"]
+    assert len(failures) == 1 and failures[0]["ename"] == "InstallFailed"
+    shown = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in failures[0]["traceback"]]
+    assert shown[0].startswith(f"pip could not install sessionkit-runtime from {source} (exit 1): set SESSIONKIT_SOURCE "
+                               f"to a source this runtime can reach"), shown[0]
+    assert shown[0].endswith("pip's last lines:") and len(shown) >= 2  # the details after the line
+    assert any("127.0.0.1" in line for line in shown[1:]), shown
+    text_shown = "\n".join(shown)
+    assert "Traceback" not in text_shown and "CalledProcessError" not in text_shown and 'File "' not in text_shown
+    assert "sessionkit-runtime" not in installed(env["python"]) and not env["marker"].exists()

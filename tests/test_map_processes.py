@@ -84,7 +84,9 @@ def test_a_dask_cluster_loses_a_worker_process_mid_map_and_no_item_is_lost(tmp_p
             t.sleep(0.02)
             return x * x
 
+        client.wait_for_workers(2, timeout=120)
         pids = client.run(os.getpid)
+        assert len(pids) == 2, pids
         job = Job(sessionkit.open_store(str(tmp_path / "s")), "dask", checkpoint_items=10)
         results, killed = {}, False
         for item, result in job.map(work, range(200), executor=client.get_executor(), display=False):

@@ -106,3 +106,15 @@ def test_a_remote_store_has_a_higher_floor_and_defaults_are_raised_to_it():
     # a fake clock's time is the test's: no real-time floor applies
     assert Lease(MemoryStore(), "p", holder="h", ttl=1e-3, clock=FakeClock()).retry_period == pytest.approx(1e-3 / 7.5)
 
+
+
+def test_a_refused_primary_or_backup_writes_nothing():
+    store = MemoryStore()
+    for make in (lambda: Primary(store, "j", runtime="local", clock=FakeClock(), poll=0),
+                 lambda: Primary(store, "j", runtime="local", clock=FakeClock(), acquire_timeout=-1),
+                 lambda: Backup(store, "B", runtime="local", clock=FakeClock(), grace="x"),
+                 lambda: Job(store, "j", keep_blobs=0),
+                 lambda: Session(store, "backup", runtime="local", clock=FakeClock(), warning_at=0)):
+        with pytest.raises(ValueError):
+            make()
+    assert store.list() == [], "nothing was written for a refused construction"

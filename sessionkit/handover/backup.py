@@ -18,7 +18,7 @@ import uuid
 from typing import Callable, Optional, Union
 
 from ..validate import check_period, check_seconds
-from ..clock import Clock
+from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import CorruptRecord
 from ..jobs.listing import latest_id
 from ..jobs.manifest import FINISHED, load
@@ -63,6 +63,12 @@ class Backup:
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise TypeError(f"priority must be an int (lower goes first), got {priority!r}")
         self.store = open_store(store)
+        # checked before anything is written (the session record)
+        if poll is not None:
+            poll = check_period("poll", poll, clock=clock or SYSTEM_CLOCK, remote=getattr(self.store, "remote", False),
+                                what="how often the primary is looked at, or None: the lease's retry period")
+        if grace is not None:
+            grace = check_seconds("grace", grace, "the head start of each backup ranked before this one")
         self.priority, self.approval, self.lease_name = priority, approval, lease_name
         self.session = Session(self.store, "backup", runtime=runtime, label=label, clock=clock, ping_url=ping_url,
                                warning_at=warning_at, handover_at=handover_at)
@@ -70,11 +76,8 @@ class Backup:
         self.clock = self.session.clock
         self.lease = Lease(self.store, lease_name, holder=self.session.id, ttl=ttl, clock=self.clock,
                            events=self.session.events)
-        self.poll = (check_period("poll", poll, clock=self.clock, remote=getattr(self.store, "remote", False),
-                                  what="how often the primary is looked at, or None: the lease's retry period")
-                     if poll is not None else self.lease.retry_period)
-        self.grace = (check_seconds("grace", grace, "the head start of each backup ranked before this one")
-                      if grace is not None else 2 * self.poll)
+        self.poll = poll if poll is not None else self.lease.retry_period
+        self.grace = grace if grace is not None else 2 * self.poll
         self._dropwatch = DropWatcher(self.store, clock=self.clock, events=self.session.events,
                                       exclude=(self.session.id,))
         self._answered: Optional[str] = None  # the last request id answered "ready"

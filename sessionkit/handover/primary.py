@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from .. import stopping
 from ..validate import check_period, check_seconds
-from ..clock import Clock, clock_rate
+from ..clock import SYSTEM_CLOCK, Clock, clock_rate
 from ..errors import LeaseLost, StoreError
 from ..jobs import Job
 from ..lease import Lease, read_lease
@@ -70,6 +70,14 @@ class Primary:
         self.stall_after = stall_after
         self.stalled = False
         self.store = open_store(store)
+        # checked before anything is written (a session record, the lease)
+        if poll is not None:
+            poll = check_period("poll", poll, clock=session.clock if session else clock or SYSTEM_CLOCK,
+                                remote=getattr(self.store, "remote", False),
+                                what="how often handover requests are read, or None: the lease's retry period")
+        if acquire_timeout is not None:
+            check_seconds("acquire_timeout", acquire_timeout, "how long to wait for the lease, or None: "
+                          "for ever", zero_ok=True)
         if session is not None and session.role != "primary":
             raise ValueError(f"a Primary runs in a primary session, got a {session.role} session: "
                              f"an observer never takes a lease; a backup becomes primary through "
@@ -80,12 +88,7 @@ class Primary:
         self.lease_name = lease_name
         self.lease = lease or Lease(self.store, lease_name, holder=self.session.id, ttl=ttl,
                                     clock=self.clock, events=self.session.events)
-        self.poll = (check_period("poll", poll, clock=self.clock, remote=getattr(self.store, "remote", False),
-                                  what="how often handover requests are read, or None: the lease's retry period")
-                     if poll is not None else self.lease.retry_period)
-        if acquire_timeout is not None:
-            check_seconds("acquire_timeout", acquire_timeout, "how long to wait for the lease, or None: "
-                          "for ever", zero_ok=True)
+        self.poll = poll if poll is not None else self.lease.retry_period
         if not self.lease.held:
             self.lease.acquire(timeout=acquire_timeout)
         self.lease.start_renewing()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 
 
 def authenticate_user(clear_output: bool = True, project_id=None) -> None:
@@ -15,6 +16,18 @@ def authenticate_user(clear_output: bool = True, project_id=None) -> None:
     ``external_account_authorized_user`` kind carries its own token URL, so the refresh
     reaches the Drive emulator; to the code under test both are user credentials.
     """
+    behaviour = os.environ.get("SESSIONKIT_COLAB_STANDIN_AUTH", "")
+    if behaviour == "no-browser":
+        while True:  # the real one polls the kernel's stdin for the page's answer, without a limit
+            time.sleep(0.025)
+    if behaviour == "message-error":
+        from google.colab._message import MessageError
+
+        raise MessageError("credential propagation was unsuccessful")
+    if behaviour == "refused":
+        from google.colab import errors
+
+        raise errors.AuthorizationError("Failed to fetch user credentials")
     with open(os.environ["SESSIONKIT_COLAB_STANDIN_USER"], encoding="utf-8") as f:
         user = json.load(f)
     adc = {"type": "external_account_authorized_user",
