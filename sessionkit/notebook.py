@@ -214,6 +214,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
     views would show is printed as log lines every ``log_every()`` real seconds (and when
     it changes), and the watch ends, saying so, once this runtime's own session is down to
     its handover threshold, too late to take a job over."""
+    from .widgets import WATCH_PACE_S
     from .widgets.session import Countdown, HandoverStatus, PrimaryWatch, SessionBanner
 
     clock_check = clock_for(time_scale)
@@ -240,6 +241,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
         status.show()
         watching.show()
     last: list[Any] = [None, time.monotonic()]
+    watch_every = WATCH_PACE_S[bool(getattr(store, "remote", False))]  # real seconds (2 local, 10 remote)
     pace = LogPace() if quiet else None
     own_end = None
     if quiet and backup.session.remaining is not None:
@@ -258,7 +260,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
             status.update(state)
         if pace is not None:
             pace.tick(lambda: _watch_line(state, _primary_seen(b, job)), changed=changed)
-        if time.monotonic() - last[1] >= WATCH_VIEW_EVERY:  # a few reads: not at every look
+        if changed or time.monotonic() - last[1] >= watch_every:  # the store's pace, not at every look
             last[1] = time.monotonic()
             watching.update(_primary_seen(b, job))
 
@@ -291,7 +293,6 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
     return primary
 
 
-WATCH_VIEW_EVERY = 15.0  # real seconds between a backup's reads of the primary's progress for its view
 
 
 def _primary_seen(watcher: Union[Backup, Primary], job: Optional[str]) -> PrimarySeen:

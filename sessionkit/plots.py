@@ -89,22 +89,28 @@ def timeline(df: pd.DataFrame, *, title: Optional[str] = "Sessions") -> Figure:
         for role, part in on_lane.groupby("role"):
             ax.broken_barh(list(zip(part["start_n"], part["width"])), (lane_no - 0.35, 0.7),
                            facecolors=ROLE_COLOURS.get(role, "#9e9e9e"), edgecolor="white", linewidth=0.5)
-    for g in history.gaps(df, full_ids=True).itertuples():
+    gaps = history.gaps(df, full_ids=True)
+    for g in gaps.itertuples():
         ax.axvspan(g.start.tz_convert("UTC").tz_localize(None), g.end.tz_convert("UTC").tz_localize(None),
                    color="#d62728", alpha=0.15, lw=0)
     for h in history.handovers(df, full_ids=True).itertuples():
         x = h.ts.tz_convert("UTC").tz_localize(None)
         ax.axvline(x, color="#2ca02c" if h.planned else "#d62728", ls="--", lw=1)
-        ax.text(x, 0.98, " planned" if h.planned else " takeover", transform=ax.get_xaxis_transform(),
-                rotation=90, va="top", ha="right", fontsize=8, color="#444444")
+        # above the lanes, level: a label rotated into the gap band was crammed and unreadable
+        ax.annotate("planned" if h.planned else "takeover", (mdates.date2num(x), 1.0),
+                    xycoords=ax.get_xaxis_transform(),
+                    xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7,
+                    color="#444444")
     ax.set_yticks(range(len(lanes)), lanes)
     ax.set_ylim(-0.6, len(lanes) - 0.4)
     ax.invert_yaxis()
     _time_axis(ax)
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=c, label=r) for r, c in ROLE_COLOURS.items()]
-    handles.append(Patch(color="#d62728", alpha=0.15, label="no primary"))
+    present = set(spans["role"])  # the legend lists only the roles this history has
+    handles = [Patch(color=c, label=r) for r, c in ROLE_COLOURS.items() if r in present]
+    if len(gaps):
+        handles.append(Patch(color="#d62728", alpha=0.15, label="no primary"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     if title:
         ax.set_title(title)

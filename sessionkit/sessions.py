@@ -29,9 +29,10 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Optional, Union
 
 from .validate import at_least_floor, check_period, check_seconds, check_timedelta
-from .clock import SYSTEM_CLOCK, Clock, SystemClock, check_aware
+from .clock import SYSTEM_CLOCK, Clock, SystemClock, check_aware, clock_rate
 from .errors import Conflict, CorruptRecord, InvalidTransition, SessionkitError, StoreError
 from .events import EventLog
+from .phase import Thresholds, phase_of
 from .records import decode_object, read_all, read_one
 from .env import detect, ipython_shell
 from .runtimes import Runtime, get_runtime
@@ -199,15 +200,7 @@ class Session:
     def phase(self) -> str:
         if self.status != "active":
             return "expired" if self.status == "expired" else self.status
-        remaining = self.remaining
-        if remaining is not None:
-            if remaining <= 0:
-                return "expired"
-            if remaining <= max(self.handover_at, self.handover_lead):
-                return "handover"
-            if remaining <= self.warning_at:
-                return "warning"
-        return "fresh" if self.elapsed < self.fresh_for else "active"
+        return phase_of(self.remaining, self.elapsed, self.thresholds())
 
     def promote(self) -> None:
         """A backup that took the lease becomes the primary: its record, views and events say
@@ -219,8 +212,10 @@ class Session:
             self.role = "primary"
             self.events.context["role"] = "primary"
 
-    def thresholds(self) -> dict[str, float]:
-        return {"warning": self.warning_at, "handover": self.handover_at}
+    def thresholds(self) -> Thresholds:
+        """Where this session's phases start, the measured handover lead included (the page's
+        countdown is given the same, so the two never disagree: sessionkit/phase.py)."""
+        return Thresholds(self.warning_at, self.handover_at, self.handover_lead, self.fresh_for)
 
     # -- the record --------------------------------------------------------------
 
@@ -232,7 +227,8 @@ class Session:
             "phase": self.phase, "runtime": self.runtime.as_dict(), "environment": self.environment,
             "started": self.started.isoformat(), "remaining_s": self.remaining,
             "deadline": deadline.isoformat() if deadline else None, "idle_remaining_s": self.idle_remaining,
-            "thresholds": self.thresholds(), "fresh_left_s": max(0.0, self.fresh_for - self.elapsed),
+            "thresholds": self.thresholds().as_dict(), "elapsed_s": self.elapsed,
+            "clock_rate": clock_rate(self.clock), "fresh_left_s": max(0.0, self.fresh_for - self.elapsed),
             "end_reason": self.end_reason, "host": socket.gethostname(), "pid": os.getpid(),
             **self.extra,
         }

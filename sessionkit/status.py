@@ -97,6 +97,7 @@ class PrimarySeen:
     rate: Optional[float]  # items per second over the job's running time so far
     needs_s: Optional[float]  # time the rest of the job needs at that rate
     own_remaining_s: Optional[float]  # the backup runtime's own time left
+    released: bool = False  # the primary released the lease (handed over or stopped) as the store says
 
     @property
     def own_too_short(self) -> bool:
@@ -113,4 +114,5 @@ def primary_seen(live: LiveView, own_remaining_s: Optional[float]) -> PrimarySee
     rate = done / p.elapsed if p is not None and p.elapsed > 0 and done > 0 else None
     needs = (total - done) / rate if rate and total is not None and total >= done else None
     return PrimarySeen(session.get("label"), session.get("remaining_s"), p.job if p is not None else None,
-                       p.status if p is not None else None, done, total, rate, needs, own_remaining_s)
+                       p.status if p is not None else None, done, total, rate, needs, own_remaining_s,
+                       live.handover is not None and live.handover.state == "released")

@@ -85,3 +85,33 @@ def test_an_ended_session_shows_how_it_ended_and_does_not_tick():
     s.end("completed")
     page = Countdown(s, notebook=True).html()
     assert "<script" not in page and "session ended: completed" in page
+
+
+def test_the_pages_phase_is_the_sessions_with_its_measured_handover_lead():
+    """Issue 26 (2): "1:44:51 left, active" beside the banner's "handover"."""
+    s = Session(MemoryStore(), "primary", runtime="colab-free", start=False)
+    s.handover_lead = 2 * 3600.0  # a handover measured to need 2 h
+    s._mono_start -= s.remaining - 6300.0  # 1:45:00 left
+    assert s.phase == "handover"
+    assert rendered_after(Countdown(s, notebook=True).page(), 100)[1] == s.phase
+
+
+def test_a_countdown_the_kernel_stopped_redrawing_says_stale_not_expired(monkeypatch):
+    """Issue 26 (3): after a reload the countdown ran on to "00:00 left, expired" above
+    "session ended: completed". A view not redrawn for STALE_AFTER_S says it is stale."""
+    import sessionkit.widgets.session as views
+
+    monkeypatch.setattr(views, "STALE_AFTER_S", 1.0)
+    clock = ScaledClock(720)
+    s = Session(MemoryStore(), "primary", runtime="colab-free", clock=clock, start=False)
+    s._mono_start -= 10.9 * 3600  # 1.1 h left: expired after 5.5 s of the browser's time
+    page = Countdown(s, notebook=True).page()
+    assert rendered_after(page, 100)[1] == "active"
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(f"{tmp}/p.html", "w") as fh:
+            fh.write(f"<html><body>{page}</body></html>")
+        dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp}/profile", "--virtual-time-budget=8000",
+                              "--dump-dom", f"file://{tmp}/p.html"], capture_output=True, text=True,
+                             timeout=60).stdout
+    assert re.search(r'class="sk-phase"[^>]*>stale<', dom) and "expired" not in dom.split("<script>")[0]
+    assert "stale: not updated since" in dom and "run show_again in another notebook" in dom

@@ -76,7 +76,11 @@ def test_primary_then_history(tmp_path):
     assert "session ended: completed" in html  # the Countdown's final state (issue 12, 4)
     assert "completed: 30 done" in html  # HandoverStatus's
     assert "role" in html and "primary token 1" in html  # SessionBanner
-    assert any("application/vnd.jupyter.widget-view+json" in o["data"] for o in shown)  # JobProgress
+    bars = [o["data"] for o in shown if "application/vnd.jupyter.widget-view+json" in o["data"]]  # JobProgress
+    assert bars
+    # issue 26 (3): where the widget's model is gone (a reload), the saved text is what shows
+    assert all("HBox(" not in bar["text/plain"] for bar in bars), [bar["text/plain"] for bar in bars]
+    assert any("completed" in bar["text/plain"] and "30" in bar["text/plain"] for bar in bars)
 
     out_dir = tmp_path / "plots"
     nb = execute("history", tmp_path / "history.ipynb", STORE=str(store), OUT_DIR=str(out_dir))

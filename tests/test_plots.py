@@ -67,3 +67,15 @@ def test_plots_of_an_empty_store_say_so():
     for name in ("timeline", "progress", "throughput"):
         fig = getattr(plots, name)(empty)
         assert "no " in fig.axes[0].texts[0].get_text()
+
+
+def test_the_timelines_legend_lists_only_the_roles_present_and_marks_sit_above_the_lanes(df):
+    """Issue 26 (8): the legend listed an "observer" that did not exist, and the rotated
+    "planned" label was crammed into the gap band."""
+    assert "observer" in {t.get_text() for t in plots.timeline(df).axes[0].get_legend().get_texts()}
+    without = df[df["role"] != "observer"]  # the same story without its observer
+    ax = plots.timeline(without).axes[0]
+    legend = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert legend == {"primary", "backup", "no primary"}, legend
+    marks = [t for t in ax.texts if t.get_text() in ("planned", "takeover")]
+    assert len(marks) == 2 and all(t.get_rotation() == 0 for t in marks)

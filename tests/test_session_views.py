@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import pytest
@@ -26,7 +27,8 @@ def test_countdown_html_ticks_in_the_browser_from_the_snapshot():
     page = view.html()
     assert "30:00" in page and "warning" in page
     assert "<script>" in page and "setTimeout(tick" in page
-    assert re.search(r"left0 = 1800\.0, rate = 1\.0, warn = 3600\.0, hand = 900\.0", page)
+    assert re.search(r"left0 = 1800\.0, elapsed0 = 41400\.0, rate = 1\.0, "
+                     r'th = \{"warning": 3600\.0, "handover": 900\.0', page)
     assert "Date.now() - t0" in page  # counts from when the browser drew it: no clock skew
 
 
@@ -117,7 +119,17 @@ def test_a_primary_that_handed_over_names_the_backup():
         backup.step()
     assert primary.handed_over
     last = out.getvalue().splitlines()[-1]
-    assert last.startswith(f"handed over: to B ({backup.session.id[:8]})"), last
+    done = primary.job.done
+    assert last.startswith(f"handed over: to B ({backup.session.id[:8]}) at {done}/1000"), last
+    # issue 26 (6): the handed-over primary's progress ended grey and "paused"
+    from sessionkit.widgets.text import describe
+    line = describe(primary.job.progress)
+    assert line == f"job 'job' handed over to B ({backup.session.id[:8]}) at {done}/1000", line
+    assert HandoverStatus.COLOURS["handed over"] not in (HandoverStatus.COLOURS["paused"],
+                                                         HandoverStatus.COLOURS["stopped"])
+    from sessionkit.widgets.progress import JobProgress
+    bar = JobProgress(primary.job.progress)
+    assert bar.bar.description == "handed over" and bar.colour not in ("#9e9e9e", "#7f7f7f")
 
 
 def test_a_primary_that_lost_its_lease_says_to_whom():
@@ -157,11 +169,56 @@ def test_views_re_attach_from_the_store(capsys):
     clock.advance(600)
     primary.session.beat()  # its last heartbeat: 3000 s left
     clock.advance(100)  # shown 100 s later
-    live = widgets.show(store, clock=clock)
+    live = widgets.show(store, clock=clock, watch=False)
     shown = capsys.readouterr().err
     assert live.progress.done == 20 and live.progress.total == 40 and live.progress.job == "job"
     assert live.session["label"] == "A" and live.session["remaining_s"] == pytest.approx(2900)
     assert "[A] primary on hour" in shown and "job 'job' running 20/40" in shown
+    it.close()
+    primary.close()
+
+
+def test_show_from_another_thread_watches_the_job_live_until_it_ends(capsys):
+    """Issue 26 (4): show_again from a second kernel drew one snapshot that never updated
+    ("running 54/90" after the job finished). A primary runs on its own thread (as another
+    kernel would), on the real clock; show watches the store until the job completes."""
+    import threading
+
+    from sessionkit import widgets
+
+    store = MemoryStore()
+    primary = Primary(store, "job", runtime="local", ttl=60, label="A", checkpoint_items=2)
+    started = threading.Event()
+
+    def run():
+        for item in primary.track(range(40), display=False):
+            started.set()
+            threading.Event().wait(0.1)  # the item's work: 4 s in all
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    started.wait(10)
+    try:
+        live = widgets.show(store, until=60)
+    finally:
+        worker.join(30)
+        primary.close()
+    captured = capsys.readouterr()
+    assert live.progress.status == "completed" and live.progress.done == 40
+    assert captured.out.strip().splitlines()[-1] == "job job 40/40: ended: completed"
+    counts = {line for line in captured.err.splitlines() if "job 'job' running" in line}
+    assert len(counts) >= 2, f"redrawn as the job moved on: {counts}"
+
+
+def test_show_stops_watching_after_until_and_says_the_job_still_runs(capsys):
+    from sessionkit import widgets
+
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=7200, checkpoint_items=1)
+    it = primary.track(range(10), display=False)
+    next(it), next(it)
+    widgets.show(store, clock=clock, until=30)  # a FakeClock's sleep moves it: 15 polls of 2 s
+    assert capsys.readouterr().out.strip().endswith(": still running: stopped watching")
     it.close()
     primary.close()
 
@@ -214,3 +271,79 @@ def test_a_backup_shows_the_primarys_progress_and_warns_when_its_own_runtime_is_
     it.close()
     primary.close()
     backup.close()
+
+
+def test_every_html_view_carries_when_it_was_drawn_and_a_live_one_can_go_stale():
+    """Issue 26: after a reload the countdown ran on to "expired" and the banner kept "lease
+    held" above "session ended": a view cut off from the kernel must say it is stale."""
+    from sessionkit.widgets.session import STALE_WORDS, SessionBanner
+
+    s = session()
+    live = Countdown(s, notebook=True).page()
+    assert re.search(r'class="sk-view" data-updated="\d{13}"', live)
+    assert "data-stale" in live and json.dumps(STALE_WORDS) in live
+    assert 'textContent = "stale"' in live, "a stale countdown stops ticking instead of reaching expired"
+    s.end("completed")
+    for ended in (Countdown(s, notebook=True).page(), SessionBanner(s, notebook=True).page()):
+        assert 'data-updated="' in ended and "data-stale" not in ended, "the last word never goes stale"
+
+
+def test_a_running_primary_redraws_its_page_views_so_the_page_knows_they_are_live(capsys):
+    """On a page, a view not redrawn for STALE_AFTER_S is marked stale: a running primary
+    redraws its page views every VIEW_KEEPALIVE_S (a text line elsewhere is not repeated)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from sessionkit.handover.primary import VIEW_KEEPALIVE_S
+
+    InteractiveShell.instance()  # a real IPython shell: its display publisher prints each drawing
+    clock = FakeClock()
+    primary = Primary(MemoryStore(), "j", runtime="local", clock=clock, ttl=7200, poll=1.0)
+    banner = SessionBanner(primary.session, notebook=True)
+    banner.show()
+    primary.views.append(banner)
+    drawn = []
+    try:
+        for _ in primary.track(range(13), display=False):
+            clock.advance(VIEW_KEEPALIVE_S / 4)  # nothing changes for 3 keepalives
+            drawn.append(capsys.readouterr().out.count("IPython.core.display.HTML object"))
+    finally:
+        primary.close()
+        InteractiveShell.clear_instance()
+    assert sum(drawn[1:]) >= 2, f"redrawn every VIEW_KEEPALIVE_S though nothing changed: {drawn}"
+
+
+def test_the_backups_line_says_handed_over_at_n_as_soon_as_the_store_says_so():
+    """Issue 26 (5): the backup showed 99/140 after the primary had handed over at 113, and
+    its line began "primary primary:" (the notebook's label is "primary")."""
+    from sessionkit.status import live_view, primary_seen
+    from sessionkit.widgets.session import PrimaryWatch
+
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=60, label="primary", checkpoint_items=1)
+    it = primary.track(range(30), display=False)
+    for _ in range(14):
+        next(it)
+        clock.advance(1)
+    line = PrimaryWatch(primary_seen(live_view(store, clock=clock), None), notebook=False).text()
+    assert line.startswith("primary: ") and "primary primary" not in line, line
+    it.close()  # the loop stops at 13 done: the lease is released, the job paused
+    primary.close()
+    line = PrimaryWatch(primary_seen(live_view(store, clock=clock), None), notebook=False).text()
+    assert line.startswith("primary handed over at 13/30"), line
+
+
+def test_the_progress_line_keeps_the_bar_wide_and_puts_the_forecast_on_a_quieter_second_line():
+    """Issue 26 (7): the line squeezed the bar to 50-70 px and wrapped, the forecast inline."""
+    from sessionkit.jobs import Job
+    from sessionkit.widgets.progress import JobProgress
+    from sessionkit.widgets.text import describe_lines
+
+    job = Job(MemoryStore(), "j", clock=FakeClock())
+    p = job.progress
+    p = type(p)(**{**p.as_dict(), "status": "running", "done": 40, "total": 160, "rate": 1 / 360,
+                   "eta": 120 * 360, "runtime_left": 3600.0, "clock_rate": 720.0})
+    main, details = describe_lines(p)
+    assert "needs" in details and "x720 clock" in details and "needs" not in main, (main, details)
+    bar = JobProgress(p)
+    assert bar.bar.layout.min_width == "160px" and bar.bar.layout.flex.startswith("0 0")
+    assert "white-space:nowrap" in bar.label.value and "<small" in bar.label.value

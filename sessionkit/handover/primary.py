@@ -16,13 +16,14 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 from .. import stopping
 from ..validate import check_period, check_seconds
-from ..clock import SYSTEM_CLOCK, Clock
+from ..clock import SYSTEM_CLOCK, Clock, clock_rate
 from ..errors import LeaseLost, StoreError
 from ..jobs import Job
 from ..lease import Lease, read_lease
 from ..records import read_all
 from ..runtimes import Runtime
 from ..sessions import Session, live_session_ids, read_session
+from ..stall import StallSeen, decide_stall
 from ..store import Store, open_store
 from .records import Ready, Request, StateRecord, handover_key
 
@@ -31,7 +32,9 @@ __all__ = ["Primary", "HandoverState"]
 log = logging.getLogger("sessionkit.handover")
 
 T = TypeVar("T")
-MIN_STALL_AFTER = 300.0  # a job is never called stalled sooner than this (seconds)
+#: real seconds between redraws of a running primary's views, so a page tells a live view
+#: from one a reload cut off (widgets/session.py marks a view stale after 90 s without one)
+VIEW_KEEPALIVE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ class Primary:
                  **job_kwargs: Any) -> None:
         if stall_after is not None:
             stall_after = check_seconds("stall_after", stall_after,
-                                        "or None: 10x the recent mean item time, at least 5 min")
+                                        "real seconds without a finished item, or None: 10x the recent "
+                                        "mean item time, at least 5 min")
         self.stall_after = stall_after
         self.stalled = False
         self.store = open_store(store)
@@ -103,7 +107,8 @@ class Primary:
         #: Views (Countdown, SessionBanner, HandoverStatus, ...) refreshed from the loop's
         #: thread when the phase or handover state changes; never from a background thread.
         self.views: list[Any] = []
-        self._shown: Optional[tuple[str, str]] = None
+        self._shown: Optional[tuple[str, str, bool]] = None
+        self._drawn_at = self.clock.monotonic()  # when the views were last redrawn, on the clock
         self._publish_state("primary")
         self.session.beat()
         stopping.install(self)  # SIGTERM and interpreter exit hand over at once (stopping.py)
@@ -184,7 +189,9 @@ class Primary:
         """The loop ended: release the lease if the job is done or handed over, say how."""
         if self.handed_over:
             self._release("handover")
-            self._finish("handed over", f"to {self._handed_to or 'the backup'}; this runtime can be let go")
+            self._finish("handed over", f"to {self._handed_to or 'the backup'} at {self.job.done}"
+                                        f"{'/' + str(self.job.total) if self.job.total else ''}; "
+                                        f"this runtime can be let go")
         elif self.job.status in ("completed", "cancelled"):
             self._release(self.job.status)
             self._finish(self.job.status, f"{self.job.done} done")
@@ -220,25 +227,27 @@ class Primary:
             log.info("could not show how the loop ended (%s: %s): %s", status, detail, exc)
 
     def check_stall(self) -> bool:
-        """Stalled: the job runs but has finished no item for ``stall_after`` seconds (default
-        10x the recent mean item time, at least 5 min) while this runtime still beats. Called
+        """Stalled: the job runs but has finished no item for ``stall_after`` real seconds
+        (default 10x the recent mean item time, at least 5 min; sessionkit/stall.py decides,
+        on real seconds whatever the clock's scale) while this runtime still beats. Called
         on every heartbeat; emits ``job.stalled`` (a notification) once, and ``job.unstalled``
         when items finish again. The session record carries ``stalled`` for other runtimes'
-        views and ``sessionkit status``."""
+        views and ``sessionkit status``; the loop redraws its views when it changes."""
         job = self.job
         since = job.last_progress_at
-        if job.status != "running" or since is None:
-            stalled, idle, after = False, 0.0, 0.0
-        else:
-            rate = job.progress.rate
-            after = self.stall_after or max(MIN_STALL_AFTER, 10.0 / rate if rate else MIN_STALL_AFTER)
-            idle = self.clock.monotonic() - since
-            stalled = idle >= after
+        per_real = clock_rate(self.clock)  # clock seconds per real second
+        running = job.status == "running" and since is not None
+        rate = job.progress.rate if running else None
+        seen = StallSeen(running=running,
+                         idle_s=(self.clock.monotonic() - since) / per_real if running else 0.0,
+                         item_s=1.0 / (rate / per_real) if rate else None, stall_after_s=self.stall_after)
+        decision = decide_stall(seen)
+        stalled = decision.stalled
         if stalled != self.stalled:
             self.stalled = stalled
             self.session.extra["stalled"] = stalled
             self.session.events.emit("job.stalled" if stalled else "job.unstalled", job=job.id,
-                                     idle_s=round(idle, 1), stall_after_s=round(after, 1))
+                                     idle_s=round(decision.idle_s, 1), stall_after_s=round(decision.after_s, 1))
         return stalled
 
     def _update_lead(self) -> None:
@@ -293,17 +302,24 @@ class Primary:
         ready = self._ready_backups()
         if ready:
             self.handed_over = True
-            self._handed_to = _describe_sessions(self.store, ready)
+            self._handed_to = self.job.handed_to = _describe_sessions(self.store, ready)
             return "handover"
         return None
 
     def refresh_views(self, force: bool = False) -> None:
         """Re-render the views if the phase or handover status changed (loop thread only)."""
-        shown = (self.session.phase, self.state.status)
-        if force or shown != self._shown:
-            self._shown = shown
-            for view in self.views:
-                view.update(self.state if type(view).__name__ == "HandoverStatus" else self.session.snapshot())
+        shown = (self.session.phase, self.state.status, self.stalled)  # a cleared stall redraws too
+        now = self.clock.monotonic()
+        keepalive = now - self._drawn_at >= VIEW_KEEPALIVE_S * clock_rate(self.clock)  # the page sees it live
+        if keepalive and not force and shown == self._shown:
+            self._drawn_at = now  # nothing changed: only the page's views that can go stale
+            views = [view for view in self.views if getattr(view, "goes_stale", False)]
+        elif force or shown != self._shown:
+            self._shown, self._drawn_at, views = shown, now, self.views
+        else:
+            views = []
+        for view in views:
+            view.update(self.state if type(view).__name__ == "HandoverStatus" else self.session.snapshot())
 
     def _ready_backups(self) -> list[str]:
         """Live backups that answered this primary's request."""

@@ -116,6 +116,7 @@ class Job:
         #: and the seconds a handover needs. ``progress.forecast`` judges them.
         self.runtime_left: Optional[Callable[[], Optional[float]]] = None
         self.handover_lead = 0.0
+        self.handed_to: Optional[str] = None  # set by a Primary handing it over: views say so, not "paused"
         self.last_progress_at: Optional[float] = None  # when an item last finished (slow path), on its clock
         #: Called on the slow path (about every 50 ms); a true result stops the loop cleanly,
         #: leaving the job paused with this reason (handover uses it).
@@ -219,6 +220,7 @@ class Job:
             runtime_left=self.runtime_left() if self.runtime_left is not None else None,
             handover_lead=self.handover_lead, clock_rate=clock_rate(self.clock),
             in_flight=self._run.in_flight if self._run is not None else 0, failed=len(m.failed),
+            handed_to=self.handed_to if m.status == "paused" else None,
         )
 
     def _elapsed(self) -> float:

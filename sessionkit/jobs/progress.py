@@ -30,6 +30,7 @@ class Progress:
     clock_rate: float = 1.0  # the job's clock seconds per real second (720 on a 720x scaled clock)
     in_flight: int = 0  # items a map has submitted and not yet handed back
     failed: int = 0  # items map(errors="record") gave up on
+    handed_to: Optional[str] = None  # a paused job this runtime handed over: to whom ("backup (1a2b3c4d)")
 
     @property
     def forecast(self) -> Forecast:

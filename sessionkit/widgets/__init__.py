@@ -32,24 +32,59 @@ def auto_view(progress: Any) -> Any:
     return TextProgress(progress)
 
 
-def show(store: Any, lease_name: str = "primary", job: Any = None, clock: Any = None) -> Any:
+#: real seconds between looks at the store while ``show`` watches (a remote store's requests
+#: cost quota and take ~0.1-1 s each; a local folder is cheap)
+WATCH_PACE_S = {False: 2.0, True: 10.0}
+FINISHED = ("completed", "failed", "cancelled")
+
+
+def show(store: Any, lease_name: str = "primary", job: Any = None, clock: Any = None, *,
+         watch: bool = True, until: Any = None) -> Any:
     """Show the primary's countdown, banner and job progress again, read from the store: in a
-    new cell, a reloaded tab, or on another runtime (the backup's). The countdown ticks on in
-    the browser; the rest is as of the primary's last heartbeat and checkpoint (call it again
-    to refresh). Returns the snapshots shown (a ``status.LiveView``)."""
+    new cell, a reloaded tab, or on another runtime (the backup's). With ``watch`` (default)
+    it keeps looking (every WATCH_PACE_S real seconds: 2 on a local folder, 10 on a remote
+    store) and redraws until the job finishes, then says how it ended; ``until``: at most that
+    many seconds of ``clock``. The same kernel cannot show it while the job's cell runs (the
+    kernel is busy): run it in another notebook. Returns the last snapshots (``status.LiveView``)."""
+    from ..clock import SYSTEM_CLOCK, clock_rate
     from ..status import live_view
     from ..store import open_store
     from .session import Countdown, SessionBanner
 
     store = open_store(store)
+    clock = clock or SYSTEM_CLOCK
     live = live_view(store, lease_name, job, clock)
-    if live.session is not None:
-        Countdown(live.session).show()
-        SessionBanner(live.session).show()
-    if live.progress is not None:
-        auto_view(live.progress)
     if live.session is None and live.progress is None:
         print(f"nothing to show: no primary has written to {store.url} yet")
+        return live
+    views: list[Any] = []
+    if live.session is not None:
+        views += [Countdown(live.session), SessionBanner(live.session)]
+        for view in views:
+            view.show()
+    bar = auto_view(live.progress) if live.progress is not None else None
+    pace = WATCH_PACE_S[bool(getattr(store, "remote", False))] * clock_rate(clock)  # in the clock's seconds
+    started = clock.monotonic()
+    while watch and not (live.progress is not None and live.progress.status in FINISHED):
+        if until is not None and clock.monotonic() - started >= until:
+            break
+        clock.sleep(pace)
+        live = live_view(store, lease_name, job, clock)
+        if live.session is not None:
+            for view in views:
+                view.update(live.session)
+        if live.progress is not None and bar is not None:
+            bar.update(live.progress)
+        if live.progress is not None and live.progress.status == "paused" and (
+                live.session is None or live.session.get("status") != "active"):
+            break  # handed over (or stopped) and no primary runs it now: nothing moves
+    if watch:
+        p = live.progress
+        count = "" if p is None else (f" {p.done}/{p.total}" if p.total else f" {p.done} done")
+        how = (f"ended: {p.status}" if p is not None and p.status in FINISHED else
+               "paused: no primary runs it now" if p is not None and p.status == "paused" else
+               "still running: stopped watching")
+        print(f"job {p.job if p else job}{count}: {how}" if p else f"job {job}: {how}")
     return live
 
 

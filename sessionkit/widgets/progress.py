@@ -8,10 +8,10 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..jobs.progress import Progress
-from .text import describe
+from .text import describe, describe_lines
 
 COLOURS = {"running": "#1f77b4", "pending": "#1f77b4", "completed": "#2ca02c", "failed": "#d62728",
-           "paused": "#9e9e9e", "cancelled": "#9e9e9e"}
+           "paused": "#9e9e9e", "cancelled": "#9e9e9e", "handed over": "#17becf"}
 
 
 def _snapshot(source: Any) -> Progress:
@@ -25,19 +25,30 @@ class JobProgress:
 
     def __init__(self, job_or_progress: Any) -> None:
         p = _snapshot(job_or_progress)
-        # A 240 px bar (down to 120 px on a narrow page) and the label beside it taking the
-        # rest of the line: "(N done before)" or a stage never pushes the label under the bar.
+        # A 240 px bar, never under 160 px (issue 26: the text squeezed it to 50-70 px), and the
+        # label beside it on one line (cut with an ellipsis, never wrapped); the forecast goes
+        # on a second, quieter line.
         self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0,
-                                         layout=widgets.Layout(flex="0 1 240px", min_width="120px", width="auto"))
+                                         layout=widgets.Layout(flex="0 0 240px", min_width="160px", width="auto"))
         self.label = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0"))
         self.widget = widgets.HBox([self.bar, self.label],
                                    layout=widgets.Layout(width="100%", align_items="center"))
+        self._handle: Any = None
+        self._fallback_at: Any = None
         self.update(p)
+
+    def bundle(self) -> dict[str, Any]:
+        """What is displayed and saved: the widget's view, and a readable line as its text
+        fallback (a reloaded page without the widget's model shows the line, never the
+        widget's repr "HBox(children=(FloatProgress(...")."""
+        return {"text/plain": self.text,
+                "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                             "model_id": self.widget.model_id}}
 
     def show(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        self._handle = display(self.bundle(), raw=True, display_id=True)
 
     def _ipython_display_(self) -> None:  # displaying the object shows the widget
         self.show()
@@ -45,9 +56,19 @@ class JobProgress:
     def update(self, progress: Progress) -> None:
         fraction = progress.fraction
         self.bar.value = fraction if fraction is not None else (1.0 if progress.status == "completed" else 0.0)
-        self.bar.style.bar_color = COLOURS.get(progress.status, "#9e9e9e")
-        self.bar.description = progress.status
-        self.label.value = f"<code>{html.escape(describe(progress))}</code>"
+        status = "handed over" if progress.handed_to and progress.status == "paused" else progress.status
+        self.bar.style.bar_color = COLOURS.get(status, "#9e9e9e")
+        self.bar.description = status
+        self.text = describe(progress)
+        main, details = describe_lines(progress)
+        quiet = (f"<br><small style='color:#7f7f7f'>{html.escape(details)}</small>" if details else "")
+        self.label.value = (f"<div style='white-space:nowrap;overflow:hidden;text-overflow:ellipsis' "
+                            f"title='{html.escape(main)}'><code>{html.escape(main)}</code>{quiet}</div>")
+        # The saved fallback follows the status and each 5%, not every item (each redraws the view).
+        at = (progress.status, None if fraction is None else int(fraction * 20))
+        if self._handle is not None and at != self._fallback_at:
+            self._fallback_at = at
+            self._handle.update(self.bundle(), raw=True)
 
     @property
     def colour(self) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Optional, TextIO
 
 from ..clock import clock_rate
 from ..jobs.progress import format_seconds
+from ..phase import PHASE_JS, Thresholds
 from . import in_notebook
 
 PHASE_COLOURS = {"fresh": "#2ca02c", "active": "#1f77b4", "warning": "#ff7f0e", "handover": "#d62728",
@@ -31,7 +32,8 @@ _SCRIPT = """
 (function () {
   var el = document.getElementById(%(id)s);
   if (!el) { return; }
-  var left0 = %(left)s, rate = %(rate)s, warn = %(warning)s, hand = %(handover)s, freshTill = %(fresh)s;
+  var left0 = %(left)s, elapsed0 = %(elapsed)s, rate = %(rate)s, th = %(thresholds)s;
+  %(phase_js)s
   var colours = %(colours)s, drawn = %(drawn)s, key = "sessionkit-countdown:" + %(id)s + ":" + drawn;
   // When was this drawn? Remembered in the browser across reloads; else now, for a page
   // drawn just now (the kernel's clock and this one may differ by seconds); else the
@@ -56,9 +58,14 @@ _SCRIPT = """
     return (h ? h + ":" : "") + (m < 10 ? "0" : "") + m + ":" + (r < 10 ? "0" : "") + r;
   }
   function tick() {
-    var left = left0 - (Date.now() - t0) / 1000 * rate;
-    var phase = left <= 0 ? "expired" : left <= hand ? "handover" : left <= warn ? "warning"
-              : left > freshTill ? "fresh" : "active";
+    var view = el.closest(".sk-view");
+    if (view && view.getAttribute("data-stale")) {  // cut off from the kernel: say so, never "expired"
+      el.querySelector(".sk-phase").textContent = "stale";
+      el.setAttribute("data-phase", "stale");
+      return;
+    }
+    var passed = (Date.now() - t0) / 1000 * rate;  // seconds of the session's clock since drawn
+    var left = left0 - passed, phase = skPhase(left, elapsed0 + passed, th);  // the kernel's rule
     el.querySelector(".sk-left").textContent = fmt(left);
     el.querySelector(".sk-phase").textContent = phase;
     el.setAttribute("data-phase", phase);
@@ -71,7 +78,40 @@ _SCRIPT = """
 })();
 </script>
 """
+#: A view the kernel has not redrawn for this many real seconds is marked stale on the page
+#: (a reload cut it off from the kernel, or the kernel is busy elsewhere); a Primary redraws
+#: its views at least every 20 real seconds while it runs (handover/primary.py's VIEW_KEEPALIVE_S).
+STALE_AFTER_S = 90.0
+STALE_WORDS = ("the page was reloaded or the kernel is busy elsewhere; "
+               "run show_again in another notebook to watch live")
+_STALE_SCRIPT = """
+<script>
+(function () {
+  var box = document.getElementById(%(id)s);
+  if (!box) { return; }
+  var updated = %(updated)s, after = %(after)s;
+  function check() {
+    if (!document.body.contains(box)) { return; }  // redrawn: a newer rendering replaced it
+    if (Date.now() - updated < after) { setTimeout(check, 1000); return; }
+    var at = new Date(updated), hh = at.getHours(), mm = at.getMinutes();
+    box.setAttribute("data-stale", "1");
+    box.style.opacity = "0.55";
+    box.querySelector(".sk-stale-note").textContent = "stale: not updated since " + (hh < 10 ? "0" : "") + hh
+      + ":" + (mm < 10 ? "0" : "") + mm + ": " + %(words)s;
+  }
+  check();
+})();
+</script>
+"""
 FRESH_DRAW_MS = 10_000  # a page showing a countdown within this of its drawing counts from its own clock
+
+
+def _thresholds(snapshot: dict[str, Any]) -> dict[str, float]:
+    """The session's own thresholds (its lead included), as the kernel decides phases with
+    them; a record written before they were stored gets the session's defaults."""
+    th = snapshot.get("thresholds") or {}
+    default = Thresholds(3600.0, 900.0).as_dict()
+    return {k: float(th.get(k, default[k])) for k in default}
 
 
 def _wall_ms() -> int:
@@ -88,11 +128,33 @@ class _View:
         self.stream = stream or sys.stderr
         self._handle: Any = None
 
+    def final(self) -> bool:
+        """True when this rendering is the last word (an ended session, a finished job):
+        it never goes stale."""
+        return False
+
+    @property
+    def goes_stale(self) -> bool:
+        """A page's view that is not the last word: its kernel redraws it to show it is live."""
+        return self.notebook and not self.final()
+
+    def page(self) -> str:
+        """``html()`` in a box that carries when it was drawn; unless final, the page marks it
+        stale once the kernel has not redrawn it for STALE_AFTER_S real seconds."""
+        box = f"sk-view-{uuid.uuid4().hex[:12]}"
+        updated = _wall_ms()
+        body = (f'<div id="{box}" class="sk-view" data-updated="{updated}">{self.html()}'
+                f'<small class="sk-stale-note" style="color:#7f7f7f"></small></div>')
+        if self.final():
+            return body
+        return body + _STALE_SCRIPT % {"id": json.dumps(box), "updated": updated,
+                                       "after": int(STALE_AFTER_S * 1000), "words": json.dumps(STALE_WORDS)}
+
     def show(self) -> None:
         if self.notebook:
             from IPython.display import HTML, display
 
-            self._handle = display(HTML(self.html()), display_id=True)
+            self._handle = display(HTML(self.page()), display_id=True)
         else:
             self.stream.write(self.text() + "\n")
             self.stream.flush()
@@ -106,7 +168,7 @@ class _View:
         if self._handle is not None:
             from IPython.display import HTML
 
-            self._handle.update(HTML(self.html()))
+            self._handle.update(HTML(self.page()))
         elif not self.notebook:
             self.stream.write(self.text() + "\n")
             self.stream.flush()
@@ -138,13 +200,17 @@ class Countdown(_View):
     the time left at the first drawing). A session that ended shows how it ended."""
 
     def __init__(self, session: Any, **kw: Any) -> None:
-        clock = getattr(session, "clock", None)  # a Session; a snapshot (dict) has none
-        self.rate = clock_rate(clock) if clock is not None else 1.0  # for the script
-        super().__init__(_snapshot_of(session), **kw)
+        clock = getattr(session, "clock", None)  # a Session; a snapshot (dict) carries its clock's rate
+        snapshot = _snapshot_of(session)
+        self.rate = clock_rate(clock) if clock is not None else float(snapshot.get("clock_rate") or 1.0)
+        super().__init__(snapshot, **kw)
         self._id = f"sk-countdown-{uuid.uuid4().hex[:12]}"
 
     def _scale(self) -> str:
         return f" (clock x{self.rate:g})" if abs(self.rate - 1.0) > 1e-9 else ""
+
+    def final(self) -> bool:
+        return (self.snapshot.get("status") or "active") != "active"
 
     def html(self) -> str:
         s = self.snapshot
@@ -163,18 +229,16 @@ class Countdown(_View):
             return (f'<div class="sk-countdown sk-phase-active" data-phase="active" style="font-family:monospace;'
                     f'padding:4px 8px;border-left:4px solid {PHASE_COLOURS["active"]}">{label} ({runtime}): '
                     f'no time limit</div>')
-        th = s.get("thresholds") or {}
         phase = str(s.get("phase"))
         box = (f'<div id="{self._id}" class="sk-countdown sk-phase-{html.escape(phase)}" '
                f'data-phase="{html.escape(phase)}" style="font-family:monospace;padding:4px 8px;'
                f'border-left:4px solid {PHASE_COLOURS.get(phase, "#7f7f7f")}">{label} ({runtime}): '
                f'<b class="sk-left">{format_seconds(left)}</b> left, '
                f'<span class="sk-phase">{html.escape(phase)}</span>{html.escape(self._scale())}</div>')
-        fresh_left = float(s.get("fresh_left_s") or 0.0)
         return box + _SCRIPT % {
             "id": json.dumps(self._id), "left": float(left), "rate": self.rate,
-            "warning": float(th.get("warning", 3600)), "handover": float(th.get("handover", 900)),
-            "fresh": float(left) - fresh_left, "colours": json.dumps(PHASE_COLOURS),
+            "elapsed": float(s.get("elapsed_s") or 0.0), "thresholds": json.dumps(_thresholds(s)),
+            "phase_js": PHASE_JS, "colours": json.dumps(PHASE_COLOURS),
             "drawn": _wall_ms(), "fresh_draw_ms": FRESH_DRAW_MS}
 
     def text(self) -> str:
@@ -193,6 +257,9 @@ class SessionBanner(_View):
 
     def __init__(self, session: Any, **kw: Any) -> None:
         super().__init__(_snapshot_of(session), **kw)
+
+    def final(self) -> bool:
+        return (self.snapshot.get("status") or "active") != "active"
 
     def _fields(self) -> list[tuple[str, str]]:
         s = self.snapshot
@@ -222,12 +289,16 @@ class HandoverStatus(_View):
 
     COLOURS = {"watching": "#1f77b4", "waiting for a primary": "#7f7f7f", "waiting for its turn": "#1f77b4",
                "approval pending": "#ff7f0e", "taking over": "#d62728", "primary": "#2ca02c",
-               "handing over": "#ff7f0e", "done": "#7f7f7f", "completed": "#2ca02c", "handed over": "#7f7f7f",
+               "handing over": "#ff7f0e", "done": "#7f7f7f", "completed": "#2ca02c", "handed over": "#17becf",
                "lease lost": "#d62728", "failed": "#d62728", "stopped": "#7f7f7f", "paused": "#7f7f7f",
                "cancelled": "#7f7f7f", "closed": "#7f7f7f"}
 
     def __init__(self, source: Any, **kw: Any) -> None:
         super().__init__(_snapshot_of(source), **kw)
+
+    def final(self) -> bool:
+        s = self.snapshot
+        return s.status == "done" or (s.role == "primary" and s.status not in ("primary", "handing over"))
 
     def text(self) -> str:
         s = self.snapshot
@@ -259,8 +330,13 @@ class PrimaryWatch(_View):
             return s
         if s.label is None and s.job is None:
             return "no primary seen in the store yet"
+        label = s.label or "?"
+        who = label if "primary" in label.lower() else f"primary {label}"  # never "primary primary"
+        count = f"{s.done}/{s.total}" if s.total else f"{s.done}"
+        if s.released and s.status not in ("completed", "failed", "cancelled"):
+            return f"{who} handed over at {count}: it released the lease of job {s.job!r}; a backup takes it on"
         left = "no time limit" if s.remaining_s is None else f"{format_seconds(max(0.0, s.remaining_s))} left"
-        parts = [f"primary {s.label or '?'}: {left}"]
+        parts = [f"{who}: {left}"]
         if s.job is not None:
             count = f"{s.done}/{s.total} ({s.done / s.total:.0%})" if s.total else f"{s.done}"
             parts.append(f"job {s.job!r} {s.status} {count}")
@@ -271,6 +347,9 @@ class PrimaryWatch(_View):
         if abs(self.rate - 1.0) > 1e-9:
             parts.append(f"(clock x{self.rate:g}; real-time rates)")
         return " · ".join(parts)
+
+    def final(self) -> bool:
+        return isinstance(self.snapshot, str)
 
     def warning(self) -> str:
         s = self.snapshot
@@ -294,6 +373,9 @@ class PrimaryWatch(_View):
 
 class StoreBanner(_View):
     """Where the state lives and what another runtime needs to open it (from a ``StoreShare``)."""
+
+    def final(self) -> bool:
+        return True  # where the store is does not go out of date
 
     def text(self) -> str:
         s = self.snapshot

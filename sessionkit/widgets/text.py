@@ -13,7 +13,17 @@ PIPE_STEP = 0.1  # ... or at each further tenth of the total
 
 
 def describe(p: Progress) -> str:
-    """``job 'x' running [stage 2/3 process] 1200/5000 24% 310 it/s ETA 00:12 1.2 MB``."""
+    """``job 'x' running [stage 2/3 process] 1200/5000 24% 310 it/s ETA 00:12 1.2 MB``, and
+    the forecast after it (``describe_lines`` gives the two apart, for the page)."""
+    main, details = describe_lines(p)
+    return main + (f" · {details}" if details else "")
+
+
+def describe_lines(p: Progress) -> tuple[str, str]:
+    """The progress line, and the forecast for a quieter second line ("" when none)."""
+    if p.handed_to and p.status == "paused":  # its own words, never "paused"
+        return (f"job {p.job!r} handed over to {p.handed_to} at "
+                + (f"{p.done}/{p.total}" if p.total else f"{p.done}"), "")
     parts = [f"job {p.job!r} {p.status}"]
     if p.stage:
         parts.append(f"[stage {p.stage_index}/{p.stages} {p.stage}]")
@@ -33,15 +43,16 @@ def describe(p: Progress) -> str:
         parts.append(f"· {p.failed} failed")
     if p.skipped:
         parts.append(f"({p.skipped} done before)")
+    details = ""
     if p.status == "running" and p.runtime_left is not None:
         outlook = p.forecast
         if outlook.verdict.name not in ("UNKNOWN", "DONE"):
-            parts.append(f"· {outlook.text()}")
+            details = outlook.text() + (f" (times on the x{p.clock_rate:g} clock)" if scaled else "")
     if p.error:
         parts.append(f"error: {p.error}")
     if scaled:
         parts.append(f"(clock x{p.clock_rate:g}; real-time rates)")
-    return " ".join(parts)
+    return " ".join(parts), details
 
 
 class TextProgress:
