@@ -188,6 +188,10 @@ class Run:
                         continue  # settle what is in flight, then raise
                     job.record_failed(ident, exc)
                     self.failed_now += 1
+                    if n + self.failed_now >= check_at:  # failures too reach the slow path
+                        self.n, self.in_flight = n, len(window)
+                        check_at = self.slow(n, n + self.failed_now)
+                        stopping = check_at < 0
                     continue
                 yield item, future.result()
                 if key is not None:
@@ -197,9 +201,9 @@ class Run:
                 if ident in failed_before:
                     job.record_retried(ident)
                 n += 1
-                if n >= check_at and not stopping:
+                if n + self.failed_now >= check_at and not stopping:
                     self.n, self.in_flight = n, len(window)
-                    check_at = self.slow(n, n)
+                    check_at = self.slow(n, n + self.failed_now)
                     stopping = check_at < 0
             if first_error is not None:
                 raise first_error
