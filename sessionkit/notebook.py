@@ -253,7 +253,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
                                         f"{_span(backup.session.handover_at)} left" if own_end is not None else ""))
 
     def refresh(b: Backup) -> None:  # from this (the cell's) thread, only when it changes
-        state = b.state
+        state = b.handover_view
         changed = (state.status, state.detail) != last[0]
         if changed:
             last[0] = (state.status, state.detail)

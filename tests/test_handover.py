@@ -147,15 +147,15 @@ def test_a_backup_with_no_primary_in_its_store_says_so(setup):
     store, clock = setup
     backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
     assert backup.step() is None and backup.status == "waiting for a primary"
-    assert "no primary" not in backup.state.detail  # not at once: the primary may be starting
+    assert "no primary" not in backup.handover_view.detail  # not at once: the primary may be starting
     for _ in range(6):
         clock.advance(backup.poll)
         backup.step()
-    assert "no primary has written to memory://" in backup.state.detail
-    assert "is STORE the same as the primary's?" in backup.state.detail
+    assert "no primary has written to memory://" in backup.handover_view.detail
+    assert "is STORE the same as the primary's?" in backup.handover_view.detail
     primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, label="A")
     backup.step()
-    assert backup.status == "watching" and "no primary" not in backup.state.detail
+    assert backup.status == "watching" and "no primary" not in backup.handover_view.detail
     primary.close()
 
 

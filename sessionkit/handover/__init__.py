@@ -11,17 +11,19 @@ Observers never take a lease.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+import warnings
+from typing import Any, Optional, Union
 
 from ..store import Store, open_store
 from .approvals import approve, pending_approvals
 from .backup import Backup
 from .decide import BackupStatus, decide
-from .primary import HandoverState, Primary
+from .primary import HandoverView, HandoverViewer, Primary
+from .primary_status import PrimaryStatus, transition
 from .records import Approval, Ready, Request, StateRecord, read_record
 
-__all__ = ["Primary", "Backup", "BackupStatus", "HandoverState", "StateRecord", "Request", "Ready", "Approval",
-           "approve", "pending_approvals", "read_state", "decide"]
+__all__ = ["Primary", "Backup", "BackupStatus", "PrimaryStatus", "HandoverView", "HandoverViewer", "StateRecord", "Request", "Ready", "Approval",
+           "approve", "pending_approvals", "read_state", "decide", "transition"]
 
 
 def read_state(store: Union[Store, str], lease_name: str = "primary") -> Optional[StateRecord]:
@@ -29,3 +31,10 @@ def read_state(store: Union[Store, str], lease_name: str = "primary") -> Optiona
     or damaged (a damaged one is logged; the next primary replaces it)."""
     found = read_record(open_store(store), StateRecord.decode, lease_name, "state")
     return found.value if found else None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HandoverState":
+        warnings.warn("sessionkit.handover.HandoverState is now HandoverView", DeprecationWarning, stacklevel=2)
+        return HandoverView
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

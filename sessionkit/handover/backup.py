@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+import warnings
 from typing import Callable, Optional, Union
 
 from ..validate import check_period, check_seconds
@@ -27,7 +28,7 @@ from ..runtimes import Runtime
 from ..sessions import DropWatcher, Session, list_live_sessions
 from ..store import ABSENT, Store, open_store
 from .decide import Act, ApprovalSeen, BackupStatus, Decision, LeaseSeen, Observation, decide
-from .primary import HandoverState, Primary
+from .primary import HandoverView, Primary
 from .records import Approval, Ready, Request, StateRecord, handover_key, read_record
 
 __all__ = ["Backup", "NO_PRIMARY_POLLS", "POLL_JITTER"]
@@ -92,7 +93,13 @@ class Backup:
         self.session.beat()
 
     @property
-    def state(self) -> HandoverState:
+    def state(self) -> HandoverView:
+        """Deprecated: ``handover_view`` ("state" is a job's own resumable data only)."""
+        warnings.warn("Backup.state is now Backup.handover_view", DeprecationWarning, stacklevel=2)
+        return self.handover_view
+
+    @property
+    def handover_view(self) -> HandoverView:
         """What views show, from the last look (reads nothing)."""
         record = self.lease.record
         detail = f"priority {self.priority}"
@@ -100,7 +107,7 @@ class Backup:
         if self.status is BackupStatus.WAITING_FOR_PRIMARY and waited >= NO_PRIMARY_POLLS * self.poll:
             detail = (f"no primary has written to {self.store.url} for {waited:.0f} s: is STORE the same "
                       f"as the primary's? {detail}")
-        return HandoverState("backup", self.status.value, self.lease_name, record.holder if record else None,
+        return HandoverView("backup", self.status, self.lease_name, record.holder if record else None,
                              record.token if record else None, self._guarded.job if self._guarded else None,
                              detail)
 

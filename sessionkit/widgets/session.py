@@ -19,6 +19,7 @@ import uuid
 from typing import Any, Optional, TextIO
 
 from ..clock import clock_rate
+from ..handover import Backup, Primary
 from ..jobs.progress import format_seconds
 from ..phase import PHASE_JS, Thresholds
 from . import in_notebook
@@ -186,8 +187,8 @@ class _View:
 def _snapshot_of(source: Any) -> Any:
     if hasattr(source, "snapshot") and callable(source.snapshot):
         return source.snapshot()
-    if hasattr(source, "state") and not isinstance(source, dict):
-        return source.state
+    if isinstance(source, (Primary, Backup)):
+        return source.handover_view
     return source
 
 
@@ -284,8 +285,8 @@ class SessionBanner(_View):
 
 
 class HandoverStatus(_View):
-    """A backup's status (handover.BackupStatus) or a primary's (primary, handing over, done),
-    from a HandoverState snapshot."""
+    """A backup's status (handover.BackupStatus) or a primary's (handover.PrimaryStatus), from
+    a HandoverView snapshot (a ``handover.HandoverViewer``: a Primary redraws it with one)."""
 
     COLOURS = {"watching": "#1f77b4", "waiting for a primary": "#7f7f7f", "waiting for its turn": "#1f77b4",
                "approval pending": "#ff7f0e", "taking over": "#d62728", "primary": "#2ca02c",
@@ -296,14 +297,16 @@ class HandoverStatus(_View):
     def __init__(self, source: Any, **kw: Any) -> None:
         super().__init__(_snapshot_of(source), **kw)
 
+    def show_handover(self, view: Any) -> None:
+        self.update(view)
+
     def final(self) -> bool:
-        s = self.snapshot
-        return s.status == "done" or (s.role == "primary" and s.status not in ("primary", "handing over"))
+        return self.snapshot.ended
 
     def text(self) -> str:
         s = self.snapshot
         extra = f": {s.detail}" if s.detail else ""
-        if s.role == "primary" and s.status not in ("primary", "handing over"):
+        if s.role == "primary" and s.ended:
             return f"{s.status}{extra} (job {s.job or '-'})"  # ended: no lease to speak of
         holder = (s.holder or "-")[:8]
         return f"{s.status}{extra} (job {s.job or '-'}; lease {s.lease} held by {holder}, token {s.token})"
