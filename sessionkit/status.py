@@ -4,7 +4,7 @@ and views that re-attach. Nothing here writes; a damaged record is logged and le
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -15,6 +15,7 @@ from .store import Store
 
 if TYPE_CHECKING:
     from .handover.records import StateRecord
+    from .session_record import SessionRecord
 
 __all__ = ["LiveView", "PrimarySeen", "live_view", "primary_seen", "status_data"]
 
@@ -27,10 +28,9 @@ def status_data(store: Store) -> dict[str, Any]:
 
     now = datetime.now(timezone.utc)
     damaged: list[Any] = []
-    sessions = [{"id": s.get("id"), "role": s.get("role"), "label": s.get("label"),
-                 "status": s.get("status"), "phase": s.get("phase"), "remaining_s": s.get("remaining_s"),
-                 "last_heartbeat": s.get("last_heartbeat"), "stalled": bool(s.get("stalled"))}
-                for s in list_sessions(store, damaged)]
+    sessions = [{"id": s.id, "role": s.role.value, "label": s.label, "status": s.status.value,
+                 "phase": s.phase.value, "remaining_s": s.remaining_s, "last_heartbeat": s.last_heartbeat,
+                 "stalled": s.stalled} for s in list_sessions(store, damaged)]
     leases = []
     for name, lease in list_leases(store, damaged):
         expires = None
@@ -51,7 +51,7 @@ class LiveView:
     """Snapshots for re-attached views: the primary's session record (with ``remaining_s``
     brought up to now), its job's progress, and the handover state record."""
 
-    session: Optional[dict[str, Any]]
+    session: Optional["SessionRecord"]
     progress: Optional[Progress]
     handover: Optional["StateRecord"]
 
@@ -66,11 +66,11 @@ def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = No
 
     state = read_state(store, lease_name)
     session = read_session(store, state.primary) if state and state.primary else None
-    if session is not None and session.get("remaining_s") is not None and session.get("last_heartbeat"):
+    if session is not None and session.remaining_s is not None and session.last_heartbeat:
         # an estimate from the writer's wall clock, for display only
         now = (clock or SYSTEM_CLOCK).now()
-        age = (now - datetime.fromisoformat(session["last_heartbeat"])).total_seconds()
-        session = dict(session, remaining_s=session["remaining_s"] - max(0.0, age))
+        age = (now - datetime.fromisoformat(session.last_heartbeat)).total_seconds()
+        session = replace(session, remaining_s=session.remaining_s - max(0.0, age))
     job_id = job or (state.job if state else None)
     progress = None
     loaded = load(store, job_id) if job_id else None
@@ -108,11 +108,12 @@ class PrimarySeen:
 
 def primary_seen(live: LiveView, own_remaining_s: Optional[float]) -> PrimarySeen:
     """A backup's view of ``live`` (from ``live_view``) against its own time left."""
-    session, p = live.session or {}, live.progress
+    session, p = live.session, live.progress
     done = p.done if p is not None else 0
     total = p.total if p is not None else None
     rate = done / p.elapsed if p is not None and p.elapsed > 0 and done > 0 else None
     needs = (total - done) / rate if rate and total is not None and total >= done else None
-    return PrimarySeen(session.get("label"), session.get("remaining_s"), p.job if p is not None else None,
+    return PrimarySeen(session.label if session else None, session.remaining_s if session else None,
+                       p.job if p is not None else None,
                        p.status if p is not None else None, done, total, rate, needs, own_remaining_s,
                        live.handover is not None and live.handover.state == "released")

@@ -172,7 +172,7 @@ def test_views_re_attach_from_the_store(capsys):
     live = widgets.show(store, clock=clock, watch=False)
     shown = capsys.readouterr().err
     assert live.progress.done == 20 and live.progress.total == 40 and live.progress.job == "job"
-    assert live.session["label"] == "A" and live.session["remaining_s"] == pytest.approx(2900)
+    assert live.session.label == "A" and live.session.remaining_s == pytest.approx(2900)
     assert "[A] primary on hour" in shown and "job 'job' running 20/40" in shown
     it.close()
     primary.close()

@@ -25,6 +25,7 @@ from ..jobs.listing import latest_id
 from ..jobs.manifest import FINISHED, load
 from ..lease import Lease
 from ..runtimes import Runtime
+from ..session_record import Role
 from ..sessions import DropWatcher, Session, list_live_sessions
 from ..store import ABSENT, Store, open_store
 from .decide import Act, ApprovalSeen, BackupStatus, Decision, LeaseSeen, Observation, decide
@@ -73,7 +74,7 @@ class Backup:
         self.priority, self.approval, self.lease_name = priority, approval, lease_name
         self.session = Session(self.store, "backup", runtime=runtime, label=label, clock=clock, ping_url=ping_url,
                                warning_at=warning_at, handover_at=handover_at)
-        self.session.extra.update(priority=priority)
+        self.session.priority = priority
         self.clock = self.session.clock
         self.lease = Lease(self.store, lease_name, holder=self.session.id, ttl=ttl, clock=self.clock,
                            events=self.session.events)
@@ -115,8 +116,8 @@ class Backup:
         """How many live backups go before this one (reads the live sessions only)."""
         me = (self.priority, self.session.id)
         return sum(1 for s in list_live_sessions(self.store)
-                   if s.get("role") == "backup" and s.get("status") == "active" and s["id"] != self.session.id
-                   and (int(s.get("priority", 1)), s["id"]) < me)
+                   if s.role is Role.BACKUP and s.active and s.id != self.session.id
+                   and (1 if s.priority is None else s.priority, s.id) < me)
 
     # -- one look ----------------------------------------------------------------
 

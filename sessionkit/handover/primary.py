@@ -27,6 +27,7 @@ from ..jobs import Job
 from ..lease import Lease, read_lease
 from ..records import read_all
 from ..runtimes import Runtime
+from ..session_record import LeaseHeld
 from ..sessions import Session, live_session_ids, read_session
 from ..stall import StallSeen, decide_stall
 from ..store import Store, open_store
@@ -125,7 +126,7 @@ class Primary:
         self.job.runtime_left = lambda: self.session.remaining
         self._update_lead()
         self.session.watchers.append(self.check_stall)
-        self.session.extra.update(job=job_id, lease={"name": lease_name, "token": self.lease.token})
+        self.session.job, self.session.lease_held = job_id, LeaseHeld(lease_name, self.lease.token)
         self._request: Optional[Request] = None
         self._last_poll = -1e18
         self.handed_over = False
@@ -294,7 +295,7 @@ class Primary:
         stalled = decision.stalled
         if stalled != self.stalled:
             self.stalled = stalled
-            self.session.extra["stalled"] = stalled
+            self.session.stalled = stalled
             self.session.events.emit("job.stalled" if stalled else "job.unstalled", job=job.id,
                                      idle_s=round(decision.idle_s, 1), stall_after_s=round(decision.after_s, 1))
         return stalled
@@ -412,8 +413,8 @@ class Primary:
 
 def _describe_sessions(store: Store, ids: list[str]) -> str:
     """``backup (1a2b3c4d)``, or the first of several ready backups."""
-    record = read_session(store, ids[0]) or {}
-    named = f"{record.get('label') or 'a runtime'} ({ids[0][:8]})"
+    record = read_session(store, ids[0])
+    named = f"{(record.label if record else '') or 'a runtime'} ({ids[0][:8]})"
     return named if len(ids) == 1 else f"{named} or one of {len(ids) - 1} other ready backups"
 
 
