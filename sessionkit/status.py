@@ -14,7 +14,7 @@ from .jobs.progress import Progress
 from .store import Store
 
 if TYPE_CHECKING:
-    from .handover.records import StateRecord
+    from .handover.records import GuardRecord
     from .session_record import SessionRecord
 
 __all__ = ["LiveView", "PrimarySeen", "live_view", "primary_seen", "status_data"]
@@ -49,29 +49,29 @@ def status_data(store: Store) -> dict[str, Any]:
 @dataclass(frozen=True)
 class LiveView:
     """Snapshots for re-attached views: the primary's session record (with ``remaining_s``
-    brought up to now), its job's progress, and the handover state record."""
+    brought up to now), its job's progress, and the guard record (handover/<lease>/state)."""
 
     session: Optional["SessionRecord"]
     progress: Optional[Progress]
-    handover: Optional["StateRecord"]
+    handover: Optional["GuardRecord"]
 
 
 def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = None,
               clock: Optional[Clock] = None) -> LiveView:
     """What the primary of ``lease_name`` (or the last one) is doing, read from the store;
     ``clock`` tells the time now (its wall clock judges the record's age)."""
-    from .handover import read_state
+    from .handover import read_guard
     from .jobs.manifest import load
     from .sessions import read_session
 
-    state = read_state(store, lease_name)
-    session = read_session(store, state.primary) if state and state.primary else None
+    guard = read_guard(store, lease_name)
+    session = read_session(store, guard.primary) if guard and guard.primary else None
     if session is not None and session.remaining_s is not None and session.last_heartbeat:
         # an estimate from the writer's wall clock, for display only
         now = (clock or SYSTEM_CLOCK).now()
         age = (now - datetime.fromisoformat(session.last_heartbeat)).total_seconds()
         session = replace(session, remaining_s=session.remaining_s - max(0.0, age))
-    job_id = job or (state.job if state else None)
+    job_id = job or (guard.job if guard else None)
     progress = None
     loaded = load(store, job_id) if job_id else None
     if loaded is not None:
@@ -80,7 +80,7 @@ def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = No
                             eta=None, bytes=m.bytes, elapsed=m.elapsed, stage=m.stage,
                             stage_index=(m.stages.index(m.stage) + 1) if m.stage in m.stages else None,
                             stages=len(m.stages))
-    return LiveView(session, progress, state)
+    return LiveView(session, progress, guard)
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,8 @@ class PrimarySeen:
 
 def primary_seen(live: LiveView, own_remaining_s: Optional[float]) -> PrimarySeen:
     """A backup's view of ``live`` (from ``live_view``) against its own time left."""
+    from .handover.records import GuardStatus
+
     session, p = live.session, live.progress
     done = p.done if p is not None else 0
     total = p.total if p is not None else None
@@ -116,4 +118,4 @@ def primary_seen(live: LiveView, own_remaining_s: Optional[float]) -> PrimarySee
     return PrimarySeen(session.label if session else None, session.remaining_s if session else None,
                        p.job if p is not None else None,
                        p.status if p is not None else None, done, total, rate, needs, own_remaining_s,
-                       live.handover is not None and live.handover.state == "released")
+                       live.handover is not None and live.handover.status is GuardStatus.RELEASED)

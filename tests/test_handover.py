@@ -209,7 +209,7 @@ def test_a_damaged_handover_state_record_does_not_leave_the_backup_waiting(tmp_p
         clock.advance(backup.poll)
     assert new is not None, f"the backup stayed {backup.status!r}"
     assert list(new.track(range(30), display=False)) == list(range(10, 30))
-    assert handover.read_state(store).job == "job"
+    assert handover.read_guard(store).job == "job"
     assert read_lease(store, "primary").token == 2  # the new primary held token 2
 
 

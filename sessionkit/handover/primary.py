@@ -33,7 +33,7 @@ from ..stall import StallSeen, decide_stall
 from ..store import Store, open_store
 from .decide import BackupStatus
 from .primary_status import LoopEvent, LoopSeen, PrimaryAct, PrimaryStatus, transition
-from .records import Ready, Request, StateRecord, handover_key
+from .records import GuardRecord, GuardStatus, Ready, Request, handover_key
 
 __all__ = ["Primary", "HandoverView", "HandoverViewer"]
 
@@ -140,12 +140,12 @@ class Primary:
         self.views: list[Any] = []
         self._shown: Optional[tuple[str, str, bool]] = None
         self._drawn_at = self.clock.monotonic()  # when the views were last redrawn, on the clock
-        self._publish_state("primary")
+        self._publish_guard(GuardStatus.PRIMARY)
         self.session.beat()
         stopping.install(self)  # SIGTERM and interpreter exit hand over at once (stopping.py)
 
-    def _publish_state(self, state: str) -> None:
-        record = StateRecord(self.job.id, self.session.id, self.session.label, self.lease.token, state,
+    def _publish_guard(self, status: GuardStatus) -> None:
+        record = GuardRecord(self.job.id, self.session.id, self.session.label, self.lease.token, status,
                              self.clock.now().isoformat())
         self.store.put(handover_key(self.lease_name, "state"), record.encode())
 
@@ -394,10 +394,10 @@ class Primary:
     def _release(self, reason: str) -> None:
         self.lease.stop_renewing()
         if self._request is not None:
-            released = dataclasses.replace(self._request, state="released",
+            released = dataclasses.replace(self._request, status="released",
                                            released_at=self.clock.now().isoformat())
             self.store.put(handover_key(self.lease_name, "request"), released.encode())
-        self._publish_state("released")
+        self._publish_guard(GuardStatus.RELEASED)
         self.lease.release()
         self.session.end(reason)
         stopping.uninstall(self)
