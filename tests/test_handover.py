@@ -297,7 +297,7 @@ def test_a_session_marked_dropped_that_beats_again_is_live_again():
     clock.advance(61)
     assert watcher.check(timeout=60) == [silent.id]
     assert live_session_ids(store) == set()
-    assert [s.status for s in list_sessions(store)] == ["dropped"]
+    assert [(s.status, s.phase, s.end_reason) for s in list_sessions(store)] == [("dropped", "ended", "no heartbeat")]
     silent.beat()
     assert live_session_ids(store) == {silent.id}
     assert [s.status for s in list_sessions(store)] == ["active"]

@@ -14,7 +14,7 @@ from sessionkit.runtimes import Runtime
 from sessionkit.session_record import (
     LeaseHeld, Role, SessionEvent, SessionRecord, SessionStatus, session_after,
 )
-from sessionkit.sessions import DropWatcher, Session, list_sessions, read_session
+from sessionkit.sessions import Session, list_sessions, read_session
 from sessionkit.store.memory import MemoryStore
 
 R, St, Ev = Role, SessionStatus, SessionEvent
@@ -133,18 +133,6 @@ def test_a_damaged_record_is_listed_as_damaged_and_the_others_still_read():
     damaged: list = []
     assert [s.id for s in list_sessions(store, damaged)] == [session.id]
     assert [exc.key for exc in damaged] == ["sessions/broken"]
-
-
-def test_a_dropped_session_reads_as_dropped_and_ended_in_phase():
-    store, clock = MemoryStore(), FakeClock()
-    silent = Session(store, "backup", clock=clock, runtime="local")
-    watcher = DropWatcher(store, clock=clock)
-    watcher.check(timeout=60)
-    clock.advance(61)
-    assert watcher.check(timeout=60) == [silent.id]
-    record = read_session(store, silent.id)
-    assert record.status is St.DROPPED and record.phase is Phase.ENDED and record.dropped_at is not None
-    assert record.end_reason == "no heartbeat"
 
 
 def test_reading_a_record_as_a_dict_still_works_but_warns():
