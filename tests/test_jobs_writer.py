@@ -79,7 +79,7 @@ def test_the_writer_learns_of_a_newer_token_and_the_loop_stops_at_its_next_tick(
             time.sleep(0.001)  # an item's work
         next(it)  # the tick after the writer learnt of token 2 raises
     assert stale.done < 100_000
-    manifest = Job(store, "fenced", clock=SystemClock())._m
+    manifest = Job(store, "fenced", clock=SystemClock()).manifest
     assert manifest.token == 2 and manifest.status == "paused"
     before = store.get("jobs/fenced/manifest").version
     with pytest.raises(LeaseLost):

@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional
 
 from ..clock import Clock
 from ..errors import LeaseLost, Superseded
-from .checkpoint import Checkpointer, Snapshot, Written
+from .checkpoint import Checkpointer, EventFlush, Snapshot, Written
 from .control import Control
 
 log = logging.getLogger("sessionkit.jobs")
@@ -132,7 +132,7 @@ class CheckpointWriter:
         if not self.background:
             self._read_control()
 
-    def flush(self, snap: Optional[Snapshot], *, adopt_state: bool, events: str = "now",
+    def flush(self, snap: Optional[Snapshot], *, adopt_state: bool, events: EventFlush = EventFlush.NOW,
               settle: bool = False) -> Written:
         """Write everything not yet written, with ``snap`` last, on this thread (after the
         write in flight). Raises what went wrong."""
