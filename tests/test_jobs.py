@@ -39,7 +39,9 @@ def clock():
 def fake_time_by_default(monkeypatch):
     """Logic tests: a Job made without clock= gets a FakeClock, so its checkpoints are
     written on the loop's thread and no thread starts (writer threads: test_jobs_writer.py)."""
-    monkeypatch.setattr(jobs.job, "SYSTEM_CLOCK", FakeClock())
+    fake = FakeClock()
+    monkeypatch.setattr(jobs.jobrecord, "SYSTEM_CLOCK", fake)
+    monkeypatch.setattr(jobs.job, "SYSTEM_CLOCK", fake)  # Job.latest
 
 
 def run(job, items, upto=None, **kw):
