@@ -226,7 +226,7 @@ class Job(JobRecord):
     def record_progress(self, n: int, now: float) -> Optional[float]:
         """``n`` items done in this run at ``now`` (the slow path): the instantaneous rate.
         Raises why the loop must stop at once: fenced (LeaseLost), a failed write."""
-        failure = self._writer.failure
+        failure = self._writer.stopping_failure
         if failure is not None:
             raise failure  # fenced (LeaseLost) or the store failed: stop at this tick
         lease = self.lease
