@@ -16,8 +16,10 @@ item's own.
 When a map stops early (a handover, SIGTERM, pause, cancel, a failed write, an item's
 error with ``errors="raise"``) it submits nothing more and waits for the items in
 flight, ``drain_seconds`` real seconds in all. What finishes in that time is handed
-back (fenced: not handed back, the new holder runs it); what is still running after
-it is *abandoned*: not done, announced (a warning and a ``job.items_abandoned`` event
+back (fenced: not handed back, the new holder runs it). A map closed by its caller (a
+``break``, an error in the loop's body, a ``Primary`` stopped by SIGTERM while the loop
+was suspended) waits for what runs within the same bound, hands nothing back, and
+counts none of it done. What is still running after that is *abandoned*: not done, announced (a warning and a ``job.items_abandoned`` event
 with their ids), and left to finish on its worker, whose result nobody takes. An
 abandoned item may therefore still be running when the next run (a backup that took
 over, once the lease is released) submits it again: ``fn`` runs at least once per item,
@@ -29,7 +31,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, Callable, Generic, Iterable, Iterator, Optional, TypeVar
@@ -104,12 +106,17 @@ class Window(Generic[T]):
         ident, item = self.items.pop(future)
         return ident, item, future
 
-    def cancel(self) -> "list[Any]":
-        """Cancel what has not started; what runs is left to finish, and is not done: the
-        ids of those (abandoned)."""
-        running = [ident for future, (ident, _) in self.items.items() if not future.cancel()]
+    def cancel(self, wait_until: float) -> "list[Any]":
+        """Cancel what has not started and wait for what runs until ``wait_until`` (on
+        ``time.monotonic``); none of it is done. The ids of those still running then
+        (abandoned)."""
+        running = [future for future in self.items if not future.cancel()]
+        left = wait_until - time.monotonic()
+        if running and left > 0:
+            running = list(wait(running, timeout=left).not_done)
+        ids = [self.items[future][0] for future in running]
         self.items.clear()
-        return running
+        return ids
 
 
 def failure_text(exc: BaseException) -> str:
@@ -204,7 +211,9 @@ def map_items(run: Run, fn: Callable[[T], Any], iterable: Iterable[T], key: Opti
         if first_error is not None:
             raise first_error
     finally:
-        abandoned = window.cancel()
+        # left early (closed, an error raised by the caller's body or ours): what runs is waited
+        # for too, within the same bound, so it does not overlap the next holder; not done
+        abandoned = window.cancel(drain_until if stopping else time.monotonic() + drain_seconds)
         run.in_flight = 0
         if owned:
             window.executor.shutdown(wait=False, cancel_futures=True)
