@@ -16,6 +16,7 @@ from conftest import drive_emulator
 from sessionkit import Job, Lease, LeaseLost, SystemClock
 from sessionkit.errors import StoreTimeout
 from sessionkit.store.memory import MemoryStore
+from waiting import WAIT_S, wait_until
 
 pytest.importorskip("googleapiclient")
 
@@ -141,17 +142,6 @@ def test_a_released_lease_leaves_no_request_thread_behind():
     for thread in workers:
         thread.join(timeout=5)  # well below the 30 s after which an idle worker ends by itself
     assert not [t for t in workers if t.is_alive()]
-
-
-WAIT_S = 30.0  # how long a test waits for a condition before it fails (never reached when it holds)
-
-
-def wait_until(condition, what):
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting: {what}")
-        time.sleep(0.005)
 
 
 def generation(store, job_id):

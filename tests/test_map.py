@@ -13,6 +13,7 @@ from sessionkit.errors import StoreError
 from sessionkit.store.local import LocalStore
 
 import mapwork
+from waiting import WAIT_S, wait_until
 
 
 @pytest.fixture
@@ -154,16 +155,6 @@ def test_progress_shows_the_items_in_flight_and_those_that_failed(store):
 
 
 # -- issue 29's leftovers: stopping, draining, failures ---------------------------
-
-WAIT_S = 30.0  # how long a test waits for a condition before it fails (never reached when it holds)
-
-
-def wait_until(condition, what):
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting: {what}")
-        time.sleep(0.005)
 
 
 class Token:
