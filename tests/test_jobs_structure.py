@@ -51,3 +51,37 @@ def test_no_module_reads_a_jobs_private_names(path):
                 if isinstance(node, ast.Attribute) and node.attr.startswith("_")
                 and isinstance(node.value, ast.Attribute) and node.value.attr == "job"]
     assert private == []
+
+
+def test_the_jobs_layer_names_no_view_module():
+    for path in JOBS.glob("*.py"):
+        assert "widgets" not in path.read_text(), f"{path.name} names the widgets package"
+
+
+def test_display_true_shows_the_view_registered_from_above(tmp_path):
+    from sessionkit import FakeClock, Job
+    from sessionkit.jobs import views
+    from sessionkit.jobs.progress import Progress
+
+    class View:
+        def __init__(self, progress):
+            self.updates, self.closed = [progress], False
+
+        def update(self, progress):
+            self.updates.append(progress)
+
+        def close(self):
+            self.closed = True
+
+    made = []
+    previous = views.register_view(lambda progress: made.append(View(progress)) or made[-1])
+    try:
+        job = Job(str(tmp_path / "s"), "v", clock=FakeClock())
+        assert list(job.track(range(3))) == [0, 1, 2]
+    finally:
+        views.register_view(previous)
+    assert len(made) == 1 and made[0].closed
+    assert all(isinstance(p, Progress) for p in made[0].updates) and made[0].updates[-1].done == 3
+    assert previous is not None, "sessionkit registers its own view when imported"
+    with pytest.raises(TypeError, match="a view factory is a function"):
+        views.register_view("sessionkit.widgets:auto_view")

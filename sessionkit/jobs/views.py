@@ -2,7 +2,7 @@
 
 The jobs layer knows views only as objects with ``update(progress)`` and ``close()``; it
 never names the package that draws them. The package's ``__init__`` registers a factory
-that loads ``sessionkit.widgets`` on first use (a widget in notebooks, a text line
+that loads the views package on first use (a widget in notebooks, a text line
 elsewhere); a program may register its own.
 """
 
