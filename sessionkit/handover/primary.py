@@ -314,7 +314,7 @@ class Primary:
             return True  # not primary (any more): nothing to hand over, nothing to write
         if self._external:
             return False  # the framework's loop sees stopping.requested(), saves, then releases
-        active = self.job._active() if self.job._active is not None else None
+        active = self.job.active_loop
         if active is not None and active.gi_running:
             return False
         if active is not None:

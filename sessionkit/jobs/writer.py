@@ -5,8 +5,10 @@ writes them one at a time; snapshots that arrive while a write is out are
 coalesced into one. What goes wrong comes back to the loop: ``failure`` holds a
 ``LeaseLost`` (a newer holder exists: nothing more is ever written) or a store
 error (its snapshot is kept and written with the next one), and the loop raises
-it at its next tick. The same thread reads pause/cancel requests every
-``control_poll`` seconds and leaves the latest in ``request`` for the loop.
+it at its next tick, unless a retry (the thread tries again every ``control_poll``
+seconds) lands first. Pause/cancel requests are read by the loop's run, each read on
+a thread of its own (``read_control_soon``), so a slow control read never holds a
+checkpoint write, nor the loop waiting for one; ``request`` is the latest read.
 
 ``flush`` writes on the caller's thread, after any write in flight: the final
 checkpoint of a run, and ``job.checkpoint()``.
@@ -22,7 +24,7 @@ at most two checkpoint intervals of items (``checkpoint_items``, or the items of
 when a write takes longer than a checkpoint interval.
 
 On a clock that does not move by itself (``FakeClock``) there is no thread:
-``submit`` writes at once and ``poll_control`` reads at once, so logic tests stay
+``submit`` writes at once and ``read_control_soon`` reads at once, so logic tests stay
 deterministic and start no threads.
 """
 
@@ -34,7 +36,7 @@ from typing import Any, Callable, Optional
 
 from ..clock import Clock
 from ..errors import LeaseLost, Superseded
-from .checkpoint import Checkpointer, Snapshot, Written
+from .checkpoint import Checkpointer, EventFlush, Snapshot, Written
 from .control import Control
 
 log = logging.getLogger("sessionkit.jobs")
@@ -92,8 +94,8 @@ class CheckpointWriter:
             self.flush(snap, adopt_state=False)
             return
         with self._mutex:
-            while (self._pending is not None or self._writing) and self.failure is None \
-                    and self._thread is not None and self._thread.is_alive():
+            while (self._pending is not None or self._writing) and not isinstance(self.failure, LeaseLost) \
+                    and self._thread is not None and self._thread.is_alive():  # a retry out may clear it
                 self._settled.wait(1.0)
             failure = self.failure
             if failure is not None:
@@ -101,6 +103,17 @@ class CheckpointWriter:
                 raise failure
             self._pending = _joined(self._pending, snap)
         self._wake.set()
+
+    @property
+    def stopping_failure(self) -> Optional[BaseException]:
+        """Why the loop must stop now: fenced, or a failed write whose snapshot still waits;
+        None while the thread's retry of it is out, and once one landed (``failure`` is
+        cleared then). A retry that fails too sets it again."""
+        failure = self.failure
+        if failure is None or isinstance(failure, LeaseLost):
+            return failure
+        with self._mutex:
+            return failure if self._failed is not None else None
 
     def read_control_soon(self) -> Callable[[], Optional[Control]]:
         """Start reading the control record while the caller does something else (a run's
@@ -127,12 +140,7 @@ class CheckpointWriter:
         wait.ready = lambda: not thread.is_alive()  # type: ignore[attr-defined]
         return wait
 
-    def poll_control(self) -> None:
-        """Inline mode: read the control record now (the thread reads it in background mode)."""
-        if not self.background:
-            self._read_control()
-
-    def flush(self, snap: Optional[Snapshot], *, adopt_state: bool, events: str = "now",
+    def flush(self, snap: Optional[Snapshot], *, adopt_state: bool, events: EventFlush = EventFlush.NOW,
               settle: bool = False) -> Written:
         """Write everything not yet written, with ``snap`` last, on this thread (after the
         write in flight). Raises what went wrong."""
@@ -186,9 +194,8 @@ class CheckpointWriter:
                     self._settled.notify_all()
             if self._stopping:
                 return
-            if clock.monotonic() >= next_control:
+            if clock.monotonic() >= next_control:  # a failed write is retried at this pace
                 next_control = clock.monotonic() + self.control_poll
-                self._read_control()
 
     def _write(self, work: Snapshot) -> bool:
         """One background write; True when fenced (the thread ends: nothing more may land)."""
@@ -202,10 +209,8 @@ class CheckpointWriter:
             with self._mutex:
                 self._failed = _joined(work, self._failed)
             self.failure = exc
+            return False
+        with self._mutex:  # a retry of a failed write landed: the loop need not stop for it
+            if self.failure is not None and not isinstance(self.failure, LeaseLost):
+                self.failure = None
         return False
-
-    def _read_control(self) -> None:
-        try:
-            self.request = self.read_control()
-        except Exception as exc:  # a failed poll is retried at the next one; the job goes on
-            log.warning("job %s: could not read pause/cancel requests: %s", self.name, exc)
