@@ -14,11 +14,11 @@ import atexit
 import logging
 import sys
 import threading
-import weakref
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import SessionkitError
 from ..env import ipython_shell
+from ..registry import Registry
 
 if TYPE_CHECKING:
     from .job import Job
@@ -30,8 +30,9 @@ class Outcomes:
     """The process-wide hooks, and the jobs they settle."""
 
     def __init__(self) -> None:
-        self.interrupted: "weakref.WeakSet[Job]" = weakref.WeakSet()
-        self.live: "weakref.WeakSet[Job]" = weakref.WeakSet()
+        # process-wide (sessionkit.registry); reset() also removes the hooks that serve each
+        self.interrupted: "Registry[int, Job]" = Registry("jobs.interrupted", weak=True, on_reset=self._unhook)
+        self.live: "Registry[int, Job]" = Registry("jobs.live", weak=True, on_reset=self._unhook_exit)
         self._lock = threading.Lock()
         self._hooks = False
         self._exit_hook = False
@@ -58,6 +59,22 @@ class Outcomes:
             ip.events.register("post_run_cell", self._post_run_cell)
         self._previous_hook = sys.excepthook
         sys.excepthook = self._excepthook
+
+    def _unhook(self) -> None:
+        with self._lock:
+            if not self._hooks:
+                return
+            self._hooks = False
+        ip = ipython_shell()
+        if ip is not None and self._post_run_cell in ip.events.callbacks.get("post_run_cell", ()):
+            ip.events.unregister("post_run_cell", self._post_run_cell)
+        if sys.excepthook == self._excepthook:
+            sys.excepthook = self._previous_hook
+
+    def _unhook_exit(self) -> None:
+        with self._lock:
+            self._exit_hook = False
+        atexit.unregister(self.at_exit)
 
     def settle(self, exc: Optional[BaseException]) -> None:
         for job in list(self.interrupted):
