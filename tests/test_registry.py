@@ -1,0 +1,117 @@
+"""Process-wide state in one shape (issue 28, item 8): every registry is a
+``sessionkit.registry.Registry``, and its ``reset()`` gives back a fresh process's state."""
+
+from __future__ import annotations
+
+import gc
+import signal
+import sys
+
+import pytest
+
+from sessionkit.registry import Registry, registries
+
+
+class Thing:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def test_values_by_key():
+    r: Registry[str, Thing] = Registry("tests.by_key")
+    a = r.put("a", Thing("a"))
+    assert r.get("a") is a and "a" in r and len(r) == 1 and r.get("b") is None
+    assert r.get_or_make("a", lambda: Thing("other")) is a
+    made = r.get_or_make("a", lambda: Thing("new"), keep=lambda t: t.name == "new")
+    assert made.name == "new" and r.get("a") is made, "a value keep refuses is replaced"
+    assert r.pop("a") is made and r.pop("a") is None and len(r) == 0
+
+
+def test_a_weak_registry_keeps_nothing_alive():
+    r: Registry[int, Thing] = Registry("tests.weak", weak=True)
+    kept, dropped = Thing("kept"), Thing("dropped")
+    r.add(kept)
+    r.add(dropped)
+    assert sorted(t.name for t in r) == ["dropped", "kept"]
+    del dropped
+    gc.collect()
+    assert [t.name for t in r] == ["kept"]
+    r.discard(kept)
+    assert list(r) == []
+
+
+def test_reset_empties_and_undoes_what_its_owner_installed():
+    undone = []
+    r: Registry[str, int] = Registry("tests.reset", on_reset=lambda: undone.append(r.get("x")))
+    r.put("x", 1)
+    r.reset()
+    assert undone == [1], "on_reset runs first: it may read what it undoes"
+    assert len(r) == 0
+
+
+def test_the_four_process_wide_registries_are_registries():
+    import sessionkit.jobs  # noqa: F401  (each module makes its registries at import)
+    import sessionkit.notebook  # noqa: F401
+    import sessionkit.sessions  # noqa: F401
+    import sessionkit.stopping  # noqa: F401
+
+    assert {"stopping.primaries", "stopping.hooks", "jobs.interrupted", "jobs.live", "notebook.kernel_primaries",
+            "sessions.drop_watchers"} <= set(registries())
+    assert all(isinstance(r, Registry) for r in registries().values())
+
+
+class Primaryish:
+    """A stand-in for handover.Primary as stopping sees it (``stopping.Stoppable``): what
+    is under test is the SIGTERM bookkeeping, not a lease."""
+
+    def __init__(self) -> None:
+        self.stopped: list[str] = []
+
+    def stop_now(self, reason: str) -> bool:
+        self.stopped.append(reason)
+        return True
+
+
+def test_resetting_stopping_restores_the_programs_sigterm_handler():
+    from sessionkit import stopping
+
+    own = lambda signum, frame: None  # noqa: E731
+    previous = signal.signal(signal.SIGTERM, own)
+    try:
+        primary = Primaryish()
+        stopping.install(primary)
+        assert signal.getsignal(signal.SIGTERM) is not own
+        stopping.HOOKS.reset()
+        assert signal.getsignal(signal.SIGTERM) is own and len(stopping.PRIMARIES) == 0
+        assert stopping.requested() is None
+        stopping.install(primary)  # and it installs again as in a fresh process
+        assert signal.getsignal(signal.SIGTERM) is not own
+        stopping.uninstall(primary)
+        assert signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_resetting_the_interrupted_jobs_removes_the_excepthook(tmp_path):
+    from sessionkit.clock import FakeClock
+    from sessionkit.jobs import Job
+    from sessionkit.jobs.outcome import OUTCOMES
+
+    before = sys.excepthook
+    job = Job(tmp_path / "store", "j", clock=FakeClock())
+    for _ in job.track(range(3)):
+        break  # the loop left early: the job is watched until the cell or script ends
+    try:
+        assert sys.excepthook is not before
+        assert job in list(OUTCOMES.interrupted)
+    finally:
+        OUTCOMES.interrupted.reset()
+    assert sys.excepthook is before and job not in list(OUTCOMES.interrupted)
+    job.record_outcome(None)  # settled by hand now: paused
+
+
+@pytest.fixture(autouse=True)
+def _forget_test_registries():
+    yield
+    for name in [n for n in registries() if n.startswith("tests.")]:
+        registries()[name].reset()
