@@ -7,7 +7,8 @@ belongs to, typed by what it holds (``Registry[str, Primary]``). ``weak=True`` k
 value alive (a value that is garbage collected leaves its registry by itself), which is
 how a registry of live objects is a set: ``add`` files a value under its own identity.
 
-``reset()`` empties a registry and runs its ``on_reset`` (which undoes what the
+``reset()`` takes a registry back to its ``initial`` entries (the built-in store schemes)
+and runs its ``on_reset`` (which undoes what the
 registry's owner installed in the process: a signal handler, an exit hook), so a test
 can start from a fresh process's state; ``registries()`` lists them all.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Callable, Generic, Hashable, Iterator, MutableMapping, Optional, TypeVar
+from typing import Callable, Generic, Hashable, Iterator, Mapping, MutableMapping, Optional, TypeVar
 
 __all__ = ["Registry", "registries"]
 
@@ -29,12 +30,15 @@ _ALL: "weakref.WeakValueDictionary[str, Registry]" = weakref.WeakValueDictionary
 class Registry(Generic[K, V]):
     """Values by key for this process; every operation holds the registry's lock."""
 
-    def __init__(self, name: str, *, weak: bool = False, on_reset: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, name: str, *, initial: Optional[Mapping[K, V]] = None, weak: bool = False,
+                 on_reset: Optional[Callable[[], None]] = None) -> None:
         self.name = name  # its module and what it holds, e.g. "notebook.kernel_primaries"
         self.weak = weak
         self.lock = threading.RLock()  # re-entrant: held across compound steps, maybe by a signal handler
         self._on_reset = on_reset
+        self._initial = dict(initial or {})  # what a fresh process has (built-in entries)
         self._values: MutableMapping[K, V] = weakref.WeakValueDictionary() if weak else {}
+        self._values.update(self._initial)
         _ALL[name] = self  # a module reloaded replaces its registry
 
     def get(self, key: K, default: Optional[V] = None) -> Optional[V]:
@@ -67,6 +71,10 @@ class Registry(Generic[K, V]):
             if self._values.get(id(value)) is value:  # type: ignore[call-overload]
                 del self._values[id(value)]  # type: ignore[arg-type]
 
+    def keys(self) -> list[K]:
+        with self.lock:
+            return list(self._values)
+
     def values(self) -> list[V]:
         """A copy: the registry may change while the caller goes through it."""
         with self.lock:
@@ -85,11 +93,13 @@ class Registry(Generic[K, V]):
             return len(self._values)
 
     def reset(self) -> None:
-        """Back to a fresh process's state: empty, and what ``on_reset`` undoes undone (tests)."""
+        """Back to a fresh process's state: only the initial entries, and what ``on_reset``
+        undoes undone (tests)."""
         with self.lock:
             if self._on_reset is not None:
                 self._on_reset()  # first: it may read what it undoes
             self._values.clear()
+            self._values.update(self._initial)
 
     def __repr__(self) -> str:
         return f"<Registry {self.name}: {len(self)} {'weak ' if self.weak else ''}values>"

@@ -12,20 +12,12 @@ import uuid
 
 import pytest
 
-from conftest import drive_emulator
 from sessionkit import Job, Lease, LeaseLost, SystemClock
 from sessionkit.errors import StoreTimeout
+from sessionkit.jobs import list_jobs
 from sessionkit.store.memory import MemoryStore
 
 pytest.importorskip("googleapiclient")
-
-
-@pytest.fixture
-def emulator():
-    emu = drive_emulator()
-    yield emu
-    emu.release_hang()
-    emu.reset()
 
 
 def drive(**kw):
@@ -79,7 +71,7 @@ def test_the_writer_learns_of_a_newer_token_and_the_loop_stops_at_its_next_tick(
             time.sleep(0.001)  # an item's work
         next(it)  # the tick after the writer learnt of token 2 raises
     assert stale.done < 100_000
-    manifest = Job(store, "fenced", clock=SystemClock())._m
+    [manifest] = [j for j in list_jobs(store) if j.id == "fenced"]
     assert manifest.token == 2 and manifest.status == "paused"
     before = store.get("jobs/fenced/manifest").version
     with pytest.raises(LeaseLost):

@@ -11,7 +11,7 @@ import pytest
 from sessionkit import Job, jobs
 from sessionkit.store.local import LocalStore
 
-import mapwork
+from support import mapwork
 
 
 @pytest.fixture

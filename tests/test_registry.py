@@ -56,8 +56,19 @@ def test_the_four_process_wide_registries_are_registries():
     import sessionkit.stopping  # noqa: F401
 
     assert {"stopping.primaries", "stopping.hooks", "jobs.interrupted", "jobs.live", "notebook.kernel_primaries",
-            "sessions.drop_watchers"} <= set(registries())
+            "sessions.drop_watchers", "store.schemes"} <= set(registries())
     assert all(isinstance(r, Registry) for r in registries().values())
+
+
+def test_resetting_the_store_schemes_leaves_the_built_in_ones():
+    from sessionkit.store import SCHEMES, known_schemes, register_scheme
+    from sessionkit.store.memory import MemoryStore
+
+    built_in = known_schemes()
+    register_scheme("testreset", lambda url: MemoryStore())
+    assert "testreset" in known_schemes()
+    SCHEMES.reset()
+    assert known_schemes() == built_in
 
 
 class Primaryish:
@@ -97,9 +108,10 @@ def test_resetting_the_interrupted_jobs_removes_the_excepthook(tmp_path):
     from sessionkit.jobs import Job
     from sessionkit.jobs.outcome import OUTCOMES
 
+    OUTCOMES.interrupted.reset()  # as in a fresh process, whatever tests ran before
     before = sys.excepthook
     job = Job(tmp_path / "store", "j", clock=FakeClock())
-    for _ in job.track(range(3)):
+    for _ in job.track(range(3), display=False):
         break  # the loop left early: the job is watched until the cell or script ends
     try:
         assert sys.excepthook is not before

@@ -18,7 +18,7 @@ import sessionkit
 from sessionkit import history
 from sessionkit.sessions import list_sessions
 
-from test_handover_processes import expect_line, read_log, start
+from support.processes import expect_line, read_log, start
 
 pytestmark = pytest.mark.slow
 TTL = 20.0  # long enough that an expiry could not pass for a release
@@ -93,7 +93,7 @@ def test_a_papermill_primary_notebook_whose_kernel_is_shut_down_hands_over(tmp_p
     then, as jupyter_client's KernelManager does after ``shutdown_wait_time`` (5 s) when the
     kernel is busy, SIGTERM. The backup notebook takes over from the released lease."""
     jupyter_client = pytest.importorskip("jupyter_client")
-    from test_notebooks import outputs, start
+    from support.notebooks import outputs, start
 
     import nbformat
 

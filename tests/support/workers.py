@@ -1,4 +1,4 @@
-"""Processes the tests start (``python tests/_workers.py COMMAND ARGS``).
+"""Processes the tests start (``python tests/support/workers.py COMMAND ARGS``; ``support.WORKERS``).
 
 Values written here carry their own SHA-256, so a reader can tell a whole value
 from a torn one without trusting the store's own checksum.
@@ -295,7 +295,7 @@ def drive_lease_race(url: str, holder: str, start_at: str) -> None:
 def blob_job(path: str, log_path: str, kill_at: str) -> None:
     """A training-like job on a local store: 40 steps, a blob saved every 5, checkpoint_items=5;
     SIGKILLed at store write number kill_at (0: never). Prints the writes made."""
-    from faulty import KillAt
+    from support.faulty import KillAt
     from sessionkit import Job
     from sessionkit.store.local import LocalStore
 
@@ -411,4 +411,5 @@ def map_job(url: str, log_path: str, items: str, item_seconds: str, every: str) 
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/: ``support`` imports
     globals()[sys.argv[1]](*sys.argv[2:])
