@@ -15,6 +15,8 @@ from pathlib import Path
 
 import sessionkit
 
+from support.allowlist import check
+
 TESTS = Path(__file__).resolve().parent
 PACKAGE = Path(sessionkit.__file__).resolve().parent
 
@@ -115,16 +117,10 @@ KNOWN_TEST_IMPORTS: set[str] = set()
 
 
 def test_no_test_reads_a_private_attribute_of_a_sessionkit_object():
-    found = set(private_reads())
-    new = sorted(found - KNOWN_PRIVATE_READS)
-    assert not new, f"these tests read sessionkit's private names (test public behaviour instead): {new}"
-    gone = sorted(KNOWN_PRIVATE_READS - found)
-    assert not gone, f"these private reads are gone: delete them from KNOWN_PRIVATE_READS: {gone}"
+    check(private_reads(), KNOWN_PRIVATE_READS, "KNOWN_PRIVATE_READS",
+          "these tests use sessionkit's private names (test public behaviour instead)")
 
 
 def test_no_test_module_imports_another_test_module():
-    found = set(imports_of_test_modules())
-    new = sorted(found - KNOWN_TEST_IMPORTS)
-    assert not new, f"move what these share into tests/support/ or conftest.py: {new}"
-    gone = sorted(KNOWN_TEST_IMPORTS - found)
-    assert not gone, f"these imports are gone: delete them from KNOWN_TEST_IMPORTS: {gone}"
+    check(imports_of_test_modules(), KNOWN_TEST_IMPORTS, "KNOWN_TEST_IMPORTS",
+          "move what these share into tests/support/ or conftest.py")

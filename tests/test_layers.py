@@ -24,6 +24,8 @@ from typing import Iterator, Optional
 
 import sessionkit
 
+from support.allowlist import check
+
 ROOT = Path(sessionkit.__file__).resolve().parent
 ARCHITECTURE = ROOT.parent / "docs" / "architecture.md"
 
@@ -178,10 +180,7 @@ def test_layers_import_downward_only():
              if _top(i.importer) != _top(i.imported)}
     upward = {f"{a} -> {b} ({how})": i for (a, b, how), i in edges.items()
               if layer.get(b, -1) > layer.get(a, -1)}
-    new = sorted(str(upward[k]) for k in set(upward) - KNOWN_UPWARD)
-    assert not new, f"imports from a higher layer: {new}"
-    gone = sorted(KNOWN_UPWARD - set(upward))
-    assert not gone, f"these upward imports are gone: delete them from KNOWN_UPWARD: {gone}"
+    check(upward, KNOWN_UPWARD, "KNOWN_UPWARD", "imports from a higher layer", lambda k: [str(upward[k])])
     same = {(a, b) for a, b, _ in edges if layer.get(a) == layer.get(b)}
     for a, b in same:  # a circle through one layer shows as a path back
         reach, todo = set(), [b]
@@ -244,12 +243,8 @@ KNOWN_CYCLES: set[str] = {
 def test_no_import_cycle_between_modules():
     """Issue 28 (1): job.py, loop.py and outcome.py imported each other through deferred
     imports, which the layer test (one layer may import itself) could not see."""
-    found = set(cyclic_imports())
-    new = sorted(found - KNOWN_CYCLES)
-    assert not new, "these imports close a circle of modules importing each other (deferred, string and " \
-                    f"type-only imports included; break it, e.g. by passing in what is needed): {new}"
-    gone = sorted(KNOWN_CYCLES - found)
-    assert not gone, f"these cycles are gone: delete them from KNOWN_CYCLES: {gone}"
+    check(cyclic_imports(), KNOWN_CYCLES, "KNOWN_CYCLES", "these imports close a circle of modules importing "
+          "each other (deferred, string and type-only imports included; break it, e.g. by passing in what is needed)")
 
 
 # ----------------------------------------------------------------------------- private names
@@ -362,9 +357,7 @@ KNOWN_PRIVATE_USES: set[str] = {
 def test_no_module_uses_another_modules_private_names():
     """Issue 28 (1): jobs/loop.py called 13 private parts of Job, outcome.py and
     handover/primary.py read ``job._interrupted`` and ``job._active``."""
-    found = {_without_line(use) for use in private_uses()}
-    new = sorted(use for use in private_uses() if _without_line(use) in found - KNOWN_PRIVATE_USES)
-    assert not new, "these modules use another module's private names (offer a public method or " \
-                    f"property instead): {new}"
-    gone = sorted(KNOWN_PRIVATE_USES - found)
-    assert not gone, f"these private uses are gone: delete them from KNOWN_PRIVATE_USES: {gone}"
+    uses = private_uses()
+    check({_without_line(use) for use in uses}, KNOWN_PRIVATE_USES, "KNOWN_PRIVATE_USES",
+          "these modules use another module's private names (offer a public method or property instead)",
+          lambda offender: [use for use in uses if _without_line(use) == offender])

@@ -166,3 +166,17 @@ def test_every_exception_class_lives_in_errors():
                     and obj.__module__ == info.name and info.name != "sessionkit.errors"):
                 elsewhere.append(f"{info.name}.{name}")
     assert not elsewhere, f"define these in sessionkit/errors.py: {elsewhere}"
+
+
+def test_docs_templates_and_notebooks_use_no_moved_top_level_name():
+    """What users copy from must show the new import paths (issue 28, item 9)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted((root / "templates").glob("*.py")),
+             root / "notebooks" / "build.py", *sorted((root / "notebooks").glob("*.ipynb"))]
+    moved = "|".join(sorted(MOVED))
+    old = re.compile(rf"\b(?:sessionkit|sk)\.(?:{moved})\b|from sessionkit import [^\n]*\b(?:{moved})\b")
+    found = [f"{p.relative_to(root)}: {m.group(0)}" for p in pages if p.exists() for m in old.finditer(p.read_text())]
+    assert not found, found
