@@ -231,6 +231,7 @@ KNOWN_CYCLES: set[str] = {
     "sessionkit.handover.backup -> sessionkit.handover.primary",
     "sessionkit.handover.primary -> sessionkit.jobs",
     "sessionkit.jobs -> sessionkit.jobs.job",
+    "sessionkit.widgets.session -> sessionkit.handover",  # views typed by the primary's status (merged)
     # widgets/session.py imports in_notebook from the package that imports it (deferred)
     "sessionkit.widgets -> sessionkit.widgets.session",
     "sessionkit.widgets.session -> sessionkit.widgets",

@@ -6,7 +6,8 @@
 - ``processes``: starting a worker and waiting for its ready line
 - ``faulty``: a store that fails on cue; ``mapwork``: functions job.map sends to processes
 - ``scenarios``: recorded sessions for the history and plots tests
-- ``precondition_proxy``: an S3 proxy that drops If-Match/If-None-Match
+- ``precondition_proxy``: an S3 proxy that drops If-Match/If-None-Match; ``moto_serial``: moto_server
+  answering one request at a time
 - ``notebooks``, ``colab``, ``stores``: what the notebook, Colab/Kaggle and store tests share
 """
 
