@@ -1,0 +1,397 @@
+"""Blobs as content-addressed chunks: a generation costs only the bytes that changed.
+
+A saved object, file or folder is stored as chunks under ``jobs/<id>/chunks/<sha256>``
+and one small *index* chunk (JSON) that lists them; the manifest entry names the
+index (``hash``) and every chunk (``chunks``), so the checkpointer knows which files
+a generation names without reading anything. A chunk already in the store (the
+folder's listing, taken once per save, or one this process sent) is not sent again:
+a generation that shares tensors or file chunks with a kept one costs only what
+changed, in bytes sent and in store size.
+
+Layout (``layout: 1``):
+
+- an object (``save_blob``, ``save_state``): every numpy array and torch tensor in it
+  (found in dicts, lists and tuples) is stored as its raw bytes; the rest of the object
+  (the *skeleton*, with each array replaced by ``{"__sessionkit_array__": i}``) is one
+  chunk in the blob's format (``torch``: ``torch.save``, loaded ``weights_only``;
+  ``pickle``; ``numpy``: a single array has no skeleton). An array of ``SMALL`` bytes or
+  more starts a chunk of its own and is cut every ``CHUNK`` bytes, so an unchanged tensor
+  is an unchanged chunk whatever changed around it; smaller arrays are packed together
+  up to ``CHUNK`` (a model's biases and norms: one request, not hundreds);
+- a file: its bytes cut every ``CHUNK`` bytes;
+- a folder: each file as a file is, by relative path.
+
+A read checks every chunk's SHA-256 and size. Entries written before chunks (no
+``layout``) are whole blobs under ``jobs/<id>/blobs/<sha256>`` and still load (blobs.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from ..store import Store
+from .blobs import dump, load
+
+LAYOUT = 1
+CHUNK = 16 * 1024 * 1024  # bytes of one data chunk: 16 requests carry 256 MB (Drive: ~2 files/s)
+SMALL = 1024 * 1024  # arrays from this size get chunks of their own; smaller ones are packed
+MARK = "__sessionkit_array__"
+
+
+def chunk_key(job_id: str, digest: str) -> str:
+    return f"jobs/{job_id}/chunks/{digest}"
+
+
+def chunk_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/chunks/"
+
+
+def is_chunked(entry: dict[str, Any]) -> bool:
+    return entry.get("layout") == LAYOUT
+
+
+def named_files(entry: dict[str, Any]) -> set[str]:
+    """The files under ``jobs/<id>/`` one manifest entry names (chunked or whole)."""
+    if is_chunked(entry):
+        return {f"chunks/{h}" for h in entry.get("chunks") or ()}
+    if entry.get("format") == "dir":
+        return {f"blobs/{f['hash']}" for f in (entry.get("files") or {}).values()}
+    return {f"blobs/{entry['hash']}"}
+
+
+# -- what the caller's thread captures -------------------------------------------
+
+
+@dataclass
+class Staged:
+    """One save, captured: host copies of the arrays and the skeleton (``kind="object"``),
+    or a private copy of a file or folder in ``staging`` (``kind="file"``/``"dir"``).
+    ``arrays[i]`` is set to None once sent, so memory is given back as the upload goes."""
+
+    kind: str
+    fmt: str
+    skeleton: Any = None
+    arrays: list[Any] = field(default_factory=list)
+    staging: Optional[str] = None
+    path: Optional[str] = None
+    nbytes: int = 0
+
+    def discard(self) -> None:
+        self.arrays = []
+        self.skeleton = None
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+
+
+def _array_copy(value: Any) -> Any:
+    """A host copy of a numpy array or torch tensor, or None if ``value`` is neither."""
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray) and value.dtype != object and not value.dtype.fields:
+        return np.array(value, copy=True, order="C")
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        host = value.detach()
+        if host.device.type != "cpu":
+            return host.to("cpu", copy=True).contiguous()
+        return host.clone(memory_format=torch.contiguous_format)
+    return None
+
+
+def capture_object(obj: Any, fmt: str) -> Staged:
+    """Copy every array of ``obj`` to host memory and keep the rest as a skeleton (a deep
+    copy, so the caller may change ``obj`` as soon as this returns)."""
+    arrays: list[Any] = []
+
+    def walk(value: Any) -> Any:
+        copied = _array_copy(value)
+        if copied is not None:
+            arrays.append(copied)
+            return {MARK: len(arrays) - 1}
+        if type(value) is dict:
+            return {k: walk(v) for k, v in value.items()}
+        if type(value) in (list, tuple):
+            return type(value)(walk(v) for v in value)
+        return value
+
+    skeleton = walk(obj)
+    if not (isinstance(skeleton, dict) and set(skeleton) == {MARK}):
+        skeleton = copy.deepcopy(skeleton)
+    return Staged("object", fmt, skeleton=skeleton, arrays=arrays, nbytes=sum(_nbytes(a) for a in arrays))
+
+
+def capture_path(path: "str | os.PathLike[str]", kind: str) -> Staged:
+    """Copy a file or folder into a private staging folder: the caller (a framework
+    writing its next checkpoint at the same path) may change it as soon as this returns.
+    A copy, not a hard link: torch.save and most writers rewrite a file in place."""
+    staging = tempfile.mkdtemp(prefix="sessionkit-save-")
+    target = os.path.join(staging, "data")
+    try:
+        if kind == "file":
+            shutil.copyfile(path, target)
+            size = os.path.getsize(target)
+        else:
+            shutil.copytree(path, target)
+            size = sum(p.stat().st_size for p in Path(target).rglob("*") if p.is_file())
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Staged(kind, "file" if kind == "file" else "dir", staging=staging, path=target, nbytes=size)
+
+
+def _nbytes(array: Any) -> int:
+    return int(array.nbytes) if hasattr(array, "nbytes") else int(array.numel() * array.element_size())
+
+
+def _raw(array: Any) -> memoryview:
+    """The bytes of a host array, without a copy."""
+    if hasattr(array, "dtype") and type(array).__module__.startswith("numpy"):
+        return memoryview(array.reshape(-1).view("uint8"))
+    import torch
+
+    return memoryview(array.reshape(-1).view(torch.uint8).numpy())
+
+
+def _describe(array: Any) -> dict[str, Any]:
+    if type(array).__module__.startswith("numpy"):
+        return {"kind": "numpy", "dtype": array.dtype.str, "shape": list(array.shape), "nbytes": _nbytes(array)}
+    return {"kind": "torch", "dtype": str(array.dtype).replace("torch.", ""), "shape": list(array.shape),
+            "nbytes": _nbytes(array)}
+
+
+# -- the background side: chunks out ---------------------------------------------
+
+
+class Sender:
+    """Sends chunks of one job, skipping those the store holds (``known``)."""
+
+    def __init__(self, store: Store, job_id: str, known: set[str], touched: Callable[[str], None],
+                 scratch: str) -> None:
+        self.store, self.job_id, self.known = store, job_id, known
+        self.touched = touched  # told every chunk a save names (sent or found), before it is named
+        self.scratch = scratch
+        self.sent_bytes = 0
+
+    def send(self, data: "bytes | memoryview") -> tuple[str, int]:
+        digest = hashlib.sha256(data).hexdigest()
+        self.touched(digest)
+        key = chunk_key(self.job_id, digest)
+        if key not in self.known:
+            if len(data) >= SMALL:
+                # through put_file: the backends' resumable/multipart path, which goes on after
+                # a dropped connection from what the service holds instead of from the start
+                path = os.path.join(self.scratch, "chunk")
+                with open(path, "wb") as fh:
+                    fh.write(data)
+                try:
+                    self.store.put_file(key, path)
+                finally:
+                    os.unlink(path)
+            else:
+                self.store.put(key, bytes(data))
+            self.sent_bytes += len(data)
+            self.known.add(key)
+        return digest, len(data)
+
+
+def _file_chunks(sender: Sender, path: str) -> dict[str, Any]:
+    chunks, size = [], 0
+    with open(path, "rb") as fh:
+        while data := fh.read(CHUNK):
+            chunks.append(list(sender.send(data)))
+            size += len(data)
+    return {"size": size, "chunks": chunks}
+
+
+def _object_chunks(sender: Sender, staged: Staged) -> dict[str, Any]:
+    chunks: list[list[Any]] = []
+    pack: list[bytes] = []
+    packed = 0
+
+    def flush_pack() -> None:
+        nonlocal pack, packed
+        if pack:
+            chunks.append(list(sender.send(b"".join(pack))))
+        pack, packed = [], 0
+
+    described = []
+    for i, array in enumerate(staged.arrays):
+        described.append(_describe(array))
+        raw = _raw(array)
+        if len(raw) >= SMALL:
+            flush_pack()
+            for start in range(0, len(raw), CHUNK):
+                chunks.append(list(sender.send(raw[start:start + CHUNK])))
+        else:
+            pack.append(bytes(raw))
+            packed += len(raw)
+            if packed >= CHUNK:
+                flush_pack()
+        staged.arrays[i] = None  # sent: its memory goes back now, not at the end
+        del raw, array
+    flush_pack()
+    skeleton = None
+    if not (isinstance(staged.skeleton, dict) and set(staged.skeleton) == {MARK}):
+        with tempfile.TemporaryDirectory(prefix="sessionkit-blob-") as tmp:
+            path = os.path.join(tmp, "skeleton")
+            dump(staged.skeleton, staged.fmt, path)
+            with open(path, "rb") as fh:
+                skeleton = list(sender.send(fh.read()))
+    return {"skeleton": skeleton, "arrays": described, "chunks": chunks}
+
+
+def send(store: Store, job_id: str, staged: Staged, known: set[str], touched: Callable[[str], None],
+         at: str) -> tuple[dict[str, Any], int]:
+    """Store ``staged`` as chunks and its index; the manifest entry naming them, and the
+    bytes actually sent (chunks the store held already are not)."""
+    with tempfile.TemporaryDirectory(prefix="sessionkit-chunk-") as scratch:
+        sender = Sender(store, job_id, known, touched, scratch)
+        index: dict[str, Any] = {"layout": LAYOUT, "kind": staged.kind, "format": staged.fmt}
+        if staged.kind == "object":
+            index.update(_object_chunks(sender, staged))
+        elif staged.kind == "file":
+            index.update(_file_chunks(sender, str(staged.path)))
+        else:
+            root = Path(str(staged.path))
+            index["files"] = {p.relative_to(root).as_posix(): _file_chunks(sender, str(p))
+                              for p in sorted(q for q in root.rglob("*") if q.is_file())}
+        raw = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
+        digest, _ = sender.send(raw)
+    names = {digest} | set(_index_chunks(index))
+    entry = {"hash": digest, "format": staged.fmt, "size": staged.nbytes, "layout": LAYOUT,
+             "chunks": sorted(names), "at": at}
+    return entry, sender.sent_bytes
+
+
+def _index_chunks(index: dict[str, Any]) -> Iterator[str]:
+    for h, _ in index.get("chunks") or ():
+        yield h
+    if index.get("skeleton"):
+        yield index["skeleton"][0]
+    for meta in (index.get("files") or {}).values():
+        for h, _ in meta["chunks"]:
+            yield h
+
+
+# -- reading back ----------------------------------------------------------------
+
+
+def _fetch(store: Store, job_id: str, digest: str, size: Optional[int]) -> bytes:
+    key = chunk_key(job_id, digest)
+    record = store.get(key)
+    if record is None:
+        raise LookupError(f"{key} is missing")
+    data = record.data
+    if hashlib.sha256(data).hexdigest() != digest or (size is not None and len(data) != size):
+        raise ValueError(f"{key}: its content does not match its hash (damaged)")
+    return data
+
+
+def read_index(store: Store, job_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    index = json.loads(_fetch(store, job_id, entry["hash"], None))
+    if not isinstance(index, dict) or index.get("layout") != LAYOUT:
+        raise ValueError(f"{chunk_key(job_id, entry['hash'])} is not a chunk index this sessionkit reads")
+    return index
+
+
+def load_object(store: Store, job_id: str, entry: dict[str, Any]) -> Any:
+    index = read_index(store, job_id, entry)
+    stream = io.BytesIO()
+    for h, size in index["chunks"]:
+        stream.write(_fetch(store, job_id, h, size))
+    buf = stream.getbuffer()
+    arrays, offset = [], 0
+    for meta in index["arrays"]:
+        arrays.append(_rebuild(meta, buf[offset:offset + meta["nbytes"]]))
+        offset += meta["nbytes"]
+    if index.get("skeleton") is None:
+        return arrays[0]
+    h, size = index["skeleton"]
+    with tempfile.TemporaryDirectory(prefix="sessionkit-blob-") as tmp:
+        path = os.path.join(tmp, "skeleton")
+        with open(path, "wb") as fh:
+            fh.write(_fetch(store, job_id, h, size))
+        skeleton = load(path, index["format"])
+    return _fill(skeleton, arrays)
+
+
+def _rebuild(meta: dict[str, Any], raw: memoryview) -> Any:
+    if meta["kind"] == "numpy":
+        import numpy as np
+
+        return np.frombuffer(bytearray(raw), dtype=np.dtype(meta["dtype"])).reshape(meta["shape"])
+    import torch
+
+    dtype = getattr(torch, meta["dtype"])
+    if not len(raw):
+        return torch.empty(meta["shape"], dtype=dtype)
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(meta["shape"])
+
+
+def _fill(value: Any, arrays: list[Any]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {MARK} and isinstance(value[MARK], int):
+            return arrays[value[MARK]]
+        return {k: _fill(v, arrays) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_fill(v, arrays) for v in value)
+    return value
+
+
+def _write_file(store: Store, job_id: str, meta: dict[str, Any], path: "str | os.PathLike[str]") -> None:
+    with open(path, "wb") as fh:
+        for h, size in meta["chunks"]:
+            fh.write(_fetch(store, job_id, h, size))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def fetch_file(store: Store, job_id: str, entry: dict[str, Any], path: "str | os.PathLike[str]") -> None:
+    """Write a chunked file blob to ``path``, replaced only once every chunk arrived and checked."""
+    index = read_index(store, job_id, entry)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        _write_file(store, job_id, index, partial)
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            partial.unlink()
+
+
+def fetch_dir(store: Store, job_id: str, entry: dict[str, Any], folder: "str | os.PathLike[str]") -> Path:
+    """Download a chunked folder blob into ``folder``, replacing what is there only once every
+    file arrived and checked."""
+    index = read_index(store, job_id, entry)
+    target = Path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        for rel, meta in (index.get("files") or {}).items():
+            dest = (partial / rel).resolve()
+            if partial.resolve() not in dest.parents:
+                raise ValueError(f"the folder blob names a file outside itself ({rel!r})")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _write_file(store, job_id, meta, dest)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+    return target
+
+
+__all__ = ["CHUNK", "LAYOUT", "SMALL", "Staged", "capture_object", "capture_path", "chunk_key", "chunk_prefix",
+           "fetch_dir", "fetch_file", "is_chunked", "load_object", "named_files", "send"]
