@@ -132,7 +132,9 @@ def test_a_200_mb_blob_goes_to_drive_in_chunks_survives_dropped_connections_in_b
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     counts = {k: emulator.by_kind.get(k, 0) - before.get(k, 0) for k in emulator.by_kind}
     assert counts["upload-session"] == 13  # one per content chunk, resumed: never restarted
-    assert counts["upload-status"] == 1  # asked where to go on, once for the lost request
+    # four chunks go up at once: the two drops may hit one request (then sessionkit asks the
+    # session where to go on) or two (httplib2's own resend carries each)
+    assert counts.get("upload-status", 0) <= 1
     # 25 requests of up to 8 MB; the resumed one goes on from the half the server kept, which
     # moves that chunk's later boundary (the two dropped tries are refused before counting)
     assert 25 <= counts["upload-chunk"] <= 27

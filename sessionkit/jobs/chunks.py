@@ -35,6 +35,9 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -45,6 +48,8 @@ from .blobs import dump, load
 LAYOUT = 1
 CHUNK = 16 * 1024 * 1024  # bytes of one data chunk: 16 requests carry 256 MB (Drive: ~2 files/s)
 SMALL = 1024 * 1024  # arrays from this size get chunks of their own; smaller ones are packed
+PARALLEL = 4  # chunks sent at once
+PIECE = 1024 * 1024  # a file's chunk is read this much at a time
 MARK = "__sessionkit_array__"
 
 
@@ -173,7 +178,9 @@ def _describe(array: Any) -> dict[str, Any]:
 
 
 class Sender:
-    """Sends chunks of one job, skipping those the store holds (``known``)."""
+    """Sends chunks of one job, skipping those the store holds (``known``), ``PARALLEL`` at a
+    time (a round trip per request would otherwise keep a remote link half idle), in order:
+    ``add`` returns the chunk's place in ``results``, filled in as the sends end."""
 
     def __init__(self, store: Store, job_id: str, known: set[str], touched: Callable[[str], None],
                  scratch: str) -> None:
@@ -181,48 +188,124 @@ class Sender:
         self.touched = touched  # told every chunk a save names (sent or found), before it is named
         self.scratch = scratch
         self.sent_bytes = 0
+        self.results: list[Optional[list[Any]]] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="sessionkit-chunk")
+        self._pending: "deque[tuple[Future[tuple[str, int]], int, Optional[Callable[[], None]]]]" = deque()
 
-    def send(self, data: "bytes | memoryview") -> tuple[str, int]:
+    def add(self, data: "bytes | memoryview", then: Optional[Callable[[], None]] = None) -> int:
+        """Send ``data`` as a chunk; ``then()`` runs once it is stored (frees its memory)."""
+        place = len(self.results)
+        self.results.append(None)
+        self._pending.append((self._pool.submit(self._send, data), place, then))
+        while len(self._pending) > PARALLEL:
+            self._settle_oldest()
+        return place
+
+    def drain(self) -> list[list[Any]]:
+        try:
+            while self._pending:
+                self._settle_oldest()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        return [r for r in self.results if r is not None]
+
+    def _settle_oldest(self) -> None:
+        future, place, then = self._pending.popleft()
+        self.results[place] = list(future.result())
+        if then is not None:
+            then()
+
+    def add_range(self, path: str, offset: int, length: int) -> int:
+        """Send bytes ``offset``..``offset + length`` of the file at ``path`` as a chunk,
+        read a piece at a time (a file's chunks never sit in memory whole)."""
+        place = len(self.results)
+        self.results.append(None)
+        self._pending.append((self._pool.submit(self._send_range, path, offset, length), place, None))
+        while len(self._pending) > PARALLEL:
+            self._settle_oldest()
+        return place
+
+    def _send(self, data: "bytes | memoryview") -> tuple[str, int]:
         digest = hashlib.sha256(data).hexdigest()
+
+        def as_file(path: str) -> None:
+            with open(path, "wb") as fh:
+                fh.write(data)
+        return self._store(digest, len(data), as_file, lambda: bytes(data))
+
+    def _send_range(self, path: str, offset: int, length: int) -> tuple[str, int]:
+        hashed = hashlib.sha256()
+
+        def pieces() -> Iterator[bytes]:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                left = length
+                while left > 0:
+                    piece = fh.read(min(PIECE, left))
+                    if not piece:
+                        raise ValueError(f"{path} became shorter while it was being saved")
+                    left -= len(piece)
+                    yield piece
+        for piece in pieces():
+            hashed.update(piece)
+
+        def as_file(target: str) -> None:
+            with open(target, "wb") as out:
+                for piece in pieces():
+                    out.write(piece)
+        return self._store(hashed.hexdigest(), length, as_file, lambda: b"".join(pieces()))
+
+    def _store(self, digest: str, size: int, as_file: Callable[[str], None],
+               as_bytes: Callable[[], bytes]) -> tuple[str, int]:
         self.touched(digest)
         key = chunk_key(self.job_id, digest)
-        if key not in self.known:
-            if len(data) >= SMALL:
+        with self._lock:
+            if key in self.known:
+                return digest, size
+            self.known.add(key)  # an equal chunk in this save is sent once
+        try:
+            if size >= SMALL:
                 # through put_file: the backends' resumable/multipart path, which goes on after
                 # a dropped connection from what the service holds instead of from the start
-                path = os.path.join(self.scratch, "chunk")
-                with open(path, "wb") as fh:
-                    fh.write(data)
+                fd, path = tempfile.mkstemp(dir=self.scratch)
+                os.close(fd)
                 try:
+                    as_file(path)
                     self.store.put_file(key, path)
                 finally:
                     os.unlink(path)
             else:
-                self.store.put(key, bytes(data))
-            self.sent_bytes += len(data)
-            self.known.add(key)
-        return digest, len(data)
+                self.store.put(key, as_bytes())
+        except BaseException:
+            with self._lock:
+                self.known.discard(key)
+            raise
+        with self._lock:
+            self.sent_bytes += size
+        return digest, size
 
 
-def _file_chunks(sender: Sender, path: str) -> dict[str, Any]:
-    chunks, size = [], 0
-    with open(path, "rb") as fh:
-        while data := fh.read(CHUNK):
-            chunks.append(list(sender.send(data)))
-            size += len(data)
-    return {"size": size, "chunks": chunks}
+def _file_chunks(sender: Sender, path: str) -> list[int]:
+    size = os.path.getsize(path)
+    return [sender.add_range(path, start, min(CHUNK, size - start)) for start in range(0, size, CHUNK)]
 
 
-def _object_chunks(sender: Sender, staged: Staged) -> dict[str, Any]:
-    chunks: list[list[Any]] = []
+def _object_chunks(sender: Sender, staged: Staged) -> tuple[list[dict[str, Any]], list[int]]:
+    places: list[int] = []
     pack: list[bytes] = []
     packed = 0
 
     def flush_pack() -> None:
         nonlocal pack, packed
         if pack:
-            chunks.append(list(sender.send(b"".join(pack))))
+            places.append(sender.add(b"".join(pack)))
         pack, packed = [], 0
+
+    def freer(i: int) -> Callable[[], None]:
+        def free() -> None:
+            staged.arrays[i] = None  # sent: its memory goes back now, not at the end
+        return free
 
     described = []
     for i, array in enumerate(staged.arrays):
@@ -230,24 +313,19 @@ def _object_chunks(sender: Sender, staged: Staged) -> dict[str, Any]:
         raw = _raw(array)
         if len(raw) >= SMALL:
             flush_pack()
-            for start in range(0, len(raw), CHUNK):
-                chunks.append(list(sender.send(raw[start:start + CHUNK])))
+            starts = range(0, len(raw), CHUNK)
+            for start in starts:
+                last = start == starts[-1]
+                places.append(sender.add(raw[start:start + CHUNK], freer(i) if last else None))
         else:
             pack.append(bytes(raw))
             packed += len(raw)
+            staged.arrays[i] = None
             if packed >= CHUNK:
                 flush_pack()
-        staged.arrays[i] = None  # sent: its memory goes back now, not at the end
         del raw, array
     flush_pack()
-    skeleton = None
-    if not (isinstance(staged.skeleton, dict) and set(staged.skeleton) == {MARK}):
-        with tempfile.TemporaryDirectory(prefix="sessionkit-blob-") as tmp:
-            path = os.path.join(tmp, "skeleton")
-            dump(staged.skeleton, staged.fmt, path)
-            with open(path, "rb") as fh:
-                skeleton = list(sender.send(fh.read()))
-    return {"skeleton": skeleton, "arrays": described, "chunks": chunks}
+    return described, places
 
 
 def send(store: Store, job_id: str, staged: Staged, known: set[str], touched: Callable[[str], None],
@@ -257,20 +335,41 @@ def send(store: Store, job_id: str, staged: Staged, known: set[str], touched: Ca
     with tempfile.TemporaryDirectory(prefix="sessionkit-chunk-") as scratch:
         sender = Sender(store, job_id, known, touched, scratch)
         index: dict[str, Any] = {"layout": LAYOUT, "kind": staged.kind, "format": staged.fmt}
-        if staged.kind == "object":
-            index.update(_object_chunks(sender, staged))
-        elif staged.kind == "file":
-            index.update(_file_chunks(sender, str(staged.path)))
-        else:
-            root = Path(str(staged.path))
-            index["files"] = {p.relative_to(root).as_posix(): _file_chunks(sender, str(p))
-                              for p in sorted(q for q in root.rglob("*") if q.is_file())}
+        try:
+            if staged.kind == "object":
+                described, places = _object_chunks(sender, staged)
+                skeleton = None
+                if not (isinstance(staged.skeleton, dict) and set(staged.skeleton) == {MARK}):
+                    path = os.path.join(scratch, "skeleton")
+                    dump(staged.skeleton, staged.fmt, path)
+                    with open(path, "rb") as fh:
+                        skeleton = sender.add(fh.read())
+                sender.drain()
+                index.update(arrays=described, chunks=[sender.results[p] for p in places],
+                             skeleton=None if skeleton is None else sender.results[skeleton])
+            elif staged.kind == "file":
+                places = _file_chunks(sender, str(staged.path))
+                sender.drain()
+                index.update(size=staged.nbytes, chunks=[sender.results[p] for p in places])
+            else:
+                root = Path(str(staged.path))
+                files = {p.relative_to(root).as_posix(): (p.stat().st_size, _file_chunks(sender, str(p)))
+                         for p in sorted(q for q in root.rglob("*") if q.is_file())}
+                sender.drain()
+                index["files"] = {rel: {"size": size, "chunks": [sender.results[p] for p in places]}
+                                  for rel, (size, places) in files.items()}
+        finally:
+            sender.drain()
+        sent = sender.sent_bytes
         raw = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
-        digest, _ = sender.send(raw)
+        sender = Sender(store, job_id, known, touched, scratch)  # the index last: it names the rest
+        sender.add(raw)
+        digest = sender.drain()[0][0]
+        sent += sender.sent_bytes
     names = {digest} | set(_index_chunks(index))
     entry = {"hash": digest, "format": staged.fmt, "size": staged.nbytes, "layout": LAYOUT,
              "chunks": sorted(names), "at": at}
-    return entry, sender.sent_bytes
+    return entry, sent
 
 
 def _index_chunks(index: dict[str, Any]) -> Iterator[str]:
