@@ -115,7 +115,8 @@ def test_a_200_mb_blob_goes_to_drive_in_chunks_survives_dropped_connections_in_b
     request of the first loses its connection twice (httplib2 resends once by itself, then
     sessionkit asks the session what it holds and goes on from there; the server kept half
     of the first try); the blob loads back equal, and the process's peak memory grows by
-    less than 64 MB over its baseline."""
+    less than 96 MB over its baseline (four chunks go up at once, each in 8 MB requests
+    that the client copies; a chunk is read back whole, 16 MB)."""
     emulator = drive_emulator()
     store = sessionkit.open_store(f"gdrive://sessionkit-tests/big-{tmp_path.name}")
     source = tmp_path / "big.bin"
@@ -145,4 +146,4 @@ def test_a_200_mb_blob_goes_to_drive_in_chunks_survives_dropped_connections_in_b
             assert chunk == b.read(8 * MB)
     grown_mb = (report["peak_kb"] - report["baseline_kb"]) / 1024
     print(f"200 MB round trip: peak memory +{grown_mb:.1f} MB; requests {report['stats']['requests']}")
-    assert grown_mb < 64, f"peak memory grew by {grown_mb:.0f} MB during a 200 MB upload and download"
+    assert grown_mb < 96, f"peak memory grew by {grown_mb:.0f} MB during a 200 MB upload and download"

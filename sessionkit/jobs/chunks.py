@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from ..store import Store
-from .blobs import dump, load
+from .blobs import dump, into_folder, load
 
 LAYOUT = 1
 CHUNK = 16 * 1024 * 1024  # bytes of one data chunk: 16 requests carry 256 MB (Drive: ~2 files/s)
@@ -473,23 +473,7 @@ def fetch_dir(store: Store, job_id: str, entry: dict[str, Any], folder: "str | o
     """Download a chunked folder blob into ``folder``, replacing what is there only once every
     file arrived and checked."""
     index = read_index(store, job_id, entry)
-    target = Path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
-        for rel, meta in (index.get("files") or {}).items():
-            dest = (partial / rel).resolve()
-            if partial.resolve() not in dest.parents:
-                raise ValueError(f"the folder blob names a file outside itself ({rel!r})")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            _write_file(store, job_id, meta, dest)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(partial, target)
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial)
-    return target
+    return into_folder(folder, index.get("files") or {}, lambda meta, dest: _write_file(store, job_id, meta, dest))
 
 
 __all__ = ["CHUNK", "LAYOUT", "SMALL", "Staged", "capture_object", "capture_path", "chunk_key", "chunk_prefix",
