@@ -252,3 +252,33 @@ def test_a_sigkill_during_an_upload_leaves_the_previous_generation_and_no_orphan
     named = {f"jobs/train/{f}" for e in m.blobs["model"] for f in chunks.named_files(e)}
     assert set(store.list("jobs/train/chunks/")) == named, "orphans of the killed upload were left"
     print(json.dumps({"at": at, "resumed_at": done, "redone": len(steps) - 40}))
+
+
+EXIT_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import numpy as np
+from faulty import Wrapped
+from sessionkit import Job
+from sessionkit.store.local import LocalStore
+
+class Slow(Wrapped):
+    '''A local store whose chunk writes take 0.2 s each: a slow uplink.'''
+    def write(self, op, key, do):
+        if "/chunks/" in key:
+            time.sleep(0.2)
+        return do()
+
+job = Job(Slow(LocalStore({path!r})), "x")
+job.save_blob("m", {{"step": 5, "w": [np.full(300_000, float(i), dtype=np.float32) for i in range(6)]}})
+job.checkpoint(done=5)
+print("leaving", flush=True)
+"""
+
+
+def test_the_interpreters_exit_waits_for_the_upload_and_the_checkpoint_behind_it(tmp_path):
+    code = EXIT_SCRIPT.format(tests=str(TESTS), path=str(tmp_path / "s"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "leaving", proc.stderr[-2000:]
+    job = Job(LocalStore(tmp_path / "s"), "x")
+    assert job.done == 5 and job.load_blob("m")["step"] == 5

@@ -37,7 +37,6 @@ import sys
 import tempfile
 import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -190,29 +189,31 @@ class Sender:
         self.sent_bytes = 0
         self.results: list[Optional[list[Any]]] = []
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="sessionkit-chunk")
-        self._pending: "deque[tuple[Future[tuple[str, int]], int, Optional[Callable[[], None]]]]" = deque()
+        self._pending: "deque[tuple[_Send, int, Optional[Callable[[], None]]]]" = deque()
 
     def add(self, data: "bytes | memoryview", then: Optional[Callable[[], None]] = None) -> int:
         """Send ``data`` as a chunk; ``then()`` runs once it is stored (frees its memory)."""
         place = len(self.results)
         self.results.append(None)
-        self._pending.append((self._pool.submit(self._send, data), place, then))
+        self._pending.append((_Send(self._send, data), place, then))
         while len(self._pending) > PARALLEL:
             self._settle_oldest()
         return place
 
     def drain(self) -> list[list[Any]]:
-        try:
-            while self._pending:
+        failure: Optional[BaseException] = None
+        while self._pending:  # every send ends before this returns, the failed ones too
+            try:
                 self._settle_oldest()
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            except BaseException as exc:  # the first is raised once all have ended
+                failure = failure or exc
+        if failure is not None:
+            raise failure
         return [r for r in self.results if r is not None]
 
     def _settle_oldest(self) -> None:
-        future, place, then = self._pending.popleft()
-        self.results[place] = list(future.result())
+        sending, place, then = self._pending.popleft()
+        self.results[place] = list(sending.result())
         if then is not None:
             then()
 
@@ -221,7 +222,7 @@ class Sender:
         read a piece at a time (a file's chunks never sit in memory whole)."""
         place = len(self.results)
         self.results.append(None)
-        self._pending.append((self._pool.submit(self._send_range, path, offset, length), place, None))
+        self._pending.append((_Send(self._send_range, path, offset, length), place, None))
         while len(self._pending) > PARALLEL:
             self._settle_oldest()
         return place
@@ -286,6 +287,30 @@ class Sender:
         return digest, size
 
 
+class _Send:
+    """One chunk's send on a thread of its own (not a ThreadPoolExecutor: it refuses new
+    work once the interpreter begins to exit, when the last saves must still go up)."""
+
+    def __init__(self, fn: Callable[..., tuple[str, int]], *args: Any) -> None:
+        self._answer: Optional[tuple[str, int]] = None
+        self._error: Optional[BaseException] = None
+
+        def run() -> None:
+            try:
+                self._answer = fn(*args)
+            except BaseException as exc:  # handed to whoever waits for the result
+                self._error = exc
+        self._thread = threading.Thread(target=run, name="sessionkit-chunk", daemon=True)
+        self._thread.start()
+
+    def result(self) -> tuple[str, int]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._answer is not None
+        return self._answer
+
+
 def _file_chunks(sender: Sender, path: str) -> list[int]:
     size = os.path.getsize(path)
     return [sender.add_range(path, start, min(CHUNK, size - start)) for start in range(0, size, CHUNK)]
@@ -332,7 +357,10 @@ def send(store: Store, job_id: str, staged: Staged, known: set[str], touched: Ca
          at: str) -> tuple[dict[str, Any], int]:
     """Store ``staged`` as chunks and its index; the manifest entry naming them, and the
     bytes actually sent (chunks the store held already are not)."""
-    with tempfile.TemporaryDirectory(prefix="sessionkit-chunk-") as scratch:
+    # mkdtemp, not TemporaryDirectory: its finalizer removes the folder at interpreter exit,
+    # while the exit hook lets the last saves go up
+    scratch = tempfile.mkdtemp(prefix="sessionkit-chunk-")
+    try:
         sender = Sender(store, job_id, known, touched, scratch)
         index: dict[str, Any] = {"layout": LAYOUT, "kind": staged.kind, "format": staged.fmt}
         try:
@@ -366,6 +394,8 @@ def send(store: Store, job_id: str, staged: Staged, known: set[str], touched: Ca
         sender.add(raw)
         digest = sender.drain()[0][0]
         sent += sender.sent_bytes
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     names = {digest} | set(_index_chunks(index))
     entry = {"hash": digest, "format": staged.fmt, "size": staged.nbytes, "layout": LAYOUT,
              "chunks": sorted(names), "at": at}
