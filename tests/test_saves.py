@@ -282,3 +282,17 @@ def test_the_interpreters_exit_waits_for_the_upload_and_the_checkpoint_behind_it
     assert proc.returncode == 0 and proc.stdout.strip() == "leaving", proc.stderr[-2000:]
     job = Job(LocalStore(tmp_path / "s"), "x")
     assert job.done == 5 and job.load_blob("m")["step"] == 5
+
+
+def test_a_status_change_waits_for_a_failing_upload_writes_the_status_then_raises_it_once(tmp_path):
+    store = Gate(LocalStore(tmp_path / "s"), shut=False, full=True)
+    job = Job(store, "j")
+    job.save_blob("m", _state(1))
+    with pytest.raises(StoreFull):
+        job.set_status("running")  # waits for the upload, writes the status, then says why
+    assert Job(LocalStore(tmp_path / "s"), "j").status == "running"
+    store.full = False
+    job.save_blob("m", _state(3))  # raised once: the next save goes on
+    assert job.wait_saved(60)
+    job.checkpoint()
+    assert Job(LocalStore(tmp_path / "s"), "j").load_blob("m")["step"] == 3

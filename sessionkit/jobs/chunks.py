@@ -89,8 +89,17 @@ class Staged:
     staging: Optional[str] = None
     path: Optional[str] = None
     nbytes: int = 0
+    spare: Optional[Spare] = None
+
+    def release(self, i: int) -> None:
+        """Array ``i`` is sent: its buffer goes to the spares (or back to the system)."""
+        array, self.arrays[i] = self.arrays[i], None
+        if array is not None and self.spare is not None:
+            self.spare.give(array)
 
     def discard(self) -> None:
+        for i in range(len(self.arrays)):
+            self.release(i)
         self.arrays = []
         self.skeleton = None
         if self.staging is not None:
@@ -98,27 +107,69 @@ class Staged:
             self.staging = None
 
 
-def _array_copy(value: Any) -> Any:
-    """A host copy of a numpy array or torch tensor, or None if ``value`` is neither."""
+class Spare:
+    """Host buffers of sent snapshots of one blob name, kept for the next save of that name
+    (at most ``limit`` bytes): copying into memory already touched costs a memcpy, where
+    fresh memory costs a page fault per 4 KB as well (measured 7x slower for 256 MB)."""
+
+    def __init__(self) -> None:
+        self.limit = 0
+        self._held = 0
+        self._free: dict[tuple[str, str, tuple[int, ...]], list[Any]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, like: Any) -> Any:
+        with self._lock:
+            found = self._free.get(_shape_key(like))
+            if not found:
+                return None
+            buf = found.pop()
+            self._held -= _nbytes(buf)
+            return buf
+
+    def give(self, buf: Any) -> None:
+        with self._lock:
+            size = _nbytes(buf)
+            if self._held + size <= self.limit:
+                self._free.setdefault(_shape_key(buf), []).append(buf)
+                self._held += size
+
+
+def _shape_key(array: Any) -> tuple[str, str, tuple[int, ...]]:
+    return type(array).__module__.split(".")[0], str(array.dtype), tuple(array.shape)
+
+
+def _array_copy(value: Any, spare: Optional[Spare]) -> Any:
+    """A host copy of a numpy array or torch tensor (into a spare buffer when one fits), or
+    None if ``value`` is neither."""
     np = sys.modules.get("numpy")
     if np is not None and isinstance(value, np.ndarray) and value.dtype != object and not value.dtype.fields:
+        buf = spare.take(value) if spare is not None else None
+        if buf is not None:
+            np.copyto(buf, value)
+            return buf
         return np.array(value, copy=True, order="C")
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
         host = value.detach()
+        buf = spare.take(host) if spare is not None and not host.is_sparse else None
+        if buf is not None:
+            buf.copy_(host)
+            return buf
         if host.device.type != "cpu":
             return host.to("cpu", copy=True).contiguous()
         return host.clone(memory_format=torch.contiguous_format)
     return None
 
 
-def capture_object(obj: Any, fmt: str) -> Staged:
+def capture_object(obj: Any, fmt: str, spare: Optional[Spare] = None) -> Staged:
     """Copy every array of ``obj`` to host memory and keep the rest as a skeleton (a deep
-    copy, so the caller may change ``obj`` as soon as this returns)."""
+    copy, so the caller may change ``obj`` as soon as this returns). Arrays sent are handed
+    back to ``spare`` for the next capture."""
     arrays: list[Any] = []
 
     def walk(value: Any) -> Any:
-        copied = _array_copy(value)
+        copied = _array_copy(value, spare)
         if copied is not None:
             arrays.append(copied)
             return {MARK: len(arrays) - 1}
@@ -131,7 +182,10 @@ def capture_object(obj: Any, fmt: str) -> Staged:
     skeleton = walk(obj)
     if not (isinstance(skeleton, dict) and set(skeleton) == {MARK}):
         skeleton = copy.deepcopy(skeleton)
-    return Staged("object", fmt, skeleton=skeleton, arrays=arrays, nbytes=sum(_nbytes(a) for a in arrays))
+    nbytes = sum(_nbytes(a) for a in arrays)
+    if spare is not None:
+        spare.limit = nbytes  # one snapshot's worth is kept between saves, no more
+    return Staged("object", fmt, skeleton=skeleton, arrays=arrays, nbytes=nbytes, spare=spare)
 
 
 def capture_path(path: "str | os.PathLike[str]", kind: str) -> Staged:
@@ -329,7 +383,7 @@ def _object_chunks(sender: Sender, staged: Staged) -> tuple[list[dict[str, Any]]
 
     def freer(i: int) -> Callable[[], None]:
         def free() -> None:
-            staged.arrays[i] = None  # sent: its memory goes back now, not at the end
+            staged.release(i)  # sent: its memory goes back now, not at the end
         return free
 
     described = []
@@ -345,10 +399,11 @@ def _object_chunks(sender: Sender, staged: Staged) -> tuple[list[dict[str, Any]]
         else:
             pack.append(bytes(raw))
             packed += len(raw)
-            staged.arrays[i] = None
+            del raw
+            staged.release(i)
             if packed >= CHUNK:
                 flush_pack()
-        del raw, array
+        del array
     flush_pack()
     return described, places
 
@@ -506,5 +561,5 @@ def fetch_dir(store: Store, job_id: str, entry: dict[str, Any], folder: "str | o
     return into_folder(folder, index.get("files") or {}, lambda meta, dest: _write_file(store, job_id, meta, dest))
 
 
-__all__ = ["CHUNK", "LAYOUT", "SMALL", "Staged", "capture_object", "capture_path", "chunk_key", "chunk_prefix",
+__all__ = ["CHUNK", "LAYOUT", "SMALL", "Spare", "Staged", "capture_object", "capture_path", "chunk_key", "chunk_prefix",
            "fetch_dir", "fetch_file", "is_chunked", "load_object", "named_files", "send"]

@@ -71,6 +71,7 @@ class Saves:
         self._lock = threading.Lock()
         self._landed: dict[str, tuple[dict[str, Any], ...]] = {}  # entries of names saved by this object
         self._touched: set[str] = set()  # chunks the upload in flight names (sent or found)
+        self._spares: dict[str, chunks.Spare] = {}  # host buffers of sent snapshots, by name
         self._checkpointer: Optional[Checkpointer] = None
         self._swept = False
         self._pending_failure: Optional[BaseException] = None
@@ -115,7 +116,9 @@ class Saves:
         check_blob_name(name)
         fmt = blobs.choose_format(obj, fmt)
         handle = self._make_room(name)
-        return self._queue(handle, chunks.capture_object(obj, fmt))
+        with self._lock:
+            spare = self._spares.setdefault(name, chunks.Spare())
+        return self._queue(handle, chunks.capture_object(obj, fmt, spare))
 
     def save_file(self, name: str, path: Any) -> SaveHandle:
         check_blob_name(name)
@@ -132,6 +135,7 @@ class Saves:
         return self._queue(handle, chunks.capture_path(folder, "dir"))
 
     def _make_room(self, name: str) -> SaveHandle:
+        self.raise_failure()  # a failure a final checkpoint waited past is raised here
         handle = SaveHandle(name)
         self.uploader.make_room(name, handle)
         return handle
@@ -188,14 +192,18 @@ class Saves:
         return self.uploader.commit(Commit(run))
 
     def wait(self, timeout: Optional[float] = None, *, raise_failure: bool = True) -> bool:
-        """Wait for every upload (and checkpoint behind them); False if ``timeout`` passed."""
-        if raise_failure:
-            return self.uploader.wait(timeout)
+        """Wait for every upload (and checkpoint behind them); False if ``timeout`` passed.
+        ``raise_failure=False``: a failure is kept for the next save or explicit wait."""
         try:
-            return self.uploader.wait(timeout)
+            done = self.uploader.wait(timeout)
         except Exception as exc:  # kept: raised at the caller's next save or explicit checkpoint
+            if raise_failure:
+                raise
             self._keep(exc)
             return True
+        if raise_failure:
+            self.raise_failure()
+        return done
 
     def _keep(self, exc: BaseException) -> None:
         self._pending_failure = exc
