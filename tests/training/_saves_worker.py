@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "templates"))
 
 from faulty import Wrapped  # noqa: E402
-from torch_training import BATCH, EPOCHS, SAMPLES, SEED, batch_at, make_data  # noqa: E402
+from torch_training import BATCH, EPOCHS, SAMPLES, make_data, make_model, train_step  # noqa: E402
 
 from sessionkit import Job  # noqa: E402
 from sessionkit.store.local import LocalStore  # noqa: E402
@@ -40,10 +40,7 @@ class KillAtChunk(Wrapped):
 
 
 def main(store_path: str, out: str, kill_at: str) -> None:
-    torch.manual_seed(SEED)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(16, 1))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.7)
+    model, optimizer, scheduler = make_model()
     total = EPOCHS * (SAMPLES // BATCH)
     x, y = make_data()
     job = Job(KillAtChunk(LocalStore(store_path), int(kill_at)), "train", total=total)
@@ -53,12 +50,7 @@ def main(store_path: str, out: str, kill_at: str) -> None:
     print(f"start {step}", flush=True)
     job.set_status("running")
     while step < total:
-        bx, by = batch_at(step, x, y)
-        loss = torch.nn.functional.mse_loss(model(bx).squeeze(-1), by)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        train_step(model, optimizer, scheduler, step, x, y)
         step += 1
         if step % 8 == 0:
             job.save_state(model=model, optimizer=optimizer, scheduler=scheduler, extra={"step": step})
