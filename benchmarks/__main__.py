@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .report import machine
 
-SUITES = ["bench_store", "bench_jobs", "bench_map", "bench_remote", "bench_handover", "bench_history"]
+SUITES = ["bench_store", "bench_jobs", "bench_map", "bench_remote", "bench_handover", "bench_history", "bench_training"]
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 

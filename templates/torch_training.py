@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 import torch
 
@@ -42,6 +43,26 @@ def batch_at(step: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor,
     return x[ids], y[ids]
 
 
+def make_model() -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """Your model, optimizer and scheduler."""
+    torch.manual_seed(SEED)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(16, 1))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    return model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.7)
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, step: int,
+               x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on the batch of global step ``step``; its loss."""
+    bx, by = batch_at(step, x, y)
+    loss = torch.nn.functional.mse_loss(model(bx).squeeze(-1), by)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return loss
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default="sessionkit-state", help="store folder or URL")
@@ -50,11 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-seconds", type=float, default=0.0, help="slow each step down (for demos)")
     args = parser.parse_args(argv)
 
-    torch.manual_seed(SEED)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(16, 1))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    model, optimizer, scheduler = make_model()
     total = EPOCHS * (SAMPLES // BATCH)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.7)
     x, y = make_data()
 
     primary = Primary(args.store, args.job, runtime="local", label="trainer")  # waits if another holds it
@@ -64,12 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     guard.begin(total)
     try:
         while step < total:
-            bx, by = batch_at(step, x, y)
-            loss = torch.nn.functional.mse_loss(model(bx).squeeze(-1), by)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            loss = train_step(model, optimizer, scheduler, step, x, y)
             step += 1
             if args.step_seconds:
                 time.sleep(args.step_seconds)

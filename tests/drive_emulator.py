@@ -11,6 +11,9 @@ real service does (sources in docs/gdrive.md):
   ``files.get`` by id is consistent;
 - **latency**: ``latency`` seconds are added to every answer (a real round trip is
   100-400 ms);
+- **bandwidth**: with ``bandwidth`` set (bytes per second; None: no limit), every request
+  body read and every answer body sent takes its size over that rate on one link shared
+  by all requests (a transfer waits for the ones before it), as a runtime's uplink does;
 - **accounts**: each user or service account has its own My Drive (``root``);
   a folder shared with an account (``share``) is readable and writable by it with
   everything below; only a file's owner may delete it (403 otherwise);
@@ -142,6 +145,8 @@ class DriveEmulator:
         self.drives: dict[str, set[str]] = {}  # shared drive id -> member emails
         self.list_lag = 0.0
         self.latency = 0.0
+        self.bandwidth: Optional[float] = None  # bytes per second over one shared link; None: no limit
+        self._link_free_at = 0.0  # time.monotonic() when the link has sent what it was given
         self.sessions: dict[str, dict[str, Any]] = {}  # resumable upload sessions by id
         self._chunk_faults: dict[int, list[str]] = {}  # chunk number -> faults for its next tries
         self.token_ttl = 3600.0
@@ -321,12 +326,22 @@ class DriveEmulator:
             try:
                 asked = json.loads(body or b"{}")
                 self.set_anomalies(*asked.get("anomalies", []), rate=asked.get("rate"))
+                if "bandwidth" in asked:
+                    self.set_bandwidth(asked["bandwidth"])
             except (ValueError, TypeError, AttributeError) as exc:
                 return self._error(h, 400, "invalid", str(exc))
         with self.lock:
             state = {"anomalies": sorted(self.anomalies), "rate": self.anomaly_rate,
-                     "served": dict(self.anomalies_served)}
+                     "served": dict(self.anomalies_served), "bandwidth": self.bandwidth}
         return self._send(h, 200, state)
+
+    def set_bandwidth(self, bandwidth: Optional[float]) -> None:
+        """Limit uploads and downloads to ``bandwidth`` bytes per second (None: no limit)."""
+        if bandwidth is not None and (isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float))
+                                      or bandwidth <= 0):
+            raise ValueError(f"bandwidth must be bytes per second > 0, or None for no limit; got {bandwidth!r}")
+        with self.lock:
+            self.bandwidth = None if bandwidth is None else float(bandwidth)
 
     def reset(self) -> None:
         """No faults, no anomalies, no lag, no latency (between tests)."""
@@ -337,6 +352,7 @@ class DriveEmulator:
             self._chunk_faults.clear()
             self._random = None
             self.list_lag = self.latency = 0.0
+            self.bandwidth = None
             self.token_ttl = 3600.0
             self._release = threading.Event()
 
@@ -455,7 +471,20 @@ class DriveEmulator:
         for k, v in (headers or {}).items():
             h.send_header(k, v)
         h.end_headers()
+        self._pace(len(data))
         h.wfile.write(data)
+
+    def _pace(self, size: int) -> None:
+        """Hold a transfer of ``size`` bytes for as long as the shared link takes to carry it
+        (after the transfers before it), when ``bandwidth`` is set."""
+        rate = self.bandwidth
+        if not rate or size <= 0:
+            return
+        with self.lock:
+            start = max(time.monotonic(), self._link_free_at)
+            self._link_free_at = start + size / rate
+            until = self._link_free_at
+        time.sleep(max(0.0, until - time.monotonic()))
 
     def _error(self, h: Any, status: int, reason: str, message: str) -> None:
         domain = "usageLimits" if "RateLimit" in reason else "global"
@@ -473,6 +502,7 @@ class DriveEmulator:
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
+        self._pace(len(body))
         url = urllib.parse.urlparse(h.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         if self.latency:
@@ -801,13 +831,17 @@ class DriveEmulator:
 
 
 def set_anomalies_remotely(endpoint: str, anomalies: list[str], rate: Optional[float] = None,
-                           ca_file: Optional[str] = None) -> dict[str, Any]:
+                           ca_file: Optional[str] = None, **link: Optional[float]) -> dict[str, Any]:
     """Switch anomalies on a running emulator from another process (its endpoint and CA
-    certificate as the environment gives them: SESSIONKIT_GDRIVE_ENDPOINT, HTTPLIB2_CA_CERTS)."""
+    certificate as the environment gives them: SESSIONKIT_GDRIVE_ENDPOINT, HTTPLIB2_CA_CERTS).
+    ``bandwidth=`` (bytes per second, or None) sets the link's limit too; left out, it stays."""
     import os
     import urllib.request
 
-    body: dict[str, Any] = {"anomalies": list(anomalies)}
+    unknown = set(link) - {"bandwidth"}
+    if unknown:
+        raise TypeError(f"unknown emulator setting(s): {', '.join(sorted(unknown))}")
+    body: dict[str, Any] = {"anomalies": list(anomalies), **link}
     if rate is not None:
         body["rate"] = rate
     context = ssl.create_default_context(cafile=ca_file or os.environ.get("HTTPLIB2_CA_CERTS"))

@@ -263,3 +263,25 @@ def test_a_read_racing_a_busy_writer_waits_for_a_quiet_moment_instead_of_failing
     record = store.get("k")
     assert len(raced) == 12
     assert record.data == b"12b" and record.version == writer.get("k").version
+
+
+def test_the_emulators_bandwidth_limit_holds_uploads_and_downloads_to_its_rate(emulator, tmp_path):
+    """DriveEmulator.bandwidth (bytes per second) carries every request and answer body over
+    one shared link: 3 MB up and 3 MB back at 4 MB/s take at least 1.5 s (a lower bound,
+    which sleeping guarantees); set remotely, it is reported back, and None lifts it."""
+    import time
+
+    from drive_emulator import set_anomalies_remotely
+
+    store = fresh(emulator)
+    store.put("warm", b"1")
+    data = os.urandom(3 * 1024 * 1024)
+    with pytest.raises(ValueError, match="bytes per second"):
+        emulator.set_bandwidth(0)
+    state = set_anomalies_remotely(emulator.endpoint, [], ca_file=str(emulator.cert), bandwidth=4 * 1024 * 1024)
+    assert state["bandwidth"] == 4 * 1024 * 1024
+    t0 = time.monotonic()
+    store.put("big", data)
+    assert store.get("big").data == data
+    assert time.monotonic() - t0 >= 1.5
+    assert set_anomalies_remotely(emulator.endpoint, [], ca_file=str(emulator.cert), bandwidth=None)["bandwidth"] is None

@@ -119,19 +119,21 @@ class TrainingGuard:
 
     def saved(self, folder: "str | os.PathLike[str]", *, step: int, epoch: float = 0.0,
               **extra: Any) -> None:
-        """The framework finished writing a checkpoint into ``folder``: upload it, then
-        commit it with the global ``step`` (and ``epoch``, ``extra``) in one manifest write."""
+        """The framework finished writing a checkpoint into ``folder``: copy it (training goes
+        on at once), upload it in the background, then commit it with the global ``step``
+        (and ``epoch``, ``extra``) in one manifest write once it is whole (jobs/saves.py)."""
         self.job.save_dir(self.blob, folder)
         self.job.state["training"] = {"global_step": int(step), "epoch": float(epoch),
                                       "folder": Path(folder).name, **extra}
         self.job.checkpoint(done=int(step))
         self.last_saved_step = int(step)
-        log.info("job %r: checkpoint at step %d is in the store", self.job.id, step)
+        log.info("job %r: checkpoint at step %d is on its way to the store", self.job.id, step)
 
     def save_state(self, step: int, *, epoch: float = 0.0, **objects: Any) -> None:
         """For a hand-written loop: save the ``state_dict`` of each object (``model=``,
-        ``optimizer=``, ``scheduler=``, ...) and the RNGs, then commit them with ``step``
-        in one manifest write."""
+        ``optimizer=``, ``scheduler=``, ...) and the RNGs (copied to host memory now,
+        uploaded in the background), then commit them with ``step`` in one manifest write
+        once they are whole. ``end`` waits for the upload."""
         self.job.save_state(self.blob, extra={"global_step": int(step), "epoch": float(epoch)}, **objects)
         self.job.state["training"] = {"global_step": int(step), "epoch": float(epoch)}
         self.job.checkpoint(done=int(step))

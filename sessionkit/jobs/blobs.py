@@ -111,16 +111,24 @@ def fetch(store: Store, job_id: str, hashed: str, size: Optional[int], path: "st
 def fetch_dir(store: Store, job_id: str, entry: dict[str, Any], folder: "str | os.PathLike[str]") -> Path:
     """Download a folder blob into ``folder``, replacing what is there only once every file
     arrived and checked."""
+    return into_folder(folder, entry.get("files") or {},
+                       lambda meta, dest: fetch(store, job_id, meta["hash"], meta.get("size"), dest))
+
+
+def into_folder(folder: "str | os.PathLike[str]", files: dict[str, Any],
+                write: Callable[[Any, Path], None]) -> Path:
+    """``write(meta, path)`` each of ``files`` (relative path -> what to write) into a
+    partial folder beside ``folder``, then put it in place of ``folder``."""
     target = Path(folder)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
-        for rel, meta in (entry.get("files") or {}).items():
+        for rel, meta in files.items():
             dest = (partial / rel).resolve()
             if partial.resolve() not in dest.parents:
                 raise ValueError(f"the folder blob names a file outside itself ({rel!r})")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            fetch(store, job_id, meta["hash"], meta.get("size"), dest)
+            write(meta, dest)
         if target.exists():
             shutil.rmtree(target)
         os.replace(partial, target)

@@ -20,6 +20,7 @@ from ..clock import Clock
 from ..errors import Conflict, CorruptRecord, LeaseLost, SessionkitWarning, StoreError, Superseded
 from ..events import EventLog
 from ..store import Store
+from .chunks import named_files
 from .doneset import KEY, POSITION, Ranges, Segment, SegmentList, SegmentMissing
 from .manifest import FINISHED, Loaded, Manifest, load, manifest_key, prev_key
 
@@ -92,6 +93,9 @@ class Checkpointer:
         self.done_ranges.update(Ranges(m.ranges or ()))
         self.done_keys.update(m.keys)
         self._removed: set[str] = set()  # garbage files this writer removed (listed until the next write)
+        #: files a save in flight names before any generation does: never removed (saves.py)
+        self.keep: Callable[[], set[str]] = set
+        self._orphans: dict[str, int] = {}  # found by a sweep: listed as garbage at the next write
         # unknown for the generation read: if it names files, keep a fallback at the first write
         self._files_changed = bool(m.segments or m.blobs)
 
@@ -198,6 +202,7 @@ class Checkpointer:
                     raise Superseded(f"job {self.job_id!r} was written by another run after this one "
                                      f"was left; how this run ended is not written over it") from None
                 base = self._adopt_concurrent(token, base, adopt_state)
+        self._orphans = {}  # listed now (or named again): the manifest carries them from here
         self._remove_garbage(new)
         self.raw, self.version = raw, version
         self._files_changed = files_change
@@ -289,6 +294,13 @@ class Checkpointer:
 
     # -- garbage -------------------------------------------------------------
 
+    def mark_garbage(self, names: "set[str]", due: int) -> None:
+        """Files under ``jobs/<id>/`` no generation names (a sweep found them): listed as
+        garbage by the next write, removed once a generation after ``due`` lands, unless a
+        generation names them by then."""
+        for name in names:
+            self._orphans.setdefault(name, due)
+
     def _garbage_after(self, old: Manifest, new: Manifest, written: "list[Segment]") -> tuple[tuple[str, int], ...]:
         """The garbage list generation ``new`` carries: what ``old`` listed and this writer has
         not removed yet, plus what ``old`` named and ``new`` does not (dropped by ``new``), plus
@@ -300,6 +312,8 @@ class Checkpointer:
             listed.setdefault(name, new.generation)
         for segment in written:
             listed.setdefault(f"done/{segment.name}", old.generation)  # no generation names it
+        for name, due in self._orphans.items():
+            listed.setdefault(name, due)
         return tuple(sorted((name, gen) for name, gen in listed.items() if name not in named))
 
     def _remove_garbage(self, new: Manifest) -> None:
@@ -307,8 +321,9 @@ class Checkpointer:
         generation before ``new``, the fallback, names none of them). A failure is logged;
         they stay listed and the next write tries again."""
         self._removed = set()
+        keep = self.keep()
         for name, dropped_at in new.garbage:
-            if dropped_at >= new.generation:
+            if dropped_at >= new.generation or name in keep:
                 continue
             key = f"jobs/{self.job_id}/{name}"
             try:
@@ -319,18 +334,10 @@ class Checkpointer:
             self._removed.add(name)
 
 
-def _blob_hashes(manifest: Manifest) -> set[str]:
-    """The blob files a generation names (a folder's entry names each of its files)."""
-    hashes = set()
+def _files(manifest: Manifest) -> set[str]:
+    """The files under ``jobs/<id>/`` a generation names (a blob's chunks or whole files)."""
+    names = {f"done/{name}" for name, _ in manifest.segments}
     for entries in manifest.blobs.values():
         for entry in entries:
-            if entry.get("format") == "dir":
-                hashes.update(f["hash"] for f in (entry.get("files") or {}).values())
-            else:
-                hashes.add(entry["hash"])
-    return hashes
-
-
-def _files(manifest: Manifest) -> set[str]:
-    """The files under ``jobs/<id>/`` a generation names."""
-    return {f"done/{name}" for name, _ in manifest.segments} | {f"blobs/{h}" for h in _blob_hashes(manifest)}
+            names |= named_files(entry)
+    return names

@@ -42,11 +42,12 @@ from .mapping import ERRORS, Window, executor_for, failure_text, map_items
 from .manifest import MAX_FAILED, load
 from .outcome import OUTCOMES
 from .status import Happened, JobStatus
+from .saves import MISSING, Saves, check_blob_name
+from .uploader import SaveHandle
 from .views import make_view
 
 T = TypeVar("T")
 log = logging.getLogger("sessionkit.jobs")
-_MISSING = object()
 
 __all__ = ["BlobError", "Job", "JobCancelled", "JobStatus", "LOCAL_CONTROL_POLL", "REMOTE_CONTROL_POLL"]
 
@@ -335,110 +336,72 @@ class Job(JobRecord):
             return self.status.value
         return None
 
-    # -- blobs -----------------------------------------------------------------
+    # -- blobs (saves.py does the work; uploads run in the background) ---------
 
-    def save_blob(self, name: str, obj: Any, *, format: Optional[str] = None) -> str:
-        """Save a large object under ``name``; it becomes current at the next checkpoint,
-        together with the done items and ``state``. Returns its content hash."""
-        return self._add_blob(name, lambda: blobs.save(self.store, self.id, obj, format, self.clock))
+    def save_blob(self, name: str, obj: Any, *, format: Optional[str] = None) -> SaveHandle:
+        """Save a large object under ``name``: its arrays and tensors are copied to host
+        memory now, the upload runs in the background. It becomes current at the first
+        checkpoint after it is whole in the store (``job.checkpoint(done=step)`` right
+        after it is written with that step once the upload lands). Returns a handle:
+        ``.done``, ``.wait()`` (the content hash)."""
+        return self._saves.save_blob(name, obj, format)
 
-    def load_blob(self, name: str, default: Any = _MISSING) -> Any:
+    def load_blob(self, name: str, default: Any = MISSING) -> Any:
         """The newest loadable generation of blob ``name``; an unreadable one is skipped
         with a warning naming it. ``default`` is returned when none was saved."""
-        entries = self._blob_entries(name, default)
-        if not entries:
-            return default
-        self._check_kind(name, entries[0], "object")
-        return blobs.load_newest(self.store, self.id, name, entries)
+        return self._saves.load_blob(self._manifest.blobs, name, default)
 
-    def save_file(self, name: str, path: "str | os.PathLike[str]") -> str:
-        """Save the file at ``path`` (streamed, any size) as blob ``name``; current at the
-        next checkpoint. Returns its content hash."""
-        self._check_blob_name(name)
-        return self._add_blob(name, lambda: blobs.save_file(self.store, self.id, path, "file", self.clock))
+    def save_file(self, name: str, path: "str | os.PathLike[str]") -> SaveHandle:
+        """Save the file at ``path`` (copied to a staging folder now, uploaded in the
+        background, any size) as blob ``name``; current as ``save_blob`` says."""
+        return self._saves.save_file(name, path)
 
     def load_file(self, name: str, path: "str | os.PathLike[str]") -> Optional[Path]:
         """Write the newest intact generation of file blob ``name`` to ``path`` (replaced
         only when it arrived whole and checked); ``None`` when none was saved."""
-        entries = self._blob_entries(name, None)
-        if not entries:
-            return None
-        self._check_kind(name, entries[0], "file")
+        return self._saves.load_file(self._manifest.blobs, name, path)
 
-        def attempt(entry: dict[str, Any]) -> Path:
-            blobs.fetch(self.store, self.id, entry["hash"], entry.get("size"), path)
-            return Path(path)
-        return blobs.newest(self.id, name, entries, attempt)
-
-    def save_dir(self, name: str, folder: "str | os.PathLike[str]") -> str:
+    def save_dir(self, name: str, folder: "str | os.PathLike[str]") -> SaveHandle:
         """Save every file under ``folder`` (a framework's checkpoint folder) as blob
-        ``name``; current at the next checkpoint, so a reader gets a whole folder or the
-        previous one. Files equal to ones saved before are not sent again."""
-        return self._add_blob(name, lambda: blobs.save_dir(self.store, self.id, folder, self.clock))
+        ``name``; copied now, uploaded in the background, current as ``save_blob`` says, so
+        a reader gets a whole folder or the previous one. Chunks equal to ones stored
+        before are not sent again."""
+        return self._saves.save_dir(name, folder)
 
     def load_dir(self, name: str, folder: "str | os.PathLike[str]") -> Optional[Path]:
         """Download the newest intact generation of folder blob ``name`` into ``folder``
         (replacing it once every file arrived and checked); ``None`` when none was saved."""
-        entries = self._blob_entries(name, None)
-        if not entries:
-            return None
-        self._check_kind(name, entries[0], "dir")
+        return self._saves.load_dir(self._manifest.blobs, name, folder)
 
-        def attempt(entry: dict[str, Any]) -> Path:
-            return blobs.fetch_dir(self.store, self.id, entry, folder)
-        return blobs.newest(self.id, name, entries, attempt)
-
-    def save_state(self, name: str = "state", *, extra: Optional[dict[str, Any]] = None, **objects: Any) -> str:
+    def save_state(self, name: str = "state", *, extra: Optional[dict[str, Any]] = None,
+                   **objects: Any) -> SaveHandle:
         """Save the full state of a hand-written training loop as blob ``name``: the
         ``state_dict()`` of each object (``model=``, ``optimizer=``, ``scheduler=``,
         ``scaler=``, ...), the random number generators (random, numpy, torch CPU and
-        CUDA) and ``extra`` (step, epoch, data position: plain values). Current at the next
-        checkpoint; loaded back safely by ``load_state``."""
-        from .training_state import capture
-
-        return self.save_blob(name, capture(objects, extra), format="torch")
+        CUDA) and ``extra`` (step, epoch, data position: plain values). Tensors are copied
+        to host memory now and uploaded in the background; current as ``save_blob`` says;
+        loaded back safely by ``load_state``."""
+        return self._saves.save_state(name, extra, objects)
 
     def load_state(self, name: str = "state", **objects: Any) -> Optional[dict[str, Any]]:
         """Load what ``save_state`` saved into the same objects (``model=``, ...), restore
         the random number generators, and return ``extra``; ``None`` (nothing changed)
         when no state was saved yet: a first run."""
-        from .training_state import restore
+        return self._saves.load_state(self._manifest.blobs, name, objects)
 
-        if not self._m.blobs.get(name):
-            return None
-        return restore(self.load_blob(name), objects, job=self.id)
+    def wait_saved(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every save is whole in the store and the checkpoints asked for behind
+        them are written; raises why one failed. False if ``timeout`` seconds passed first."""
+        return self._saves.wait(timeout)
 
-    def _add_blob(self, name: str, store_it: Callable[[], dict[str, Any]]) -> str:
-        self._check_blob_name(name)
-        entry = store_it()
-        with self._lock:
-            entries = self._m.blobs.get(name, ())
-            if not entries or entries[0]["hash"] != entry["hash"]:
-                entries = ((entry,) + tuple(entries))[:self.keep_blobs]
-                self._m = self._m.but(blobs={**self._m.blobs, name: entries})
-        return entry["hash"]
+    def gc(self) -> int:
+        """Find the chunks and blobs no generation names (left by saves a kill cut short)
+        and have the job's next writes remove them (docs/saves.md); how many were found."""
+        return self._saves.gc()
 
     @staticmethod
     def _check_blob_name(name: Any) -> None:
-        if not isinstance(name, str) or not name or "/" in name:
-            raise ValueError(f"a blob name must be a non-empty str without '/', got {name!r}")
-
-    def _blob_entries(self, name: str, default: Any) -> "tuple[dict[str, Any], ...]":
-        entries = self._m.blobs.get(name) or ()
-        if not entries and default is _MISSING:
-            saved = ", ".join(sorted(self._m.blobs)) or "none"
-            raise NotFound(f"job {self.id!r} has no blob {name!r} (saved blobs: {saved})")
-        return tuple(entries)
-
-    def _check_kind(self, name: str, entry: dict[str, Any], kind: str) -> None:
-        """``kind``: "file", "dir" or "object" (any other format)."""
-        fmt = entry.get("format")
-        found = fmt if fmt in ("file", "dir") else "object"
-        if found != kind:
-            what = {"file": "a file", "dir": "a folder", "object": f"an object ({fmt})"}[found]
-            how = {"file": f"job.load_file({name!r}, path)", "dir": f"job.load_dir({name!r}, folder)",
-                   "object": f"job.load_blob({name!r})"}[found]
-            raise BlobError(f"job {self.id!r}: blob {name!r} is {what}; get it with {how}")
+        check_blob_name(name)
 
     # -- choosing a job to restore ---------------------------------------------
 

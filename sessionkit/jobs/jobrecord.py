@@ -30,6 +30,7 @@ from .outcome import OUTCOMES
 from .progress import Progress, RateMeter
 from .status import Happened, JobStatus, Observation, allowed, decide
 from .userstate import frozen_state
+from .saves import Saves
 from .writer import CheckpointWriter
 
 log = logging.getLogger("sessionkit.jobs")
@@ -89,6 +90,7 @@ class JobRecord:
         #: Called on the slow path (about every 50 ms); a true result stops the loop cleanly,
         #: leaving the job paused with this reason (handover uses it).
         self.stop_when: Optional[Callable[[], Optional[str]]] = None
+        self._saves = self._new_saves()  # blob saves and their background uploads (saves.py)
         self._load_or_create(total, params)
         OUTCOMES.install_exit_hook(self)
 
@@ -129,6 +131,17 @@ class JobRecord:
                                           token=self._token, rate=self._rate)
         self._writer = CheckpointWriter(self._checkpointer, clock=self.clock, control_poll=self.control_poll,
                                         read_control=self._read_control, name=self.id)
+        self._saves.attach(self._checkpointer)
+
+    def _new_saves(self) -> Saves:
+        def hand_to_loop(exc: BaseException) -> bool:
+            if self._open_run is None:
+                return False
+            self._writer.failure = exc  # the loop raises it at its next tick, as a writer failure
+            return True
+        return Saves(self.store, self.id, clock=self.clock, keep=self.keep_blobs,
+                     blobs_now=lambda: self._manifest.blobs, written=lambda: self._checkpointer.written.manifest,
+                     token=self._token, on_failure=hand_to_loop)
 
     def _read_control(self) -> Optional[Control]:
         return controls.read(self.store, self.id, self._manifest.created)
@@ -140,14 +153,6 @@ class JobRecord:
         """The job's manifest as this object holds it (frozen; changes since the last
         checkpoint are written with the next one)."""
         return self._manifest
-
-    @property
-    def _m(self) -> Manifest:  # the blob methods' name for it until they move (issue 30)
-        return self._manifest
-
-    @_m.setter
-    def _m(self, manifest: Manifest) -> None:
-        self._manifest = manifest
 
     @property
     def status(self) -> JobStatus:
@@ -339,6 +344,7 @@ class JobRecord:
             self._record_done(done)
             return
         self._checkpoint(events=EventFlush.NOW)
+        self._saves.raise_failure()
 
     def _record_done(self, done: int) -> None:
         if isinstance(done, bool) or not isinstance(done, int) or done < 0:
@@ -353,15 +359,19 @@ class JobRecord:
             if self._manifest.total is not None and done > self._manifest.total:
                 self._manifest = self._manifest.with_changes(total=done)
             snap = Snapshot(self.manifest_now(), ((0, done),) if done else (), (), 0)
+            if self._saves.defer(snap, lambda s: self._writer.flush(s, adopt_state=False, events=EventFlush.NOW)):
+                return  # written once the saves queued before it are whole (saves.py)
             self._writer.flush(snap, adopt_state=False, events=EventFlush.NOW)
 
     def _checkpoint(self, events: EventFlush, settle: bool = False) -> None:
+        self._saves.wait(raise_failure=False)  # a final checkpoint names only whole blobs, after them
         run = self._run
         if run is not None:
             snap = run.snapshot()
         else:
             snap = Snapshot(self.manifest_now(), (), (), 0)
         written = self._writer.flush(snap, adopt_state=snap.n_at == 0, events=events, settle=settle)
+        self._manifest = self._manifest.with_changes(blobs=snap.manifest.blobs)  # the saves that landed are written now
         if snap.n_at == 0 and written.manifest.state is not snap.manifest.state:
             # another writer's state and blobs were taken up (this run has done nothing yet)
             m = written.manifest
@@ -371,8 +381,12 @@ class JobRecord:
     def manifest_now(self) -> Manifest:
         """The manifest with this moment's state, bytes and elapsed time (frozen): what the
         next checkpoint writes."""
+        if self._open_run is not None:
+            # a track loop's checkpoint names the blobs saved before its items were counted:
+            # it waits for an upload still out (the loop stalls only if one outlasts an interval)
+            self._saves.wait(raise_failure=False)
         return self._manifest.with_changes(state=frozen_state(self.id, self.state), bytes=self._bytes,
-                                           elapsed=self._elapsed())
+                                           elapsed=self._elapsed(), blobs=self._saves.view(self._manifest.blobs))
 
 
 def _check_total(total: Optional[int]) -> None:

@@ -255,7 +255,7 @@ def blob_round_trip(url: str, source: str, target: str, whole: str = "") -> None
             peak[0] = max(peak[0], _resident_kb())
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    digest = job.save_file("data", source)
+    digest = job.save_file("data", source).wait()
     job.checkpoint()
     Job(store, "big").load_file("data", target)
     done.set()
@@ -309,6 +309,40 @@ def blob_job(path: str, log_path: str, kill_at: str) -> None:
             if step % 5 == 4:
                 job.save_blob("model", {"step": step, "weights": [step] * 2000})
     print(json.dumps({"writes": store.count, "status": job.status}), flush=True)
+
+
+def saves_job(path: str, log_path: str, kill_at: str) -> None:
+    """A hand-written training loop on a local store: 40 steps of 20 ms, eight 1 MB arrays
+    saved in the background every 5 steps and committed with checkpoint(done=step) at once;
+    resumed from what the store holds; SIGKILLed at store write number kill_at (0: never).
+    Logs "step busy" per step (busy: the latest save was not yet whole)."""
+    import numpy as np
+
+    from faulty import KillAt
+    from sessionkit import Job
+    from sessionkit.store.local import LocalStore
+
+    store = KillAt(LocalStore(path), int(kill_at))
+    job = Job(store, "train", total=40)
+    start = job.done
+    if start:
+        assert job.load_blob("model")["step"] == start
+    job.set_status("running")
+    handle = None
+    with open(log_path, "a") as log:
+        for step in range(start, 40):
+            time.sleep(0.02)  # the step's work (a GPU step, here)
+            busy = handle is not None and not handle.done
+            log.write(f"{step} {int(busy)}\n")
+            log.flush()
+            if (step + 1) % 5 == 0:
+                weights = {f"layer{i}": np.full(262144, float(step + 1 if i == 0 else i), dtype=np.float32)
+                           for i in range(8)}
+                handle = job.save_blob("model", {"step": step + 1, "weights": weights})
+                job.checkpoint(done=step + 1)
+    job.set_status("completed")
+    job.checkpoint(done=40)
+    print(json.dumps({"writes": store.count}), flush=True)
 
 
 def abandoned_then_rerun(path: str) -> None:
