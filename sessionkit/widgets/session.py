@@ -143,7 +143,8 @@ class _View:
         stale once the kernel has not redrawn it for STALE_AFTER_S real seconds."""
         box = f"sk-view-{uuid.uuid4().hex[:12]}"
         updated = _wall_ms()
-        body = (f'<div id="{box}" class="sk-view" data-updated="{updated}">{self.html()}'
+        final = ' data-final="1"' if self.final() else ""  # the last word: never marked stale
+        body = (f'<div id="{box}" class="sk-view" data-updated="{updated}"{final}>{self.html()}'
                 f'<small class="sk-stale-note" style="color:#7f7f7f"></small></div>')
         if self.final():
             return body
