@@ -15,7 +15,7 @@ from .jobs.manifest import FINISHED
 from .status import LiveView, live_view
 from .store import Store, open_store
 
-__all__ = ["WATCH_PACE_S", "live_feed", "watch_pace"]
+__all__ = ["UNATTENDED_PATIENCE_S", "WATCH_PACE_S", "live_feed", "unattended", "watch_pace"]
 
 #: real seconds between looks at the store while a view watches (a remote store's requests
 #: cost quota and take ~0.1-1 s each; a local folder is cheap)
@@ -27,22 +27,26 @@ def watch_pace(store: Store) -> float:
     return WATCH_PACE_S[bool(getattr(store, "remote", False))]
 
 
-def settled(live: LiveView) -> bool:
-    """Nothing will move any more: the job finished, or it is paused (handed over or stopped)
-    and no primary runs it now."""
+#: real seconds an unfinished job with no primary running it is watched for before the feed ends:
+#: a planned handover leaves it so until the backup takes it on (a poll or two), a primary that
+#: died until its lease expires (the notebooks' LEASE_TTL, 60 s by default)
+UNATTENDED_PATIENCE_S = 120.0
+
+
+def unattended(live: LiveView) -> bool:
+    """The job has not finished and no primary runs it now (it handed over, stopped or died)."""
     p = live.progress
-    if p is None:
-        return False
-    if p.status in FINISHED:
-        return True
-    return p.status == "paused" and (live.session is None or live.session.get("status") != "active")
+    return p is not None and p.status not in FINISHED and (
+        live.session is None or live.session.get("status") != "active")
 
 
 def live_feed(store: Any, lease_name: str = "primary", job: Optional[str] = None,
               clock: Optional[Clock] = None, *, watch: bool = True,
               until: Optional[float] = None) -> Iterator[LiveView]:
     """The primary's snapshots now and then every ``watch_pace`` real seconds (in the clock's
-    seconds where it is scaled) until the job settles; ``until``: at most that many seconds of
+    seconds where it is scaled) until the job finishes, or has had no primary running it for
+    UNATTENDED_PATIENCE_S real seconds (right after a handover nobody runs it until the
+    backup takes it on: the feed keeps watching, issue 26); ``until``: at most that many seconds of
     ``clock``; without ``watch`` only the snapshot now. Nothing written to the store yet: one
     empty snapshot, and the feed ends."""
     store = open_store(store)
@@ -52,10 +56,16 @@ def live_feed(store: Any, lease_name: str = "primary", job: Optional[str] = None
     if not watch or (live.session is None and live.progress is None):
         return
     pace = watch_pace(store) * clock_rate(clock)  # in the clock's seconds
+    patience = UNATTENDED_PATIENCE_S * clock_rate(clock)
     started = clock.monotonic()
-    while not settled(live):
-        if until is not None and clock.monotonic() - started >= until:
+    alone_since = None  # since when no primary has been seen running the job
+    while not (live.progress is not None and live.progress.status in FINISHED):
+        now = clock.monotonic()
+        if until is not None and now - started >= until:
             return
+        alone_since = (alone_since if alone_since is not None else now) if unattended(live) else None
+        if alone_since is not None and now - alone_since >= patience:
+            return  # nobody took it on: the closing line says where it stands
         clock.sleep(pace)
         live = live_view(store, lease_name, job, clock)
         yield live

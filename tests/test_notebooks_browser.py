@@ -389,7 +389,7 @@ def _store_done(store: Path, job: str) -> Optional[int]:
 def _bar_count(state: dict, job: str) -> Optional[tuple[str, int, Optional[int]]]:
     """(status, done, total) of the first progress bar showing ``job`` on the page."""
     for text in state["bars"]:
-        m = re.match(rf"job '{re.escape(job)}' (\w+)(?: \[[^\]]*\])? (\d+)(?:/(\d+))?", text)
+        m = re.match(rf"job '{re.escape(job)}' (\w+)(?: \[[^\]]*\]| over to .+? at)? (\d+)(?:/(\d+))?", text)
         if m:
             return m.group(1), int(m.group(2)), int(m.group(3)) if m.group(3) else None
     return None
@@ -417,7 +417,7 @@ class Moments:
         if time.monotonic() - self.mismatch_since > grace:
             self.page.fail(f"the countdown and the banner disagree on the phase for {grace:g} s: {apart}")
 
-    def check(self, name: str, flowing: bool = True, tolerance: int = 30) -> dict:
+    def check(self, name: str, flowing: bool = True, tolerance: int = 30, views: str = "first") -> dict:
         """At moment ``name``: phases agree, no STALLED while items flow, and the bar's count
         within ``tolerance`` items of the store's (the store lags by a checkpoint's items)."""
         before = _store_done(self.store, self.job)
@@ -442,6 +442,11 @@ class Moments:
         if flowing and bar is not None and before is not None and not (
                 before - 2 <= bar[1] <= before + tolerance):
             self.page.fail(f"{name}: the bar says {bar[1]} done, the store {before}")
+        # the screenshot (docs/views-*.png) shows the views: the first ones, or show_again's last
+        self.page.js("var v = [...document.querySelectorAll('.sk-countdown')];"
+                     f"var e = v[{'0' if views == 'first' else 'v.length - 1'}];"
+                     "if (e) { e.scrollIntoView({block: 'start'}); }"
+                     "document.querySelectorAll('.Toastify').forEach(t => t.style.display = 'none');")
         self.page.shot(name)
         return state
 
@@ -513,10 +518,14 @@ def test_every_word_on_the_page_is_true_at_each_moment_of_a_handover_and_a_reloa
     backup.wait("the backup running the job", lambda: (_bar_count(b.state(), job) or ("", 0))[0] == "running",
                 timeout=60)
     b.check("backup-running")
-    save = ("window.jupyterapp.commands.execute('docmanager:save');" if FRONT_END == "lab"
-            else "Jupyter.notebook.save_notebook();")
-    backup.js(save)
-    time.sleep(2)
+    # saved as a user saves (Ctrl+S) mid-run; the page then reloaded: its views are cut off
+    done = "var done = arguments[arguments.length - 1];"
+    saving = (backup._lab_widget() + "w.context.save().then(() => done(true), e => done(String(e)));"
+              if FRONT_END == "lab" else
+              "Jupyter.notebook.save_notebook().then(() => done(true), e => done(String(e)));")
+    saved = driver.execute_async_script(done + saving)
+    if saved is not True:
+        backup.fail(f"could not save the backup notebook before reloading it: {saved}")
     driver.refresh()
     backup.wait("the reloaded backup page's views", lambda: b.state()["views"], timeout=60)
     backup.shot("reloaded")
@@ -541,6 +550,8 @@ def test_every_word_on_the_page_is_true_at_each_moment_of_a_handover_and_a_reloa
     for bad in BAD_TEXT:
         if bad in text:
             backup.fail(f"the reloaded page shows {bad!r}")
+    backup.js("var e = document.querySelector('.sk-view'); if (e) { e.scrollIntoView({block: 'start'}); }"
+              "document.querySelectorAll('.Toastify').forEach(t => t.style.display = 'none');")
     backup.shot("reloaded-stale")
 
     # the end: the primary's show_again (its own, second kernel) watched live to "completed"
@@ -552,7 +563,7 @@ def test_every_word_on_the_page_is_true_at_each_moment_of_a_handover_and_a_reloa
         [_bar_count({"bars": [t]}, job) or ("", 0, 0) for t in at.state()["bars"]]), timeout=60)
     if _store_done(store, job) != items:
         primary.fail(f"the store says {_store_done(store, job)} done at the end, not {items}")
-    state = at.check("end", flowing=False)
+    state = at.check("end", flowing=False, views="last")
     line = re.search(rf"job {job} (\d+)/(\d+): ended: completed", primary.text())
     if line is None or int(line.group(1)) != items:
         primary.fail("show_again's closing line does not give the store's count")

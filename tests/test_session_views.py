@@ -401,3 +401,45 @@ def test_the_backup_watch_line_says_which_clock_each_number_is_on():
     line = PrimaryWatch(seen, rate=720.0, notebook=False).text()
     assert line.startswith("primary A: 4:00:00 left (clock x720) · job 'j' running 99/140 (71%)"), line
     assert line.endswith("2 it/s · ETA 00:21 (real time)"), line
+
+
+def test_show_again_keeps_watching_a_paused_job_until_a_backup_takes_it_on_and_completes(capsys):
+    """Issue 26 (4), seen in the browser: the handed-over primary's show_again looked at the
+    store at once, found the job paused with no primary running it (the backup had not yet
+    taken it on) and ended "paused: no primary runs it now" while the backup went on to
+    complete it. The feed keeps watching; a job nobody takes on ends it after the patience."""
+    from sessionkit import widgets
+    from sessionkit.livefeed import UNATTENDED_PATIENCE_S, WATCH_PACE_S, live_feed
+
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, label="A", checkpoint_items=1)
+    it = primary.track(range(20), display=False)
+    for _ in range(8):
+        next(it)
+    it.close()  # stops at 7 done: its lease released, its session ended
+    primary.close()
+    feed = live_feed(store, clock=clock)
+    assert next(feed).progress.done == 7
+    assert next(feed).progress.done == 7  # still watching: a backup may take it on
+    backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
+    taken = None
+    while taken is None:
+        taken = backup.step()
+        clock.advance(backup.poll)
+    for _ in taken.track(range(20), display=False):
+        pass
+    live = widgets.show(feed)
+    assert live.progress.status == "completed" and live.progress.done == 20
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "job job 20/20: ended: completed"
+    taken.close()
+
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, label="A", checkpoint_items=1)
+    it = primary.track(range(20), display=False)
+    next(it), next(it)
+    it.close()
+    primary.close()
+    started = clock.monotonic()
+    widgets.show(live_feed(store, clock=clock))  # nobody takes it on
+    assert clock.monotonic() - started == pytest.approx(UNATTENDED_PATIENCE_S + WATCH_PACE_S[False], abs=2.1)
+    assert capsys.readouterr().out.strip().endswith(("paused: no primary runs it now", "stopped watching"))
