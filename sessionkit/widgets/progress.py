@@ -30,6 +30,7 @@ class JobProgress:
         # on a second, quieter line.
         self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0,
                                          layout=widgets.Layout(flex="0 0 240px", min_width="160px", width="auto"))
+        self.bar.style.description_width = "initial"  # "handed over" in full, never "handed o..."
         self.label = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0"))
         self.widget = widgets.HBox([self.bar, self.label],
                                    layout=widgets.Layout(width="100%", align_items="center"))

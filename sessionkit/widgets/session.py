@@ -222,7 +222,8 @@ class Countdown(_View):
         if status != "active":
             phase = "expired" if status == "expired" else "ended"
             how = html.escape(str(s.get("end_reason") or status))
-            rest = f", {format_seconds(left)} of the runtime left" if left is not None and left > 0 else ""
+            rest = (f", {format_seconds(left)} of the runtime left{self._scale()}"
+                    if left is not None and left > 0 else "")
             return (f'<div class="sk-countdown sk-phase-{phase}" data-phase="{phase}" style="font-family:'
                     f'monospace;padding:4px 8px;border-left:4px solid {PHASE_COLOURS[phase]}">{label} ({runtime}): '
                     f'<span class="sk-phase">session {html.escape(status)}: {how}</span>{rest}</div>')
