@@ -241,6 +241,22 @@ def open_page(driver: Any, server: Server, notebook: str, shots: Path) -> Page:
     return Page(driver, shots, notebook)
 
 
+def backup_then_primary(driver: Any, server: Server, root: Path, shots: Path,
+                        **common: Any) -> tuple[Page, str, Page, str]:
+    """The backup notebook run in one tab (waiting for a primary), then the primary's in a
+    second tab; returns (backup page, its tab, primary page, its tab)."""
+    backup_nb = notebook_with("backup", root, RUNTIME="local", PRIORITY=1, APPROVAL="auto", **common)
+    primary_nb = notebook_with("primary", root, RUNTIME="colab-free", **common)
+    backup = open_page(driver, server, backup_nb, shots)
+    backup.run_all()
+    backup.wait("the backup waiting", lambda: "waiting for a primary" in backup.text())
+    backup_tab = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    primary = open_page(driver, server, primary_nb, shots)
+    primary.run_all()
+    return backup, backup_tab, primary, driver.current_window_handle
+
+
 def test_the_primary_notebook_run_all_in_a_real_browser_then_the_history_notebook(browser, tmp_path):
     server, driver, root = browser
     store = tmp_path / "store"
@@ -304,6 +320,15 @@ def test_the_primary_notebook_run_all_in_a_real_browser_then_the_history_noteboo
     for bad in BAD_TEXT:
         if bad in text:
             page.fail(f"the history page shows {bad!r}")
+    # issue 26 (8): on the x720 clock, a note and real units; readable tables that fit
+    if "times in real time: these runtimes ran on a clock x720 as fast" not in text:
+        page.fail("the history page has no note on the scaled clock's units")
+    if re.search(r"\d\d:\d\d:\d\d\.\d{3}", text):
+        page.fail("the history tables show fractions of seconds in timestamps")
+    widths = page.js("return [...document.querySelectorAll('table.dataframe')].map(t => [t.offsetWidth,"
+                     " (t.closest('.jp-OutputArea-output, .output_subarea') || t.parentElement).clientWidth]);")
+    if not widths or any(table > room for table, room in widths):
+        page.fail(f"a history table is wider than its output area (scrolls sideways): {widths}")
 
 
 def test_a_primary_and_a_backup_in_two_tabs_hand_over_on_the_page(browser, tmp_path):
@@ -314,16 +339,7 @@ def test_a_primary_and_a_backup_in_two_tabs_hand_over_on_the_page(browser, tmp_p
     store = tmp_path / "store"
     common = dict(STORE=str(store), JOB="two-tabs", TIME_SCALE=2400.0, LEASE_TTL=30.0, ITEMS=400,
                   ITEM_SECONDS=0.1)
-    backup_nb = notebook_with("backup", root, RUNTIME="local", PRIORITY=1, APPROVAL="auto", **common)
-    primary_nb = notebook_with("primary", root, RUNTIME="colab-free", **common)
-
-    backup = open_page(driver, server, backup_nb, tmp_path)
-    backup.run_all()
-    backup.wait("the backup waiting", lambda: "waiting for a primary" in backup.text())
-    backup_tab = driver.current_window_handle
-    driver.switch_to.new_window("tab")
-    primary = open_page(driver, server, primary_nb, tmp_path)
-    primary.run_all()
+    backup, backup_tab, primary, _ = backup_then_primary(driver, server, root, tmp_path, **common)
     primary.wait("the primary's progress bar", primary.bar)
     primary.shot("running")
     primary.wait("the primary handing over", lambda: "handed over: to backup (" in primary.text(), timeout=180)
@@ -462,17 +478,7 @@ def test_every_word_on_the_page_is_true_at_each_moment_of_a_handover_and_a_reloa
     server, driver, root = browser
     store, job, items = tmp_path / "store", "moments", 200
     common = dict(STORE=str(store), JOB=job, TIME_SCALE=720.0, LEASE_TTL=30.0, ITEMS=items, ITEM_SECONDS=0.5)
-    backup_nb = notebook_with("backup", root, RUNTIME="local", PRIORITY=1, APPROVAL="auto", **common)
-    primary_nb = notebook_with("primary", root, RUNTIME="colab-free", **common)
-
-    backup = open_page(driver, server, backup_nb, tmp_path)
-    backup.run_all()
-    backup.wait("the backup waiting", lambda: "waiting for a primary" in backup.text())
-    backup_tab = driver.current_window_handle
-    driver.switch_to.new_window("tab")
-    primary = open_page(driver, server, primary_nb, tmp_path)
-    primary_tab = driver.current_window_handle
-    primary.run_all()
+    backup, backup_tab, primary, primary_tab = backup_then_primary(driver, server, root, tmp_path, **common)
     at = Moments(primary, store, job)
 
     # early, and then continuously to the handover: phases agree, no STALLED, counts true
