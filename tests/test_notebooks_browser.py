@@ -184,7 +184,7 @@ class Page:
                        "return [l ? l.textContent : '', e.getAttribute('data-phase')];")
 
     def bar(self) -> Optional[tuple[float, str]]:
-        found = self.js("var b = document.querySelector('.widget-hprogress .progress-bar');"
+        found = self.js("var b = document.querySelector('.widget-hprogress .progress-bar, .sk-bar-fill');"
                         "if (!b) return null;"
                         "return [b.style.width || '', getComputedStyle(b).backgroundColor];")
         if not found or not found[0].endswith("%"):
@@ -387,8 +387,9 @@ views.forEach(function (v, i) {
   pairs.push([c.getAttribute('data-phase'), banner, !!v.getAttribute('data-stale')]);
 });
 return {pairs: pairs,
-        bars: [...document.querySelectorAll('.widget-html code')].map(e => e.textContent),
-        labels: [...document.querySelectorAll('.widget-hprogress .widget-label')].map(e => e.textContent),
+        bars: [...document.querySelectorAll('.widget-html code, .sk-bar code')].map(e => e.textContent),
+        labels: [...document.querySelectorAll('.widget-hprogress .widget-label, .sk-bar > span')]
+                .map(e => e.textContent),
         views: views.map(v => [v.innerText, !!v.getAttribute('data-final'), !!v.getAttribute('data-stale')])};
 """
 

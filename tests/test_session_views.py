@@ -443,3 +443,31 @@ def test_show_again_keeps_watching_a_paused_job_until_a_backup_takes_it_on_and_c
     widgets.show(live_feed(store, clock=clock))  # nobody takes it on
     assert clock.monotonic() - started == pytest.approx(UNATTENDED_PATIENCE_S + WATCH_PACE_S[False], abs=2.1)
     assert capsys.readouterr().out.strip().endswith(("paused: no primary runs it now", "stopped watching"))
+
+
+def test_a_closed_bar_stays_on_the_page_as_plain_html_needing_no_widget_model():
+    """Seen in Notebook 6 with ipywidgets 7.7.1 (Colab's): once the loop ended the kernel
+    dropped the widget, ipywidgets 7's ``Widget.__del__`` closed it and the page removed the
+    bar, leaving only the printed line. Closing now draws the final state as plain HTML."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from sessionkit.jobs import Job
+    from sessionkit.widgets.progress import JobProgress
+
+    shell = InteractiveShell.instance()
+    shown = []
+    shell.display_pub.publish = lambda data, metadata=None, **kw: shown.append((data, kw))
+    try:
+        job = Job(MemoryStore(), "j", clock=FakeClock())
+        p = job.progress
+        bar = JobProgress(type(p)(**{**p.as_dict(), "status": "running", "done": 3, "total": 4}))
+        bar.show()
+        bar.update(type(p)(**{**p.as_dict(), "status": "completed", "done": 4, "total": 4}))
+        bar.close()
+    finally:
+        InteractiveShell.clear_instance()
+    last, how = shown[-1]
+    assert how.get("update") and "application/vnd.jupyter.widget-view+json" not in last, last.keys()
+    page = last["text/html"]
+    assert "class='sk-bar-fill' style='width:100.0%" in page and "#2ca02c" in page, page
+    assert "job &#x27;j&#x27; completed 4/4 100%" in page and last["text/plain"].startswith("job 'j' completed")

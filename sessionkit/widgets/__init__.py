@@ -59,6 +59,7 @@ def show(feed: Any, lease_name: str = "primary", job: Any = None, clock: Any = N
     views = LiveViews(next(snapshots), where=where)
     for live in snapshots:
         views.update(live)
+    views.close()
     if watch and not views.empty:
         print(views.closing_line(job))
     return views.live
@@ -93,6 +94,11 @@ class LiveViews:
                 view.update(live.session)
         if live.progress is not None and self.bar is not None:
             self.bar.update(live.progress)
+
+    def close(self) -> None:
+        """Leave the last rendering on the page (the bar as plain HTML: see JobProgress.close)."""
+        for view in self.views + ([self.bar] if self.bar is not None else []):
+            view.close()
 
     def closing_line(self, job: Any = None) -> str:
         p = self.live.progress
