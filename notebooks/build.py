@@ -250,12 +250,13 @@ with three plots saved as PNG in `OUT_DIR`.
 {RUN_ANYWHERE.format(name="history")}"""),
         new_code_cell('''from sessionkit import history, plots
 
-events = history.load(STORE)
-print(f"{len(events)} events")
-history.sessions(events)'''),
-        new_code_cell("history.jobs(events)"),
-        new_code_cell("history.handovers(events)"),
-        new_code_cell("history.gaps(events)"),
+events = history.load(STORE)  # on a scaled clock (TIME_SCALE), brought back to real time
+note = history.units_note(events)  # "" on a real clock
+print(f"{len(events)} events" + (f"\\n{note}" if note else ""))
+history.readable(history.sessions(events))  # for people; compute with history.sessions(events)'''),
+        new_code_cell("history.readable(history.jobs(events))"),
+        new_code_cell("history.readable(history.handovers(events))"),
+        new_code_cell("history.readable(history.gaps(events))"),
         new_code_cell('''import os
 os.makedirs(OUT_DIR, exist_ok=True)
 figures = {name: getattr(plots, name)(events) for name in ("timeline", "progress", "throughput")}

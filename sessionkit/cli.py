@@ -151,11 +151,11 @@ def cmd_history(args: argparse.Namespace) -> int:
             getattr(plots, name)(df).savefig(path, dpi=110)
             print(f"wrote {path}")
     if not args.csv and not args.plot:
-        print(f"{len(df)} events")
+        print(f"{len(df)} events" + (f"; {history.units_note(df)}" if history.units_note(df) else ""))
         for name, table in (("sessions", history.sessions(df)), ("jobs", history.jobs(df)),
                             ("handovers", history.handovers(df)), ("gaps", history.gaps(df))):
             print(f"\n{name}:")
-            print(table.to_string(index=False) if len(table) else "  (none)")
+            print(history.readable(table).to_string(index=False) if len(table) else "  (none)")
     return 0
 
 

@@ -39,12 +39,16 @@ class Forecast:
     lead: float
     verdict: Verdict
 
-    def text(self) -> str:
+    def text(self, per_real_second: float = 1.0) -> str:
+        """The verdict and its two times; ``per_real_second``: the clock's seconds per real
+        second, to give the times in real seconds on a scaled clock (720 on a x720 clock)."""
         if self.verdict in (Verdict.DONE, Verdict.UNKNOWN):
             return self.verdict.value
         if self.runtime_left is None:
             return f"{self.verdict.value} (no time limit)"
-        return f"{self.verdict.value}: needs {_short(self.finish_in)}, runtime has {_short(self.runtime_left)}"
+        real = (lambda s: None if s is None else s / per_real_second)
+        return (f"{self.verdict.value}: needs {_short(real(self.finish_in))}, "
+                f"runtime has {_short(real(self.runtime_left))}")
 
 
 def forecast(done: int, total: Optional[int], rate: Optional[float], runtime_left: Optional[float],

@@ -29,7 +29,7 @@ from .events import EVENT_FORMAT, KNOWN_KINDS
 from .records import read_all
 from .store import Store, open_store
 
-__all__ = ["load", "sessions", "jobs", "handovers", "gaps", "BASE_COLUMNS"]
+__all__ = ["load", "sessions", "jobs", "handovers", "gaps", "readable", "units_note", "BASE_COLUMNS"]
 
 BASE_COLUMNS = ["ts", "kind", "session", "role", "label", "job", "writer", "seq"]
 
@@ -158,9 +158,16 @@ def _parse_python(files: list[tuple[str, bytes]], problems: list[str]) -> pd.Dat
 
 
 def load(store: Union[Store, str], *, since: Optional[datetime] = None,
-         until: Optional[datetime] = None) -> pd.DataFrame:
-    """All events in the store (between ``since`` and ``until`` when given), sorted by ``ts``."""
+         until: Optional[datetime] = None, real_time: bool = True) -> pd.DataFrame:
+    """All events in the store (between ``since`` and ``until`` when given), sorted by ``ts``.
+
+    Runtimes that ran on a scaled clock (a notebook's TIME_SCALE, whose epoch the store keeps
+    at ``clock/epoch-<scale>``) wrote their times on it: with ``real_time`` (default) they are
+    brought back to real time (timestamps, seconds and rates), so a 3 s gap reads 3 s, not
+    2,160 s, and rates match the progress bar's items per second; ``units_note(df)`` says so.
+    ``real_time=False`` keeps the clock's own times."""
     store = open_store(store)
+    scale = _clock_scale(store)
     by_writer = _segments(store)
     problems: list[str] = []
     frames = []
@@ -176,7 +183,73 @@ def load(store: Union[Store, str], *, since: Optional[datetime] = None,
     if problems:
         warnings.warn("history: loaded what could be loaded; " + "; ".join(problems[:20]),
                       SessionkitWarning, stacklevel=2)
-    return _tidy(df, since, until, dedupe=merged)
+    df = _tidy(df, None, None, dedupe=merged)
+    if scale is not None and len(df):
+        df = _to_real_time(df, *scale) if real_time else df
+    if since is not None:
+        df = df[df["ts"] >= pd.Timestamp(since)].reset_index(drop=True)
+    if until is not None:
+        df = df[df["ts"] < pd.Timestamp(until)].reset_index(drop=True)
+    if scale is not None:
+        df.attrs.update(clock_scale=scale[0], real_time=real_time)
+    return df
+
+
+def _clock_scale(store: Store) -> Optional[tuple[float, pd.Timestamp]]:
+    """(scale, epoch) of the scaled clock the runtimes of this store shared, or None on real
+    clocks. Several scales in one store cannot be told apart event by event: warned, kept."""
+    found = []
+    for key in store.list("clock/"):
+        name = key.rsplit("/", 1)[-1]
+        record = store.get(key) if name.startswith("epoch-") else None
+        if record is None:
+            continue
+        try:
+            body = json.loads(record.data)
+            found.append((float(body["scale"]), pd.Timestamp(body["epoch"]).tz_convert("UTC")))
+        except (ValueError, KeyError, TypeError) as exc:
+            warnings.warn(f"history: skipped the clock record {key} ({exc})", SessionkitWarning, stacklevel=3)
+    scaled = [f for f in found if f[0] != 1.0]
+    if len(scaled) > 1:
+        warnings.warn(f"history: runtimes of this store ran on clocks of {len(scaled)} scales "
+                      f"({', '.join(f'x{f[0]:g}' for f in scaled)}): times are left as each clock wrote them",
+                      SessionkitWarning, stacklevel=3)
+        return None
+    return scaled[0] if scaled else None
+
+
+#: event fields that hold a timestamp on the writer's clock (besides ``ts``)
+_TIME_FIELDS = ("data.last_heartbeat", "data.started")
+
+
+def _to_real_time(df: pd.DataFrame, scale: float, epoch: pd.Timestamp) -> pd.DataFrame:
+    """Times on a clock running ``scale`` times as fast from ``epoch``, brought to real time:
+    a timestamp ``t`` happened at ``epoch + (t - epoch) / scale``; seconds shrink by the
+    scale (``data.*_s``, ``mono``) and rates grow by it (``data.rate``)."""
+    df = df.copy()
+    df["ts"] = epoch + (df["ts"] - epoch) / scale
+    for column in _TIME_FIELDS:
+        if column in df.columns:
+            stamps = pd.to_datetime(df[column], format="ISO8601", utc=True, errors="coerce")
+            df[column] = (epoch + (stamps - epoch) / scale).map(lambda t: None if pd.isna(t) else t.isoformat())
+    seconds = [c for c in df.columns if c == "mono" or (c.startswith("data.") and c.endswith("_s"))]
+    for column in seconds:
+        df[column] = pd.to_numeric(df[column], errors="coerce") / scale
+    if "data.rate" in df.columns:
+        df["data.rate"] = pd.to_numeric(df["data.rate"], errors="coerce") * scale
+    return df
+
+
+def units_note(df: pd.DataFrame) -> str:
+    """A line for people on the units of ``df`` (from ``load``): empty on real clocks."""
+    scale = df.attrs.get("clock_scale")
+    if not scale:
+        return ""
+    if df.attrs.get("real_time", True):
+        return (f"times in real time: these runtimes ran on a clock x{scale:g} as fast (TIME_SCALE), and "
+                f"their times were divided by {scale:g} (1 real second = {scale:g} s of the runtimes' countdowns)")
+    return (f"times on the runtimes' clock, x{scale:g} as fast as real time (TIME_SCALE): divide "
+            f"durations by {scale:g} for real seconds")
 
 
 def _tidy(df: pd.DataFrame, since: Optional[datetime], until: Optional[datetime],
@@ -282,8 +355,9 @@ def sessions(df: pd.DataFrame, *, full_ids: bool = False) -> pd.DataFrame:
             "end_reason": reason if reason is not None else ("running" if not len(ended) else None),
             "highest_token": int(tokens.max()) if len(tokens.dropna()) else None,
         })
-    out = pd.DataFrame(rows, columns=["session", "label", "role", "final_role", "runtime", "start", "end",
-                                      "duration_s", "end_reason", "highest_token"])
+    # the columns a person reads first, left to right; the id (to join with events) last
+    out = pd.DataFrame(rows, columns=["label", "role", "runtime", "start", "end", "duration_s", "end_reason",
+                                      "final_role", "highest_token", "session"])
     out["highest_token"] = out["highest_token"].astype("Int64")
     return _ids(out.sort_values("start").reset_index(drop=True), ("session",), full_ids)
 
@@ -368,7 +442,7 @@ def handovers(df: pd.DataFrame, *, full_ids: bool = False) -> pd.DataFrame:
         rows.append({"ts": ev["ts"], "from": ev.get("data.from"), "to": ev.get("data.to"),
                      "planned": planned, "job": ev.get("job"), "token": ev.get("data.token"),
                      "gap_s": gap, "how": how})
-    out = pd.DataFrame(rows, columns=["ts", "from", "to", "planned", "job", "token", "gap_s", "how"])
+    out = pd.DataFrame(rows, columns=["ts", "from", "to", "how", "gap_s", "job", "planned", "token"])
     out["token"] = pd.to_numeric(out["token"]).astype("Int64")
     return _ids(out, ("from", "to"), full_ids)
 
@@ -383,7 +457,7 @@ def gaps(df: pd.DataFrame, *, full_ids: bool = False) -> pd.DataFrame:
                 else [(None, acquired)])
     for _, one_lease in by_lease:
         _gaps_of(df, one_lease, rows)
-    out = pd.DataFrame(rows, columns=["start", "end", "lease", "duration_s", "before", "after"])
+    out = pd.DataFrame(rows, columns=["start", "end", "duration_s", "before", "after", "lease"])
     out = out.sort_values("end", kind="stable").reset_index(drop=True) if len(out) else out
     return _ids(out, ("before", "after"), full_ids)
 
@@ -413,3 +487,32 @@ def _gaps_of(df: pd.DataFrame, acquired: pd.DataFrame, rows: list[dict[str, Any]
                              "lease": ev.get("data.lease"), "duration_s": duration,
                              "before": holder, "after": ev["session"]})
         previous = ev
+
+
+#: how ``readable`` names the columns it shows (the tables keep their names for code)
+READABLE_NAMES = {"start": "start (UTC)", "end": "end (UTC)", "ts": "at (UTC)", "started": "started (UTC)",
+                  "finished": "finished (UTC)", "duration_s": "duration (s)", "gap_s": "gap (s)",
+                  "end_reason": "ended", "final_role": "became", "highest_token": "token"}
+
+
+def _seconds_for_people(value: Any) -> Any:
+    """0.4, 3.2, 47, 2367: a tenth of a second under a minute, whole seconds above."""
+    if value is None or pd.isna(value):
+        return None
+    return round(float(value), 1) if abs(float(value)) < 60 else int(round(float(value)))
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (from ``sessions``, ``jobs``, ``handovers`` or ``gaps``) for people: times to
+    the second in UTC without the offset, durations rounded, short column names, so it fits
+    a notebook's width. A copy for showing; compute with the table itself."""
+    out = table.copy()
+    for column in out.columns:
+        if isinstance(out[column].dtype, pd.DatetimeTZDtype):
+            out[column] = out[column].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S")
+        elif column in ("start", "end", "ts", "started", "finished"):  # object: None where unknown
+            out[column] = out[column].map(lambda t: None if t is None or pd.isna(t)
+                                          else pd.Timestamp(t).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S"))
+        elif column.endswith("_s"):
+            out[column] = out[column].map(_seconds_for_people).astype(object)
+    return out.rename(columns=READABLE_NAMES)

@@ -216,7 +216,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
     views would show is printed as log lines every ``log_every()`` real seconds (and when
     it changes), and the watch ends, saying so, once this runtime's own session is down to
     its handover threshold, too late to take a job over."""
-    from .widgets import WATCH_PACE_S
+    from .livefeed import watch_pace
     from .widgets.session import Countdown, HandoverStatus, PrimaryWatch, SessionBanner
 
     clock_check = clock_for(time_scale)
@@ -243,7 +243,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
         status.show()
         watching.show()
     last: list[Any] = [None, time.monotonic()]
-    watch_every = WATCH_PACE_S[bool(getattr(store, "remote", False))]  # real seconds (2 local, 10 remote)
+    watch_every = watch_pace(store)  # real seconds (2 local, 10 remote)
     pace = LogPace() if quiet else None
     own_end = None
     if quiet and backup.session.remaining is not None:
@@ -315,9 +315,11 @@ def show_again(store: Union[Store, str, None], job: str) -> None:
         print("headless run: no views to show again (the log lines above are this run's record; open the "
               "notebook in a browser and run this cell there to watch live)")
         return
+    from .livefeed import live_feed
     from .widgets import show
 
-    show(_resolve(store, job), job=job)
+    store = _resolve(store, job)
+    show(live_feed(store, "primary", job), job=job, where=store.url)  # the feed reads, the views render
 
 
 def release_runtime(primary: Primary) -> str:

@@ -43,6 +43,15 @@ def _time_axis(ax, label: str = "time (UTC)") -> None:
     ax.set_xlabel(label)
 
 
+def _units(df: pd.DataFrame) -> str:
+    """What the time axis is on, when the runtimes ran on a scaled clock (``history.load``)."""
+    scale = df.attrs.get("clock_scale")
+    if not scale:
+        return ""
+    return (f"real time; runtimes on a x{scale:g} clock" if df.attrs.get("real_time", True)
+            else f"the runtimes' x{scale:g} clock, not real time")
+
+
 def _empty(fig: Figure, ax, what: str) -> Figure:
     ax.text(0.5, 0.5, f"no {what} in this store yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_axis_off()
@@ -104,7 +113,7 @@ def timeline(df: pd.DataFrame, *, title: Optional[str] = "Sessions") -> Figure:
     ax.set_yticks(range(len(lanes)), lanes)
     ax.set_ylim(-0.6, len(lanes) - 0.4)
     ax.invert_yaxis()
-    _time_axis(ax)
+    _time_axis(ax, f"time (UTC; {_units(df)})" if _units(df) else "time (UTC)")
     from matplotlib.patches import Patch
 
     present = set(spans["role"])  # the legend lists only the roles this history has
@@ -139,7 +148,7 @@ def progress(df: pd.DataFrame, *, job: Optional[str] = None, title: Optional[str
         if job is None or h.job == job:
             ax.axvline(h.ts.tz_convert("UTC").tz_localize(None), color="#444444", ls="--", lw=1)
     ax.set_ylabel("items done")
-    _time_axis(ax)
+    _time_axis(ax, f"time (UTC; {_units(df)})" if _units(df) else "time (UTC)")
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     ax.set_title(title or (f"Progress of {job}" if job else "Progress of jobs"))
     return fig
@@ -164,7 +173,7 @@ def throughput(df: pd.DataFrame, *, title: Optional[str] = "Throughput per sessi
         return _empty(fig, ax, "runs long enough to measure")
     ax.bar(range(len(rates)), rates, color="#1f77b4")
     ax.set_xticks(range(len(rates)), names, fontsize=8)
-    ax.set_ylabel("items per second")
+    ax.set_ylabel("items per second" + (f"\n({_units(df)})" if _units(df) else ""))
     if title:
         ax.set_title(title)
     return fig

@@ -197,3 +197,85 @@ def test_every_event_kind_the_package_writes_is_known_to_history():
             written |= set(pair)
     assert "job.unstalled" in written and "job.checkpoint" in written
     assert sorted(written - set(KNOWN_KINDS)) == []
+
+
+class _ScaledFake:
+    """A notebook's ScaledClock (TIME_SCALE) whose real time is a FakeClock's, so a test lives
+    through a scaled run instantly: ``advance`` moves the real clock by clock seconds / scale."""
+
+    def __init__(self, scale: float) -> None:
+        from sessionkit import FakeClock, ScaledClock
+
+        self.real = FakeClock()
+        self.scaled = ScaledClock(scale, base=self.real, epoch=self.real.now())
+
+    def __getattr__(self, name):
+        return getattr(self.scaled, name)
+
+    def advance(self, seconds: float) -> None:
+        self.real.advance(seconds / self.scaled.factor)
+
+
+@pytest.fixture(scope="module")
+def scaled_and_plain():
+    """The same story twice: on a plain FakeClock, and on a x720 clock whose epoch the store
+    keeps as the notebooks' helpers keep it (``clock/epoch-720``)."""
+    plain_store, _ = story()
+    store = MemoryStore()
+    clock = _ScaledFake(720)
+    store.put("clock/epoch-720", json.dumps({"epoch": clock.epoch.isoformat(), "scale": 720.0}).encode())
+    story(store, clock=clock)
+    return history.load(plain_store), history.load(store), history.load(store, real_time=False)
+
+
+def test_a_scaled_clocks_history_is_in_real_time_with_a_note(scaled_and_plain):
+    """Issue 26 (8): on a x720 clock a 3 s real gap showed as 2,367 s and 2 items/s as
+    0.0028, with no note. Every duration is the clock's divided by 720; rates times 720."""
+    plain, real, on_clock = scaled_and_plain
+    assert history.units_note(plain) == ""
+    assert "real time" in history.units_note(real) and "x720" in history.units_note(real)
+    assert "divide durations by 720" in history.units_note(on_clock)
+    for table, column in ((history.sessions, "duration_s"), (history.handovers, "gap_s"),
+                          (history.gaps, "duration_s")):
+        values = lambda df: sorted(table(df)[column].astype(float))  # sessions that start together swap
+        clock_s = values(on_clock)
+        # the same story: equal up to the stamps' microseconds, each worth 720 of the clock's
+        assert clock_s == pytest.approx(values(plain), abs=0.05), table
+        assert values(real) == pytest.approx([s / 720 for s in clock_s], abs=1e-6), table
+    span = lambda df: (df["ts"].iloc[-1] - df["ts"].iloc[0]).total_seconds()
+    assert span(real) == pytest.approx(span(plain) / 720, abs=2e-5)  # stamps are to the microsecond
+    rates = real.loc[real["kind"] == "job.checkpoint", "data.rate"].dropna()
+    clock_rates = on_clock.loc[on_clock["kind"] == "job.checkpoint", "data.rate"].dropna()
+    assert rates.to_numpy() == pytest.approx(clock_rates.to_numpy() * 720)
+
+
+def test_throughput_on_a_scaled_clock_is_items_per_real_second_as_the_widget_shows(scaled_and_plain):
+    from sessionkit import plots
+
+    plain, real, _ = scaled_and_plain
+    heights = lambda fig: [p.get_height() for p in fig.axes[0].patches]
+    expected = [h * 720 for h in heights(plots.throughput(plain))]  # 0.2 items a clock second: 144 a real one
+    assert heights(plots.throughput(real)) == pytest.approx(expected, rel=1e-3)
+    assert "real time; runtimes on a x720 clock" in plots.throughput(real).axes[0].get_ylabel()
+    assert "real time" in plots.timeline(real).axes[0].get_xlabel()
+    assert plots.timeline(plain).axes[0].get_xlabel() == "time (UTC)"
+
+
+def test_readable_tables_have_seconds_precision_rounded_durations_and_people_first_columns(recorded):
+    """Issue 26 (8): timestamps carried microseconds and wrapped, durations five decimals,
+    the sessions table scrolled sideways with the id first."""
+    df = recorded[2]
+    table = history.sessions(df)
+    assert list(table.columns[:6]) == ["label", "role", "runtime", "start", "end", "duration_s"]
+    assert table.columns[-1] == "session"
+    shown = history.readable(table)
+    assert list(shown.columns[:6]) == ["label", "role", "runtime", "start (UTC)", "end (UTC)", "duration (s)"]
+    for stamp in shown["start (UTC)"]:
+        assert pd.Timestamp(stamp).microsecond == 0 and len(stamp) == 19, stamp
+    for seconds, exact in zip(shown["duration (s)"], table["duration_s"]):
+        assert seconds == (round(exact, 1) if exact < 60 else int(round(exact))), (seconds, exact)
+    width = max(len(line) for line in shown.to_string().splitlines())
+    assert width <= 140, f"{width} characters wide"
+    assert history.readable(history.handovers(df)).columns[:5].tolist() == ["at (UTC)", "from", "to", "how", "gap (s)"]
+    assert "duration (s)" in history.readable(history.gaps(df)).columns
+    assert "finished (UTC)" in history.readable(history.jobs(df)).columns

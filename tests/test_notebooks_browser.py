@@ -184,7 +184,7 @@ class Page:
                        "return [l ? l.textContent : '', e.getAttribute('data-phase')];")
 
     def bar(self) -> Optional[tuple[float, str]]:
-        found = self.js("var b = document.querySelector('.widget-hprogress .progress-bar');"
+        found = self.js("var b = document.querySelector('.widget-hprogress .progress-bar, .sk-bar-fill');"
                         "if (!b) return null;"
                         "return [b.style.width || '', getComputedStyle(b).backgroundColor];")
         if not found or not found[0].endswith("%"):
@@ -239,6 +239,22 @@ def browser(tmp_path):
 def open_page(driver: Any, server: Server, notebook: str, shots: Path) -> Page:
     driver.get(server.url(notebook))
     return Page(driver, shots, notebook)
+
+
+def backup_then_primary(driver: Any, server: Server, root: Path, shots: Path,
+                        **common: Any) -> tuple[Page, str, Page, str]:
+    """The backup notebook run in one tab (waiting for a primary), then the primary's in a
+    second tab; returns (backup page, its tab, primary page, its tab)."""
+    backup_nb = notebook_with("backup", root, RUNTIME="local", PRIORITY=1, APPROVAL="auto", **common)
+    primary_nb = notebook_with("primary", root, RUNTIME="colab-free", **common)
+    backup = open_page(driver, server, backup_nb, shots)
+    backup.run_all()
+    backup.wait("the backup waiting", lambda: "waiting for a primary" in backup.text())
+    backup_tab = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    primary = open_page(driver, server, primary_nb, shots)
+    primary.run_all()
+    return backup, backup_tab, primary, driver.current_window_handle
 
 
 def test_the_primary_notebook_run_all_in_a_real_browser_then_the_history_notebook(browser, tmp_path):
@@ -304,6 +320,15 @@ def test_the_primary_notebook_run_all_in_a_real_browser_then_the_history_noteboo
     for bad in BAD_TEXT:
         if bad in text:
             page.fail(f"the history page shows {bad!r}")
+    # issue 26 (8): on the x720 clock, a note and real units; readable tables that fit
+    if "times in real time: these runtimes ran on a clock x720 as fast" not in text:
+        page.fail("the history page has no note on the scaled clock's units")
+    if re.search(r"\d\d:\d\d:\d\d\.\d{3}", text):
+        page.fail("the history tables show fractions of seconds in timestamps")
+    widths = page.js("return [...document.querySelectorAll('table.dataframe')].map(t => [t.offsetWidth,"
+                     " (t.closest('.jp-OutputArea-output, .output_subarea') || t.parentElement).clientWidth]);")
+    if not widths or any(table > room for table, room in widths):
+        page.fail(f"a history table is wider than its output area (scrolls sideways): {widths}")
 
 
 def test_a_primary_and_a_backup_in_two_tabs_hand_over_on_the_page(browser, tmp_path):
@@ -314,16 +339,7 @@ def test_a_primary_and_a_backup_in_two_tabs_hand_over_on_the_page(browser, tmp_p
     store = tmp_path / "store"
     common = dict(STORE=str(store), JOB="two-tabs", TIME_SCALE=2400.0, LEASE_TTL=30.0, ITEMS=400,
                   ITEM_SECONDS=0.1)
-    backup_nb = notebook_with("backup", root, RUNTIME="local", PRIORITY=1, APPROVAL="auto", **common)
-    primary_nb = notebook_with("primary", root, RUNTIME="colab-free", **common)
-
-    backup = open_page(driver, server, backup_nb, tmp_path)
-    backup.run_all()
-    backup.wait("the backup waiting", lambda: "waiting for a primary" in backup.text())
-    backup_tab = driver.current_window_handle
-    driver.switch_to.new_window("tab")
-    primary = open_page(driver, server, primary_nb, tmp_path)
-    primary.run_all()
+    backup, backup_tab, primary, _ = backup_then_primary(driver, server, root, tmp_path, **common)
     primary.wait("the primary's progress bar", primary.bar)
     primary.shot("running")
     primary.wait("the primary handing over", lambda: "handed over: to backup (" in primary.text(), timeout=180)
@@ -350,3 +366,214 @@ def test_a_primary_and_a_backup_in_two_tabs_hand_over_on_the_page(browser, tmp_p
     for bad in BAD_TEXT:
         if bad in backup.text():
             backup.fail(f"the page shows {bad!r}")
+
+
+# -- every word and number on the page true at each moment (issue 26) -----------------------
+
+LIVE_PHASES = ("fresh", "active", "warning", "handover")
+PAGE_STATE = """
+var views = [...document.querySelectorAll('.sk-view')];
+var pairs = [];
+views.forEach(function (v, i) {
+  var c = v.querySelector('.sk-countdown');
+  if (!c) { return; }
+  var banner = null;
+  for (var j = i + 1; j < views.length && banner === null; j++) {  // the banner drawn after it
+    var cells = [...views[j].querySelectorAll('td')];
+    var cell = cells.find(td => td.querySelector('small') && td.querySelector('small').textContent === 'phase');
+    if (cell) { banner = cell.querySelector('b').textContent; }
+    if (views[j].querySelector('.sk-countdown')) { break; }
+  }
+  pairs.push([c.getAttribute('data-phase'), banner, !!v.getAttribute('data-stale')]);
+});
+return {pairs: pairs,
+        bars: [...document.querySelectorAll('.widget-html code, .sk-bar code')].map(e => e.textContent),
+        labels: [...document.querySelectorAll('.widget-hprogress .widget-label, .sk-bar > span')]
+                .map(e => e.textContent),
+        views: views.map(v => [v.innerText, !!v.getAttribute('data-final'), !!v.getAttribute('data-stale')])};
+"""
+
+
+def _store_done(store: Path, job: str) -> Optional[int]:
+    """The job's done count in the store now, read as any reader would (status.live_view)."""
+    from sessionkit.status import live_view
+    from sessionkit.store import open_store
+
+    live = live_view(open_store(str(store)), job=job)
+    return live.progress.done if live.progress is not None else None
+
+
+def _bar_count(state: dict, job: str) -> Optional[tuple[str, int, Optional[int]]]:
+    """(status, done, total) of the first progress bar showing ``job`` on the page."""
+    for text in state["bars"]:
+        m = re.match(rf"job '{re.escape(job)}' (\w+)(?: \[[^\]]*\]| over to .+? at)? (\d+)(?:/(\d+))?", text)
+        if m:
+            return m.group(1), int(m.group(2)), int(m.group(3)) if m.group(3) else None
+    return None
+
+
+class Moments:
+    """Checks a page at a moment of a run: every word and number on it true then."""
+
+    def __init__(self, page: Page, store: Path, job: str) -> None:
+        self.page, self.store, self.job = page, store, job
+        self.mismatch_since: Optional[float] = None
+
+    def state(self) -> dict:
+        return self.page.js(PAGE_STATE)
+
+    def phases_agree(self, state: dict, grace: float = 3.0) -> None:
+        """The countdown's phase equals the banner's beside it; a crossing the kernel has not
+        redrawn yet may differ for ``grace`` real seconds, never longer."""
+        apart = [(c, b) for c, b, stale in state["pairs"]
+                 if c in LIVE_PHASES and not stale and b is not None and b.split(" · ")[0] != c]
+        if not apart:
+            self.mismatch_since = None
+            return
+        self.mismatch_since = self.mismatch_since or time.monotonic()
+        if time.monotonic() - self.mismatch_since > grace:
+            self.page.fail(f"the countdown and the banner disagree on the phase for {grace:g} s: {apart}")
+
+    def check(self, name: str, flowing: bool = True, tolerance: int = 30, views: str = "first") -> dict:
+        """At moment ``name``: phases agree, no STALLED while items flow, and the bar's count
+        within ``tolerance`` items of the store's (the store lags by a checkpoint's items)."""
+        before = _store_done(self.store, self.job)
+        state = self.state()
+        deadline = time.monotonic() + 4
+        while True:  # a phase crossing not yet redrawn: seconds, not for ever
+            apart = [(c, b) for c, b, stale in state["pairs"]
+                     if c in LIVE_PHASES and not stale and b is not None and b.split(" · ")[0] != c]
+            if not apart:
+                break
+            if time.monotonic() > deadline:
+                self.page.fail(f"{name}: the countdown and the banner disagree on the phase: {apart}")
+            time.sleep(0.3)
+            state = self.state()
+        text = self.page.text()
+        for bad in BAD_TEXT:
+            if bad in text:
+                self.page.fail(f"{name}: the page shows {bad!r}")
+        if flowing and "STALLED" in text:
+            self.page.fail(f"{name}: the page says STALLED while the job's items flow")
+        bar = _bar_count(state, self.job)
+        if flowing and bar is not None and before is not None and not (
+                before - 2 <= bar[1] <= before + tolerance):
+            self.page.fail(f"{name}: the bar says {bar[1]} done, the store {before}")
+        # the screenshot (docs/views-*.png) shows the views: the first ones, or show_again's last
+        self.page.js("var v = [...document.querySelectorAll('.sk-countdown')];"
+                     f"var e = v[{'0' if views == 'first' else 'v.length - 1'}];"
+                     "if (e) { e.scrollIntoView({block: 'start'}); }"
+                     "document.querySelectorAll('.Toastify').forEach(t => t.style.display = 'none');")
+        self.page.shot(name)
+        return state
+
+
+def test_every_word_on_the_page_is_true_at_each_moment_of_a_handover_and_a_reload(browser, tmp_path):
+    """Issue 26 (1-7): at several moments of a run on README's fast settings (a x720 clock,
+    0.5 s items), with a backup in a second tab that takes over at the handover phase, the
+    backup's tab reloaded mid-run and the primary's show_again watching from its own
+    (second) kernel to the end, what each page says is true then: the countdown's phase is
+    the banner's, no STALLED while items flow, the bar's count is the store's, the handed-
+    over primary says so in its own words, reloaded views are marked stale instead of
+    showing "expired" or "lease held", and show_again reaches "completed"."""
+    server, driver, root = browser
+    store, job, items = tmp_path / "store", "moments", 200
+    common = dict(STORE=str(store), JOB=job, TIME_SCALE=720.0, LEASE_TTL=30.0, ITEMS=items, ITEM_SECONDS=0.5)
+    backup, backup_tab, primary, primary_tab = backup_then_primary(driver, server, root, tmp_path, **common)
+    at = Moments(primary, store, job)
+
+    # early, and then continuously to the handover: phases agree, no STALLED, counts true
+    primary.wait("the primary's bar moving", lambda: (_bar_count(at.state(), job) or ("", 0))[1] >= 4)
+    early = _bar_count(at.check("early"), job)
+    phases_seen, mid, deadline = set(), None, time.monotonic() + 180
+    while "handed over: to backup (" not in primary.text() and time.monotonic() < deadline:
+        state = at.state()
+        at.phases_agree(state)
+        phases_seen |= {c for c, _, _ in state["pairs"]}
+        bar = _bar_count(state, job)
+        if mid is None and bar and bar[1] >= items * 0.4:
+            mid = _bar_count(at.check("mid"), job)
+            if mid[1] <= early[1]:
+                primary.fail(f"no items flowed between early ({early}) and mid-run ({mid})")
+        if "STALLED" in primary.text():
+            primary.fail("the primary's page says STALLED while its items flow")
+        time.sleep(0.4)
+    if mid is None:
+        primary.fail("the run never reached its middle on the page before the handover")
+    primary.wait("the primary handing over", lambda: "handed over: to backup (" in primary.text(), timeout=120)
+    if not {"active", "warning"} <= phases_seen and not {"active", "handover"} <= phases_seen:
+        primary.fail(f"the countdown's phase did not move on during the run: {sorted(phases_seen)}")
+
+    # after the handover: the primary's own words, colour, and an ended countdown
+    def handed_over_words() -> bool:
+        state = at.state()
+        first = _bar_count(state, job)
+        return bool(first and first[0] == "handed")
+    primary.wait("the primary's bar saying 'handed over to backup (...)'", handed_over_words, timeout=60)
+    state = at.check("handed-over", flowing=False)
+    if state["labels"] and state["labels"][0] != "handed over":
+        primary.fail(f"the handed-over primary's bar is labelled {state['labels'][0]!r}, not 'handed over'")
+    if state["pairs"] and state["pairs"][0][0] != "ended":
+        primary.fail(f"the handed-over primary's countdown is {state['pairs'][0][0]!r}, not 'ended'")
+    stopped = re.search(rf"job {job}: \w+, (\d+) done \(handed over to the backup\)", primary.text())
+    if stopped is None:
+        primary.fail("the primary notebook does not say it handed over")
+
+    # the backup, now primary: its views true while it runs; then a reload cuts them off
+    driver.switch_to.window(backup_tab)
+    b = Moments(backup, store, job)
+    backup.wait("the backup running the job", lambda: (_bar_count(b.state(), job) or ("", 0))[0] == "running",
+                timeout=60)
+    b.check("backup-running")
+    # saved as a user saves (Ctrl+S) mid-run; the page then reloaded: its views are cut off
+    done = "var done = arguments[arguments.length - 1];"
+    saving = (backup._lab_widget() + "w.context.save().then(() => done(true), e => done(String(e)));"
+              if FRONT_END == "lab" else
+              "Jupyter.notebook.save_notebook().then(() => done(true), e => done(String(e)));")
+    saved = driver.execute_async_script(done + saving)
+    if saved is not True:
+        backup.fail(f"could not save the backup notebook before reloading it: {saved}")
+    driver.refresh()
+    backup.wait("the reloaded backup page's views", lambda: b.state()["views"], timeout=60)
+    backup.shot("reloaded")
+    # until every view is the last word or marked stale, none says "expired" (issue 26 (3))
+    from sessionkit.widgets.session import STALE_AFTER_S
+
+    deadline = time.monotonic() + STALE_AFTER_S + 30
+    while True:
+        state = b.state()
+        for c, _, stale in state["pairs"]:
+            if c == "expired":
+                backup.fail("a reloaded countdown shows 'expired' instead of being marked stale")
+        if all(final or stale for _, final, stale in state["views"]):
+            break
+        if time.monotonic() > deadline:
+            backup.fail(f"reloaded views neither final nor marked stale after {STALE_AFTER_S + 30:.0f} s: "
+                        f"{[v[0][:80] for v in state['views'] if not (v[1] or v[2])]}")
+        time.sleep(1)
+    text = backup.text()
+    if "stale: not updated since" not in text:
+        backup.fail("the reloaded backup's views do not say they are stale")
+    for bad in BAD_TEXT:
+        if bad in text:
+            backup.fail(f"the reloaded page shows {bad!r}")
+    backup.js("var e = document.querySelector('.sk-view'); if (e) { e.scrollIntoView({block: 'start'}); }"
+              "document.querySelectorAll('.Toastify').forEach(t => t.style.display = 'none');")
+    backup.shot("reloaded-stale")
+
+    # the end: the primary's show_again (its own, second kernel) watched live to "completed"
+    driver.switch_to.window(primary_tab)
+    primary.wait("show_again reaching the end", lambda: "ended: completed" in primary.text() and primary.idle(),
+                 timeout=180)
+    primary.wait("show_again's bar full and green", lambda: any(
+        b_[0] == "completed" and b_[1] == items for b_ in
+        [_bar_count({"bars": [t]}, job) or ("", 0, 0) for t in at.state()["bars"]]), timeout=60)
+    if _store_done(store, job) != items:
+        primary.fail(f"the store says {_store_done(store, job)} done at the end, not {items}")
+    state = at.check("end", flowing=False, views="last")
+    line = re.search(rf"job {job} (\d+)/(\d+): ended: completed", primary.text())
+    if line is None or int(line.group(1)) != items:
+        primary.fail("show_again's closing line does not give the store's count")
+    for text_, final, stale in state["views"]:
+        if "completed" in primary.text() and not stale and "held by" in text_:
+            primary.fail(f"after the end a view still says the lease is held: {text_[:120]!r}")

@@ -157,9 +157,11 @@ def test_views_re_attach_from_the_store(capsys):
     from sessionkit.runtimes import Runtime
     from sessionkit.store.memory import MemoryStore
 
+    from sessionkit.livefeed import live_feed
+
     store = MemoryStore()
-    assert widgets.show(store).session is None
-    assert "no primary has written" in capsys.readouterr().out
+    assert widgets.show(live_feed(store), where=store.url).session is None
+    assert f"no primary has written to {store.url}" in capsys.readouterr().out
     clock = FakeClock()
     primary = Primary(store, "job", runtime=Runtime(max_runtime=3600, name="hour"), clock=clock, ttl=7200,
                       label="A", checkpoint_items=5)
@@ -169,7 +171,7 @@ def test_views_re_attach_from_the_store(capsys):
     clock.advance(600)
     primary.session.beat()  # its last heartbeat: 3000 s left
     clock.advance(100)  # shown 100 s later
-    live = widgets.show(store, clock=clock, watch=False)
+    live = widgets.show(live_feed(store, clock=clock, watch=False))
     shown = capsys.readouterr().err
     assert live.progress.done == 20 and live.progress.total == 40 and live.progress.job == "job"
     assert live.session.label == "A" and live.session.remaining_s == pytest.approx(2900)
@@ -185,6 +187,7 @@ def test_show_from_another_thread_watches_the_job_live_until_it_ends(capsys):
     import threading
 
     from sessionkit import widgets
+    from sessionkit.livefeed import live_feed
 
     store = MemoryStore()
     primary = Primary(store, "job", runtime="local", ttl=60, label="A", checkpoint_items=2)
@@ -199,7 +202,7 @@ def test_show_from_another_thread_watches_the_job_live_until_it_ends(capsys):
     worker.start()
     started.wait(10)
     try:
-        live = widgets.show(store, until=60)
+        live = widgets.show(live_feed(store, until=60))
     finally:
         worker.join(30)
         primary.close()
@@ -212,13 +215,35 @@ def test_show_from_another_thread_watches_the_job_live_until_it_ends(capsys):
 
 def test_show_stops_watching_after_until_and_says_the_job_still_runs(capsys):
     from sessionkit import widgets
+    from sessionkit.livefeed import live_feed
 
     store, clock = MemoryStore(), FakeClock()
     primary = Primary(store, "job", runtime="local", clock=clock, ttl=7200, checkpoint_items=1)
     it = primary.track(range(10), display=False)
     next(it), next(it)
-    widgets.show(store, clock=clock, until=30)  # a FakeClock's sleep moves it: 15 polls of 2 s
+    started = clock.monotonic()
+    snapshots = list(live_feed(store, clock=clock, until=30))  # a FakeClock's sleep moves it: 15 polls of 2 s
+    assert len(snapshots) == 16 and clock.monotonic() - started == pytest.approx(30)
+    widgets.show(iter(snapshots))
     assert capsys.readouterr().out.strip().endswith(": still running: stopped watching")
+    it.close()
+    primary.close()
+
+
+def test_the_old_show_with_a_store_still_works_and_says_it_is_deprecated(capsys):
+    """Issue 28 (7): views render snapshots only; ``widgets.show(store)`` from old notebooks
+    keeps working through the live feed, with a DeprecationWarning naming what to call."""
+    from sessionkit import widgets
+
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=7200, checkpoint_items=1)
+    it = primary.track(range(10), display=False)
+    next(it), next(it)
+    with pytest.warns(DeprecationWarning, match="show_again"):
+        live = widgets.show(store, clock=clock, watch=False)
+    assert live.progress.done == 1 and "job 'job' running 1/10" in capsys.readouterr().err
+    with pytest.warns(DeprecationWarning, match="livefeed.WATCH_PACE_S"):
+        assert widgets.WATCH_PACE_S[False] == 2.0
     it.close()
     primary.close()
 
@@ -237,7 +262,7 @@ def test_rates_and_eta_are_in_real_time_on_a_scaled_clock_and_say_the_scale():
                    "rate": 2 / 720, "eta": 120 / (2 / 720)})  # 2 items per real second, as measured
     line = describe(p)
     assert "2 it/s" in line and "ETA 01:00" in line, line
-    assert "(clock x720; real-time rates)" in line
+    assert "(real time; clock x720)" in line
     assert "clock x" not in describe(Job(MemoryStore(), "k").progress)
 
 
@@ -343,7 +368,106 @@ def test_the_progress_line_keeps_the_bar_wide_and_puts_the_forecast_on_a_quieter
     p = type(p)(**{**p.as_dict(), "status": "running", "done": 40, "total": 160, "rate": 1 / 360,
                    "eta": 120 * 360, "runtime_left": 3600.0, "clock_rate": 720.0})
     main, details = describe_lines(p)
-    assert "needs" in details and "x720 clock" in details and "needs" not in main, (main, details)
+    assert "needs" in details and "needs" not in main, (main, details)
     bar = JobProgress(p)
     assert bar.bar.layout.min_width == "160px" and bar.bar.layout.flex.startswith("0 0")
     assert "white-space:nowrap" in bar.label.value and "<small" in bar.label.value
+
+
+def test_the_progress_line_and_its_forecast_are_all_in_real_time_on_a_scaled_clock():
+    """Issue 26 (7): "ETA 00:47 · needs a handover: needs 9.4 h, runtime has 9.3 h" put a
+    real-time ETA beside scaled hours. On a x720 clock a job doing 2 items a real second with
+    120 left needs a real minute; its runtime's 9.3 clock hours are 46.5 real seconds."""
+    from sessionkit import ScaledClock
+    from sessionkit.jobs import Job
+    from sessionkit.widgets.text import describe_lines
+
+    job = Job(MemoryStore(), "j", clock=ScaledClock(720))
+    p = job.progress
+    p = type(p)(**{**p.as_dict(), "status": "running", "done": 40, "total": 160, "rate": 2 / 720,
+                   "eta": 120 * 360, "runtime_left": 9.3 * 3600, "clock_rate": 720.0})
+    main, details = describe_lines(p)
+    assert "2 it/s ETA 01:00" in main and "(real time; clock x720)" in main, main
+    assert details == "needs a handover: needs 1 min, runtime has 46 s (real time)", details
+    assert not re.search(r"\d h\b", main + details), "no clock hours beside real seconds"
+
+
+def test_the_backup_watch_line_says_which_clock_each_number_is_on():
+    """Issue 26 (7): the backup's line put the primary's scaled time left beside a real ETA."""
+    from sessionkit.status import PrimarySeen
+    from sessionkit.widgets.session import PrimaryWatch
+
+    seen = PrimarySeen("A", 4 * 3600.0, "j", "running", 99, 140, 2 / 720, 42 * 360.0, None)
+    line = PrimaryWatch(seen, rate=720.0, notebook=False).text()
+    assert line.startswith("primary A: 4:00:00 left (clock x720) · job 'j' running 99/140 (71%)"), line
+    assert line.endswith("2 it/s · ETA 00:21 (real time)"), line
+
+
+def test_show_again_keeps_watching_a_paused_job_until_a_backup_takes_it_on_and_completes(capsys):
+    """Issue 26 (4), seen in the browser: the handed-over primary's show_again looked at the
+    store at once, found the job paused with no primary running it (the backup had not yet
+    taken it on) and ended "paused: no primary runs it now" while the backup went on to
+    complete it. The feed keeps watching; a job nobody takes on ends it after the patience."""
+    from sessionkit import widgets
+    from sessionkit.livefeed import UNATTENDED_PATIENCE_S, WATCH_PACE_S, live_feed
+
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, label="A", checkpoint_items=1)
+    it = primary.track(range(20), display=False)
+    for _ in range(8):
+        next(it)
+    it.close()  # stops at 7 done: its lease released, its session ended
+    primary.close()
+    feed = live_feed(store, clock=clock)
+    assert next(feed).progress.done == 7
+    assert next(feed).progress.done == 7  # still watching: a backup may take it on
+    backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
+    taken = None
+    while taken is None:
+        taken = backup.step()
+        clock.advance(backup.poll)
+    for _ in taken.track(range(20), display=False):
+        pass
+    live = widgets.show(feed)
+    assert live.progress.status == "completed" and live.progress.done == 20
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "job job 20/20: ended: completed"
+    taken.close()
+
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, label="A", checkpoint_items=1)
+    it = primary.track(range(20), display=False)
+    next(it), next(it)
+    it.close()
+    primary.close()
+    started = clock.monotonic()
+    widgets.show(live_feed(store, clock=clock))  # nobody takes it on
+    assert clock.monotonic() - started == pytest.approx(UNATTENDED_PATIENCE_S + WATCH_PACE_S[False], abs=2.1)
+    assert capsys.readouterr().out.strip().endswith(("paused: no primary runs it now", "stopped watching"))
+
+
+def test_a_closed_bar_stays_on_the_page_as_plain_html_needing_no_widget_model():
+    """Seen in Notebook 6 with ipywidgets 7.7.1 (Colab's): once the loop ended the kernel
+    dropped the widget, ipywidgets 7's ``Widget.__del__`` closed it and the page removed the
+    bar, leaving only the printed line. Closing now draws the final state as plain HTML."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from sessionkit.jobs import Job
+    from sessionkit.widgets.progress import JobProgress
+
+    shell = InteractiveShell.instance()
+    shown = []
+    shell.display_pub.publish = lambda data, metadata=None, **kw: shown.append((data, kw))
+    try:
+        job = Job(MemoryStore(), "j", clock=FakeClock())
+        p = job.progress
+        bar = JobProgress(type(p)(**{**p.as_dict(), "status": "running", "done": 3, "total": 4}))
+        bar.show()
+        bar.update(type(p)(**{**p.as_dict(), "status": "completed", "done": 4, "total": 4}))
+        bar.close()
+    finally:
+        InteractiveShell.clear_instance()
+    last, how = shown[-1]
+    assert how.get("update") and "application/vnd.jupyter.widget-view+json" not in last, last.keys()
+    page = last["text/html"]
+    assert "class='sk-bar-fill' style='width:100.0%" in page and "#2ca02c" in page, page
+    assert "job &#x27;j&#x27; completed 4/4 100%" in page and last["text/plain"].startswith("job 'j' completed")

@@ -30,11 +30,13 @@ class JobProgress:
         # on a second, quieter line.
         self.bar = widgets.FloatProgress(value=0.0, min=0.0, max=1.0,
                                          layout=widgets.Layout(flex="0 0 240px", min_width="160px", width="auto"))
+        self.bar.style.description_width = "initial"  # "handed over" in full, never "handed o..."
         self.label = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="0"))
         self.widget = widgets.HBox([self.bar, self.label],
                                    layout=widgets.Layout(width="100%", align_items="center"))
         self._handle: Any = None
         self._fallback_at: Any = None
+        self._closed = False
         self.update(p)
 
     def bundle(self) -> dict[str, Any]:
@@ -66,7 +68,9 @@ class JobProgress:
                             f"title='{html.escape(main)}'><code>{html.escape(main)}</code>{quiet}</div>")
         # The saved fallback follows the status and each 5%, not every item (each redraws the view).
         at = (progress.status, None if fraction is None else int(fraction * 20))
-        if self._handle is not None and at != self._fallback_at:
+        if self._handle is not None and self._closed:  # a last word after the close: still plain HTML
+            self._handle.update({"text/html": self.static_html(), "text/plain": self.text}, raw=True)
+        elif self._handle is not None and at != self._fallback_at:
             self._fallback_at = at
             self._handle.update(self.bundle(), raw=True)
 
@@ -74,5 +78,20 @@ class JobProgress:
     def colour(self) -> str:
         return self.bar.style.bar_color
 
+    def static_html(self) -> str:
+        """The bar and its line as plain HTML: what stays on the page once the view is closed."""
+        fraction = max(0.0, min(1.0, float(self.bar.value)))
+        status = html.escape(str(self.bar.description))
+        return (f"<div class='sk-bar' data-status='{status}' style='display:flex;align-items:center;gap:8px'>"
+                f"<span>{status}</span><div style='flex:0 0 240px;min-width:160px;height:14px;background:#eeeeee'>"
+                f"<div class='sk-bar-fill' style='width:{fraction * 100:.1f}%;height:100%;"
+                f"background-color:{self.colour}'></div></div>{self.label.value}</div>")
+
     def close(self) -> None:
-        """Leave the final state on the page (nothing to release)."""
+        """Leave the final state on the page as plain HTML (and the text line), needing no
+        widget model: ipywidgets 7 (Colab, Notebook 6) removes a widget's view from the page
+        when the kernel drops the widget (its ``__del__`` closes it), so the finished bar
+        vanished there once the loop ended; a saved notebook shows it too."""
+        self._closed = True
+        if self._handle is not None:
+            self._handle.update({"text/html": self.static_html(), "text/plain": self.text}, raw=True)

@@ -143,7 +143,8 @@ class _View:
         stale once the kernel has not redrawn it for STALE_AFTER_S real seconds."""
         box = f"sk-view-{uuid.uuid4().hex[:12]}"
         updated = _wall_ms()
-        body = (f'<div id="{box}" class="sk-view" data-updated="{updated}">{self.html()}'
+        final = ' data-final="1"' if self.final() else ""  # the last word: never marked stale
+        body = (f'<div id="{box}" class="sk-view" data-updated="{updated}"{final}>{self.html()}'
                 f'<small class="sk-stale-note" style="color:#7f7f7f"></small></div>')
         if self.final():
             return body
@@ -221,7 +222,8 @@ class Countdown(_View):
         if not s.active:
             phase = "ended"
             how = html.escape(str(s.end_reason or status))
-            rest = f", {format_seconds(left)} of the runtime left" if left is not None and left > 0 else ""
+            rest = (f", {format_seconds(left)} of the runtime left{self._scale()}"
+                    if left is not None and left > 0 else "")
             return (f'<div class="sk-countdown sk-phase-{phase}" data-phase="{phase}" style="font-family:'
                     f'monospace;padding:4px 8px;border-left:4px solid {PHASE_COLOURS[phase]}">{label} ({runtime}): '
                     f'<span class="sk-phase">session {html.escape(status)}: {how}</span>{rest}</div>')
@@ -331,17 +333,19 @@ class PrimaryWatch(_View):
         count = f"{s.done}/{s.total}" if s.total else f"{s.done}"
         if s.released and s.status not in ("completed", "failed", "cancelled"):
             return f"{who} handed over at {count}: it released the lease of job {s.job!r}; a backup takes it on"
-        left = "no time limit" if s.remaining_s is None else f"{format_seconds(max(0.0, s.remaining_s))} left"
+        scaled = abs(self.rate - 1.0) > 1e-9
+        # each number says its clock (issue 26): time left as the primary's countdown shows it,
+        # on the scaled clock; rate and ETA in real time, as its progress bar shows them
+        left = ("no time limit" if s.remaining_s is None else f"{format_seconds(max(0.0, s.remaining_s))} left"
+                + (f" (clock x{self.rate:g})" if scaled else ""))
         parts = [f"{who}: {left}"]
         if s.job is not None:
             count = f"{s.done}/{s.total} ({s.done / s.total:.0%})" if s.total else f"{s.done}"
             parts.append(f"job {s.job!r} {s.status} {count}")
-        if s.rate:
-            parts.append(f"{s.rate * self.rate:.3g} it/s")
-        if s.needs_s is not None:
-            parts.append(f"ETA {format_seconds(s.needs_s / self.rate)}")
-        if abs(self.rate - 1.0) > 1e-9:
-            parts.append(f"(clock x{self.rate:g}; real-time rates)")
+        timing = ([f"{s.rate * self.rate:.3g} it/s"] if s.rate else []) + (
+            [f"ETA {format_seconds(s.needs_s / self.rate)}"] if s.needs_s is not None else [])
+        if timing:
+            parts.append(" · ".join(timing) + (" (real time)" if scaled else ""))
         return " · ".join(parts)
 
     def final(self) -> bool:

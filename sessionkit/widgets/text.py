@@ -47,11 +47,12 @@ def describe_lines(p: Progress) -> tuple[str, str]:
     if p.status == "running" and p.runtime_left is not None:
         outlook = p.forecast
         if outlook.verdict.name not in ("UNKNOWN", "DONE"):
-            details = outlook.text() + (f" (times on the x{p.clock_rate:g} clock)" if scaled else "")
+            # in real seconds as the rate and ETA above (issue 26: "ETA 00:47" beside "needs 9.4 h")
+            details = outlook.text(per_real_second=p.clock_rate) + (" (real time)" if scaled else "")
     if p.error:
         parts.append(f"error: {p.error}")
-    if scaled:
-        parts.append(f"(clock x{p.clock_rate:g}; real-time rates)")
+    if scaled:  # one unit system on this line: the user's watch; the countdown runs on the scaled clock
+        parts.append(f"(real time; clock x{p.clock_rate:g})")
     return " ".join(parts), details
 
 
