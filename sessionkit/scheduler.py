@@ -137,6 +137,10 @@ class _Stepped(Task):
     def wake(self) -> None:
         self._owner._due_now(self)
 
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Run what is due (this task, if it is): a step waited for runs now, on this thread."""
+        self._owner.run_due()
+
 
 class StepScheduler:
     """Runs due tasks on the caller's thread when told (``run_due``); no thread of its own.

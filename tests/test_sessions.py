@@ -155,7 +155,7 @@ def test_check_dropped_function_keeps_state_between_calls():
     store = MemoryStore()
     clock = FakeClock()
     s = make(store, clock)
-    s.start()
+    s.beat()  # one beat, no background heartbeats (not started): then it is silent
     assert sessions.check_dropped(store, 30, clock=clock) == []
     clock.advance(31)
     assert sessions.check_dropped(store, 30, clock=clock) == [s.id]

@@ -1,11 +1,11 @@
 """The checkpoint writer: one per running job, so the user's loop never waits on the store.
 
-The loop hands it immutable ``Snapshot``s and goes on. A background thread
-writes them one at a time; snapshots that arrive while a write is out are
+The loop hands it immutable ``Snapshot``s and goes on. A background task
+(sessionkit/scheduler.py) writes them one at a time; snapshots that arrive while a write is out are
 coalesced into one. What goes wrong comes back to the loop: ``failure`` holds a
 ``LeaseLost`` (a newer holder exists: nothing more is ever written) or a store
 error (its snapshot is kept and written with the next one), and the loop raises
-it at its next tick. The same thread reads pause/cancel requests every
+it at its next tick. The same task reads pause/cancel requests every
 ``control_poll`` seconds and leaves the latest in ``request`` for the loop.
 
 ``flush`` writes on the caller's thread, after any write in flight: the final
@@ -21,9 +21,10 @@ at most two checkpoint intervals of items (``checkpoint_items``, or the items of
 ``checkpoint_every`` seconds) plus the item that was running. The loop waits only
 when a write takes longer than a checkpoint interval.
 
-On a clock that does not move by itself (``FakeClock``) there is no thread:
-``submit`` writes at once and ``poll_control`` reads at once, so logic tests stay
-deterministic and start no threads.
+The task runs on the clock's scheduler: its own thread on real and scaled clocks; on a
+``FakeClock`` a snapshot handed over is written before ``submit`` returns (the task is
+woken, and the fake clock's scheduler runs a woken task at once) and the control record
+is read as the test advances the clock. The same code writes and reads in both.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, Callable, Optional
 
 from ..clock import Clock
 from ..errors import LeaseLost, Superseded
+from ..scheduler import Task, scheduler_for
 from .checkpoint import Checkpointer, Snapshot, Written
 from .control import Control
 
@@ -57,80 +59,80 @@ class CheckpointWriter:
         self.control_poll = control_poll
         self.read_control = read_control
         self.name = name
-        self.background = clock.real_seconds(1.0) is not None
         self.failure: Optional[BaseException] = None
         self.request: Optional[Control] = None
         self._mutex = threading.Lock()
         self._settled = threading.Condition(self._mutex)  # notified when a write ends
-        self._writing = False  # the thread has taken a snapshot and is writing it
-        self._wake = threading.Event()
+        self._writing = False  # the task has taken a snapshot and is writing it
         self._pending: Optional[Snapshot] = None
         self._failed: Optional[Snapshot] = None  # a snapshot whose write failed: goes out with the next
         self._stopping = False
-        self._thread: Optional[threading.Thread] = None
+        self._task: Optional[Task] = None
+        self._next_control = 0.0  # when the task reads the control record next, on the clock
 
-    # -- the loop's side (never waits on the store in background mode) ---------
+    # -- the loop's side (never waits on the store) ----------------------------
+
+    def _running(self) -> bool:
+        return self._task is not None and self._task.alive
 
     def start(self, request: Optional[Control]) -> None:
         """Begin a run: ``request`` is the control request read as it started."""
         self.request = request
         self.failure = None
-        if not self.background or (self._thread is not None and self._thread.is_alive()):
+        if self._running():
             return
         self._stopping = False
-        self._wake.clear()
-        self._thread = threading.Thread(target=self._run, name=f"sessionkit-checkpoint-{self.name}",
-                                        daemon=True)
-        self._thread.start()
+        self._next_control = self.clock.monotonic() + self.control_poll
+        self._task = scheduler_for(self.clock).start(f"checkpoint-{self.name}", self._step,
+                                                     after=self.control_poll)
 
     def submit(self, snap: Snapshot) -> None:
-        """Hand ``snap`` to the thread. If the snapshot before it is still out, wait for
+        """Hand ``snap`` to the task. If the snapshot before it is still out, wait for
         its write first; if that write failed (or fenced), raise why, keeping ``snap`` for
         the final flush: the loop never runs more than one interval past a write that
         has not landed."""
-        if not self.background:
-            self.flush(snap, adopt_state=False)
-            return
         with self._mutex:
-            while (self._pending is not None or self._writing) and self.failure is None \
-                    and self._thread is not None and self._thread.is_alive():
+            while (self._pending is not None or self._writing) and self.failure is None and self._running():
                 self._settled.wait(1.0)
             failure = self.failure
             if failure is not None:
                 self._failed = _joined(self._failed, snap)
                 raise failure
             self._pending = _joined(self._pending, snap)
-        self._wake.set()
+        if self._task is not None:
+            self._task.wake()
 
     def read_control_soon(self) -> Callable[[], Optional[Control]]:
         """Start reading the control record while the caller does something else (a run's
-        claim); the function returned waits for the answer and returns it."""
-        if not self.background:
-            request = self.read_control()
-            return lambda: request
+        claim); the function returned waits for the answer and returns it. A one-step
+        task: on a FakeClock it has run when this returns."""
         answer: dict[str, Any] = {}
+        answered = threading.Event()
 
         def read() -> None:
             try:
                 answer["request"] = self.read_control()
             except BaseException as exc:  # handed to the caller of the function returned
                 answer["error"] = exc
+            finally:
+                answered.set()
 
-        thread = threading.Thread(target=read, name=f"sessionkit-control-{self.name}", daemon=True)
-        thread.start()
+        task = scheduler_for(self.clock).start(f"control-{self.name}", read, after=0)
 
         def wait() -> Optional[Control]:
-            thread.join()
+            task.join()
+            if not answered.is_set():
+                raise RuntimeError(f"job {self.name}: the control record was read from within a "
+                                   f"background step of a FakeClock, which cannot wait for itself")
             if "error" in answer:
                 raise answer["error"]
             return answer["request"]
-        wait.ready = lambda: not thread.is_alive()  # type: ignore[attr-defined]
+        wait.ready = answered.is_set  # type: ignore[attr-defined]
         return wait
 
     def poll_control(self) -> None:
-        """Inline mode: read the control record now (the thread reads it in background mode)."""
-        if not self.background:
-            self._read_control()
+        """Nothing to do: the writer's task reads the control record every ``control_poll``
+        seconds, on every clock (kept for loops that call it)."""
 
     def flush(self, snap: Optional[Snapshot], *, adopt_state: bool, events: str = "now",
               settle: bool = False) -> Written:
@@ -155,43 +157,41 @@ class CheckpointWriter:
             raise
 
     def close(self) -> None:
-        """Stop the thread after the write in flight (the run's final flush follows)."""
-        thread = self._thread
-        if thread is None:
+        """Stop the task after the write in flight (the run's final flush follows)."""
+        task = self._task
+        if task is None:
             return
         self._stopping = True
-        self._wake.set()
-        if thread is not threading.current_thread():
-            thread.join()
-        self._thread = None
+        task.wake()
+        task.join()
+        self._task = None
 
-    # -- the thread ------------------------------------------------------------
+    # -- the task --------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _step(self) -> Optional[float]:
+        """One round: write what was handed over, read the control record when due; the
+        seconds until the next control read (None: the task ends)."""
         clock = self.clock
-        next_control = clock.monotonic() + self.control_poll
-        while True:
-            clock.wait(self._wake, max(0.0, next_control - clock.monotonic()))
+        with self._mutex:
+            work = _joined(self._failed, self._pending)
+            self._failed = self._pending = None
+            self._writing = work is not None
+        try:
+            if work is not None and self._write(work):
+                return None
+        finally:
             with self._mutex:
-                self._wake.clear()
-                work = _joined(self._failed, self._pending)
-                self._failed = self._pending = None
-                self._writing = work is not None
-            try:
-                if work is not None and self._write(work):
-                    return
-            finally:
-                with self._mutex:
-                    self._writing = False
-                    self._settled.notify_all()
-            if self._stopping:
-                return
-            if clock.monotonic() >= next_control:
-                next_control = clock.monotonic() + self.control_poll
-                self._read_control()
+                self._writing = False
+                self._settled.notify_all()
+        if self._stopping:
+            return None
+        if clock.monotonic() >= self._next_control:
+            self._next_control = clock.monotonic() + self.control_poll
+            self._read_control()
+        return max(0.0, self._next_control - clock.monotonic())
 
     def _write(self, work: Snapshot) -> bool:
-        """One background write; True when fenced (the thread ends: nothing more may land)."""
+        """One background write; True when fenced (the task ends: nothing more may land)."""
         try:
             self.checkpointer.write(work, adopt_state=False)
         except LeaseLost as exc:
