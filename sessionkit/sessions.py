@@ -301,6 +301,13 @@ class Session:
         """True while background heartbeats run."""
         return self._heartbeats is not None and self._heartbeats.alive
 
+    def stop_beating(self) -> None:
+        """Stop the background heartbeats without ending the session: its record stays as it
+        is, and watchers see it go silent (what a runtime that froze or was killed leaves)."""
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            self._heartbeats.join(timeout=5)
+
     def beat_if_due(self) -> str:
         """Beat now if a heartbeat is due on this session's clock (a loop may call this to
         beat between the background heartbeats)."""

@@ -90,7 +90,8 @@ class CheckpointWriter:
         """Hand ``snap`` to the task. If the snapshot before it is still out, wait for
         its write first; if that write failed (or fenced), raise why, keeping ``snap`` for
         the final flush: the loop never runs more than one interval past a write that
-        has not landed."""
+        has not landed. A failure of ``snap``'s own write known by the time the task has
+        been woken is raised too (the task has put ``snap`` back for the next write)."""
         with self._mutex:
             while (self._pending is not None or self._writing) and self.failure is None and self._running():
                 self._settled.wait(1.0)
@@ -101,6 +102,9 @@ class CheckpointWriter:
             self._pending = _joined(self._pending, snap)
         if self._task is not None:
             self._task.wake()
+        failure = self.failure  # known already (a FakeClock's task writes before wake returns)
+        if failure is not None:
+            raise failure
 
     def read_control_soon(self) -> Callable[[], Optional[Control]]:
         """Start reading the control record while the caller does something else (a run's
