@@ -95,9 +95,9 @@ class FakeClock:
     polls runs instantly and deterministically in tests. Thread-safe.
 
     Background work on it (renewals, heartbeats, write-behind) runs through its
-    ``scheduler()``, a ``StepScheduler``: each ``advance`` runs, on the advancing thread,
-    every task that fell due, earliest first, so the code users run on threads runs here
-    too, in one order chosen every time.
+    ``scheduler()``, a ``StepScheduler``: ``advance`` moves time through each due time in
+    turn and runs, on the advancing thread, what falls due there, earliest first, so the
+    code users run on threads runs here too, in one order chosen every time.
     """
 
     def __init__(self, start: Optional[datetime] = None, monotonic_start: float = 1000.0) -> None:
@@ -121,9 +121,17 @@ class FakeClock:
         if seconds < 0:
             raise ValueError(f"FakeClock.advance({seconds!r}): time cannot go back")
         with self._lock:
-            self._mono += seconds
-            self._wall += timedelta(seconds=seconds)
-        self._scheduler.run_due()
+            target = self._mono + seconds
+        # through each due time on the way: background work runs at the time it falls due
+        self._scheduler.run_until(target, self._move_to)
+
+    def _move_to(self, monotonic: float) -> None:
+        """Move both clocks forward to ``monotonic`` (never back)."""
+        with self._lock:
+            step = monotonic - self._mono
+            if step > 0:
+                self._mono = monotonic
+                self._wall += timedelta(seconds=step)
 
     def scheduler(self) -> StepScheduler:
         """The driver of background work on this clock: ``advance`` runs what fell due."""

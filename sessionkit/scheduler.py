@@ -11,9 +11,9 @@ there are two drivers and no other difference:
   holds up another's (a slow heartbeat never delays a renewal). ``wake()`` ends the wait.
 - ``StepScheduler`` (the fake clock's): no thread. ``run_due()`` runs, on the caller's
   thread, every task whose time has come, earliest first (ties: the order they were
-  started), until none is due; ``FakeClock.advance`` calls it after moving time, so a
-  test's time passing is what runs background work, as real time passing does for
-  users. A task woken or started with ``after=0`` is due at once and runs before the
+  started), until none is due; ``FakeClock.advance`` moves time through each due time
+  in turn (``run_until``), so a test's time passing is what runs background work, as
+  real time passing does for users. A task woken or started with ``after=0`` is due at once and runs before the
   call returns: one of the orders real threads may take (the thread got there first),
   chosen every time.
 
@@ -188,6 +188,28 @@ class StepScheduler:
             finally:
                 self._running.release()
         return ran
+
+    def run_until(self, target: float, move_to: Callable[[float], None]) -> int:
+        """Let time pass up to ``target``: ``move_to`` each due time on the way in turn and run
+        what falls due there, so a task due every 2 s runs five times in an advance of 10 s,
+        each time seeing the time it was due at. From within a step, time only moves."""
+        if not self._running.acquire(blocking=False):
+            move_to(target)
+            return 0
+        ran = 0
+        try:
+            while True:
+                with self._lock:
+                    due = self._queue[0][0] if self._queue else None
+                if due is None or due > target:
+                    break
+                move_to(due)
+                ran += self._run_due_held()
+            move_to(target)
+            ran += self._run_due_held()
+        finally:
+            self._running.release()
+        return ran + self.run_due()
 
     def _is_due(self) -> bool:
         with self._lock:

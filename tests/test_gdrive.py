@@ -169,7 +169,7 @@ def heartbeat_costs(store) -> list[int]:
         before = store.stats["requests"]
         session.beat()
         costs.append(store.stats["requests"] - before)
-    session._stop.set()
+    session.stop_beating()
     return costs
 
 
