@@ -13,6 +13,10 @@ for candidate in /root/.pyenv/versions/3.13*/bin/python3 "$(command -v python3.1
 done
 VENV=.venv-colab
 echo "colab-env: $($PY --version) in $VENV, pins from $PINS"
+if [ "${1:-}" != "--prepare" ] && [ -f "$VENV/.prepared" ] && [ "$VENV/.prepared" -nt setup.cfg ] && [ "$VENV/.prepared" -nt "$PINS" ]; then
+  echo "colab-env: prepared and checked by .ci/colab-env.sh --prepare"
+  exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip --disable-pip-version-check"
 $PIP install --quiet -r "$PINS"
@@ -32,4 +36,7 @@ if [ -n "$changed" ]; then
 fi
 echo "colab-env: installing sessionkit changed no pinned version"
 $PIP install --quiet -c "$PINS" -e ".[dev]"     # test tools, held to the same pins
+touch "$VENV/.prepared"
+# --prepare: build and check the environment only (.ci/run does it while `make test` runs).
+[ "${1:-}" = "--prepare" ] && exit 0
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -29,11 +29,22 @@ from .errors import (
     SignInError,
 )
 from .jobs import Job
+from .jobs import views as _job_views
 from .lease import Lease
 from .runtimes import Runtime
 from .sessions import Session
 from .store import ABSENT, Record, Store, known_schemes, open_store, register_scheme
 from .store.local import flush_mounted_drive
+
+def _auto_view(progress: object) -> object:
+    """What ``display=True`` shows (registered into the jobs layer, which names no views):
+    a widget in notebooks, a text line elsewhere; sessionkit.widgets loads on first use."""
+    from .widgets import auto_view
+
+    return auto_view(progress)
+
+
+_job_views.register_view(_auto_view)
 
 __version__ = "0.1.0"
 __distribution__ = "sessionkit-runtime"  # the PyPI name; "sessionkit" there is another project

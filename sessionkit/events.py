@@ -32,7 +32,7 @@ EVENT_FORMAT = 1
 #: Every kind this version writes (docs/format.md describes each one's data).
 KNOWN_KINDS = (
     "job.created", "job.status", "job.stage", "job.checkpoint", "job.fenced", "job.damaged",
-    "job.stalled", "job.unstalled", "job.item_failed",
+    "job.stalled", "job.unstalled", "job.item_failed", "job.failed_unlisted", "job.items_abandoned",
     "session.started", "session.phase", "session.ended", "session.resumed", "session.dropped",
     "lease.acquired", "lease.renewed", "lease.released", "lease.lost",
     "handover.requested", "handover.ready", "handover.completed",

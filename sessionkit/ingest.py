@@ -6,7 +6,9 @@ with Pillow, PNG text chunks such as Stable Diffusion's ``parameters``, and the
 prompt's keywords) into a staging table of the catalogue; **commit** moves the
 staged rows into the catalogue in one SQLite transaction, after a preview.
 
-Each file is an item keyed by its path, size and mtime, so a run that is cut off
+``workers=N`` reads, hashes and describes N files at a time on threads (``job.map``);
+the catalogue's writes stay on the driver's thread, one file at a time, so SQLite sees
+one writer. Each file is an item keyed by its path, size and mtime, so a run that is cut off
 resumes where it stopped, running it twice adds nothing twice, and a file that
 changed is catalogued again (replacing its row). A file that cannot be read as an
 image is recorded in ``errors`` and never stops the run.
@@ -17,6 +19,7 @@ Needs Pillow: the extra ``sessionkit-runtime[ingest]`` (Colab and Kaggle ship it
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -27,6 +30,7 @@ from typing import Any, Optional, Union
 
 from .jobs import Job
 from .store import Store, open_store
+from .validate import check_count
 
 __all__ = ["Ingest", "describe", "prompt_keywords", "SCHEMA"]
 
@@ -103,10 +107,15 @@ def describe(path: str, root: str) -> dict[str, Any]:
 class Ingest:
     """An ingest of ``source_dir`` files matching ``pattern`` (``*.png|*.jpg``) into ``catalog``.
 
-    ``job_id=None`` restores the active or most recent ingest job in the store."""
+    ``job_id=None`` restores the active or most recent ingest job in the store.
+    ``workers``: files read and described at once, on threads (None: one at a time, in
+    the loop's own thread)."""
 
     def __init__(self, store: Union[Store, str], source_dir: str, pattern: str, catalog: str,
-                 job_id: Optional[str] = None, **job_kwargs: Any) -> None:
+                 job_id: Optional[str] = None, *, workers: Optional[int] = None, **job_kwargs: Any) -> None:
+        if workers is not None:
+            check_count("workers", workers, what="files read and described at once, on threads; or None")
+        self.workers = workers
         _require_pillow()  # before anything is stored: a run without it would record every file as an error
         self.store = open_store(store)
         if not os.path.isdir(source_dir):
@@ -144,9 +153,15 @@ class Ingest:
         """Describe each file not done yet into the staging table; returns how many."""
         self.job.stage("process")
         count = 0
+        key = self._key(self.source_dir)
+        if self.workers is None:
+            rows = ((path, describe(path, self.source_dir))
+                    for path in self.job.track(files, key=key, display=display))
+        else:
+            rows = self.job.map(functools.partial(describe, root=self.source_dir), files, key=key,
+                                workers=self.workers, display=display)
         with self.job:
-            for path in self.job.track(files, key=self._key(self.source_dir), display=display):
-                row = describe(path, self.source_dir)
+            for _path, row in rows:
                 self.job.add_bytes(row["size"])
                 self.db.execute(
                     "INSERT OR REPLACE INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",

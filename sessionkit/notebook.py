@@ -193,11 +193,12 @@ def _say_who_holds(store: Store, lease_name: str = "primary") -> None:
         return
     if record is None or record.holder is None:
         return
-    holder = read_session(store, record.holder) or {}
-    if holder.get("status") not in (None, "active"):
+    holder = read_session(store, record.holder)
+    if holder is not None and not holder.active:
         return  # its runtime ended: the lease is taken over once it has lain still for its ttl
-    print(f"another primary holds the lease: {holder.get('label') or 'a runtime'} ({record.holder[:8]}, "
-          f"token {record.token}) on {holder.get('host') or 'another machine'}. Waiting until it hands "
+    print(f"another primary holds the lease: {(holder.label if holder else '') or 'a runtime'} "
+          f"({record.holder[:8]}, token {record.token}) on "
+          f"{(holder.host if holder else None) or 'another machine'}. Waiting until it hands "
           f"over, ends, or stops renewing for {record.ttl:g} s (interrupt to stop waiting)", flush=True)
 
 
@@ -253,7 +254,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
                                         f"{_span(backup.session.handover_at)} left" if own_end is not None else ""))
 
     def refresh(b: Backup) -> None:  # from this (the cell's) thread, only when it changes
-        state = b.state
+        state = b.handover_view
         changed = (state.status, state.detail) != last[0]
         if changed:
             last[0] = (state.status, state.detail)

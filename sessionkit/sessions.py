@@ -4,8 +4,10 @@ It writes ``sessions/<id>`` (only this session writes it, except an observer
 marking it dropped), heartbeats from a background thread that touches only the
 store, and knows how much time its runtime has left and which phase it is in:
 
-    fresh -> active -> warning -> handover -> expired
+    fresh -> active -> warning -> handover -> expired;  any --(ended or dropped)--> ended
 
+(sessionkit/phase.py decides it). Its role and status are enums changed only through
+session_record.session_after; its record is a :class:`~.session_record.SessionRecord`.
 ``remaining`` counts down on this session's own monotonic clock from the
 runtime's start; wall-clock times in the record are for people.
 
@@ -19,7 +21,7 @@ ended records past a retention.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
 import socket
@@ -32,20 +34,21 @@ from .validate import at_least_floor, check_period, check_seconds, check_timedel
 from .clock import SYSTEM_CLOCK, Clock, check_aware, clock_rate
 from .errors import Conflict, CorruptRecord, InvalidTransition, SessionkitError, StoreError
 from .events import EventLog
-from .phase import Thresholds, phase_of
-from .records import decode_object, read_all, read_one
+from .phase import PHASES, Phase, Thresholds, session_phase
+from .records import read_all, read_one
+from .session_record import LeaseHeld, Role, SessionEvent, SessionRecord, SessionStatus, session_after
 from .env import detect, ipython_shell
 from .runtimes import Runtime, get_runtime
 from .scheduler import Task, scheduler_for
 from .store import Store, open_store
 
-__all__ = ["Session", "DropWatcher", "ROLES", "PHASES", "check_dropped", "list_sessions",
+__all__ = ["Session", "SessionRecord", "Role", "SessionStatus", "Phase", "DropWatcher", "ROLES", "PHASES",
+           "check_dropped", "list_sessions",
            "list_live_sessions", "live_session_ids", "read_session", "session_key", "ended_key", "remove_ended"]
 
 log = logging.getLogger("sessionkit.session")
-ROLES = ("primary", "backup", "observer")
+ROLES = tuple(r.value for r in Role)
 HEARTBEAT = 30.0  # seconds between heartbeats by default (raised to the request floor: see validate.py)
-PHASES = ("fresh", "active", "warning", "handover", "expired")
 
 
 LIVE, ENDED = "sessions/", "sessions-ended/"
@@ -61,7 +64,7 @@ def ended_key(session_id: str) -> str:
     return f"{ENDED}{session_id}"
 
 
-def read_session(store: Store, session_id: str) -> Optional[dict[str, Any]]:
+def read_session(store: Store, session_id: str) -> Optional[SessionRecord]:
     """A session's record as stored (live or ended), or None."""
     for key in (session_key(session_id), ended_key(session_id)):
         stored = read_one(store, key, _decode)
@@ -86,8 +89,7 @@ def _end_record(store: Store, session_id: str, data: bytes, live_version: Option
         store.delete(session_key(session_id))  # marked dropped meanwhile: the end says more
 
 
-def _decode(key: str, where: str, data: bytes, version: str) -> dict[str, Any]:
-    return decode_object(key, where, data, version, kind="sessionkit.session")
+_decode = SessionRecord.decode
 
 
 class Session:
@@ -105,6 +107,7 @@ class Session:
                  started: Optional[datetime] = None, start: bool = True, ping_url: Optional[str] = None) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        role = Role(role)
         self.store = open_store(store)
         self.clock = clock or SYSTEM_CLOCK
         remote = getattr(self.store, "remote", False)
@@ -145,7 +148,7 @@ class Session:
         self._last_activity = self.clock.monotonic()
         self.events = EventLog(self.store, self.id, clock=self.clock,
                                context={"session": self.id, "role": role, "label": self.label})
-        self.status = "active"
+        self.status = SessionStatus.ACTIVE  # changed only through session_after
         self.end_reason: Optional[str] = None
         self._version: Optional[str] = None
         self._beats = 0
@@ -153,7 +156,11 @@ class Session:
         self._phase = self.phase
         self._lock = threading.RLock()
         self._heartbeats: Optional[Task] = None  # the heartbeat task, on the clock's scheduler
-        self.extra: dict[str, Any] = {}  # shown in views and status (e.g. job, lease token)
+        # shown in views and status: a primary's job and lease, a backup's priority, a stall
+        self.job: Optional[str] = None
+        self.lease_held: Optional[LeaseHeld] = None
+        self.priority: Optional[int] = None
+        self.stalled = False
         #: called on every heartbeat, before the record is written (from the beating thread)
         self.watchers: list[Callable[[], None]] = []
         self._watch_activity()
@@ -197,20 +204,20 @@ class Session:
             shell.events.register("pre_run_cell", lambda *a: self.touch())
 
     @property
-    def phase(self) -> str:
-        if self.status != "active":
-            return "expired" if self.status == "expired" else self.status
-        return phase_of(self.remaining, self.elapsed, self.thresholds())
+    def phase(self) -> Phase:
+        """This session's phase (phase.session_phase): ``ended`` once it ended."""
+        return session_phase(self.status is SessionStatus.ACTIVE, self.remaining, self.elapsed, self.thresholds())
 
     def promote(self) -> None:
         """A backup that took the lease becomes the primary: its record, views and events say
         so from now on (the one role change a session makes)."""
         with self._lock:
-            if self.role != "backup":
-                raise InvalidTransition(f"session {self.id[:8]}", self.role, "primary",
-                                        ("primary",) if self.role == "backup" else ())
-            self.role = "primary"
-            self.events.context["role"] = "primary"
+            try:
+                self.role, self.status = session_after(self.role, self.status, SessionEvent.PROMOTE)
+            except InvalidTransition:
+                raise InvalidTransition(f"session {self.id[:8]}", self.role.value, "primary",
+                                        ("primary",) if self.role == "backup" else ()) from None
+            self.events.context["role"] = self.role.value
 
     def thresholds(self) -> Thresholds:
         """Where this session's phases start, the measured handover lead included (the page's
@@ -219,25 +226,23 @@ class Session:
 
     # -- the record --------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """Plain data about this session, for views and the record."""
+    def snapshot(self) -> SessionRecord:
+        """This session now, for views and the record (``last_heartbeat``: the last one written)."""
         deadline = self.deadline
-        return {
-            "id": self.id, "role": self.role, "label": self.label, "status": self.status,
-            "phase": self.phase, "runtime": self.runtime.as_dict(), "environment": self.environment,
-            "started": self.started.isoformat(), "remaining_s": self.remaining,
-            "deadline": deadline.isoformat() if deadline else None, "idle_remaining_s": self.idle_remaining,
-            "thresholds": self.thresholds().as_dict(), "elapsed_s": self.elapsed,
-            "clock_rate": clock_rate(self.clock), "fresh_left_s": max(0.0, self.fresh_for - self.elapsed),
-            "end_reason": self.end_reason, "host": socket.gethostname(), "pid": os.getpid(),
-            **self.extra,
-        }
+        return SessionRecord(
+            id=self.id, role=self.role, label=self.label, status=self.status, phase=self.phase,
+            runtime=self.runtime, environment=self.environment, started=self.started.isoformat(),
+            remaining_s=self.remaining, deadline=deadline.isoformat() if deadline else None,
+            idle_remaining_s=self.idle_remaining, thresholds=self.thresholds(), elapsed_s=self.elapsed,
+            clock_rate=clock_rate(self.clock), fresh_left_s=max(0.0, self.fresh_for - self.elapsed),
+            end_reason=self.end_reason, host=socket.gethostname(), pid=os.getpid(),
+            heartbeats=self._beats, job=self.job, lease=self.lease_held, priority=self.priority,
+            stalled=self.stalled)
 
     def _write(self) -> None:
-        body = {"kind": "sessionkit.session", "v": 1, **self.snapshot(),
-                "last_heartbeat": self.clock.now().isoformat(), "heartbeats": self._beats}
-        data = json.dumps(body, default=str).encode()
-        if self.status != "active":
+        record = dataclasses.replace(self.snapshot(), last_heartbeat=self.clock.now().isoformat())
+        data = record.encode()
+        if self.status is not SessionStatus.ACTIVE:
             _end_record(self.store, self.id, data, self._version)
             return
         try:
@@ -332,7 +337,8 @@ class Session:
                 return
             if self._heartbeats is not None:
                 self._heartbeats.cancel()
-            self.status, self.end_reason = "ended", reason
+            self.role, self.status = session_after(self.role, self.status, SessionEvent.END)
+            self.end_reason = reason
             self.events.emit("session.ended", reason=reason, elapsed_s=self.elapsed)
             try:
                 self._write()
@@ -377,24 +383,25 @@ class DropWatcher:
             if seen is None or seen[0] != stored.version:
                 self._seen[session_id] = (stored.version, now)
                 continue
-            if now - seen[1] < timeout or body.get("status") != "active":
+            if now - seen[1] < timeout or not body.active:
                 continue
-            body.update(status="dropped", end_reason="no heartbeat",
-                        dropped_at=self.clock.now().isoformat())
+            _, status = session_after(body.role, body.status, SessionEvent.DROP)
+            body = dataclasses.replace(body, status=status, phase=Phase.ENDED, end_reason="no heartbeat",
+                                       dropped_at=self.clock.now().isoformat())
             if not self._mark_dropped(session_id, body, stored.version):
                 continue  # it beat just now: alive
             del self._seen[session_id]
             dropped.append(session_id)
             if self.events is not None:
-                self.events.emit("session.dropped", dropped=session_id, label=body.get("label"),
-                                 role=body.get("role"), silent_s=now - seen[1],
-                                 last_heartbeat=body.get("last_heartbeat"))
+                self.events.emit("session.dropped", dropped=session_id, label=body.label,
+                                 role=body.role.value, silent_s=now - seen[1],
+                                 last_heartbeat=body.last_heartbeat)
         if self.events is not None and self.events.pending:
             self.events.flush()
         return dropped
 
 
-    def _mark_dropped(self, session_id: str, body: dict[str, Any], version: str) -> bool:
+    def _mark_dropped(self, session_id: str, body: SessionRecord, version: str) -> bool:
         """Move a silent session's record to the ended ones, marked dropped; False when it
         beat meanwhile (its live record changed: nothing is left changed), or when it had
         ended and only its live record was left (killed between its two writes: that record
@@ -406,7 +413,7 @@ class DropWatcher:
         if ended is not None and not _newer(body, ended.value):
             _remove_stale_live(self.store, session_id, version)
             return False
-        marked = self.store.put(ended_key(session_id), json.dumps(body).encode())
+        marked = self.store.put(ended_key(session_id), body.encode())
         try:
             self.store.delete(session_key(session_id), expect=version)
             return True
@@ -442,30 +449,30 @@ def _remove_stale_live(store: Store, session_id: str, version: str) -> None:
         log.info("session %s beat again while its stale live record was being removed", session_id[:8])
 
 
-def list_sessions(store: Union[Store, str], damaged: Optional[list[CorruptRecord]] = None) -> list[dict[str, Any]]:
+def list_sessions(store: Union[Store, str], damaged: Optional[list[CorruptRecord]] = None) -> list[SessionRecord]:
     """Every session record (active, ended and dropped), oldest start first; a damaged one
     is logged, left out, and added to ``damaged`` when given."""
     store = open_store(store)
-    by_id: dict[str, dict[str, Any]] = {}
+    by_id: dict[str, SessionRecord] = {}
     for prefix in (ENDED, LIVE):
         found = read_all(store, prefix, _decode)
         if damaged is not None:
             damaged.extend(found.damaged)
         for body in found.values():
-            other = by_id.get(str(body.get("id")))
+            other = by_id.get(body.id)
             if other is None or _newer(body, other):
-                by_id[str(body.get("id"))] = body
-    return sorted(by_id.values(), key=lambda s: s.get("started") or "")
+                by_id[body.id] = body
+    return sorted(by_id.values(), key=lambda s: s.started or "")
 
 
-def _newer(live: dict[str, Any], ended: dict[str, Any]) -> bool:
+def _newer(live: SessionRecord, ended: SessionRecord) -> bool:
     """A session found in both places: the live record wins when it beat after the ended one
     was written (marked dropped, then came back); the ended one when the session ended and
     was killed before removing its live record."""
-    return str(live.get("last_heartbeat") or "") > str(ended.get("last_heartbeat") or "")
+    return (live.last_heartbeat or "") > (ended.last_heartbeat or "")
 
 
-def list_live_sessions(store: Union[Store, str]) -> list[dict[str, Any]]:
+def list_live_sessions(store: Union[Store, str]) -> list[SessionRecord]:
     """The records of live sessions only: what watchers read every poll (O(live sessions))."""
     return read_all(open_store(store), LIVE, _decode).values()
 
@@ -486,14 +493,14 @@ def remove_ended(store: Union[Store, str], older_than: timedelta = timedelta(day
         later = ended.get(session_id)
         if later is not None and not _newer(stored.value, later.value):
             _remove_stale_live(store, session_id, stored.version)
-        elif stored.value.get("status") != "active":
-            _end_record(store, session_id, json.dumps(stored.value).encode(), stored.version)
+        elif not stored.value.active:
+            _end_record(store, session_id, stored.value.encode(), stored.version)
             moved = True
     if moved:
         ended = {stored.key[len(ENDED):]: stored for stored in read_all(store, ENDED, _decode).records}
     removed = []
     for stored in ended.values():
-        ended_at = str(stored.value.get("dropped_at") or stored.value.get("last_heartbeat") or "")
+        ended_at = stored.value.dropped_at or stored.value.last_heartbeat or ""
         if ended_at and ended_at < cutoff:
             try:
                 store.delete(stored.key, expect=stored.version)

@@ -4,7 +4,7 @@ and views that re-attach. Nothing here writes; a damaged record is logged and le
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -14,7 +14,8 @@ from .jobs.progress import Progress
 from .store import Store
 
 if TYPE_CHECKING:
-    from .handover.records import StateRecord
+    from .handover.records import GuardRecord
+    from .session_record import SessionRecord
 
 __all__ = ["LiveView", "PrimarySeen", "live_view", "primary_seen", "status_data"]
 
@@ -27,10 +28,9 @@ def status_data(store: Store) -> dict[str, Any]:
 
     now = datetime.now(timezone.utc)
     damaged: list[Any] = []
-    sessions = [{"id": s.get("id"), "role": s.get("role"), "label": s.get("label"),
-                 "status": s.get("status"), "phase": s.get("phase"), "remaining_s": s.get("remaining_s"),
-                 "last_heartbeat": s.get("last_heartbeat"), "stalled": bool(s.get("stalled"))}
-                for s in list_sessions(store, damaged)]
+    sessions = [{"id": s.id, "role": s.role.value, "label": s.label, "status": s.status.value,
+                 "phase": s.phase.value, "remaining_s": s.remaining_s, "last_heartbeat": s.last_heartbeat,
+                 "stalled": s.stalled} for s in list_sessions(store, damaged)]
     leases = []
     for name, lease in list_leases(store, damaged):
         expires = None
@@ -49,29 +49,29 @@ def status_data(store: Store) -> dict[str, Any]:
 @dataclass(frozen=True)
 class LiveView:
     """Snapshots for re-attached views: the primary's session record (with ``remaining_s``
-    brought up to now), its job's progress, and the handover state record."""
+    brought up to now), its job's progress, and the guard record (handover/<lease>/state)."""
 
-    session: Optional[dict[str, Any]]
+    session: Optional["SessionRecord"]
     progress: Optional[Progress]
-    handover: Optional["StateRecord"]
+    handover: Optional["GuardRecord"]
 
 
 def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = None,
               clock: Optional[Clock] = None) -> LiveView:
     """What the primary of ``lease_name`` (or the last one) is doing, read from the store;
     ``clock`` tells the time now (its wall clock judges the record's age)."""
-    from .handover import read_state
+    from .handover import read_guard
     from .jobs.manifest import load
     from .sessions import read_session
 
-    state = read_state(store, lease_name)
-    session = read_session(store, state.primary) if state and state.primary else None
-    if session is not None and session.get("remaining_s") is not None and session.get("last_heartbeat"):
+    guard = read_guard(store, lease_name)
+    session = read_session(store, guard.primary) if guard and guard.primary else None
+    if session is not None and session.remaining_s is not None and session.last_heartbeat:
         # an estimate from the writer's wall clock, for display only
         now = (clock or SYSTEM_CLOCK).now()
-        age = (now - datetime.fromisoformat(session["last_heartbeat"])).total_seconds()
-        session = dict(session, remaining_s=session["remaining_s"] - max(0.0, age))
-    job_id = job or (state.job if state else None)
+        age = (now - datetime.fromisoformat(session.last_heartbeat)).total_seconds()
+        session = replace(session, remaining_s=session.remaining_s - max(0.0, age))
+    job_id = job or (guard.job if guard else None)
     progress = None
     loaded = load(store, job_id) if job_id else None
     if loaded is not None:
@@ -80,7 +80,7 @@ def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = No
                             eta=None, bytes=m.bytes, elapsed=m.elapsed, stage=m.stage,
                             stage_index=(m.stages.index(m.stage) + 1) if m.stage in m.stages else None,
                             stages=len(m.stages))
-    return LiveView(session, progress, state)
+    return LiveView(session, progress, guard)
 
 
 @dataclass(frozen=True)
@@ -108,11 +108,14 @@ class PrimarySeen:
 
 def primary_seen(live: LiveView, own_remaining_s: Optional[float]) -> PrimarySeen:
     """A backup's view of ``live`` (from ``live_view``) against its own time left."""
-    session, p = live.session or {}, live.progress
+    from .handover.records import GuardStatus
+
+    session, p = live.session, live.progress
     done = p.done if p is not None else 0
     total = p.total if p is not None else None
     rate = done / p.elapsed if p is not None and p.elapsed > 0 and done > 0 else None
     needs = (total - done) / rate if rate and total is not None and total >= done else None
-    return PrimarySeen(session.get("label"), session.get("remaining_s"), p.job if p is not None else None,
+    return PrimarySeen(session.label if session else None, session.remaining_s if session else None,
+                       p.job if p is not None else None,
                        p.status if p is not None else None, done, total, rate, needs, own_remaining_s,
-                       live.handover is not None and live.handover.state == "released")
+                       live.handover is not None and live.handover.status is GuardStatus.RELEASED)

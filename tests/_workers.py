@@ -392,6 +392,16 @@ def handover_map_backup(url: str, log_path: str, items: str, item_seconds: str, 
     print(json.dumps({"status": primary.job.status, "done": primary.job.done}), flush=True)
 
 
+def sigterm_map_primary(url: str, log_path: str, items: str, item_seconds: str, ttl: str) -> None:
+    """A primary on a runtime with no end (a SIGTERM stops it) mapping items on 4 threads."""
+    from sessionkit.handover import Primary
+
+    primary = Primary(url, "work", runtime="local", ttl=float(ttl), label="A", checkpoint_items=5)
+    print(f"holding {primary.lease.token} {time.time()}", flush=True)
+    _map_items(primary, log_path, items, item_seconds)
+    print(json.dumps({"status": primary.job.status, "done": primary.job.done}), flush=True)
+
+
 def map_job(url: str, log_path: str, items: str, item_seconds: str, every: str) -> None:
     """A positional job.map on 4 threads, max_in_flight 8; each item logs a line when it ran."""
     from sessionkit import Job

@@ -165,7 +165,9 @@ def gcs_server() -> str:
 
 def s3_server() -> str:
     """moto_server (moto[server]) on a 127.0.0.1 port, started once, with the AWS variables a
-    user sets for an S3-compatible endpoint (AWS_ENDPOINT_URL and keys)."""
+    user sets for an S3-compatible endpoint (AWS_ENDPOINT_URL and keys). It handles one
+    request at a time (tests/moto_serial.py says why: moto's conditional PUT is not atomic,
+    S3's is)."""
     if "s3" not in _servers:
         pytest.importorskip("moto.server")
         boto3 = pytest.importorskip("boto3")
@@ -173,7 +175,7 @@ def s3_server() -> str:
         import subprocess
 
         port = _free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("moto_serial.py")), "127.0.0.1", str(port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         atexit.register(proc.terminate)
         url = f"http://127.0.0.1:{port}"

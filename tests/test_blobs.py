@@ -77,7 +77,7 @@ def test_a_damaged_folder_falls_back_to_the_previous_generation_and_old_ones_are
     job.checkpoint()  # a later write removes what no generation names
     names = {store.get(k).data for k in store.list("jobs/g/blobs/")}
     assert names <= {b"w4", b"w3", b"w2", b"same every time"} and b"w1" not in names
-    newest = Job(store, "g")._m.blobs["checkpoint"][0]["files"]["weights"]["hash"]
+    newest = Job(store, "g").manifest.blobs["checkpoint"][0]["files"]["weights"]["hash"]
     store.put(f"jobs/g/blobs/{newest}", b"damaged")
     with pytest.warns(SessionkitWarning, match="does not match its hash"):
         out = Job(store, "g").load_dir("checkpoint", tmp_path / "restored")

@@ -228,7 +228,7 @@ def test_a_running_job_reads_control_requests_every_10_s_on_a_remote_store(emula
     and a read of an absent request costs one request (the catalog's etag is unchanged):
     a job with nothing to checkpoint makes 6 requests a minute, and still obeys a pause."""
     from sessionkit import jobs
-    from sessionkit.jobs.job import REMOTE_CONTROL_POLL
+    from sessionkit.jobs.jobrecord import REMOTE_CONTROL_POLL
 
     store = fresh(emulator)
     clock = FakeClock()

@@ -147,15 +147,15 @@ def test_a_backup_with_no_primary_in_its_store_says_so(setup):
     store, clock = setup
     backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
     assert backup.step() is None and backup.status == "waiting for a primary"
-    assert "no primary" not in backup.state.detail  # not at once: the primary may be starting
+    assert "no primary" not in backup.handover_view.detail  # not at once: the primary may be starting
     for _ in range(6):
         clock.advance(backup.poll)
         backup.step()
-    assert "no primary has written to memory://" in backup.state.detail
-    assert "is STORE the same as the primary's?" in backup.state.detail
+    assert "no primary has written to memory://" in backup.handover_view.detail
+    assert "is STORE the same as the primary's?" in backup.handover_view.detail
     primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, label="A")
     backup.step()
-    assert backup.status == "watching" and "no primary" not in backup.state.detail
+    assert backup.status == "watching" and "no primary" not in backup.handover_view.detail
     primary.close()
 
 
@@ -209,7 +209,7 @@ def test_a_damaged_handover_state_record_does_not_leave_the_backup_waiting(tmp_p
         clock.advance(backup.poll)
     assert new is not None, f"the backup stayed {backup.status!r}"
     assert list(new.track(range(30), display=False)) == list(range(10, 30))
-    assert handover.read_state(store).job == "job"
+    assert handover.read_guard(store).job == "job"
     assert read_lease(store, "primary").token == 2  # the new primary held token 2
 
 
@@ -280,11 +280,11 @@ def test_an_ended_session_moves_out_of_the_live_records_and_gc_removes_it_after_
     live = Session(store, "backup", clock=clock, runtime="local")
     old.end("closed")
     assert live_session_ids(store) == {live.id}
-    assert read_session(store, old.id)["status"] == "ended"
+    assert read_session(store, old.id).status == "ended"
     assert remove_ended(store, older_than=timedelta(days=30), clock=clock) == []
     clock.advance(31 * 86400)
     assert remove_ended(store, older_than=timedelta(days=30), clock=clock) == [old.id]
-    assert [s["id"] for s in list_sessions(store)] == [live.id]
+    assert [s.id for s in list_sessions(store)] == [live.id]
 
 
 def test_a_session_marked_dropped_that_beats_again_is_live_again():
@@ -298,12 +298,12 @@ def test_a_session_marked_dropped_that_beats_again_is_live_again():
     clock.advance(61)
     assert watcher.check(timeout=60) == [silent.id]
     assert live_session_ids(store) == set()
-    assert [s["status"] for s in list_sessions(store)] == ["dropped"]
+    assert [(s.status, s.phase, s.end_reason) for s in list_sessions(store)] == [("dropped", "ended", "no heartbeat")]
     silent.beat()
     assert live_session_ids(store) == {silent.id}
-    assert [s["status"] for s in list_sessions(store)] == ["active"]
+    assert [s.status for s in list_sessions(store)] == ["active"]
     silent.end("closed")
-    assert live_session_ids(store) == set() and [s["status"] for s in list_sessions(store)] == ["ended"]
+    assert live_session_ids(store) == set() and [s.status for s in list_sessions(store)] == ["ended"]
 
 
 def test_a_backup_becomes_primary_through_its_session_promotion_only():
@@ -330,7 +330,7 @@ def test_a_session_killed_between_writing_its_end_and_removing_its_live_record_r
     clock.advance(5)
     session.end("closed")
     store.put(f"sessions/{session.id}", live_copy)  # as if killed before the live record went
-    assert [s["status"] for s in list_sessions(store)] == ["ended"]
+    assert [s.status for s in list_sessions(store)] == ["ended"]
     assert remove_ended(store, older_than=timedelta(days=30), clock=clock) == []
     assert live_session_ids(store) == set() and store.get(ended_key(session.id)) is not None
 
@@ -351,4 +351,4 @@ def test_a_watcher_never_overwrites_a_sessions_own_end_with_dropped():
     clock.advance(61)
     assert watcher.check(timeout=60) == []
     assert live_session_ids(store) == set()
-    assert [(s["status"], s["end_reason"]) for s in list_sessions(store)] == [("ended", "closed")]
+    assert [(s.status, s.end_reason) for s in list_sessions(store)] == [("ended", "closed")]

@@ -59,7 +59,7 @@ def test_backup_finishes_the_job_of_a_sigkilled_primary(tmp_path, skew):
     rows = read_log(log)
     assert {i for i, *_ in rows} == set(range(80))
     assert all(t == 2 for i, t, a, b in rows if a > took), "only the new holder works after takeover"
-    assert sessionkit.Job(url, "work")._m.token == 2
+    assert sessionkit.Job(url, "work").manifest.token == 2
 
 
 def test_planned_handover_on_a_scaled_clock(tmp_path):

@@ -52,3 +52,26 @@ def test_without_pillow_the_ingest_says_which_extra_to_install(tmp_path, monkeyp
     with pytest.raises(ImportError, match=r"sessionkit-runtime\[ingest\]"):
         Ingest(str(tmp_path / "store"), str(tmp_path), "*.png", str(tmp_path / "c.db"))
     assert not (tmp_path / "store").exists(), "nothing was stored"
+
+
+def test_workers_describe_files_on_threads_into_the_same_catalogue_and_resume(tmp_path):
+    source = tmp_path / "images"
+    make_images(source)
+    pattern = "*.png|*.jpg|*.jpeg"
+    one = Ingest(str(tmp_path / "one"), str(source), pattern, str(tmp_path / "one.sqlite"), job_id="i")
+    assert one.run(display=False) == {"files": 5, "processed": 5, "catalogued": 4, "errors": 1}
+    store, catalog = str(tmp_path / "store"), str(tmp_path / "c.sqlite")
+    first = Ingest(store, str(source), pattern, catalog, job_id="i", workers=4)
+    first.process(first.scan()[:2], display=False)  # cut off after two files
+    first.close()
+    again = Ingest(store, str(source), pattern, catalog, job_id="i", workers=4)
+    assert again.process(again.scan(), display=False) == 3
+    assert again.commit() == {"catalogued": 4, "errors": 1}
+    query = "SELECT path, size, sha256, format, width, height, prompt, keywords FROM images ORDER BY path"
+    assert sqlite3.connect(catalog).execute(query).fetchall() == \
+        sqlite3.connect(str(tmp_path / "one.sqlite")).execute(query).fetchall()
+
+
+def test_workers_is_checked(tmp_path):
+    with pytest.raises(ValueError, match="workers must be an int >= 1"):
+        Ingest(str(tmp_path / "s"), str(tmp_path), "*.png", str(tmp_path / "c.db"), workers=0)

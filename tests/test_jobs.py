@@ -348,7 +348,7 @@ def test_numpy_blobs_load_without_pickle(store):
     arr = np.arange(12.0).reshape(3, 4)
     job.save_blob("arr", arr)
     job.checkpoint()
-    assert job._m.blobs["arr"][0]["format"] == "numpy"
+    assert job.manifest.blobs["arr"][0]["format"] == "numpy"
     assert (Job(store, "np").load_blob("arr") == arr).all()
 
 
@@ -508,7 +508,7 @@ def test_keyed_done_keys_live_in_the_manifest_until_they_outgrow_it(tmp_path):
         if len(seen) == 2 * INLINE_KEYS + 321:
             break
         seen.append(k)
-    m = Job(url, "inline")._m
+    m = Job(url, "inline").manifest
     assert len(m.segments) >= 1 and 0 < len(m.keys) <= INLINE_KEYS
     again = Job(url, "inline")
     rest = list(again.track(items, key=str, display=False))
@@ -580,7 +580,7 @@ def test_a_damaged_done_segment_costs_only_its_items(tmp_path, monkeypatch, dama
         if len(ran) == 70:
             break
     store = sessionkit.open_store(url)
-    segment = Job(url, "seg")._m.segments[0]
+    segment = Job(url, "seg").manifest.segments[0]
     path = store.path_of(f"jobs/seg/done/{segment[0]}")
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[:-7])
@@ -625,7 +625,7 @@ def test_garbage_planned_by_a_killed_writer_is_removed_by_the_next_one():
     store.killed = True
     job.save_blob("model", "final")
     job.checkpoint()  # landed; the blobs it dropped were not removed
-    named = {e["hash"] for e in job._m.blobs["model"]}
+    named = {e["hash"] for e in job.manifest.blobs["model"]}
     assert len(store.list("jobs/j/blobs/")) > 2, "garbage was left"
     store.killed = False
     again = Job(store, "j", keep_blobs=1)  # the next run (a re-run, or the backup)
@@ -701,7 +701,7 @@ def test_a_stale_cancel_request_does_not_cancel_a_new_job_of_the_same_id(store, 
     assert list(new.track(range(5), display=False)) == list(range(5))
     assert new.status == "completed"
     jobs.request(store, "j", "pause", clock=clock)  # requests for the new job still work
-    assert jobs.control.read(store, "j", new._m.created).action == "pause"
+    assert jobs.control.read(store, "j", new.manifest.created).action == "pause"
 
 
 def test_two_runs_without_a_lease_never_count_an_item_twice(store, clock):

@@ -16,6 +16,7 @@ from conftest import drive_emulator
 from sessionkit import Job, Lease, LeaseLost, SystemClock
 from sessionkit.errors import StoreTimeout
 from sessionkit.store.memory import MemoryStore
+from waiting import WAIT_S, wait_until
 
 pytest.importorskip("googleapiclient")
 
@@ -79,7 +80,7 @@ def test_the_writer_learns_of_a_newer_token_and_the_loop_stops_at_its_next_tick(
             time.sleep(0.001)  # an item's work
         next(it)  # the tick after the writer learnt of token 2 raises
     assert stale.done < 100_000
-    manifest = Job(store, "fenced", clock=SystemClock())._m
+    manifest = Job(store, "fenced", clock=SystemClock()).manifest
     assert manifest.token == 2 and manifest.status == "paused"
     before = store.get("jobs/fenced/manifest").version
     with pytest.raises(LeaseLost):
@@ -141,3 +142,80 @@ def test_a_released_lease_leaves_no_request_thread_behind():
     for thread in workers:
         thread.join(timeout=5)  # well below the 30 s after which an idle worker ends by itself
     assert not [t for t in workers if t.is_alive()]
+
+
+def generation(store, job_id):
+    from sessionkit.jobs.manifest import load
+
+    loaded = load(store, job_id)
+    return -1 if loaded is None else loaded.manifest.generation
+
+
+def test_a_failed_background_write_that_a_retry_lands_does_not_stop_the_loop(tmp_path):
+    """The writer's first background write is refused; the thread writes it again (every
+    control_poll seconds) and it lands while the loop's body is busy. The loop, at its next
+    tick, goes on: the failure was cleared when the retry landed."""
+    from faulty import Faulty
+    from sessionkit.store.local import LocalStore
+
+    refused = []
+
+    def fails(op, key, n):
+        if key == "jobs/retry/manifest" and not refused and generation(inner, "retry") == 1:
+            refused.append(key)  # the first write after the run's claim
+            return True
+        return False
+
+    inner = LocalStore(tmp_path / "s")
+    store = Faulty(inner, fails)
+    job = Job(store, "retry", checkpoint_items=5, checkpoint_every=3600, control_poll=0.05,
+              clock=SystemClock())
+    for x in job.track(range(50), display=False):
+        if x == 6:  # the snapshot of items 0-4 went to the writer at the tick before this item
+            wait_until(lambda: refused and generation(inner, "retry") >= 2, "the retried write landing")
+    assert refused and job.status == "completed" and Job(inner, "retry").done == 50
+
+
+class SlowControl:
+    """A local folder whose reads of one job's control record hang once armed (a remote
+    store's slow request, which a local folder never makes) until released."""
+
+    def __init__(self, inner) -> None:
+        from faulty import Wrapped
+
+        class Store(Wrapped):
+            def get(this, key):
+                if key.endswith("/control") and armed.is_set() and not hanging.is_set():
+                    hanging.set()
+                    release.wait(WAIT_S)
+                    returned.set()
+                return this.inner.get(key)
+
+        armed, hanging, release, returned = (threading.Event() for _ in range(4))
+        self.armed, self.hanging, self.release, self.returned = armed, hanging, release, returned
+        self.store = Store(inner)
+
+
+def test_a_slow_control_read_holds_neither_the_loop_nor_its_checkpoints(tmp_path):
+    from sessionkit.store.local import LocalStore
+
+    inner = LocalStore(tmp_path / "s")
+    slow = SlowControl(inner)
+    job = Job(slow.store, "ctl", checkpoint_items=5, checkpoint_every=3600, control_poll=0.05,
+              clock=SystemClock())
+    it = job.track(range(100_000), display=False)
+    next(it)
+    slow.armed.set()
+    while not slow.hanging.is_set():
+        next(it)
+        time.sleep(0.001)  # an item's work; a control read falls due every 0.05 s
+    try:
+        at = generation(inner, "ctl")
+        for _ in range(100):  # 20 checkpoints' worth of items while the control read hangs
+            next(it)
+        wait_until(lambda: generation(inner, "ctl") >= at + 10, "checkpoints landing during a slow control read")
+        assert not slow.returned.is_set(), "the loop or its writer waited for the control read"
+    finally:
+        slow.release.set()
+    it.close()
+    assert Job(inner, "ctl").done >= 101

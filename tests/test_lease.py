@@ -201,7 +201,7 @@ def test_job_fencing_with_a_real_lease():
     base.advance(3)
     b.acquire()
     Job(store, "j", lease=b, clock=base).checkpoint()
-    assert Job(store, "j")._m.token == 2
+    assert Job(store, "j").manifest.token == 2
 
 
 def test_a_stale_holder_cannot_release_a_lease_someone_else_took_over():
@@ -315,7 +315,7 @@ class LeaseSafety(RuleBasedStateMachine):
         except StoreError:
             self.check_stored_tokens_never_go_back()
             return
-        stored = Job(self.store, "fenced")._m.token
+        stored = Job(self.store, "fenced").manifest.token
         assert stored == l.token
         self.check_stored_tokens_never_go_back()
 

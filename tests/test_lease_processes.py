@@ -47,7 +47,7 @@ def test_backup_takes_over_a_sigkilled_primary_within_ttl_plus_two_retries(tmp_p
     assert json.loads(out.splitlines()[-1]) == {"status": "completed", "done": 60}, err
     lines = [line.split() for line in log.read_text().splitlines()]
     assert {int(i) for i, _ in lines} == set(range(60))
-    assert sessionkit.Job(url, "work")._m.token == 2
+    assert sessionkit.Job(url, "work").manifest.token == 2
 
 
 def test_a_frozen_primary_that_wakes_after_a_takeover_writes_nothing(tmp_path):

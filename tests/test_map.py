@@ -8,10 +8,12 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
 
-from sessionkit import Job, jobs
+from sessionkit import Job, LeaseLost, SessionkitWarning, jobs
+from sessionkit.errors import StoreError
 from sessionkit.store.local import LocalStore
 
 import mapwork
+from waiting import WAIT_S, wait_until
 
 
 @pytest.fixture
@@ -150,3 +152,155 @@ def test_progress_shows_the_items_in_flight_and_those_that_failed(store):
     final = job.progress
     assert (final.in_flight, final.failed, final.done, final.total) == (0, 30, 30, 60)
     assert "· 30 failed" in describe(final) and "in flight" not in describe(final)
+
+
+# -- issue 29's leftovers: stopping, draining, failures ---------------------------
+
+
+class Token:
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+
+def stored(store, job_id):
+    from sessionkit.jobs.manifest import load
+
+    return load(store, job_id).manifest
+
+
+def test_a_stream_of_fast_failures_checkpoints_and_obeys_a_pause_request(store):
+    """errors='record' and every item fails at once: nothing is yielded, so only the slow
+    path can checkpoint and read requests. Item 300 waits until a checkpoint listing failed
+    items has landed; item 600 asks the job to pause; the map must stop there."""
+
+    def fails(x):
+        if x == 300:
+            wait_until(lambda: stored(store, "fast").failed, "a checkpoint during a stream of failures")
+        if x == 600:
+            jobs.request(store, "fast", "pause")
+        time.sleep(0.001)  # an item's work
+        raise ValueError(f"item {x}")
+
+    job = Job(store, "fast", checkpoint_every=0.05, control_poll=0.05)
+    assert list(job.map(fails, range(100_000), workers=4, errors="record", display=False)) == []
+    assert job.status == "paused"
+    failed = stored(store, "fast").failed
+    assert 600 <= len(failed) < 100_000 and len(failed) == len(job.failed_items)
+
+
+def test_a_stream_of_fast_failures_stops_when_another_holder_takes_the_job(store):
+    taken = threading.Event()
+    generation = []
+
+    def fails(x):
+        if x == 300 and not taken.is_set():
+            Job(store, "lost", lease=Token(2)).set_status("paused")  # the new holder's write
+            generation.append(stored(store, "lost").generation)
+            taken.set()
+        time.sleep(0.001)
+        raise ValueError(f"item {x}")
+
+    job = Job(store, "lost", lease=Token(1), checkpoint_every=0.05)
+    with pytest.raises(LeaseLost):
+        for _ in job.map(fails, range(100_000), workers=4, errors="record", display=False):
+            pass
+    manifest = stored(store, "lost")
+    assert manifest.token == 2 and manifest.status == "paused"
+    assert manifest.generation == generation[0], "the stale holder wrote nothing after the new one"
+
+
+class Running:
+    """Counts the items running now; each takes ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.lock, self.now = seconds, threading.Lock(), 0
+
+    def __call__(self, x):
+        with self.lock:
+            self.now += 1
+        try:
+            time.sleep(self.seconds)  # an item's work
+            return x
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_a_failed_checkpoint_write_stops_the_map_after_draining_what_is_in_flight(tmp_path):
+    """The store refuses the job's manifest writes from some moment on: the map submits
+    nothing more, hands back what is in flight, and only then raises the store's error."""
+    from faulty import Faulty
+
+    armed = threading.Event()
+    store = Faulty(LocalStore(tmp_path / "s"), lambda op, key, n: armed.is_set() and key == "jobs/w/manifest")
+    work = Running(0.05)
+    job = Job(store, "w", checkpoint_items=4, checkpoint_every=3600)
+    got = []
+    with pytest.raises(StoreError, match="injected failure") as raised:
+        for item, _ in job.map(work, range(10_000), workers=4, display=False):
+            got.append(item)
+            if len(got) == 20:
+                armed.set()
+    assert work.now == 0, "the error was raised while items were still running"
+    assert raised.value is not None and len(got) < 200, "submitting stopped at the failed write"
+
+
+def test_items_running_past_the_drain_are_abandoned_announced_and_run_again(store):
+    """errors='raise': item 1 fails while item 0 is held. The map drains for
+    drain_seconds, then returns with item 0 still running: item 0 is not done, a
+    job.items_abandoned event names it, and the next run submits it again while the first
+    call is still running (at least once per item, twice at a time here; mapping.py)."""
+    from sessionkit import events
+
+    release = threading.Event()
+    calls = []
+
+    def held(x):
+        calls.append(x)
+        if x == 0 and calls.count(0) == 1:
+            release.wait(WAIT_S)
+        if x == 1 and calls.count(1) == 1:
+            raise RuntimeError("item 1 broke")
+        return x
+
+    seen = []
+    events.add_listener(seen.append)
+    try:
+        job = Job(store, "a")
+        with pytest.raises(RuntimeError, match="item 1 broke"), job:
+            for _ in job.map(held, range(2), workers=2, drain_seconds=0.2, display=False):
+                pass
+        abandoned = [e["data"] for e in seen if e["kind"] == "job.items_abandoned"]
+        assert abandoned == [{"job": "a", "count": 1, "items": ["0"], "drain_seconds": 0.2}]
+        assert job.status == "failed" and Job(store, "a").done == 0
+        again = Job(store, "a")
+        assert sorted(x for x, _ in again.map(held, range(2), workers=2, display=False)) == [0, 1]
+        assert again.status == "completed" and calls.count(0) == 2
+        assert not release.is_set(), "the abandoned call was still running when item 0 ran again"
+    finally:
+        release.set()
+        events.remove_listener(seen.append)
+
+
+def test_failures_past_max_failed_are_announced_and_run_again(store):
+    def fails(x):
+        raise ValueError(f"item {x}")
+
+    from sessionkit import events
+
+    seen = []
+    events.add_listener(seen.append)
+    try:
+        job = Job(store, "many")
+        job.max_failed = 3
+        with pytest.warns(SessionkitWarning, match="more than 3 items failed"):
+            assert list(job.map(fails, range(10), errors="record", display=False)) == []
+    finally:
+        events.remove_listener(seen.append)
+    assert sorted(job.failed_items) == [0, 1, 2] and job.status == "completed"
+    unlisted = [e["data"]["item"] for e in seen if e["kind"] == "job.failed_unlisted"]
+    assert sorted(unlisted, key=int) == [str(i) for i in range(3, 10)]
+    ran = []
+    again = Job(store, "many")
+    assert sorted(x for x, _ in again.map(lambda x: ran.append(x) or x, range(10), display=False)) == \
+        list(range(3, 10)), "the unlisted failures run again; the listed ones are skipped"

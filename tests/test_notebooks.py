@@ -101,9 +101,9 @@ def test_primary_kernel_killed_backup_notebook_finishes(tmp_path):
     while time.monotonic() < deadline:
         if store.exists():
             jobs = sessionkit.jobs.list(str(store))
-            primaries = [s for s in list_sessions(str(store)) if s.get("role") == "primary" and s.get("job")]
+            primaries = [s for s in list_sessions(str(store)) if s.role == "primary" and s.job]
             if jobs and jobs[0].done >= 20 and primaries:
-                kernel_pid = primaries[0]["pid"]
+                kernel_pid = primaries[0].pid
                 break
         time.sleep(0.2)
     assert kernel_pid, "the primary notebook did not start its job"

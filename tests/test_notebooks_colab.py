@@ -155,9 +155,9 @@ def test_killed_primary_kernel_is_taken_over_across_accounts(accounts, tmp_path)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and kernel_pid is None:
         jobs = sessionkit.jobs.list(watcher)
-        primaries = [s for s in list_sessions(watcher) if s.get("role") == "primary" and s.get("job")]
+        primaries = [s for s in list_sessions(watcher) if s.role == "primary" and s.job]
         if jobs and jobs[0].done >= 20 and primaries:
-            kernel_pid = primaries[0]["pid"]
+            kernel_pid = primaries[0].pid
         time.sleep(0.3)
     assert kernel_pid, "the primary notebook did not start its job"
     os.kill(kernel_pid, signal.SIGKILL)  # the primary's runtime dies mid-job

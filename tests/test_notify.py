@@ -176,10 +176,10 @@ def test_a_job_that_stops_finishing_items_is_marked_stalled_and_the_webhook_hear
                 assert not primary.stalled, "not before 5 minutes"
                 clock.advance(2)
                 primary.session.beat()
-                assert primary.stalled and read_session(store, primary.session.id)["stalled"] is True
+                assert primary.stalled and read_session(store, primary.session.id).stalled is True
             if item == 12:
                 primary.session.beat()  # items finish again
-                assert not primary.stalled and read_session(store, primary.session.id)["stalled"] is False
+                assert not primary.stalled and read_session(store, primary.session.id).stalled is False
         assert sender.flush(timeout=10)
     finally:
         sender.close()

@@ -100,8 +100,8 @@ def test_every_view_of_a_primary_ends_saying_what_happened():
     for i in primary.track(range(75), display=False):
         clock.advance(5)
         if i == 70:
-            assert primary.state.status == "handing over"
-            assert primary.state.detail == "no backup has answered yet; still working"
+            assert primary.handover_view.status == "handing over"
+            assert primary.handover_view.detail == "no backup has answered yet; still working"
     lines = out.getvalue().splitlines()
     assert any(line.startswith("handing over: no backup has answered yet; still working") for line in lines)
     assert lines[-2] == "completed: 75 done (job job)"
@@ -173,7 +173,7 @@ def test_views_re_attach_from_the_store(capsys):
     live = widgets.show(store, clock=clock, watch=False)
     shown = capsys.readouterr().err
     assert live.progress.done == 20 and live.progress.total == 40 and live.progress.job == "job"
-    assert live.session["label"] == "A" and live.session["remaining_s"] == pytest.approx(2900)
+    assert live.session.label == "A" and live.session.remaining_s == pytest.approx(2900)
     assert "[A] primary on hour" in shown and "job 'job' running 20/40" in shown
     it.close()
     primary.close()

@@ -98,13 +98,13 @@ def test_record_heartbeats_and_end():
     s = make(store, clock, label="colab A")
     s.start()
     rec = sessions.read_session(store, s.id)
-    assert rec["role"] == "primary" and rec["label"] == "colab A" and rec["status"] == "active"
+    assert rec.role == "primary" and rec.label == "colab A" and rec.status == "active"
     assert len(s.id) == 32  # uuid4 hex: unguessable
     clock.advance(11.2 * HOUR)
     assert s.beat() == "warning"
     s.end("done")
     rec = sessions.read_session(store, s.id)
-    assert rec["status"] == "ended" and rec["end_reason"] == "done"
+    assert rec.status == "ended" and rec.end_reason == "done"
     events = [json.loads(line) for k in store.list(f"events/{s.id}/") for line in store.get(k).data.splitlines()]
     kinds = [e["kind"] for e in events]
     assert kinds == ["session.started", "session.phase", "session.phase", "session.ended"]
@@ -123,10 +123,10 @@ def test_heartbeat_thread_runs_on_a_scaled_clock():
     import time
 
     deadline = time.monotonic() + 5
-    while sessions.read_session(store, s.id)["heartbeats"] < 3 and time.monotonic() < deadline:
+    while sessions.read_session(store, s.id).heartbeats < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     s.end()
-    assert sessions.read_session(store, s.id)["heartbeats"] >= 3
+    assert sessions.read_session(store, s.id).heartbeats >= 3
 
 
 def test_check_dropped_uses_the_observers_clock():
@@ -146,8 +146,8 @@ def test_check_dropped_uses_the_observers_clock():
     observer_clock.advance(10)
     assert w.check(timeout=90) == [s.id]
     rec = sessions.read_session(store, s.id)
-    assert rec["status"] == "dropped"
-    assert [x["status"] for x in sessions.list_sessions(store)] == ["dropped"]  # still listed
+    assert rec.status == "dropped"
+    assert [x.status for x in sessions.list_sessions(store)] == ["dropped"]  # still listed
     kinds = [json.loads(l)["kind"] for k in store.list("events/observer/") for l in store.get(k).data.splitlines()]
     assert kinds == ["session.dropped"]
     s.end()  # an ended session is never marked dropped again

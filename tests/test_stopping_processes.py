@@ -47,8 +47,8 @@ def test_sigterm_to_a_primary_mid_job_hands_over_at_once(tmp_path):
     out, err = backup.communicate(timeout=120)
     assert json.loads(out.splitlines()[-1]) == {"status": "completed", "done": 300}, err
     assert sorted(i for i, *_ in read_log(log)) == list(range(300)), "every item exactly once"
-    ended = [s for s in list_sessions(url) if s.get("label") == "A"]
-    assert ended and ended[0]["end_reason"] == "stopped (SIGTERM)"
+    ended = [s for s in list_sessions(url) if s.label == "A"]
+    assert ended and ended[0].end_reason == "stopped (SIGTERM)"
     handover = history.handovers(history.load(url))
     assert list(handover["how"]) == ["released"], "taken over from a released lease, not an expired one"
 
@@ -83,8 +83,8 @@ def test_a_kernel_shut_down_mid_job_releases_its_lease(tmp_path):
     assert record.holder is None and record.token == 1, "released, not left to expire"
     job = sessionkit.Job(url, "work")
     assert job.status == "paused" and job.done >= 20
-    ended = [s for s in list_sessions(url) if s.get("label") == "kernel"]
-    assert ended[0]["end_reason"].startswith("stopped (")
+    ended = [s for s in list_sessions(url) if s.label == "kernel"]
+    assert ended[0].end_reason.startswith("stopped (")
 
 
 def test_a_papermill_primary_notebook_whose_kernel_is_shut_down_hands_over(tmp_path):
@@ -106,9 +106,9 @@ def test_a_papermill_primary_notebook_whose_kernel_is_shut_down_hands_over(tmp_p
     while time.monotonic() < deadline and kernel_pid is None:
         if store.exists():
             jobs = sessionkit.jobs.list(str(store))
-            primaries = [s for s in list_sessions(str(store)) if s.get("role") == "primary" and s.get("job")]
+            primaries = [s for s in list_sessions(str(store)) if s.role == "primary" and s.job]
             if jobs and jobs[0].done >= 20 and primaries:
-                kernel_pid = primaries[0]["pid"]
+                kernel_pid = primaries[0].pid
         time.sleep(0.1)
     assert kernel_pid, "the primary notebook did not start its job"
     argv = Path(f"/proc/{kernel_pid}/cmdline").read_bytes().split(b"\0")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+import warnings
 from typing import Callable, Optional, Union
 
 from ..validate import check_period, check_seconds
@@ -24,11 +25,12 @@ from ..jobs.listing import latest_id
 from ..jobs.manifest import FINISHED, load
 from ..lease import Lease
 from ..runtimes import Runtime
+from ..session_record import Role
 from ..sessions import DropWatcher, Session, list_live_sessions
 from ..store import ABSENT, Store, open_store
 from .decide import Act, ApprovalSeen, BackupStatus, Decision, LeaseSeen, Observation, decide
-from .primary import HandoverState, Primary
-from .records import Approval, Ready, Request, StateRecord, handover_key, read_record
+from .primary import HandoverView, Primary
+from .records import Approval, GuardRecord, GuardStatus, Ready, Request, handover_key, read_record
 
 __all__ = ["Backup", "NO_PRIMARY_POLLS", "POLL_JITTER"]
 
@@ -72,7 +74,7 @@ class Backup:
         self.priority, self.approval, self.lease_name = priority, approval, lease_name
         self.session = Session(self.store, "backup", runtime=runtime, label=label, clock=clock, ping_url=ping_url,
                                warning_at=warning_at, handover_at=handover_at)
-        self.session.extra.update(priority=priority)
+        self.session.priority = priority
         self.clock = self.session.clock
         self.lease = Lease(self.store, lease_name, holder=self.session.id, ttl=ttl, clock=self.clock,
                            events=self.session.events)
@@ -84,15 +86,21 @@ class Backup:
         self._available_since: Optional[float] = None  # when the lease was first seen free/expired
         self._approval_id: Optional[str] = None
         self._waiting_since: Optional[float] = None  # when it first found no primary, on its clock
-        self._guarded: Optional[StateRecord] = None  # the state record as last read
+        self._guarded: Optional[GuardRecord] = None  # the guard record as last read
         self._request: Optional[Request] = None  # the handover request as last read
-        self._warned_state = False
+        self._warned_guard = False
         self._warned_lease = False
         self.status = BackupStatus.WATCHING
         self.session.beat()
 
     @property
-    def state(self) -> HandoverState:
+    def state(self) -> HandoverView:
+        """Deprecated: ``handover_view`` ("state" is a job's own resumable data only)."""
+        warnings.warn("Backup.state is now Backup.handover_view", DeprecationWarning, stacklevel=2)
+        return self.handover_view
+
+    @property
+    def handover_view(self) -> HandoverView:
         """What views show, from the last look (reads nothing)."""
         record = self.lease.record
         detail = f"priority {self.priority}"
@@ -100,7 +108,7 @@ class Backup:
         if self.status is BackupStatus.WAITING_FOR_PRIMARY and waited >= NO_PRIMARY_POLLS * self.poll:
             detail = (f"no primary has written to {self.store.url} for {waited:.0f} s: is STORE the same "
                       f"as the primary's? {detail}")
-        return HandoverState("backup", self.status.value, self.lease_name, record.holder if record else None,
+        return HandoverView("backup", self.status, self.lease_name, record.holder if record else None,
                              record.token if record else None, self._guarded.job if self._guarded else None,
                              detail)
 
@@ -108,8 +116,8 @@ class Backup:
         """How many live backups go before this one (reads the live sessions only)."""
         me = (self.priority, self.session.id)
         return sum(1 for s in list_live_sessions(self.store)
-                   if s.get("role") == "backup" and s.get("status") == "active" and s["id"] != self.session.id
-                   and (int(s.get("priority", 1)), s["id"]) < me)
+                   if s.role is Role.BACKUP and s.active and s.id != self.session.id
+                   and (1 if s.priority is None else s.priority, s.id) < me)
 
     # -- one look ----------------------------------------------------------------
 
@@ -126,7 +134,7 @@ class Backup:
         """Read what ``decide`` needs: the guarded job, an open request, the lease; and only
         when the lease is free or expired, whether the job finished, this backup's turn and
         its approval (so a backup watching a live primary reads no more than that)."""
-        self._guarded = self._guarded_state()
+        self._guarded = self._guard_record()
         job = self._guarded.job if self._guarded else None
         now = self.clock.monotonic()
         if job is None:
@@ -177,11 +185,11 @@ class Backup:
             return LeaseSeen.FREE
         return LeaseSeen.EXPIRED if (self.lease.expires_in() or 0) <= 0 else LeaseSeen.HELD
 
-    def _guarded_state(self) -> Optional[StateRecord]:
-        """The handover state record; when it is missing or damaged but the lease shows a
+    def _guard_record(self) -> Optional[GuardRecord]:
+        """The guard record (``handover/<lease>/state``); when it is missing or damaged but the lease shows a
         primary existed (token >= 1), the most recent active job stands in for it, so a
         backup never waits on a record nobody will write (the new primary writes it anew)."""
-        found = read_record(self.store, StateRecord.decode, self.lease_name, "state")
+        found = read_record(self.store, GuardRecord.decode, self.lease_name, "state")
         if found is not None:
             return found.value
         try:
@@ -194,13 +202,13 @@ class Backup:
         job = latest_id(self.store, self.clock)
         if job is None:
             return None
-        if not self._warned_state:
-            self._warned_state = True
-            log.warning("the handover state record %s in %s is missing or damaged; lease %r was held "
+        if not self._warned_guard:
+            self._warned_guard = True
+            log.warning("the guard record %s in %s is missing or damaged; lease %r was held "
                         "(token %d; -1: its record is damaged), so this backup guards the most recent "
                         "active job, %r", handover_key(self.lease_name, "state"), self.store.url,
                         self.lease_name, token, job)
-        return StateRecord(job, record.holder if record else None, state="unknown")
+        return GuardRecord(job, record.holder if record else None, status=GuardStatus.UNKNOWN)
 
     def _open_request(self) -> Optional[str]:
         """The id of an open handover request this backup has not answered yet."""
@@ -210,11 +218,11 @@ class Backup:
             return None
         return found.value.id
 
-    def _job_finished(self, state: StateRecord) -> bool:
+    def _job_finished(self, guard: GuardRecord) -> bool:
         """The primary released the lease because its job ended (not to hand it over)."""
-        if state.state != "released":
+        if guard.status is not GuardStatus.RELEASED:
             return False
-        loaded = load(self.store, state.job)
+        loaded = load(self.store, guard.job)
         return loaded is not None and loaded.manifest.status in FINISHED
 
     def _approval_seen(self) -> ApprovalSeen:
@@ -252,16 +260,16 @@ class Backup:
         # The look that led here read both records after the primary's last writes: a primary
         # marks its request released before it releases the lease, and decide() takes a lease
         # only for a guarded job.
-        state, request = self._guarded, self._request
-        assert state is not None
+        guard, request = self._guarded, self._request
+        assert guard is not None
         planned = released and request is not None and not request.open
         self.session.promote()
         self.status = BackupStatus.PRIMARY
-        primary = Primary(self.store, state.job, session=self.session, lease=self.lease, clock=self.clock)
-        self.session.events.emit("handover.completed", **{"from": previous or state.primary,
+        primary = Primary(self.store, guard.job, session=self.session, lease=self.lease, clock=self.clock)
+        self.session.events.emit("handover.completed", **{"from": previous or guard.primary,
                                  "to": self.session.id, "planned": planned, "token": self.lease.token,
                                  "how": "planned" if planned else ("released" if released else "expired"),
-                                 "job": state.job, **_waited(self.lease)})
+                                 "job": guard.job, **_waited(self.lease)})
         self.session.events.flush()
         return primary
 

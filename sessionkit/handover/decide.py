@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
 
-__all__ = ["BackupStatus", "LeaseSeen", "ApprovalSeen", "Act", "Observation", "Decision", "decide", "ENDS_WATCH"]
+__all__ = ["BackupStatus", "LeaseSeen", "ApprovalSeen", "Act", "Observation", "Decision", "decide"]
 
 
 class BackupStatus(str, Enum):
@@ -47,10 +47,6 @@ class BackupStatus(str, Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-#: statuses after which the backup stops watching
-ENDS_WATCH = frozenset({BackupStatus.PRIMARY, BackupStatus.DONE})
 
 
 class LeaseSeen(Enum):

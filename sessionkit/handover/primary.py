@@ -4,6 +4,10 @@ Planned: the primary reaches its ``handover`` phase, publishes a request; a live
 backup answers ready; the primary stops taking items, checkpoints and releases the
 lease; the backup acquires it (token + 1) and resumes the job. On SIGTERM or at
 interpreter exit it checkpoints and releases at once (stopping.py).
+
+Every change of the primary's :class:`~.primary_status.PrimaryStatus` goes through the
+pure ``transition`` of primary_status.py; views are given a :class:`HandoverView` (a
+view that is a :class:`HandoverViewer`) or the session's record (every other view).
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union, runtime_checkable
 
 from .. import stopping
 from ..validate import check_period, check_seconds
@@ -22,12 +27,15 @@ from ..jobs import Job
 from ..lease import Lease, read_lease
 from ..records import read_all
 from ..runtimes import Runtime
+from ..session_record import LeaseHeld
 from ..sessions import Session, live_session_ids, read_session
 from ..stall import StallSeen, decide_stall
 from ..store import Store, open_store
-from .records import Ready, Request, StateRecord, handover_key
+from .decide import BackupStatus
+from .primary_status import LoopEvent, LoopSeen, PrimaryAct, PrimaryStatus, transition
+from .records import GuardRecord, GuardStatus, Ready, Request, handover_key
 
-__all__ = ["Primary", "HandoverState"]
+__all__ = ["Primary", "HandoverView", "HandoverViewer"]
 
 log = logging.getLogger("sessionkit.handover")
 
@@ -38,19 +46,40 @@ VIEW_KEEPALIVE_S = 20.0
 
 
 @dataclass(frozen=True)
-class HandoverState:
-    """What a view shows about handover: plain data."""
+class HandoverView:
+    """What a view shows about handover: plain data (was ``HandoverState``)."""
 
     role: str  # "primary", "backup" or "observer"
-    #: a backup's BackupStatus value; a primary's "primary" or "handing over" while it runs,
-    #: then how it ended: "completed", "handed over", "lease lost", "stopped", "paused",
-    #: "cancelled", "failed" or "closed" (``detail`` says to whom, or what to do)
-    status: str
+    #: a backup's BackupStatus; a primary's PrimaryStatus (``detail`` says to whom, or what to do).
+    #: Both are str enums: the value is the word shown ("watching", "handed over", ...)
+    status: Union[BackupStatus, PrimaryStatus]
     lease: str
     holder: Optional[str]
     token: Optional[int]
     job: Optional[str]
     detail: str = ""
+
+    @property
+    def ended(self) -> bool:
+        """The last word: a backup that is done, or a primary whose loop ended."""
+        if isinstance(self.status, PrimaryStatus):
+            return self.status.ended
+        return self.status == BackupStatus.DONE
+
+
+@runtime_checkable
+class HandoverViewer(Protocol):
+    """A view of the handover (widgets.session.HandoverStatus): a Primary redraws it with its
+    HandoverView; every other view of a primary is given the session's record."""
+
+    def show_handover(self, view: HandoverView) -> None: ...
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HandoverState":
+        warnings.warn("sessionkit.handover.HandoverState is now HandoverView", DeprecationWarning, stacklevel=2)
+        return HandoverView
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Primary:
@@ -97,39 +126,57 @@ class Primary:
         self.job.runtime_left = lambda: self.session.remaining
         self._update_lead()
         self.session.watchers.append(self.check_stall)
-        self.session.extra.update(job=job_id, lease={"name": lease_name, "token": self.lease.token})
+        self.session.job, self.session.lease_held = job_id, LeaseHeld(lease_name, self.lease.token)
         self._request: Optional[Request] = None
         self._last_poll = -1e18
         self.handed_over = False
         self._handed_to = ""  # who answered ready, in words ("backup (1a2b3c4d)")
-        self._ended: Optional[tuple[str, str]] = None  # (status, detail) once the loop ended
+        #: what this primary is doing; changed only through ``_see`` (primary_status.transition)
+        self.status = PrimaryStatus.PRIMARY
+        self._detail = ""  # how the loop ended, in words, once it did
         self._external = False  # a framework's loop runs the job (begin_external)
         #: Views (Countdown, SessionBanner, HandoverStatus, ...) refreshed from the loop's
         #: thread when the phase or handover state changes; never from a background thread.
         self.views: list[Any] = []
         self._shown: Optional[tuple[str, str, bool]] = None
         self._drawn_at = self.clock.monotonic()  # when the views were last redrawn, on the clock
-        self._publish_state("primary")
+        self._publish_guard(GuardStatus.PRIMARY)
         self.session.beat()
         stopping.install(self)  # SIGTERM and interpreter exit hand over at once (stopping.py)
 
-    def _publish_state(self, state: str) -> None:
-        record = StateRecord(self.job.id, self.session.id, self.session.label, self.lease.token, state,
+    def _publish_guard(self, status: GuardStatus) -> None:
+        record = GuardRecord(self.job.id, self.session.id, self.session.label, self.lease.token, status,
                              self.clock.now().isoformat())
         self.store.put(handover_key(self.lease_name, "state"), record.encode())
 
     @property
-    def state(self) -> HandoverState:
-        if self._ended is not None:
-            status, detail = self._ended
-        elif self._request is not None:
-            status = "handing over"
+    def handover_view(self) -> HandoverView:
+        """What views show about this primary's handover (reads nothing)."""
+        if self.status.ended:
+            detail = self._detail
+        elif self.status is PrimaryStatus.HANDING_OVER:
             detail = (f"to {self._handed_to}" if self._handed_to else
                       "no backup has answered yet; still working")
         else:
-            status, detail = "primary", ""
-        return HandoverState("primary", status, self.lease_name, self.session.id, self.lease.token,
-                             self.job.id, detail)
+            detail = ""
+        return HandoverView("primary", self.status, self.lease_name, self.session.id, self.lease.token,
+                            self.job.id, detail)
+
+    @property
+    def state(self) -> HandoverView:
+        """Deprecated: ``handover_view`` ("state" is a job's own resumable data only)."""
+        warnings.warn("Primary.state is now Primary.handover_view", DeprecationWarning, stacklevel=2)
+        return self.handover_view
+
+    def _see(self, event: LoopEvent, interrupted: bool = False) -> PrimaryAct:
+        """Something happened to the loop: the next status from primary_status.transition;
+        returns what to do (the caller releases: only it knows why, in words)."""
+        seen = LoopSeen(event, job_status=self.job.status, requested=self._request is not None,
+                        handed_over=self.handed_over, stop_requested=bool(stopping.requested()),
+                        holds_lease=self.lease.token is not None, interrupted=interrupted)
+        decision = transition(self.status, seen)
+        self.status = decision.status
+        return decision.act
 
     def track(self, iterable: Iterable[T], key: Optional[Callable[[T], str]] = None,
               display: Any = True) -> Iterator[T]:
@@ -145,19 +192,21 @@ class Primary:
 
     def _drive(self, loop: Callable[[], Iterator[Any]]) -> Iterator[Any]:
         self.job.stop_when = self._should_hand_over
-        self._ended = None
+        self._see(LoopEvent.BEGAN)
         try:
             yield from loop()
         except LeaseLost as exc:
-            self._finish("lease lost", self._lost_to(exc))
+            self._see(LoopEvent.LEASE_LOST)
+            self._finish(self._lost_to(exc))
             raise
         except GeneratorExit:  # closed (an interrupt in the loop's body, a break): the job paused
-            self._finish(self.job.status, "run the cell again to resume")
+            self._see(LoopEvent.CLOSED)
+            self._finish("run the cell again to resume")
             raise
         except BaseException as exc:
             # the job learns its outcome later (outcome.py): say what this exception means now
-            guess = "paused" if isinstance(exc, KeyboardInterrupt) else "failed"
-            self._finish(self.job.status if self.job.status != "running" else guess, "run the cell again to resume")
+            self._see(LoopEvent.RAISED, interrupted=isinstance(exc, KeyboardInterrupt))
+            self._finish("run the cell again to resume")
             raise
         finally:
             self.job.stop_when = None
@@ -171,7 +220,7 @@ class Primary:
         Until then a SIGTERM only sets ``stopping.requested()`` for that loop to see:
         releasing the lease before the loop has saved would lose its last steps."""
         self._external = True
-        self._ended = None
+        self._see(LoopEvent.BEGAN)
 
     def should_hand_over(self) -> Optional[str]:
         """Why the loop must save and stop now ("handover" when a backup answered the
@@ -187,20 +236,21 @@ class Primary:
 
     def _conclude(self) -> None:
         """The loop ended: release the lease if the job is done or handed over, say how."""
-        if self.handed_over:
-            self._release("handover")
-            self._finish("handed over", f"to {self._handed_to or 'the backup'} at {self.job.done}"
-                                        f"{'/' + str(self.job.total) if self.job.total else ''}; "
-                                        f"this runtime can be let go")
-        elif self.job.status in ("completed", "cancelled"):
-            self._release(self.job.status)
-            self._finish(self.job.status, f"{self.job.done} done")
-        elif stopping.requested() and self.lease.token is not None:
+        act = self._see(LoopEvent.RETURNED)
+        status = self.status
+        if act is PrimaryAct.RELEASE:
+            self._release("handover" if status is PrimaryStatus.HANDED_OVER else status.value)
+        if status is PrimaryStatus.HANDED_OVER:
+            self._finish(f"to {self._handed_to or 'the backup'} at {self.job.done}"
+                         f"{'/' + str(self.job.total) if self.job.total else ''}; this runtime can be let go")
+        elif act is PrimaryAct.RELEASE_AND_PASS_ON:
             self._release(f"stopped ({stopping.requested()})")
-            self._finish("stopped", f"{stopping.requested()}; the lease is released for a backup")
+            self._finish(f"{stopping.requested()}; the lease is released for a backup")
             stopping.pass_on()
+        elif status in (PrimaryStatus.COMPLETED, PrimaryStatus.CANCELLED):
+            self._finish(f"{self.job.done} done")
         else:
-            self._finish(self.job.status, "run the cell again to resume")
+            self._finish("run the cell again to resume")
 
     def _lost_to(self, exc: LeaseLost) -> str:
         """Who has the lease now, in words, when the store says (one read, best effort):
@@ -218,13 +268,13 @@ class Primary:
         who = _describe_sessions(self.store, [holder]) if holder else "another runtime"
         return f"to {who}, token {newer}: it is primary now; this one wrote nothing after that"
 
-    def _finish(self, status: str, detail: str) -> None:
-        """The loop ended: every view says how, once (loop thread)."""
-        self._ended = (status, detail)
+    def _finish(self, detail: str) -> None:
+        """The loop ended (``status`` says how): every view says so, once (loop thread)."""
+        self._detail = detail
         try:
             self.refresh_views(force=True)
         except (ValueError, OSError) as exc:  # the page or stream is gone (interpreter exit)
-            log.info("could not show how the loop ended (%s: %s): %s", status, detail, exc)
+            log.info("could not show how the loop ended (%s: %s): %s", self.status, detail, exc)
 
     def check_stall(self) -> bool:
         """Stalled: the job runs but has finished no item for ``stall_after`` real seconds
@@ -245,7 +295,7 @@ class Primary:
         stalled = decision.stalled
         if stalled != self.stalled:
             self.stalled = stalled
-            self.session.extra["stalled"] = stalled
+            self.session.stalled = stalled
             self.session.events.emit("job.stalled" if stalled else "job.unstalled", job=job.id,
                                      idle_s=round(decision.idle_s, 1), stall_after_s=round(decision.after_s, 1))
         return stalled
@@ -264,14 +314,18 @@ class Primary:
             return True  # not primary (any more): nothing to hand over, nothing to write
         if self._external:
             return False  # the framework's loop sees stopping.requested(), saves, then releases
-        active = self.job._active() if self.job._active is not None else None
+        active = self.job.active_loop
         if active is not None and active.gi_running:
             return False
         if active is not None:
             active.close()  # the item in progress is not done: the backup runs it again
         elif self.job.status == "running":
             self.job.checkpoint()
-        self._release(f"stopped ({reason})")
+        ended = self.status.ended
+        if self._see(LoopEvent.SIGNALLED) is not PrimaryAct.NOTHING:
+            self._release(f"stopped ({reason})")
+            if not ended:
+                self._finish(f"{reason}; the lease is released for a backup")
         return True
 
     def _should_hand_over(self) -> Optional[str]:
@@ -293,6 +347,7 @@ class Primary:
             self.session.events.emit("handover.requested", request=self._request.id, job=self.job.id,
                                      token=self.lease.token, remaining_s=self.session.remaining)
             self.session.events.flush()
+            self._see(LoopEvent.REQUESTED)
             return None
         ready = self._ready_backups()
         if ready:
@@ -303,7 +358,8 @@ class Primary:
 
     def refresh_views(self, force: bool = False) -> None:
         """Re-render the views if the phase or handover status changed (loop thread only)."""
-        shown = (self.session.phase, self.state.status, self.stalled)  # a cleared stall redraws too
+        handover = self.handover_view
+        shown = (self.session.phase, handover.status, self.stalled)  # a cleared stall redraws too
         now = self.clock.monotonic()
         keepalive = now - self._drawn_at >= VIEW_KEEPALIVE_S * clock_rate(self.clock)  # the page sees it live
         if keepalive and not force and shown == self._shown:
@@ -313,8 +369,12 @@ class Primary:
             self._shown, self._drawn_at, views = shown, now, self.views
         else:
             views = []
+        record = self.session.snapshot() if views else None
         for view in views:
-            view.update(self.state if type(view).__name__ == "HandoverStatus" else self.session.snapshot())
+            if isinstance(view, HandoverViewer):
+                view.show_handover(handover)
+            else:
+                view.update(record)
 
     def _ready_backups(self) -> list[str]:
         """Live backups that answered this primary's request."""
@@ -329,26 +389,27 @@ class Primary:
     def _release(self, reason: str) -> None:
         self.lease.stop_renewing()
         if self._request is not None:
-            released = dataclasses.replace(self._request, state="released",
+            released = dataclasses.replace(self._request, status="released",
                                            released_at=self.clock.now().isoformat())
             self.store.put(handover_key(self.lease_name, "request"), released.encode())
-        self._publish_state("released")
+        self._publish_guard(GuardStatus.RELEASED)
         self.lease.release()
         self.session.end(reason)
         stopping.uninstall(self)
 
     def close(self) -> None:
         """Give up the lease and end the session (e.g. at the end of a notebook)."""
-        if self.lease.token is not None:
+        ended = self.status.ended
+        if self._see(LoopEvent.CLOSE) is not PrimaryAct.NOTHING:
             self._release("closed")
-            if self._ended is None:
-                self._finish("closed", "the lease is released")
+            if not ended:
+                self._finish("the lease is released")
 
 
 def _describe_sessions(store: Store, ids: list[str]) -> str:
     """``backup (1a2b3c4d)``, or the first of several ready backups."""
-    record = read_session(store, ids[0]) or {}
-    named = f"{record.get('label') or 'a runtime'} ({ids[0][:8]})"
+    record = read_session(store, ids[0])
+    named = f"{(record.label if record else '') or 'a runtime'} ({ids[0][:8]})"
     return named if len(ids) == 1 else f"{named} or one of {len(ids) - 1} other ready backups"
 
 

@@ -1,7 +1,8 @@
 """The records a handover reads and writes, under ``handover/<lease>/`` (docs/format.md).
 
-- ``state``: which job the lease guards, who holds it and with which token (the
-  primary writes it; a backup reads it to know what to resume);
+- ``state``: the :class:`GuardRecord`: which job the lease guards, who holds it and with
+  which token (the primary writes it; a backup reads it to know what to resume). The key
+  keeps its old name so old and new versions read each other's stores;
 - ``request``: the primary's planned-handover request;
 - ``ready/<session>``: a backup's answer to a request (one writer each);
 - ``approvals/<id>``: a backup's request for approval, granted by ``approve()``.
@@ -9,21 +10,31 @@
 Each kind is a frozen dataclass with ``encode`` and a ``decode`` that raises
 CorruptRecord naming the key; unknown fields are kept out, missing optional ones
 default, so a record written by an older version still reads.
+
+Names: in sessionkit "state" means one thing, a job's own resumable data (``Job.state``,
+saved with each checkpoint). What something is doing is its *status* (``JobStatus``,
+``PrimaryStatus``, ``BackupStatus``, ``SessionStatus``, ``GuardStatus``); what a view
+shows is a *view* (``HandoverView``). So the record once called ``StateRecord`` is
+:class:`GuardRecord` and its ``state`` field is ``status`` (stored as ``"state"`` still);
+``Request.state`` is ``Request.status`` likewise. The old names still work, with a
+DeprecationWarning.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, fields
+from enum import Enum
 import logging
-from typing import Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 from ..errors import CorruptRecord
 from ..records import Stored, decode_object, read_one
 from ..store import Store
 from ..store.base import check_key
 
-__all__ = ["StateRecord", "Request", "Ready", "Approval", "handover_key", "read_record"]
+__all__ = ["GuardRecord", "GuardStatus", "Request", "Ready", "Approval", "handover_key", "read_record"]
 
 R = TypeVar("R", bound="_Record")
 log = logging.getLogger("sessionkit.handover")
@@ -69,21 +80,42 @@ class _Record:
                 raise CorruptRecord(key, where, f"not a handover record ({name!r} is not a name)", version)
         try:
             return cls(**values)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise CorruptRecord(key, where, f"not a handover record ({exc})", version) from None
 
 
+class GuardStatus(str, Enum):
+    """Whether the guarded job's primary holds the lease (stored under ``"state"``)."""
+
+    PRIMARY = "primary"  # a primary holds the lease and runs the job
+    RELEASED = "released"  # the primary let the lease go (handed over, finished or stopped)
+    UNKNOWN = "unknown"  # a backup stood this in for a missing or damaged record
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
-class StateRecord(_Record):
-    """``handover/<lease>/state``: the job the lease guards and its primary."""
+class GuardRecord(_Record):
+    """``handover/<lease>/state``: the job the lease guards and its primary (was ``StateRecord``)."""
 
     job: str
     primary: Optional[str] = None
     label: Optional[str] = None
     token: Optional[int] = None
-    state: str = "primary"  # "primary", "released", or "unknown" (stood in for a lost record)
+    status: GuardStatus = GuardStatus.PRIMARY
     at: Optional[str] = None
     _required = ("job",)
+    _renamed = {"status": "state"}
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", GuardStatus(self.status))  # ValueError: not a handover record
+
+    @property
+    def state(self) -> GuardStatus:
+        """Deprecated: ``status``."""
+        warnings.warn("GuardRecord.state is now GuardRecord.status", DeprecationWarning, stacklevel=2)
+        return self.status
 
 
 @dataclass(frozen=True)
@@ -97,14 +129,20 @@ class Request(_Record):
     job: Optional[str] = None
     at: Optional[str] = None
     remaining_s: Optional[float] = None
-    state: str = "open"  # "open", then "released" once the primary let the lease go
+    status: str = "open"  # "open", then "released" once the primary let the lease go (stored as "state")
     released_at: Optional[str] = None
     _required = ("id",)
-    _renamed = {"from_": "from"}
+    _renamed = {"from_": "from", "status": "state"}
 
     @property
     def open(self) -> bool:
-        return self.state != "released"
+        return self.status != "released"
+
+    @property
+    def state(self) -> str:
+        """Deprecated: ``status``."""
+        warnings.warn("Request.state is now Request.status", DeprecationWarning, stacklevel=2)
+        return self.status
 
 
 @dataclass(frozen=True)
@@ -130,3 +168,10 @@ class Approval(_Record):
     at: Optional[str] = None
     granted_by: Optional[str] = None
     _required = ("id",)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "StateRecord":
+        warnings.warn("sessionkit.handover.records.StateRecord is now GuardRecord", DeprecationWarning, stacklevel=2)
+        return GuardRecord
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -152,8 +152,8 @@ class TrainingGuard:
         if completed and job.status == "running":
             job.set_status("completed")
             job.checkpoint(done=step if step is not None else (self.last_saved_step or 0))
-        elif job.status == "running":
-            job.set_status("paused", reason=self.reason or "training stopped")
+        else:
+            job.stop(self.reason or "training stopped")  # paused, unless a request paused or cancelled it
         if self.primary is not None:
             self.primary.end_external()
 

@@ -13,8 +13,9 @@ from .job import Job
 from .listing import JobInfo, clear, list_jobs
 from .manifest import ACTIVE, FINISHED, STATUSES
 from .progress import Progress
+from .status import JobStatus
 
 list = list_jobs  # noqa: A001 - an earlier name, kept; not in __all__
 
 __all__ = ["ACTIONS", "ACTIVE", "FINISHED", "STATUSES", "BlobError", "DuplicateKey", "InvalidTransition", "Job",
-           "JobCancelled", "JobInfo", "Progress", "clear", "list_jobs", "request"]
+           "JobCancelled", "JobInfo", "JobStatus", "Progress", "clear", "list_jobs", "request"]

@@ -13,7 +13,8 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from enum import Enum
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from ..clock import Clock
 from ..errors import Conflict, CorruptRecord, LeaseLost, SessionkitWarning, StoreError, Superseded
@@ -32,6 +33,14 @@ PREV_EVERY = 10  # manifest.prev is kept at most this many generations apart (mo
 INLINE_KEYS = 2000  # a keyed job keeps up to this many done keys in the manifest itself ...
 INLINE_KEY_BYTES = 64 * 1024  # ... and at most this many bytes of them; then they go to a segment
 ADOPT_ATTEMPTS = 20
+
+
+class EventFlush(Enum):
+    """When a checkpoint's pending events are written (the loop waits for no event write)."""
+
+    NOW = "now"  # on this thread, after the checkpoint
+    SOON = "soon"  # from a background thread (a run's final checkpoint)
+    LATER = "later"  # with the next write (the claim a run starts with)
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ class Checkpointer:
         self.events.emit("job.damaged", job=self.job_id, keys=keys, items=items, reason=reasons)
         old = self.written
         done = max(0, old.done - items)
-        self.written = Written(old.manifest.but(done=done), done, old.n_at)
+        self.written = Written(old.manifest.with_changes(done=done), done, old.n_at)
         self._files_changed = True
 
     def _take(self, loaded: Loaded) -> None:
@@ -107,12 +116,12 @@ class Checkpointer:
 
     # -- one write -------------------------------------------------------------
 
-    def write(self, snap: Snapshot, *, adopt_state: bool, events: str = "now", settle: bool = False) -> Written:
+    def write(self, snap: Snapshot, *, adopt_state: bool, events: Union[EventFlush, str] = EventFlush.NOW,
+              settle: bool = False) -> Written:
         """Write ``snap`` as the next generation. ``adopt_state``: if another writer moved
         the manifest on, take its state and blobs (a run that has done nothing yet).
-        ``events``: write pending events "now", "soon" (from a background thread: a run's
-        final checkpoint) or "later" (with the next write: the claim a run starts with), so
-        the loop waits for no event write. ``settle``: this write only records how an
+        ``events``: when pending events are written (``EventFlush``; its value as a str is
+        accepted too), so the loop waits for no event write. ``settle``: this write only records how an
         earlier run of this object ended; if anyone else wrote since, raise ``Superseded``
         and write nothing (a newer run's status stands).
 
@@ -129,11 +138,11 @@ class Checkpointer:
                 raise self.fenced
             started = self.clock.monotonic()
             try:
-                return self._write(snap, adopt_state, events, settle)
+                return self._write(snap, adopt_state, EventFlush(events), settle)
             finally:
                 self.seconds = self.clock.monotonic() - started
 
-    def _write(self, snap: Snapshot, adopt_state: bool, events: str, settle: bool) -> Written:
+    def _write(self, snap: Snapshot, adopt_state: bool, events: EventFlush, settle: bool) -> Written:
         token = self._token()
         fresh_ranges = Ranges(snap.fresh_ranges)
         fresh_keys = list(dict.fromkeys(snap.fresh_keys))
@@ -170,12 +179,12 @@ class Checkpointer:
                 inline = ()
                 all_ranges = Ranges(self.done_ranges.spans + fresh_ranges.spans)
                 done, ranges = len(all_ranges), tuple((a, b) for a, b in all_ranges.spans)
-            new = base.but(generation=old.generation + 1, token=token, writer=self.events.writer,
+            new = base.with_changes(generation=old.generation + 1, token=token, writer=self.events.writer,
                            segments=tuple(s.to_json() for s in self.segments.segments), ranges=ranges,
                            keys=inline, done=done, updated=self.clock.now().isoformat())
             if new.total is not None and done > new.total:
-                new = new.but(total=done)  # done items the items given no longer hold: never done > total
-            new = new.but(garbage=self._garbage_after(old, new, written))
+                new = new.with_changes(total=done)  # done items the items given no longer hold: never done > total
+            new = new.with_changes(garbage=self._garbage_after(old, new, written))
             raw = new.encode()
             try:
                 files_change = _files(old) != _files(new)
@@ -202,7 +211,7 @@ class Checkpointer:
             self.events.emit("job.checkpoint", job=self.job_id, generation=new.generation, done=done,
                              total=new.total, new=count, rate=self._rate.rate, bytes=new.bytes,
                              stage=new.stage)
-        if events == "now" and self.events.pending:
+        if events is EventFlush.NOW and self.events.pending:
             try:
                 self.events.flush()
             except StoreError as exc:
@@ -211,7 +220,7 @@ class Checkpointer:
                 # again as if the checkpoint had failed)
                 log.warning("job %r: checkpoint written, its events not yet (%s); the next "
                             "checkpoint writes them", self.job_id, exc)
-        elif events == "soon":
+        elif events is EventFlush.SOON:
             self.events.flush_soon()
         return self.written
 
@@ -269,11 +278,11 @@ class Checkpointer:
         self.done_ranges.update(ranges)
         self.done_keys.update(keys)
         if adopt_state:
-            base = base.but(state=theirs.state, blobs=theirs.blobs, bytes=theirs.bytes)
+            base = base.with_changes(state=theirs.state, blobs=theirs.blobs, bytes=theirs.bytes)
         self.raw, self.version = loaded.raw, loaded.version
         old = self.written
         done = len(self.done_keys) if self.segments.mode == KEY else len(self.done_ranges)
-        self.written = Written(theirs.but(done=done), done, old.n_at)
+        self.written = Written(theirs.with_changes(done=done), done, old.n_at)
         self._removed = set()  # theirs lists its own garbage: what is named again is left out
         self._files_changed = bool(theirs.segments or theirs.blobs)
         return base

@@ -1,31 +1,87 @@
-"""One run of ``Job.track``: the tqdm-shaped generators and their slow path.
+"""One run of a job's loop: the tqdm-shaped generators of ``track`` and their slow path.
 
 The per-item path is three operations (yield, add, compare), as in tqdm's
 ``__iter__``; clock reads, snapshots for the checkpoint writer, control requests,
 fencing and view updates happen on a slower path entered every few items, sized
 so it runs about every 50 ms. Nothing on either path waits on the store: the
 writer (writer.py) does the store's work and reports back through attributes the
-slow path reads.
+slow path reads, and pause/cancel requests are read off the loop's thread and
+taken up at the first visit after the read came back.
+
+``Run`` owns the run's counters, its view and its reads of control requests; the job
+it runs offers it a small protocol (``RunnableJob``: begin, record progress, apply a
+control request, end), so this module uses nothing private of ``Job`` and does not
+import it. ``job.map``'s generator (mapping.py) drives a ``Run`` the same way.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar
 
+from ..clock import Clock
 from ..errors import DuplicateKey
 from .checkpoint import Snapshot
+from .control import Control
 from .doneset import Ranges
-from .mapping import Window, lost
-
-if TYPE_CHECKING:
-    from .job import Job
+from .manifest import Manifest
+from .progress import Progress
+from .writer import CheckpointWriter
 
 T = TypeVar("T")
+log = logging.getLogger("sessionkit.jobs")
 
 TICK_SECONDS = 0.05  # target time between slow-path visits
 MAX_TICK_ITEMS = 512  # ... and at most this many items between them
 VIEW_SECONDS = 0.1  # views are refreshed at most this often
+
+
+@dataclass(frozen=True)
+class Begun:
+    """What a job hands a run it lets start."""
+
+    writer: CheckpointWriter
+    done_ranges: Ranges  # positions done (the writer's: it adds to them as checkpoints land)
+    done_keys: "set[str]"  # keys done (likewise)
+    failed: "dict[Any, str]"  # items recorded as failed before this run: id -> error
+
+
+class RunnableJob(Protocol):
+    """What a ``Run`` needs of the job it runs (``Job`` is one)."""
+
+    id: str
+    clock: Clock
+    checkpoint_every: float
+    checkpoint_items: Optional[int]
+    control_poll: float
+
+    @property
+    def progress(self) -> Progress: ...
+
+    def begin(self, run: "Run") -> Optional[Begun]:
+        """Claim the job for ``run``; None when it must not run (paused or cancelled)."""
+
+    def record_progress(self, n: int, now: float) -> Optional[float]:
+        """``n`` items done in this run at ``now``: the instantaneous rate; raises why the
+        loop must stop at once (fenced, a failed write)."""
+
+    def apply_control(self, request: Optional[Control]) -> bool:
+        """Take up a pause or cancel request (or the runtime's own stop): True to stop now."""
+
+    def manifest_now(self) -> Manifest: ...
+
+    def end(self, run: "Run", finished: bool) -> bool:
+        """The run ended (``finished``: its items ran out): status and final checkpoint.
+        False when there was nothing of it to end (it never began)."""
+
+    def record_failed(self, item_id: Any, exc: BaseException) -> None: ...
+
+    def record_retried(self, item_id: Any) -> None: ...
+
+    def abandoned(self, item_ids: "list[Any]", drain_seconds: float) -> None:
+        """Items a stopping map left running past its drain (not done): announce them."""
 
 
 def _consume(it: Iterator[Any], n: int) -> int:
@@ -39,9 +95,9 @@ def _consume(it: Iterator[Any], n: int) -> int:
 
 
 class Run:
-    """The counters of one ``track`` call; the loop's thread owns them."""
+    """The counters of one ``track`` or ``map`` call; the loop's thread owns them."""
 
-    def __init__(self, job: "Job", view: Any) -> None:
+    def __init__(self, job: RunnableJob, view: Any) -> None:
         self.job = job
         self.view = view
         self.n = 0  # items done in this run
@@ -53,19 +109,47 @@ class Run:
         self.fresh_positions: list[int] = []  # positions a map finished since the last visit, any order
         self.open_from: Optional[int] = None  # start of the positions done since the last snapshot
         self.n_at_snapshot = 0
-        self.interrupted = False
         self.last_checkpoint = self.last_view = self.last_control = 0.0
+        self.writer: Optional[CheckpointWriter] = None
+        self._control: Optional[Callable[[], Optional[Control]]] = None  # a control read still out
 
-    def begin(self) -> None:
-        now = self.job.clock.monotonic()
-        self.last_checkpoint = self.last_view = self.last_control = now
-        self.job._rate.restart(0, now)
-        self.job.last_progress_at = now
+    @property
+    def seen(self) -> int:
+        """Items of the source this run has come to: skipped, done or failed."""
+        return self.skipped + self.n + self.failed_now
+
+    def start(self) -> Optional[Begun]:
+        """Begin: the job claims itself for this run; None when it must not run."""
+        begun = self.job.begin(self)
+        if begun is None:
+            return None
+        self.writer = begun.writer
+        self.last_checkpoint = self.last_view = self.last_control = self.job.clock.monotonic()
+        return begun
+
+    def end(self, finished: bool) -> None:
+        """The loop ended: the job's status and final checkpoint, then the view's last update."""
+        try:
+            shown = self.job.end(self, finished)
+        except BaseException:
+            self.close_view()
+            raise
+        if shown:
+            self.close_view()
+
+    def refresh_view(self) -> None:
+        if self.view is not None:
+            self.view.update(self.job.progress)
+
+    def close_view(self) -> None:
+        if self.view is not None:
+            self.view.update(self.job.progress)
+            self.view.close()
 
     def snapshot(self) -> Snapshot:
         """Hand the items done since the last snapshot to a new Snapshot (loop thread)."""
         self.close_positions()
-        snap = Snapshot(self.job._manifest_now(), tuple(tuple(s) for s in self.fresh_ranges.spans),
+        snap = Snapshot(self.job.manifest_now(), tuple(tuple(s) for s in self.fresh_ranges.spans),
                         tuple(self.fresh_keys), self.n)
         self.fresh_ranges = Ranges()
         self.fresh_keys.clear()  # in place: the key loop appends to this list
@@ -75,16 +159,16 @@ class Run:
     # -- the generators --------------------------------------------------------
 
     def positions(self, iterable: Iterable[T]) -> Iterator[T]:
-        job = self.job
         it = iter(iterable)
         pos = 0
         finished = False
         stopped = False
         try:
-            if not job._start(self):
+            begun = self.start()
+            if begun is None:
                 return
-            check_at = 1
-            for start, end in job._done_gaps():  # a list: the writer may add to the done set
+            check_at: Optional[int] = 1
+            for start, end in list(begun.done_ranges.gaps()):  # a list: the writer may add to the done set
                 if start > pos:
                     skipped = _consume(it, start - pos)
                     self.skipped += skipped
@@ -98,7 +182,7 @@ class Run:
                     pos += 1
                     if pos >= check_at:
                         check_at = self.tick(pos)
-                        if check_at < 0:
+                        if check_at is None:
                             stopped = True
                             break
                 self.close_span(pos)
@@ -107,20 +191,21 @@ class Run:
             finished = not stopped
         finally:
             self.close_span(pos)
-            job._finish(self, finished)
+            self.end(finished)
 
     def keys(self, iterable: Iterable[T], key: Callable[[T], str]) -> Iterator[T]:
         job = self.job
-        done = job._done_keys()  # the writer's done set: keys join it once their checkpoint landed
         fresh = self.fresh_keys
         seen: set[str] = set()  # keys run in this run: a second one is an error, not "done"
         n = 0
         skipped = 0
         finished = False
         try:
-            if not job._start(self):
+            begun = self.start()
+            if begun is None:
                 return
-            check_at = 1
+            done = begun.done_keys  # the writer's done set: keys join it once their checkpoint landed
+            check_at: Optional[int] = 1
             for item in iterable:
                 k = key(item)
                 if k in done or k in seen:
@@ -139,82 +224,14 @@ class Run:
                     self.skipped = skipped
                     self.n = n
                     check_at = self.slow(n, n)
-                    if check_at < 0:
+                    if check_at is None:
                         break
             else:
                 finished = True
         finally:
             self.skipped = skipped
             self.n = n
-            job._finish(self, finished)
-
-    def mapped(self, fn: Callable[[T], Any], iterable: Iterable[T], key: Optional[Callable[[T], str]],
-               window: "Window[T]", owned: bool, errors: str, retry_failed: bool,
-               drain_seconds: float) -> Iterator[tuple[T, Any]]:
-        """``job.map``: items not done (nor failed before, unless ``retry_failed``) go to
-        ``window``'s executor; ``(item, result)`` come back as they finish. An item is done
-        when the caller asks for the next. When the loop must stop (handover, pause, cancel,
-        a failed write), no more are submitted; those in flight are waited for up to
-        ``drain_seconds`` and handed back, the rest are not done."""
-        job = self.job
-        fresh, positions = self.fresh_keys, self.fresh_positions
-        n, finished, first_error = 0, False, None
-        try:
-            if not job._start(self):
-                return
-            failed_before = job.failed_items
-            source = _not_done(iterable, key, job._done_keys(), job._done_ranges(),
-                               set() if retry_failed else set(failed_before), self)
-            check_at, more, stopping = 1, True, False
-            tick = TICK_SECONDS
-            while True:
-                if more and not stopping:
-                    more = window.fill(source)
-                if not window:
-                    finished = not more and not stopping
-                    break
-                got = window.take(drain_seconds if stopping else tick)
-                if got is None:
-                    if stopping:
-                        break  # what is still in flight is not done: it runs again next time
-                    self.n, self.in_flight = n, len(window)
-                    stopping = self.slow(n, n) < 0
-                    continue
-                ident, item, future = got
-                exc = future.exception()
-                if exc is not None:
-                    if lost(exc) or errors == "raise":
-                        first_error, stopping = first_error or exc, True
-                        continue  # settle what is in flight, then raise
-                    job.record_failed(ident, exc)
-                    self.failed_now += 1
-                    if n + self.failed_now >= check_at:  # failures too reach the slow path
-                        self.n, self.in_flight = n, len(window)
-                        check_at = self.slow(n, n + self.failed_now)
-                        stopping = check_at < 0
-                    continue
-                yield item, future.result()
-                if key is not None:
-                    fresh.append(ident)
-                else:
-                    positions.append(ident)
-                if ident in failed_before:
-                    job.record_retried(ident)
-                n += 1
-                if n + self.failed_now >= check_at and not stopping:
-                    self.n, self.in_flight = n, len(window)
-                    check_at = self.slow(n, n + self.failed_now)
-                    stopping = check_at < 0
-            if first_error is not None:
-                raise first_error
-        finally:
-            window.cancel()
-            self.in_flight = 0
-            if owned:
-                window.executor.shutdown(wait=False, cancel_futures=True)
-            self.n = n
-            self.close_positions()
-            job._finish(self, finished and first_error is None)
+            self.end(finished)
 
     # -- the slow path ---------------------------------------------------------
 
@@ -232,36 +249,24 @@ class Run:
             self.n += pos - self.open_from
             self.open_from = pos
 
-    def tick(self, pos: int) -> int:
+    def tick(self, pos: int) -> Optional[int]:
         self.close_span(pos)
         return self.slow(self.n, pos)
 
-    def slow(self, n: int, counter: int) -> int:
-        """Runs about every 50 ms; returns the counter value to come back at (-1: stop)."""
-        job = self.job
-        writer = job._writer
-        if writer.failure is not None:
-            raise writer.failure  # fenced (LeaseLost) or the store failed: stop at this tick
-        lease = job.lease
-        if lease is not None and getattr(lease, "held", True) is False:
-            job._token()  # raises LeaseLost: a holder past its renew deadline stops working
+    def slow(self, n: int, counter: int) -> Optional[int]:
+        """Runs about every 50 ms: the counter value to come back at, or None when the loop
+        must stop now (a pause or cancel request, the runtime's stop). Raises what stops
+        it at once (fenced, a failed write)."""
+        job, writer = self.job, self.writer
+        assert writer is not None, "slow() runs only in a run that began"
         now = job.clock.monotonic()
-        instant = job._rate.update(n, now)
-        job.last_progress_at = now  # the slow path runs only after an item finished
+        instant = job.record_progress(n, now)
         items = job.checkpoint_items
         if items and n - self.n_at_snapshot >= items or now - self.last_checkpoint >= job.checkpoint_every:
             self.last_checkpoint = now
             writer.submit(self.snapshot())
-        if now - self.last_control >= job.control_poll:
-            self.last_control = now
-            writer.poll_control()
-        if job._obey_control(writer.request):
-            return -1
-        if job.stop_when is not None:
-            reason = job.stop_when()
-            if reason:
-                job._set_status("paused", reason=reason)
-                return -1
+        if job.apply_control(self.control_request(now)):
+            return None
         if self.view is not None and now - self.last_view >= VIEW_SECONDS:
             self.last_view = now
             self.view.update(job.progress)
@@ -272,26 +277,20 @@ class Run:
             step = max(1, min(step, self.n_at_snapshot + items - n))
         return counter + step
 
-
-def _not_done(iterable: Iterable[T], key: Optional[Callable[[T], str]], done_keys: "set[str]",
-              done_ranges: Ranges, failed: "set[Any]", run: Run) -> Iterator[tuple[Any, T]]:
-    """(item id, item) for each item not done and not failed before: its key, or its
-    position. Counts what it skips in ``run.skipped``; a key seen twice is an error."""
-    seen: set[str] = set()
-    for pos, item in enumerate(iterable):
-        if key is None:
-            ident: Any = pos
-            skip = pos in done_ranges
-        else:
-            ident = key(item)
-            if ident.__class__ is not str:
-                raise TypeError(f"job {run.job.id!r}: key(item) must return a str; for {item!r} it "
-                                f"returned {ident!r} ({type(ident).__name__}). Nothing was run for it.")
-            if ident in seen:
-                raise DuplicateKey(run.job.id, ident, item)
-            seen.add(ident)
-            skip = ident in done_keys
-        if skip or ident in failed:
-            run.skipped += 1
-            continue
-        yield ident, item
+    def control_request(self, now: float) -> Optional[Control]:
+        """The latest pause/cancel request as last read. A read starts every ``control_poll``
+        seconds off this thread and is taken up once it came back: a slow store never
+        holds the loop (nor its checkpoint writer) on a control read."""
+        writer = self.writer
+        assert writer is not None
+        if self._control is None and now - self.last_control >= self.job.control_poll:
+            self.last_control = now
+            self._control = writer.read_control_soon()  # on a FakeClock: read at once, ready now
+        pending = self._control
+        if pending is not None and getattr(pending, "ready", lambda: True)():
+            self._control = None
+            try:
+                writer.request = pending()
+            except Exception as exc:  # a failed read is retried at the next poll; the job goes on
+                log.warning("job %s: could not read pause/cancel requests: %s", self.job.id, exc)
+        return writer.request

@@ -16,21 +16,14 @@ from typing import Any, Optional
 from ..errors import CorruptRecord, InvalidKey, SessionkitWarning
 from ..store import Store
 from ..store.base import check_key
+from .status import ACTIVE, FINISHED, STATUSES, TRANSITIONS, JobStatus
+
+__all__ = ["ACTIVE", "FINISHED", "MAX_FAILED", "STATUSES", "TRANSITIONS", "Loaded", "Manifest", "check_job_id",
+           "load", "manifest_key"]
 
 MANIFEST_FORMAT = 3  # 2: a position job's done ranges are in the manifest ("ranges");
 #                      3: a keyed job's newest done keys too ("keys"); 1 and 2 are read
-STATUSES = ("pending", "running", "paused", "completed", "failed", "cancelled")
-ACTIVE = ("running", "paused")
-FINISHED = ("completed", "failed", "cancelled")
 MAX_FAILED = 10_000  # failed items a manifest lists (the rest are counted in events only)
-TRANSITIONS = {
-    "pending": {"running", "paused", "cancelled"},
-    "running": {"paused", "completed", "failed", "cancelled"},
-    "paused": {"running", "cancelled"},
-    "failed": {"running", "cancelled"},
-    "completed": {"running"},  # new items appeared in the source
-    "cancelled": set(),
-}
 
 
 def check_job_id(job_id: object) -> str:
@@ -99,14 +92,14 @@ def decode(key: str, where: str, data: bytes, version: Optional[str]) -> dict[st
 class Manifest:
     """One generation of ``jobs/<id>/manifest`` (fields as in docs/format.md).
 
-    Frozen: a change is a new value (``manifest.but(status="paused")``), so the loop
+    Frozen: a change is a new value (``manifest.with_changes(total=10)``), so the loop
     can hand the one it holds to the checkpoint writer without a copy or a lock.
     ``state``, ``params`` and ``blobs`` are plain JSON values; they are never changed in
     place, only replaced.
     """
 
     job: str
-    status: str = "pending"
+    status: JobStatus = JobStatus.PENDING  # stored as its ``stored`` value
     generation: int = 0
     token: Optional[int] = None
     total: Optional[int] = None
@@ -136,13 +129,18 @@ class Manifest:
     #: most ``MAX_FAILED`` of them. Skipped by later runs unless they ask to retry them.
     failed: tuple[tuple[str, str], ...] = ()
 
+    def with_changes(self, **changes: Any) -> "Manifest":
+        """A new manifest: this one with ``changes``."""
+        return replace(self, **changes)
+
     def but(self, **changes: Any) -> "Manifest":
-        """This manifest with ``changes``."""
+        """Deprecated name of ``with_changes``."""
+        warnings.warn("Manifest.but is deprecated; use Manifest.with_changes", DeprecationWarning, stacklevel=2)
         return replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
         body = asdict(self)
-        body.update(format=MANIFEST_FORMAT, kind="sessionkit.job",
+        body.update(format=MANIFEST_FORMAT, kind="sessionkit.job", status=self.status.stored.value,
                     segments=[list(s) for s in self.segments], stages=list(self.stages), keys=list(self.keys),
                     ranges=None if self.ranges is None else [list(r) for r in self.ranges],
                     garbage=[list(g) for g in self.garbage], failed=[list(f) for f in self.failed],
@@ -157,7 +155,7 @@ class Manifest:
         """From a dict ``decode`` has checked."""
         ranges = m.get("ranges")
         return cls(
-            job=str(m.get("job") or ""), status=m["status"], generation=m["generation"], token=m.get("token"),
+            job=str(m.get("job") or ""), status=JobStatus(m["status"]), generation=m["generation"], token=m.get("token"),
             total=m.get("total"), params=dict(m.get("params") or {}), mode=m.get("mode"),
             segments=tuple((str(s[0]), int(s[1])) for s in m["segments"]),
             ranges=None if ranges is None else tuple((int(a), int(b)) for a, b in ranges),

@@ -1,7 +1,8 @@
 """How an interrupted loop ended, learned from the process around it.
 
 A generator cannot tell a ``break`` from an exception in the loop body: both close
-it. An interrupted job stays "running" until one of these learns the outcome:
+it. An interrupted job is ``JobStatus.LEFT_EARLY`` (stored as "running") until one of
+these learns the outcome:
 ``with job:`` (exact), IPython's ``post_run_cell`` (the cell's error),
 ``sys.excepthook`` (an uncaught error in a script), or interpreter exit (no error
 seen: paused). ``Job`` installs these hooks explicitly, the first time a job is
@@ -15,29 +16,44 @@ import logging
 import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Generator, Optional, Protocol
 
 from ..errors import SessionkitError
 from ..env import ipython_shell
-
-if TYPE_CHECKING:
-    from .job import Job
+from ..events import EventLog
 
 log = logging.getLogger("sessionkit.jobs")
+
+
+class Settled(Protocol):
+    """What the hooks need of a job (``Job`` is one)."""
+
+    id: str
+    events: EventLog
+
+    @property
+    def left_early(self) -> bool:
+        """Its loop was left early and how it ended is not recorded yet."""
+
+    @property
+    def active_loop(self) -> "Optional[Generator[Any, None, None]]":
+        """The generator of its run in progress, if one is suspended or running."""
+
+    def record_outcome(self, exc: Optional[BaseException]) -> None: ...
 
 
 class Outcomes:
     """The process-wide hooks, and the jobs they settle."""
 
     def __init__(self) -> None:
-        self.interrupted: "weakref.WeakSet[Job]" = weakref.WeakSet()
-        self.live: "weakref.WeakSet[Job]" = weakref.WeakSet()
+        self.interrupted: "weakref.WeakSet[Settled]" = weakref.WeakSet()
+        self.live: "weakref.WeakSet[Settled]" = weakref.WeakSet()
         self._lock = threading.Lock()
         self._hooks = False
         self._exit_hook = False
         self._previous_hook: Any = None
 
-    def install_exit_hook(self, job: "Job") -> None:
+    def install_exit_hook(self, job: Settled) -> None:
         """Checkpoint ``job`` at interpreter exit if it is still tracking."""
         with self._lock:
             self.live.add(job)
@@ -46,7 +62,7 @@ class Outcomes:
             self._exit_hook = True
         atexit.register(self.at_exit)
 
-    def watch(self, job: "Job") -> None:
+    def watch(self, job: Settled) -> None:
         """``job``'s loop was left early: settle it when the cell or script ends."""
         with self._lock:
             self.interrupted.add(job)
@@ -62,7 +78,7 @@ class Outcomes:
     def settle(self, exc: Optional[BaseException]) -> None:
         for job in list(self.interrupted):
             self.interrupted.discard(job)
-            if job._interrupted:
+            if job.left_early:
                 try:
                     job.record_outcome(exc)
                 except SessionkitError as err:
@@ -79,10 +95,10 @@ class Outcomes:
         """Checkpoint jobs still tracking when the interpreter exits; settle interrupted ones."""
         for job in list(self.live):
             try:
-                gen = job._active() if job._active is not None else None
+                gen = job.active_loop
                 if gen is not None:
                     gen.close()  # a loop still suspended: finish it now, while modules still work
-                if job._interrupted:
+                if job.left_early:
                     job.record_outcome(None)
                 if job.events.pending:
                     job.events.flush()  # e.g. job.created of a job never tracked

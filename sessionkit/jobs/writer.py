@@ -1,12 +1,14 @@
 """The checkpoint writer: one per running job, so the user's loop never waits on the store.
 
 The loop hands it immutable ``Snapshot``s and goes on. A background task
-(sessionkit/scheduler.py) writes them one at a time; snapshots that arrive while a write is out are
+writes them one at a time; snapshots that arrive while a write is out are
 coalesced into one. What goes wrong comes back to the loop: ``failure`` holds a
 ``LeaseLost`` (a newer holder exists: nothing more is ever written) or a store
 error (its snapshot is kept and written with the next one), and the loop raises
-it at its next tick. The same task reads pause/cancel requests every
-``control_poll`` seconds and leaves the latest in ``request`` for the loop.
+it at its next tick, unless a retry (the thread tries again every ``control_poll``
+seconds) lands first. Pause/cancel requests are read by the loop's run, each read on
+a thread of its own (``read_control_soon``), so a slow control read never holds a
+checkpoint write, nor the loop waiting for one; ``request`` is the latest read.
 
 ``flush`` writes on the caller's thread, after any write in flight: the final
 checkpoint of a run, and ``job.checkpoint()``.
@@ -21,10 +23,11 @@ at most two checkpoint intervals of items (``checkpoint_items``, or the items of
 ``checkpoint_every`` seconds) plus the item that was running. The loop waits only
 when a write takes longer than a checkpoint interval.
 
-The task runs on the clock's scheduler: its own thread on real and scaled clocks; on a
-``FakeClock`` a snapshot handed over is written before ``submit`` returns (the task is
-woken, and the fake clock's scheduler runs a woken task at once) and the control record
-is read as the test advances the clock. The same code writes and reads in both.
+The writes and the control reads are tasks on the clock's scheduler
+(sessionkit/scheduler.py): threads on real and scaled clocks; on a ``FakeClock`` a
+snapshot handed over is written before ``submit`` returns (a woken task runs at once)
+and a control read has answered when ``read_control_soon`` returns. The same code runs
+in both.
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ from typing import Any, Callable, Optional
 
 from ..clock import Clock
 from ..errors import LeaseLost, Superseded
-from ..scheduler import Task, scheduler_for
-from .checkpoint import Checkpointer, Snapshot, Written
+from .checkpoint import Checkpointer, EventFlush, Snapshot, Written
 from .control import Control
+from ..scheduler import Task, scheduler_for
 
 log = logging.getLogger("sessionkit.jobs")
 
@@ -68,7 +71,6 @@ class CheckpointWriter:
         self._failed: Optional[Snapshot] = None  # a snapshot whose write failed: goes out with the next
         self._stopping = False
         self._task: Optional[Task] = None
-        self._next_control = 0.0  # when the task reads the control record next, on the clock
 
     # -- the loop's side (never waits on the store) ----------------------------
 
@@ -82,18 +84,18 @@ class CheckpointWriter:
         if self._running():
             return
         self._stopping = False
-        self._next_control = self.clock.monotonic() + self.control_poll
         self._task = scheduler_for(self.clock).start(f"checkpoint-{self.name}", self._step,
                                                      after=self.control_poll)
 
     def submit(self, snap: Snapshot) -> None:
-        """Hand ``snap`` to the task. If the snapshot before it is still out, wait for
+        """Hand ``snap`` to the thread. If the snapshot before it is still out, wait for
         its write first; if that write failed (or fenced), raise why, keeping ``snap`` for
         the final flush: the loop never runs more than one interval past a write that
-        has not landed. A failure of ``snap``'s own write known by the time the task has
-        been woken is raised too (the task has put ``snap`` back for the next write)."""
+        has not landed. A fencing known once the task was woken is raised too (at once on a
+        FakeClock, whose task writes before ``wake`` returns)."""
         with self._mutex:
-            while (self._pending is not None or self._writing) and self.failure is None and self._running():
+            while (self._pending is not None or self._writing) and not isinstance(self.failure, LeaseLost) \
+                    and self._running():  # a retry out may clear it
                 self._settled.wait(1.0)
             failure = self.failure
             if failure is not None:
@@ -102,14 +104,24 @@ class CheckpointWriter:
             self._pending = _joined(self._pending, snap)
         if self._task is not None:
             self._task.wake()
-        failure = self.failure  # known already (a FakeClock's task writes before wake returns)
-        if failure is not None:
-            raise failure
+        if isinstance(self.failure, LeaseLost):
+            raise self.failure
+
+    @property
+    def stopping_failure(self) -> Optional[BaseException]:
+        """Why the loop must stop now: fenced, or a failed write whose snapshot still waits;
+        None while the thread's retry of it is out, and once one landed (``failure`` is
+        cleared then). A retry that fails too sets it again."""
+        failure = self.failure
+        if failure is None or isinstance(failure, LeaseLost):
+            return failure
+        with self._mutex:
+            return failure if self._failed is not None else None
 
     def read_control_soon(self) -> Callable[[], Optional[Control]]:
         """Start reading the control record while the caller does something else (a run's
         claim); the function returned waits for the answer and returns it. A one-step
-        task: on a FakeClock it has run when this returns."""
+        task: on a FakeClock it has answered when this returns."""
         answer: dict[str, Any] = {}
         answered = threading.Event()
 
@@ -134,11 +146,7 @@ class CheckpointWriter:
         wait.ready = answered.is_set  # type: ignore[attr-defined]
         return wait
 
-    def poll_control(self) -> None:
-        """Nothing to do: the writer's task reads the control record every ``control_poll``
-        seconds, on every clock (kept for loops that call it)."""
-
-    def flush(self, snap: Optional[Snapshot], *, adopt_state: bool, events: str = "now",
+    def flush(self, snap: Optional[Snapshot], *, adopt_state: bool, events: EventFlush = EventFlush.NOW,
               settle: bool = False) -> Written:
         """Write everything not yet written, with ``snap`` last, on this thread (after the
         write in flight). Raises what went wrong."""
@@ -173,9 +181,8 @@ class CheckpointWriter:
     # -- the task --------------------------------------------------------------
 
     def _step(self) -> Optional[float]:
-        """One round: write what was handed over, read the control record when due; the
-        seconds until the next control read (None: the task ends)."""
-        clock = self.clock
+        """One round: write what was handed over (or failed before); the next round when
+        woken, or ``control_poll`` seconds from now (a failed write is retried at this pace)."""
         with self._mutex:
             work = _joined(self._failed, self._pending)
             self._failed = self._pending = None
@@ -187,12 +194,7 @@ class CheckpointWriter:
             with self._mutex:
                 self._writing = False
                 self._settled.notify_all()
-        if self._stopping:
-            return None
-        if clock.monotonic() >= self._next_control:
-            self._next_control = clock.monotonic() + self.control_poll
-            self._read_control()
-        return max(0.0, self._next_control - clock.monotonic())
+        return None if self._stopping else self.control_poll
 
     def _write(self, work: Snapshot) -> bool:
         """One background write; True when fenced (the task ends: nothing more may land)."""
@@ -206,10 +208,8 @@ class CheckpointWriter:
             with self._mutex:
                 self._failed = _joined(work, self._failed)
             self.failure = exc
+            return False
+        with self._mutex:  # a retry of a failed write landed: the loop need not stop for it
+            if self.failure is not None and not isinstance(self.failure, LeaseLost):
+                self.failure = None
         return False
-
-    def _read_control(self) -> None:
-        try:
-            self.request = self.read_control()
-        except Exception as exc:  # a failed poll is retried at the next one; the job goes on
-            log.warning("job %s: could not read pause/cancel requests: %s", self.name, exc)

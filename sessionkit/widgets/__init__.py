@@ -76,7 +76,7 @@ def show(store: Any, lease_name: str = "primary", job: Any = None, clock: Any = 
         if live.progress is not None and bar is not None:
             bar.update(live.progress)
         if live.progress is not None and live.progress.status == "paused" and (
-                live.session is None or live.session.get("status") != "active"):
+                live.session is None or not live.session.active):
             break  # handed over (or stopped) and no primary runs it now: nothing moves
     if watch:
         p = live.progress

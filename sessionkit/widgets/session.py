@@ -19,8 +19,10 @@ import uuid
 from typing import Any, Optional, TextIO
 
 from ..clock import clock_rate
+from ..handover import Backup, Primary
 from ..jobs.progress import format_seconds
-from ..phase import PHASE_JS, Thresholds
+from ..phase import PHASE_JS
+from ..session_record import SessionRecord
 from . import in_notebook
 
 PHASE_COLOURS = {"fresh": "#2ca02c", "active": "#1f77b4", "warning": "#ff7f0e", "handover": "#d62728",
@@ -106,12 +108,10 @@ _STALE_SCRIPT = """
 FRESH_DRAW_MS = 10_000  # a page showing a countdown within this of its drawing counts from its own clock
 
 
-def _thresholds(snapshot: dict[str, Any]) -> dict[str, float]:
+def _thresholds(snapshot: SessionRecord) -> dict[str, float]:
     """The session's own thresholds (its lead included), as the kernel decides phases with
-    them; a record written before they were stored gets the session's defaults."""
-    th = snapshot.get("thresholds") or {}
-    default = Thresholds(3600.0, 900.0).as_dict()
-    return {k: float(th.get(k, default[k])) for k in default}
+    them; a record written before they were stored has the session's defaults (its decode)."""
+    return snapshot.thresholds.as_dict()
 
 
 def _wall_ms() -> int:
@@ -186,8 +186,8 @@ class _View:
 def _snapshot_of(source: Any) -> Any:
     if hasattr(source, "snapshot") and callable(source.snapshot):
         return source.snapshot()
-    if hasattr(source, "state") and not isinstance(source, dict):
-        return source.state
+    if isinstance(source, (Primary, Backup)):
+        return source.handover_view
     return source
 
 
@@ -200,9 +200,9 @@ class Countdown(_View):
     the time left at the first drawing). A session that ended shows how it ended."""
 
     def __init__(self, session: Any, **kw: Any) -> None:
-        clock = getattr(session, "clock", None)  # a Session; a snapshot (dict) carries its clock's rate
+        clock = getattr(session, "clock", None)  # a Session; a SessionRecord carries its clock's rate
         snapshot = _snapshot_of(session)
-        self.rate = clock_rate(clock) if clock is not None else float(snapshot.get("clock_rate") or 1.0)
+        self.rate = clock_rate(clock) if clock is not None else snapshot.clock_rate
         super().__init__(snapshot, **kw)
         self._id = f"sk-countdown-{uuid.uuid4().hex[:12]}"
 
@@ -210,17 +210,17 @@ class Countdown(_View):
         return f" (clock x{self.rate:g})" if abs(self.rate - 1.0) > 1e-9 else ""
 
     def final(self) -> bool:
-        return (self.snapshot.get("status") or "active") != "active"
+        return not self.snapshot.active
 
     def html(self) -> str:
         s = self.snapshot
-        left = s.get("remaining_s")
-        label = html.escape(str(s.get("label") or ""))
-        runtime = html.escape(str((s.get("runtime") or {}).get("name") or ""))
-        status = s.get("status") or "active"
-        if status != "active":
-            phase = "expired" if status == "expired" else "ended"
-            how = html.escape(str(s.get("end_reason") or status))
+        left = s.remaining_s
+        label = html.escape(s.label)
+        runtime = html.escape(s.runtime.name)
+        status = s.status.value
+        if not s.active:
+            phase = "ended"
+            how = html.escape(str(s.end_reason or status))
             rest = f", {format_seconds(left)} of the runtime left" if left is not None and left > 0 else ""
             return (f'<div class="sk-countdown sk-phase-{phase}" data-phase="{phase}" style="font-family:'
                     f'monospace;padding:4px 8px;border-left:4px solid {PHASE_COLOURS[phase]}">{label} ({runtime}): '
@@ -229,7 +229,7 @@ class Countdown(_View):
             return (f'<div class="sk-countdown sk-phase-active" data-phase="active" style="font-family:monospace;'
                     f'padding:4px 8px;border-left:4px solid {PHASE_COLOURS["active"]}">{label} ({runtime}): '
                     f'no time limit</div>')
-        phase = str(s.get("phase"))
+        phase = s.phase.value
         box = (f'<div id="{self._id}" class="sk-countdown sk-phase-{html.escape(phase)}" '
                f'data-phase="{html.escape(phase)}" style="font-family:monospace;padding:4px 8px;'
                f'border-left:4px solid {PHASE_COLOURS.get(phase, "#7f7f7f")}">{label} ({runtime}): '
@@ -237,19 +237,17 @@ class Countdown(_View):
                f'<span class="sk-phase">{html.escape(phase)}</span>{html.escape(self._scale())}</div>')
         return box + _SCRIPT % {
             "id": json.dumps(self._id), "left": float(left), "rate": self.rate,
-            "elapsed": float(s.get("elapsed_s") or 0.0), "thresholds": json.dumps(_thresholds(s)),
+            "elapsed": s.elapsed_s, "thresholds": json.dumps(_thresholds(s)),
             "phase_js": PHASE_JS, "colours": json.dumps(PHASE_COLOURS),
             "drawn": _wall_ms(), "fresh_draw_ms": FRESH_DRAW_MS}
 
     def text(self) -> str:
         s = self.snapshot
-        left = s.get("remaining_s")
-        status = s.get("status") or "active"
-        if status != "active":
-            return f"[{s.get('label')}] session {status}: {s.get('end_reason') or status}"
+        left = s.remaining_s
+        if not s.active:
+            return f"[{s.label}] session {s.status}: {s.end_reason or s.status}"
         when = "no time limit" if left is None else f"{format_seconds(left)} left"
-        return (f"[{s.get('label')}] {s.get('role')} on {(s.get('runtime') or {}).get('name')}: {when} "
-                f"({s.get('phase')}){self._scale()}")
+        return f"[{s.label}] {s.role} on {s.runtime.name}: {when} ({s.phase}){self._scale()}"
 
 
 class SessionBanner(_View):
@@ -259,24 +257,20 @@ class SessionBanner(_View):
         super().__init__(_snapshot_of(session), **kw)
 
     def final(self) -> bool:
-        return (self.snapshot.get("status") or "active") != "active"
+        return not self.snapshot.active
 
     def _fields(self) -> list[tuple[str, str]]:
         s = self.snapshot
-        lease = s.get("lease") or {}
-        job = s.get("job")
-        stage = s.get("stage")
-        return [("role", str(s.get("role"))), ("runtime", str((s.get("runtime") or {}).get("name"))),
-                ("label", str(s.get("label"))),
-                ("lease", f"{lease.get('name')} token {lease.get('token')}" if lease else "-"),
-                ("phase", str(s.get("phase")) + (" · STALLED" if s.get("stalled") else "")),
-                ("job", f"{job}" + (f" / {stage}" if stage else "") if job else "-")]
+        lease, job = s.lease, s.job
+        return [("role", str(s.role)), ("runtime", s.runtime.name), ("label", s.label),
+                ("lease", f"{lease.name} token {lease.token}" if lease else "-"),
+                ("phase", str(s.phase) + (" · STALLED" if s.stalled else "")),
+                ("job", f"{job}" if job else "-")]
 
     def html(self) -> str:
         cells = "".join(f"<td style='padding:2px 10px'><small>{html.escape(k)}</small><br><b>"
                         f"{html.escape(v)}</b></td>" for k, v in self._fields())
-        colour = STALLED_COLOUR if self.snapshot.get("stalled") else PHASE_COLOURS.get(self.snapshot.get("phase"),
-                                                                                     "#7f7f7f")
+        colour = STALLED_COLOUR if self.snapshot.stalled else PHASE_COLOURS.get(self.snapshot.phase, "#7f7f7f")
         return f"<table style='border-left:4px solid {colour}'><tr>{cells}</tr></table>"
 
     def text(self) -> str:
@@ -284,8 +278,8 @@ class SessionBanner(_View):
 
 
 class HandoverStatus(_View):
-    """A backup's status (handover.BackupStatus) or a primary's (primary, handing over, done),
-    from a HandoverState snapshot."""
+    """A backup's status (handover.BackupStatus) or a primary's (handover.PrimaryStatus), from
+    a HandoverView snapshot (a ``handover.HandoverViewer``: a Primary redraws it with one)."""
 
     COLOURS = {"watching": "#1f77b4", "waiting for a primary": "#7f7f7f", "waiting for its turn": "#1f77b4",
                "approval pending": "#ff7f0e", "taking over": "#d62728", "primary": "#2ca02c",
@@ -296,14 +290,16 @@ class HandoverStatus(_View):
     def __init__(self, source: Any, **kw: Any) -> None:
         super().__init__(_snapshot_of(source), **kw)
 
+    def show_handover(self, view: Any) -> None:
+        self.update(view)
+
     def final(self) -> bool:
-        s = self.snapshot
-        return s.status == "done" or (s.role == "primary" and s.status not in ("primary", "handing over"))
+        return self.snapshot.ended
 
     def text(self) -> str:
         s = self.snapshot
         extra = f": {s.detail}" if s.detail else ""
-        if s.role == "primary" and s.status not in ("primary", "handing over"):
+        if s.role == "primary" and s.ended:
             return f"{s.status}{extra} (job {s.job or '-'})"  # ended: no lease to speak of
         holder = (s.holder or "-")[:8]
         return f"{s.status}{extra} (job {s.job or '-'}; lease {s.lease} held by {holder}, token {s.token})"

@@ -240,7 +240,7 @@ def main(framework: str, role: str, url: str, log_path: str, out: str, scale: st
     result = {"pid": os.getpid()}
     if hasattr(run, "handed_over"):
         result.update(status=run.job.status, handed_over=run.handed_over, done=run.job.done,
-                      state=run.state.status)
+                      state=run.handover_view.status)
     elif run is not None:
         result.update(status=run.status, done=run.done)
     print(json.dumps(result), flush=True)
