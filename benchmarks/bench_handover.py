@@ -7,7 +7,7 @@ between its last item and the backup's first. Bar: 2 poll intervals.
 After SIGTERM: a primary (ttl 20 s) is sent SIGTERM mid-job; it checkpoints and
 releases its lease; we time until the backup holds it. Bar: 2 poll intervals
 (before orderly exits it was a whole ttl).
-The processes are the test suite's workers (tests/_workers.py).
+The processes are the test suite's workers (tests/support/workers.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .report import Bar, Section
 
-WORKERS = str(Path(__file__).resolve().parent.parent / "tests" / "_workers.py")
+WORKERS = str(Path(__file__).resolve().parent.parent / "tests" / "support" / "workers.py")
 RUNS = 20
 
 

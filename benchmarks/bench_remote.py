@@ -17,7 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
-from sessionkit import FakeClock, Job, ScaledClock
+from sessionkit import Job
+from sessionkit.clock import FakeClock, ScaledClock
 
 from .report import Bar, Section
 

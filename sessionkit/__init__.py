@@ -1,40 +1,20 @@
 """sessionkit: keep notebook work alive across runtimes that end.
 
-The public names most users need are importable from here; each lives in the
-module named after the idea it implements (``clock``, ``store``, ``errors``, ...).
+The top level offers the dozen names most users need: the job, the lease, the session,
+the primary and its backup, the store and how to open one, and the three errors a
+loop catches. Everything else lives in the module named after its idea and is imported
+from there (``from sessionkit.clock import FakeClock``, ``from sessionkit.errors import
+StoreError``, ``from sessionkit.store import ABSENT``). The names the top level offered
+before (issue 28) still work for a deprecation period, with a DeprecationWarning that
+names their new import path.
 """
 
-from __future__ import annotations
-
-from .clock import Clock, FakeClock, ScaledClock, SystemClock
-from .errors import (
-    BlobError,
-    Conflict,
-    CorruptRecord,
-    DuplicateKey,
-    InvalidKey,
-    InvalidTransition,
-    JobCancelled,
-    LeaseLost,
-    LeaseTimeout,
-    NotFound,
-    SegmentMissing,
-    SessionkitError,
-    SessionkitWarning,
-    StoreError,
-    StoreFull,
-    StoreMissing,
-    StoreReadOnly,
-    StoreTimeout,
-    SignInError,
-)
+from .errors import Conflict, LeaseLost, SessionkitError
 from .jobs import Job
 from .jobs import views as _job_views
 from .lease import Lease
-from .runtimes import Runtime
 from .sessions import Session
-from .store import ABSENT, Record, Store, known_schemes, open_store, register_scheme
-from .store.local import flush_mounted_drive
+from .store import Store, known_schemes, open_store, register_scheme
 
 def _auto_view(progress: object) -> object:
     """What ``display=True`` shows (registered into the jobs layer, which names no views):
@@ -49,12 +29,42 @@ _job_views.register_view(_auto_view)
 __version__ = "0.1.0"
 __distribution__ = "sessionkit-runtime"  # the PyPI name; "sessionkit" there is another project
 
+__all__ = [
+    "Backup",
+    "Conflict",
+    "Job",
+    "Lease",
+    "LeaseLost",
+    "Primary",
+    "Session",
+    "SessionkitError",
+    "Store",
+    "__version__",
+    "known_schemes",
+    "open_store",
+    "register_scheme",
+]
+
 # Submodules that need pandas, matplotlib or ipywidgets, or are applications, load on first
 # use (PEP 562): ``import sessionkit as sk; sk.history.load(...)`` works, and ``import
 # sessionkit`` itself stays light.
 _LAZY_MODULES = ("cli", "config", "demo", "doctor", "handover", "history", "ingest", "jobs", "lease", "notebook",
                  "notify", "plots", "runtimes", "sessions", "store", "widgets")
 _LAZY_NAMES = {"Primary": "handover", "Backup": "handover"}
+
+#: Names the top level exported until issue 28, and the module each is imported from now.
+#: They still resolve (with a DeprecationWarning) for a deprecation period.
+_MOVED = {
+    **{name: "sessionkit.errors" for name in (
+        "BlobError", "CorruptRecord", "DuplicateKey", "InvalidKey", "InvalidTransition", "JobCancelled",
+        "LeaseTimeout", "NotFound", "SegmentMissing", "SessionkitWarning", "StoreError", "StoreFull",
+        "StoreMissing", "StoreReadOnly", "StoreTimeout", "SignInError")},
+    **{name: "sessionkit.clock" for name in ("Clock", "FakeClock", "ScaledClock", "SystemClock")},
+    "ABSENT": "sessionkit.store",
+    "Record": "sessionkit.store",
+    "Runtime": "sessionkit.runtimes",
+    "flush_mounted_drive": "sessionkit.store.local",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -64,48 +74,15 @@ def __getattr__(name: str) -> object:
         return importlib.import_module(f".{name}", __name__)
     if name in _LAZY_NAMES:
         return getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+    if name in _MOVED:
+        import warnings
+
+        warnings.warn(f"sessionkit.{name} is deprecated: use 'from {_MOVED[name]} import {name}' "
+                      f"(the top level keeps only {', '.join(n for n in __all__ if n != '__version__')})",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
     raise AttributeError(f"module 'sessionkit' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_NAMES))
-
-__all__ = [
-    "ABSENT",
-    "Backup",
-    "BlobError",
-    "Clock",
-    "Conflict",
-    "CorruptRecord",
-    "DuplicateKey",
-    "FakeClock",
-    "InvalidKey",
-    "InvalidTransition",
-    "Job",
-    "JobCancelled",
-    "Lease",
-    "LeaseLost",
-    "LeaseTimeout",
-    "NotFound",
-    "Primary",
-    "Record",
-    "Runtime",
-    "ScaledClock",
-    "SegmentMissing",
-    "Session",
-    "SessionkitError",
-    "SessionkitWarning",
-    "Store",
-    "StoreError",
-    "StoreFull",
-    "StoreMissing",
-    "StoreReadOnly",
-    "StoreTimeout",
-    "SignInError",
-    "SystemClock",
-    "__version__",
-    "flush_mounted_drive",
-    "known_schemes",
-    "open_store",
-    "register_scheme",
-]
+    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_NAMES))  # not the moved names: deprecated

@@ -31,11 +31,12 @@ from .lease import read_lease
 from .sessions import read_session
 from .status import LiveView, PrimarySeen, live_view, primary_seen
 from .store import ABSENT, Store, open_store
+from .registry import Registry
 from .config import Config, load as load_config
 from .env import headless, in_colab, in_notebook
 
 __all__ = ["LogPace", "StoreShare", "clock_for", "default_store", "demo_items", "demo_work", "log_every",
-           "release_runtime", "share_info", "show_again", "start_backup", "start_primary", "use_credentials"]
+           "release_runtime", "run", "share_info", "show_again", "start_backup", "start_primary", "use_credentials"]
 
 log = logging.getLogger("sessionkit.notebook")
 LOCAL_DEFAULT = "sessionkit-state"
@@ -148,7 +149,7 @@ def start_primary(store: Union[Store, str, None], job: str, *, runtime: Union[st
     _say_who_holds(store)
     clock = clock_for(time_scale, store) if time_scale != 1 else clock_check
     primary = Primary(store, job, runtime=runtime, clock=clock, ttl=ttl, label=label, **phases, **job_kwargs)
-    _KERNEL_PRIMARIES[store.url] = primary
+    _KERNEL_PRIMARIES.put(store.url, primary)
     banner = StoreBanner(share_info(store))
     primary.views += [Countdown(primary.session), SessionBanner(primary.session), HandoverStatus(primary)]
     if show:
@@ -158,7 +159,7 @@ def start_primary(store: Union[Store, str, None], job: str, *, runtime: Union[st
 
 #: The primary this kernel started for each store: running the start cell again (or Run
 #: All) must never wait on the lease this kernel itself holds.
-_KERNEL_PRIMARIES: dict[str, Primary] = {}
+_KERNEL_PRIMARIES: Registry[str, Primary] = Registry("notebook.kernel_primaries")
 
 
 def _earlier_primary(store: Store, job: Optional[str]) -> Optional[Primary]:
@@ -180,7 +181,7 @@ def _earlier_primary(store: Store, job: Optional[str]) -> Optional[Primary]:
         print(f"closing this kernel's primary for job {earlier.job.id!r} (releasing its lease, token "
               f"{earlier.lease.token}) to start job {job!r}")
         earlier.close()
-    del _KERNEL_PRIMARIES[store.url]
+    _KERNEL_PRIMARIES.pop(store.url)
     return None
 
 
@@ -278,7 +279,7 @@ def start_backup(store: Union[Store, str, None], *, job: Optional[str] = None,
                   f"the job over: stopped watching (the primary, or another backup, carries on)")
         backup.close()
         return None
-    _KERNEL_PRIMARIES[store.url] = primary
+    _KERNEL_PRIMARIES.put(store.url, primary)
     seen = _primary_seen(primary, job)
     if seen.own_too_short:
         print(f"WARNING: {PrimaryWatch(seen, rate=watching.rate, notebook=False).warning()}")

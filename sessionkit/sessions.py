@@ -41,6 +41,7 @@ from .env import detect, ipython_shell
 from .runtimes import Runtime, get_runtime
 from .scheduler import Task, scheduler_for
 from .store import Store, open_store
+from .registry import Registry
 
 __all__ = ["Session", "SessionRecord", "Role", "SessionStatus", "Phase", "DropWatcher", "ROLES", "PHASES",
            "check_dropped", "list_sessions",
@@ -425,7 +426,8 @@ class DropWatcher:
             return False
 
 
-_watchers: dict[str, DropWatcher] = {}
+#: this process's drop watcher for each store (by url): what it has seen over repeated calls
+_watchers: Registry[str, DropWatcher] = Registry("sessions.drop_watchers")
 
 
 def check_dropped(store: Union[Store, str], timeout: float, *, clock: Optional[Clock] = None,
@@ -433,9 +435,8 @@ def check_dropped(store: Union[Store, str], timeout: float, *, clock: Optional[C
     """Mark sessions dropped whose heartbeat record has not changed for ``timeout`` seconds,
     as seen by this process over repeated calls; returns the ids dropped now."""
     store = open_store(store)
-    watcher = _watchers.get(store.url)
-    if watcher is None or (clock is not None and watcher.clock is not clock):
-        watcher = _watchers[store.url] = DropWatcher(store, clock=clock, events=events)
+    watcher = _watchers.get_or_make(store.url, lambda: DropWatcher(store, clock=clock, events=events),
+                                    keep=lambda w: clock is None or w.clock is clock)
     if events is not None:
         watcher.events = events
     return watcher.check(timeout)

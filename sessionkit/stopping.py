@@ -27,8 +27,10 @@ import logging
 import os
 import signal
 import threading
-import weakref
+from dataclasses import dataclass, replace
 from typing import Any, Optional, Protocol
+
+from .registry import Registry
 
 __all__ = ["Stoppable", "install", "uninstall", "requested"]
 
@@ -40,53 +42,80 @@ class Stoppable(Protocol):
         """Stop, checkpoint and release now; False if its loop is busy (it stops at its next tick)."""
 
 
-_primaries: "weakref.WeakSet[Any]" = weakref.WeakSet()
-_lock = threading.RLock()  # re-entrant: the SIGTERM handler runs on the main thread, maybe inside install()
-_previous: Any = None  # the SIGTERM handler that was in place when ours was installed
-_requested: list[Optional[str]] = [None]
-_atexit_registered = False
-_passing_on = [False]  # pass_on is running a handler: one that chains ours (Lightning's) must not loop
+@dataclass(frozen=True)
+class Hooks:
+    """What this module installed in the process, and what it was told."""
+
+    previous: Any = None  # the SIGTERM handler that was in place when ours was installed
+    requested: Optional[str] = None  # why this process was told to stop
+    passing_on: bool = False  # pass_on is running a handler: one that chains ours (Lightning's) must not loop
+    exit_hook: bool = False  # _at_exit is registered with atexit
+
+
+def _undo() -> None:
+    """For tests (``reset()``): our SIGTERM handler and exit hook gone, as in a fresh process."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        previous = _hooks().previous
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    atexit.unregister(_at_exit)
+    PRIMARIES.reset()
+
+
+#: the primaries watched until ``uninstall`` (weak: a primary garbage collected is gone)
+PRIMARIES: Registry[int, Stoppable] = Registry("stopping.primaries", weak=True)
+#: the one ``Hooks`` record, under "SIGTERM"; its lock (re-entrant: the SIGTERM handler runs
+#: on the main thread, maybe inside install()) guards every change here
+HOOKS: Registry[str, Hooks] = Registry("stopping.hooks", on_reset=_undo)
+_lock = HOOKS.lock
+
+
+def _hooks() -> Hooks:
+    return HOOKS.get("SIGTERM") or Hooks()
+
+
+def _change(**fields: Any) -> None:
+    with _lock:
+        HOOKS.put("SIGTERM", replace(_hooks(), **fields))
 
 
 def requested() -> Optional[str]:
     """Why this process was told to stop ("SIGTERM"), or None."""
-    return _requested[0]
+    return _hooks().requested
 
 
 def install(primary: Stoppable) -> None:
     """Watch ``primary`` until ``uninstall``. The signal handler can only be set from the
     main thread; elsewhere only the exit hook is installed (and that is said in the log)."""
-    global _previous, _atexit_registered
     with _lock:
-        _primaries.add(primary)
-        if not _atexit_registered:
+        PRIMARIES.add(primary)
+        if not _hooks().exit_hook:
             atexit.register(_at_exit)
-            _atexit_registered = True
+            _change(exit_hook=True)
         if threading.current_thread() is not threading.main_thread():
             log.info("not in the main thread: SIGTERM will not hand over early (the lease expires)")
             return
         current = signal.getsignal(signal.SIGTERM)
         if current is not _on_sigterm:  # judge by the handler in place: a program may have set its own
-            _previous = current
+            _change(previous=current)
             signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def uninstall(primary: Stoppable) -> None:
     """Stop watching ``primary``; restore the previous SIGTERM handler when none is left."""
-    global _previous
     with _lock:
-        _primaries.discard(primary)
-        if _primaries or threading.current_thread() is not threading.main_thread():
+        PRIMARIES.discard(primary)
+        if len(PRIMARIES) or threading.current_thread() is not threading.main_thread():
             return
         if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-            signal.signal(signal.SIGTERM, _previous if _previous is not None else signal.SIG_DFL)
-        _previous = None
+            previous = _hooks().previous
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        _change(previous=None)
 
 
 def _stop_all(reason: str) -> bool:
     """Ask every primary to stop now; True when all did (none has a busy loop)."""
     done = True
-    for primary in list(_primaries):
+    for primary in PRIMARIES.values():
         try:
             done = primary.stop_now(reason) and done
         except Exception as exc:  # one primary's failure must not keep the others holding
@@ -95,12 +124,12 @@ def _stop_all(reason: str) -> bool:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    if _passing_on[0]:
+    if _hooks().passing_on:
         # pass_on gave the signal to a handler set after ours that calls ours in turn (as
         # Lightning's does): ours has run already, and running it again would pass it on again
         log.info("SIGTERM passed on came back to sessionkit's handler: already handled")
         return
-    _requested[0] = "SIGTERM"
+    _change(requested="SIGTERM")
     log.warning("SIGTERM: checkpointing and releasing the lease so a backup takes over now")
     if _stop_all("SIGTERM"):
         pass_on(signum, frame)
@@ -111,12 +140,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def pass_on(signum: int = signal.SIGTERM, frame: Any = None) -> None:
     """Give the signal to whoever had it before us: the handler in place once ours is gone
     (``uninstall`` restored it), else the default action, which ends the process."""
-    global _previous
     main = threading.current_thread() is threading.main_thread()
     with _lock:
         current = signal.getsignal(signal.SIGTERM) if main else None
         if current is _on_sigterm:  # still ours (another primary lives): the one before ours
-            handler, _previous = _previous, None
+            handler = _hooks().previous
+            _change(previous=None)
             signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
         else:
             handler = current
@@ -124,13 +153,13 @@ def pass_on(signum: int = signal.SIGTERM, frame: Any = None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
-    _requested[0] = None  # the process goes on (a handler of its own, or ignored): no longer stopping
+    _change(requested=None)  # the process goes on (a handler of its own, or ignored): no longer stopping
     if callable(handler):
-        _passing_on[0] = True
+        _change(passing_on=True)
         try:
             handler(signum, frame)
         finally:
-            _passing_on[0] = False
+            _change(passing_on=False)
 
 
 def _at_exit() -> None:

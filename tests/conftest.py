@@ -1,4 +1,9 @@
-"""Shared fixtures. ``STORE_BACKENDS`` is where every backend plugs into the contract suite."""
+"""Shared fixtures, in one place: test modules take these and define none of the same.
+``STORE_BACKENDS`` is where every backend plugs into the contract suite.
+
+The environment is restored after each test (``_restore_environment``): a server started
+once for the run (the Drive emulator, fake-gcs-server, moto) sets the variables a user
+would set each time a test asks for it, and they are gone again when the test ends."""
 
 from __future__ import annotations
 
@@ -21,6 +26,16 @@ _names = itertools.count()
 _drive = None
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    """os.environ as it was before the test, whatever the test or a helper set."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 DRIVE_USER = "alice@example.com"
 DRIVE_LIST_LAG = 0.3  # seconds a new file stays out of search: real Drive's search lags
 
@@ -31,39 +46,46 @@ def drive_emulator():
     lags by DRIVE_LIST_LAG unless a test changes it (``emulator.reset()`` restores it)."""
     global _drive
     if _drive is None:
-        import os
         import tempfile
 
         from drive_emulator import DriveEmulator
 
         folder = Path(tempfile.mkdtemp(prefix="drive-emulator-"))
         _drive = DriveEmulator(folder).start()
-        os.environ["HTTPLIB2_CA_CERTS"] = str(_drive.cert)
-        os.environ["SESSIONKIT_GDRIVE_ENDPOINT"] = _drive.endpoint
-        os.environ["SESSIONKIT_GDRIVE_CREDENTIALS"] = str(_drive.user_credentials_file(DRIVE_USER))
-        os.environ.pop("SESSIONKIT_GDRIVE_SERVICE_ACCOUNT", None)
+    os.environ["HTTPLIB2_CA_CERTS"] = str(_drive.cert)  # until the test ends (_restore_environment)
+    os.environ["SESSIONKIT_GDRIVE_ENDPOINT"] = _drive.endpoint
+    os.environ["SESSIONKIT_GDRIVE_CREDENTIALS"] = str(_drive.user_credentials_file(DRIVE_USER))
+    os.environ.pop("SESSIONKIT_GDRIVE_SERVICE_ACCOUNT", None)
     _drive.reset()
     _drive.list_lag = DRIVE_LIST_LAG
     return _drive
 
 
 @pytest.fixture
-def drive():
-    """The Drive emulator; after the test: no faults, no anomalies, the usual search lag."""
+def emulator():
+    """The Drive emulator (the one fixture for it: test modules do not define their own);
+    after the test: no request left hanging, no faults, no anomalies, the usual search lag."""
     emu = drive_emulator()
     yield emu
+    emu.release_hang()
     emu.reset()
 
 
+@pytest.fixture
+def drive(emulator):
+    """``emulator`` by the name the anomaly and probe tests use."""
+    return emulator
+
+
 def race_processes(worker: str, url: str, names: list[str], lead: float = 4.0) -> list[dict]:
-    """Run ``tests/_workers.py worker url name start_at`` once per name, all told to start
+    """Run ``tests/support/workers.py worker url name start_at`` once per name, all told to start
     at one wall-clock moment ``lead`` seconds ahead (after each has opened the store), and
     return the JSON each printed last."""
     import json
     import subprocess
     import time
 
-    workers = str(TESTS / "_workers.py")
+    workers = str(TESTS / "support" / "workers.py")
     start_at = f"{time.time() + lead:.3f}"
     procs = [subprocess.Popen([sys.executable, workers, worker, url, name, start_at], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=os.environ.copy()) for name in names]
@@ -91,8 +113,6 @@ REAL_DRIVE_HOW = ("set SESSIONKIT_REAL_DRIVE_CREDENTIALS to saved user credentia
 def real_drive_store(tmp: Path) -> sessionkit.Store:
     """A new store in a real Drive account's My Drive, with the credentials the user named.
     It never goes through the emulator: Google's endpoint and the usual CA certificates."""
-    import os
-
     credentials = os.environ.get("SESSIONKIT_REAL_DRIVE_CREDENTIALS")
     if not credentials:
         pytest.skip(REAL_DRIVE_HOW)
@@ -106,8 +126,28 @@ def real_drive_store(tmp: Path) -> sessionkit.Store:
                        http=lambda: httplib2.Http(timeout=30, ca_certs=ca_certs))
 
 
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 256 KB tmpfs of our own (``support.disks.Mount``); skipped where mounting is not allowed."""
+    import subprocess
+
+    from support.disks import Mount
+
+    mnt = Mount(tmp_path / "mnt")
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"this machine does not let the tests mount a tmpfs ({done.stderr.strip()})")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
 TEST_BUCKET = "sessionkit-tests"
 _servers: dict[str, object] = {}
+_server_env: dict[str, dict[str, str]] = {}  # what each server's user sets, applied per test
 
 
 def _free_port() -> int:
@@ -153,20 +193,21 @@ def gcs_server() -> str:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         atexit.register(proc.terminate)
         _wait_for(url + "/storage/v1/b", proc, "fake-gcs-server")
-        os.environ["STORAGE_EMULATOR_HOST"] = url
-        server = proc
+        _server_env["gcs"] = {"STORAGE_EMULATOR_HOST": url}
+        os.environ.update(_server_env["gcs"])
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
         storage.Client(project="emulator", credentials=AnonymousCredentials()).create_bucket(TEST_BUCKET)
-        _servers["gcs"] = server
+        _servers["gcs"] = proc
+    os.environ.update(_server_env["gcs"])  # until the test ends (_restore_environment)
     return os.environ["STORAGE_EMULATOR_HOST"]
 
 
 def s3_server() -> str:
     """moto_server (moto[server]) on a 127.0.0.1 port, started once, with the AWS variables a
     user sets for an S3-compatible endpoint (AWS_ENDPOINT_URL and keys). It handles one
-    request at a time (tests/moto_serial.py says why: moto's conditional PUT is not atomic,
+    request at a time (tests/support/moto_serial.py says why: moto's conditional PUT is not atomic,
     S3's is)."""
     if "s3" not in _servers:
         pytest.importorskip("moto.server")
@@ -175,15 +216,17 @@ def s3_server() -> str:
         import subprocess
 
         port = _free_port()
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("moto_serial.py")), "127.0.0.1", str(port)],
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "support" / "moto_serial.py"), "127.0.0.1", str(port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         atexit.register(proc.terminate)
         url = f"http://127.0.0.1:{port}"
         _wait_for(url + "/moto-api/", proc, "moto_server")
-        os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                          AWS_DEFAULT_REGION="us-east-1")
+        _server_env["s3"] = dict(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                                 AWS_DEFAULT_REGION="us-east-1")
+        os.environ.update(_server_env["s3"])
         boto3.client("s3").create_bucket(Bucket=TEST_BUCKET)
         _servers["s3"] = proc
+    os.environ.update(_server_env["s3"])  # until the test ends (_restore_environment)
     return os.environ["AWS_ENDPOINT_URL"]
 
 

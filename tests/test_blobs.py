@@ -125,7 +125,7 @@ def test_a_200_mb_blob_goes_to_drive_in_chunks_survives_dropped_connections_in_b
     emulator.fail_chunk(3, "drop-midchunk", "drop-midchunk")
     emulator.fail_chunk(11, "drop-midchunk", "drop-midchunk")
     before = dict(emulator.by_kind)
-    proc = subprocess.run([sys.executable, str(TESTS / "_workers.py"), "blob_round_trip", store.url, str(source),
+    proc = subprocess.run([sys.executable, str(TESTS / "support" / "workers.py"), "blob_round_trip", store.url, str(source),
                            str(tmp_path / "back.bin")], capture_output=True, text=True, timeout=900,
                           env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -12,7 +12,7 @@ from sessionkit import FakeClock, handover
 from sessionkit.handover import Backup, Primary
 from sessionkit.store.local import LocalStore
 
-from scenarios import story
+from support.scenarios import story
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

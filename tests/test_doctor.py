@@ -19,7 +19,7 @@ from sessionkit.doctor import HOLDS, NOT_HOLDS, Check, doctor
 from sessionkit.store.memory import MemoryStore
 
 from conftest import TEST_BUCKET, drive_emulator, gcs_server, s3_server
-from precondition_proxy import PreconditionStrippingProxy
+from support.precondition_proxy import PreconditionStrippingProxy
 
 GENERIC = ["create-only", "stale CAS", "stale delete", "read-after-write", "listing lag", "round trip", "upload"]
 NEEDED = {"create-only", "stale CAS", "stale delete", "read-after-write", "upload"}

@@ -20,10 +20,10 @@ from sessionkit import Job, jobs
 from sessionkit.errors import StoreFull
 from sessionkit.store.local import LocalStore
 
-from faulty import Faulty, matching
-from test_store_faults import fill, tmpfs  # noqa: F401  (the fixture)
+from support.faulty import Faulty, matching
+from support.disks import fill
 
-WORKERS = str(Path(__file__).with_name("_workers.py"))
+WORKERS = str(Path(__file__).parent / "support" / "workers.py")
 INTERVAL = 50  # checkpoint_items in the redo tests
 
 

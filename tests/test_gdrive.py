@@ -13,19 +13,12 @@ from pathlib import Path
 import pytest
 
 import sessionkit
-from sessionkit import FakeClock, Job, Lease, StoreError
+from sessionkit import FakeClock, Job, StoreError
 
-from conftest import drive_emulator
+from support.stores import heartbeat_costs, lease_and_fencing
 
 pytest.importorskip("googleapiclient")
-WORKERS = str(Path(__file__).with_name("_workers.py"))
-
-
-@pytest.fixture
-def emulator():
-    emu = drive_emulator()
-    yield emu
-    emu.reset()
+WORKERS = str(Path(__file__).parent / "support" / "workers.py")
 
 
 def fresh(emulator, **kw):
@@ -122,25 +115,6 @@ def test_lease_and_fencing_on_drive(emulator):
     lease_and_fencing(fresh(emulator))
 
 
-def lease_and_fencing(store) -> None:
-    """Two leases and two leased jobs on one store: the second takes over after the ttl
-    and resumes after the first one's checkpoint; the first is fenced."""
-    clock = FakeClock()
-    a = Lease(store, "primary", holder="a", ttl=10, clock=clock)
-    b = Lease(store, "primary", holder="b", ttl=10, clock=clock)
-    assert a.acquire() == 1 and b.try_acquire() is None
-    job_a = Job(store, "j", lease=a, clock=clock, checkpoint_items=5)
-    it = job_a.track(range(20), display=False)
-    for _ in range(8):
-        next(it)
-    clock.advance(10)
-    assert b.try_acquire() == 2
-    job_b = Job(store, "j", lease=b, clock=clock)
-    assert list(job_b.track(range(20), display=False))[0] == 5  # resumes after a's checkpoint
-    with pytest.raises(sessionkit.LeaseLost):
-        job_a.checkpoint()
-
-
 @pytest.mark.slow
 def test_a_job_completes_under_ten_percent_faults_with_no_item_lost(emulator, tmp_path):
     store = fresh(emulator)
@@ -157,20 +131,6 @@ def test_a_job_completes_under_ten_percent_faults_with_no_item_lost(emulator, tm
 
 def test_a_heartbeat_costs_one_request_in_steady_state(emulator):
     assert heartbeat_costs(fresh(emulator)) == [1] * 5
-
-
-def heartbeat_costs(store) -> list[int]:
-    """Requests made by each of five steady-state heartbeats of a session on ``store``."""
-    session = sessionkit.Session(store, "primary", runtime="local", clock=FakeClock(), start=False)
-    session.start()
-    session.beat()
-    costs = []
-    for _ in range(5):
-        before = store.stats["requests"]
-        session.beat()
-        costs.append(store.stats["requests"] - before)
-    session.stop_beating()
-    return costs
 
 
 def test_without_the_google_client_the_error_names_the_extra(monkeypatch):

@@ -29,7 +29,7 @@ from conftest import DRIVE_ANOMALIES, race_processes
 pytest.importorskip("googleapiclient")
 from sessionkit.store.gdrive import GDriveStore  # noqa: E402
 
-WORKERS = str(Path(__file__).with_name("_workers.py"))
+WORKERS = str(Path(__file__).parent / "support" / "workers.py")
 #: the anomalies that hit conditional writes of records (the others hit set-up, inserts, deletes)
 WRITE_ANOMALIES = ("false-412", "stale-etag-answer", "etag-drift")
 

@@ -19,17 +19,8 @@ import pytest
 
 from sessionkit import SignInError
 
-from conftest import drive_emulator
-
 pytest.importorskip("googleapiclient")
 TESTS = Path(__file__).resolve().parent
-
-
-@pytest.fixture
-def emulator():
-    emu = drive_emulator()
-    yield emu
-    emu.reset()
 
 
 @pytest.fixture

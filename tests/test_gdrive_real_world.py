@@ -17,17 +17,10 @@ import sessionkit
 from sessionkit import ABSENT, Conflict, FakeClock, Job, Lease, LeaseLost, StoreError
 from sessionkit.store.gdrive import GDriveStore, folder_id_from_link
 
-from conftest import DRIVE_USER, drive_emulator, race_processes
+from conftest import DRIVE_USER, race_processes
 
 pytest.importorskip("googleapiclient")
 BOB = "bob@example.com"
-
-
-@pytest.fixture
-def emulator():
-    emu = drive_emulator()
-    yield emu
-    emu.reset()
 
 
 def fresh(**kw) -> GDriveStore:

@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
 import sessionkit
+from sessionkit.jobs import list_jobs
 
-WORKERS = str(Path(__file__).with_name("_workers.py"))
+from support.processes import expect_line, read_log, start, wait_for
+
 pytestmark = pytest.mark.slow
-
-
-def start(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, WORKERS, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def expect_line(proc: subprocess.Popen, word: str) -> list[str]:
-    line = proc.stdout.readline().split()
-    if not line or line[0] != word:
-        proc.kill()
-        raise AssertionError(f"expected {word!r}, got {line}: {proc.stderr.read()}")
-    return line
-
-
-def read_log(path: Path) -> list[tuple[int, int, float, float]]:
-    return [(int(i), int(t), float(a), float(b))
-            for i, t, a, b in (line.split() for line in path.read_text().splitlines())]
 
 
 @pytest.mark.parametrize("skew", [0, 3600, -3600], ids=["same-wall-clock", "primary+1h", "primary-1h"])
@@ -45,7 +25,7 @@ def test_backup_finishes_the_job_of_a_sigkilled_primary(tmp_path, skew):
     expect_line(primary, "holding")
     backup = start("handover_backup", url, log, 80, 0.03, ttl, 1, -skew)
     expect_line(backup, "watching")
-    time.sleep(1.0)
+    wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 10, "the primary is mid-job", proc=primary)
     primary.send_signal(signal.SIGKILL)
     primary.wait()
     took = float(expect_line(backup, "holding")[2])
@@ -59,7 +39,7 @@ def test_backup_finishes_the_job_of_a_sigkilled_primary(tmp_path, skew):
     rows = read_log(log)
     assert {i for i, *_ in rows} == set(range(80))
     assert all(t == 2 for i, t, a, b in rows if a > took), "only the new holder works after takeover"
-    assert sessionkit.Job(url, "work").manifest.token == 2
+    assert [j.token for j in list_jobs(url) if j.id == "work"] == [2], "the last checkpoint is the backup's"
 
 
 def test_planned_handover_on_a_scaled_clock(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from sessionkit import SessionkitWarning, history
 from sessionkit.store.memory import MemoryStore
 
-from scenarios import story
+from support.scenarios import story
 
 
 @pytest.fixture(scope="module")

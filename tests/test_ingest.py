@@ -9,7 +9,7 @@ import pytest
 
 from sessionkit.ingest import Ingest, describe, prompt_keywords
 
-from test_notebooks import make_images
+from support.notebooks import make_images
 
 
 def test_prompt_keywords():

@@ -143,10 +143,10 @@ def test_from_a_checkout_it_installs_the_checkout_not_the_impostor(env):
     assert not env["marker"].exists(), "the impostor ran"
 
 
-def test_sessionkit_source_names_what_to_install(env):
+def test_sessionkit_source_names_what_to_install(env, monkeypatch):
     outside = env["tmp"] / "elsewhere"
     outside.mkdir()
-    os.environ["SESSIONKIT_SOURCE"] = str(ROOT)
+    monkeypatch.setenv("SESSIONKIT_SOURCE", str(ROOT))
     nb = run_cells(outside, install_cell(), WHICH)
     assert errors(nb) == [] and "dist 0.1.0" in text(nb)
     assert not env["marker"].exists()

@@ -17,7 +17,9 @@ import sessionkit
 from sessionkit import jobs
 from sessionkit.jobs.doneset import Ranges, Segment, SegmentList
 
-WORKERS = str(Path(__file__).with_name("_workers.py"))
+from support.processes import wait_for
+
+WORKERS = str(Path(__file__).parent / "support" / "workers.py")
 pytestmark = pytest.mark.slow
 
 
@@ -96,7 +98,7 @@ def test_pause_and_cancel_from_another_process(tmp_path):
     url, log = str(tmp_path / "store"), tmp_path / "items.log"
     proc = start("job_worker", url, "ctl", log, 2000, 50, 0.005)
     assert proc.stdout.readline().strip() == "started"
-    time.sleep(0.5)
+    wait_for(lambda: len(log.read_text().split()) >= 20, "the job is mid-way", proc=proc)
     jobs.request(url, "ctl", "pause")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -114,7 +116,7 @@ def test_pause_and_cancel_from_another_process(tmp_path):
     jobs.request(url, "ctl", "resume")
     proc = start("job_worker", url, "ctl", log, 2000, 50, 0.005)
     assert proc.stdout.readline().strip() == "started"
-    time.sleep(0.5)
+    wait_for(lambda: len(log.read_text().split()) >= processed + 20, "the job is mid-way again", proc=proc)
     jobs.request(url, "ctl", "cancel")
     out, err = proc.communicate(timeout=30)
     result = json.loads(out.splitlines()[-1])

@@ -12,21 +12,13 @@ import uuid
 
 import pytest
 
-from conftest import drive_emulator
 from sessionkit import Job, Lease, LeaseLost, SystemClock
 from sessionkit.errors import StoreTimeout
+from sessionkit.jobs import list_jobs
 from sessionkit.store.memory import MemoryStore
-from waiting import WAIT_S, wait_until
+from support.waiting import WAIT_S, wait_until
 
 pytest.importorskip("googleapiclient")
-
-
-@pytest.fixture
-def emulator():
-    emu = drive_emulator()
-    yield emu
-    emu.release_hang()
-    emu.reset()
 
 
 def drive(**kw):
@@ -80,7 +72,7 @@ def test_the_writer_learns_of_a_newer_token_and_the_loop_stops_at_its_next_tick(
             time.sleep(0.001)  # an item's work
         next(it)  # the tick after the writer learnt of token 2 raises
     assert stale.done < 100_000
-    manifest = Job(store, "fenced", clock=SystemClock()).manifest
+    [manifest] = [j for j in list_jobs(store) if j.id == "fenced"]
     assert manifest.token == 2 and manifest.status == "paused"
     before = store.get("jobs/fenced/manifest").version
     with pytest.raises(LeaseLost):
@@ -155,7 +147,7 @@ def test_a_failed_background_write_that_a_retry_lands_does_not_stop_the_loop(tmp
     """The writer's first background write is refused; the thread writes it again (every
     control_poll seconds) and it lands while the loop's body is busy. The loop, at its next
     tick, goes on: the failure was cleared when the retry landed."""
-    from faulty import Faulty
+    from support.faulty import Faulty
     from sessionkit.store.local import LocalStore
 
     refused = []
@@ -181,7 +173,7 @@ class SlowControl:
     store's slow request, which a local folder never makes) until released."""
 
     def __init__(self, inner) -> None:
-        from faulty import Wrapped
+        from support.faulty import Wrapped
 
         class Store(Wrapped):
             def get(this, key):

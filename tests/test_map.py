@@ -12,8 +12,8 @@ from sessionkit import Job, LeaseLost, SessionkitWarning, jobs
 from sessionkit.errors import StoreError
 from sessionkit.store.local import LocalStore
 
-import mapwork
-from waiting import WAIT_S, wait_until
+from support import mapwork
+from support.waiting import WAIT_S, wait_until
 
 
 @pytest.fixture
@@ -229,7 +229,7 @@ class Running:
 def test_a_failed_checkpoint_write_stops_the_map_after_draining_what_is_in_flight(tmp_path):
     """The store refuses the job's manifest writes from some moment on: the map submits
     nothing more, hands back what is in flight, and only then raises the store's error."""
-    from faulty import Faulty
+    from support.faulty import Faulty
 
     armed = threading.Event()
     store = Faulty(LocalStore(tmp_path / "s"), lambda op, key, n: armed.is_set() and key == "jobs/w/manifest")

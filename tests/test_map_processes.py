@@ -17,7 +17,7 @@ import pytest
 import sessionkit
 from sessionkit import Job
 
-WORKERS = str(Path(__file__).with_name("_workers.py"))
+WORKERS = str(Path(__file__).parent / "support" / "workers.py")
 pytestmark = pytest.mark.slow
 
 

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,8 +16,9 @@ import sessionkit
 from sessionkit import history
 from sessionkit.sessions import list_sessions
 
+from support.notebooks import NOTEBOOKS, make_images, outputs, start
+
 papermill = pytest.importorskip("papermill")
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 pytestmark = pytest.mark.slow
 
 
@@ -26,18 +26,6 @@ def execute(name: str, out: Path, **parameters) -> dict:
     nb = papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters=parameters,
                                     kernel_name="python3", progress_bar=False, log_output=False)
     return nb
-
-
-def outputs(nb) -> str:
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-
-
-def start(name: str, out: Path, **parameters) -> subprocess.Popen:
-    args = [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(out), "--log-level", "ERROR",
-            "-k", "python3"]
-    for key, value in parameters.items():
-        args += ["-p", key, str(value)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_every_notebook_has_an_intro_install_cell_and_parameters():
@@ -120,24 +108,6 @@ def test_primary_kernel_killed_backup_notebook_finishes(tmp_path):
     assert len(sessions) == 2
     takeover = history.handovers(df)
     assert len(takeover) == 1 and not takeover["planned"].iloc[0]
-
-
-def make_images(folder: Path) -> dict:
-    from PIL import Image, PngImagePlugin
-
-    (folder / "sub" / "deeper").mkdir(parents=True)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", "masterpiece, (a red fox:1.2), snowy forest, [detailed]\n"
-                                "Negative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7")
-    Image.new("RGB", (64, 48), "red").save(folder / "fox.png", pnginfo=info)
-    Image.new("RGB", (32, 32), "blue").save(folder / "sub" / "plain.PNG")
-    Image.new("RGB", (40, 30), "green").save(folder / "sub" / "deeper" / "photo.jpg", quality=80)
-    Image.new("RGB", (20, 10), "white").save(folder / "photo2.jpeg")
-    good = (folder / "fox.png").read_bytes()
-    (folder / "broken.png").write_bytes(good[: len(good) // 2])  # truncated: corrupt
-    (folder / "notes.txt").write_text("not an image")
-    (folder / "sub" / "image.gif").write_bytes(b"GIF89a")  # does not match the pattern
-    return {"images": 4, "corrupt": 1}
 
 
 def test_ingest_notebook_twice(tmp_path):

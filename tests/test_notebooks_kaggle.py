@@ -25,7 +25,7 @@ import pytest
 from sessionkit import history
 
 from conftest import drive_emulator
-from test_notebooks_colab import ColabAccount, finish, outputs, wait_for_store
+from support.colab import ColabAccount, finish, outputs, wait_for_store
 
 papermill = pytest.importorskip("papermill")
 pytest.importorskip("googleapiclient")

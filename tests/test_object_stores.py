@@ -22,9 +22,9 @@ import sessionkit
 from sessionkit import ABSENT, Conflict, FakeClock, Job
 
 from conftest import TEST_BUCKET, gcs_server, s3_server
-from test_gdrive import heartbeat_costs, lease_and_fencing
+from support.stores import heartbeat_costs, lease_and_fencing
 
-WORKERS = str(Path(__file__).with_name("_workers.py"))
+WORKERS = str(Path(__file__).parent / "support" / "workers.py")
 SERVERS = {"gs": gcs_server, "s3": s3_server}
 
 
@@ -214,7 +214,7 @@ def test_a_service_that_ignores_preconditions_is_refused_on_first_open():
     and both conditions, before a lease or a job can run; through moto directly it opens."""
     from sessionkit.handover import Primary
 
-    from precondition_proxy import PreconditionStrippingProxy
+    from support.precondition_proxy import PreconditionStrippingProxy
 
     upstream = s3_server()
     url = f"s3://{TEST_BUCKET}/{uuid.uuid4().hex[:10]}"
@@ -290,7 +290,7 @@ def test_the_record_names_its_endpoint_another_endpoint_is_checked_again(url):
 
 
 def test_a_store_checked_on_a_good_endpoint_is_still_refused_through_a_bad_one():
-    from precondition_proxy import PreconditionStrippingProxy
+    from support.precondition_proxy import PreconditionStrippingProxy
 
     upstream = s3_server()
     url = f"s3://{TEST_BUCKET}/{uuid.uuid4().hex[:10]}"

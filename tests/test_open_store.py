@@ -80,9 +80,9 @@ def test_register_scheme_plugs_in_a_backend():
         assert isinstance(sessionkit.open_store("testscheme://x"), MemoryStore)
         assert opened == ["testscheme://x"]
     finally:
-        from sessionkit.store import _registry
+        from sessionkit.store import SCHEMES
 
-        _registry.pop("testscheme")
+        SCHEMES.reset()  # the built-in schemes only, as in a fresh process
 
 
 def test_register_scheme_does_not_replace_a_scheme_unless_told():
@@ -100,9 +100,9 @@ def test_register_scheme_does_not_replace_a_scheme_unless_told():
         sessionkit.register_scheme("testclobber", "sessionkit.store.memory:open_memory", clobber=True)
         assert isinstance(sessionkit.open_store("testclobber://x"), MemoryStore)
     finally:
-        from sessionkit.store import _registry
+        from sessionkit.store import SCHEMES
 
-        _registry.pop("testclobber")
+        SCHEMES.reset()  # the built-in schemes only, as in a fresh process
 
 
 def test_register_scheme_validates_the_name():

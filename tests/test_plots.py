@@ -11,7 +11,7 @@ from PIL import Image
 from sessionkit import history, plots
 from sessionkit.store.memory import MemoryStore
 
-from scenarios import story
+from support.scenarios import story
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from sessionkit import ABSENT, Conflict
 
 from conftest import real_drive_store
-from test_gdrive import lease_and_fencing
+from support.stores import lease_and_fencing
 
 
 @pytest.fixture

@@ -18,19 +18,10 @@ import sessionkit
 from sessionkit import history
 from sessionkit.sessions import list_sessions
 
-from test_handover_processes import expect_line, read_log, start
+from support.processes import expect_line, read_log, start, wait_for
 
 pytestmark = pytest.mark.slow
 TTL = 20.0  # long enough that an expiry could not pass for a release
-
-
-def wait_for_items(log: Path, count: int, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if log.exists() and len(log.read_text().splitlines()) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {count} items were done")
 
 
 def test_sigterm_to_a_primary_mid_job_hands_over_at_once(tmp_path):
@@ -39,7 +30,7 @@ def test_sigterm_to_a_primary_mid_job_hands_over_at_once(tmp_path):
     expect_line(backup, "watching")
     primary = start("handover_primary", url, log, 300, 0.02, TTL, 1, 0)
     expect_line(primary, "holding")
-    wait_for_items(log, 40)
+    wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 40, "40 items done", proc=primary)
     primary.send_signal(signal.SIGTERM)
     primary.communicate(timeout=30)
     assert primary.returncode == -signal.SIGTERM, "the signal is passed on: the process ends"
@@ -93,7 +84,7 @@ def test_a_papermill_primary_notebook_whose_kernel_is_shut_down_hands_over(tmp_p
     then, as jupyter_client's KernelManager does after ``shutdown_wait_time`` (5 s) when the
     kernel is busy, SIGTERM. The backup notebook takes over from the released lease."""
     jupyter_client = pytest.importorskip("jupyter_client")
-    from test_notebooks import outputs, start
+    from support.notebooks import outputs, start
 
     import nbformat
 

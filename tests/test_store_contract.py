@@ -191,7 +191,7 @@ def test_large_value(store):
 
 
 def test_threads_compare_and_swap_without_losing_updates(store):
-    from _workers import increment
+    from support.workers import increment
 
     def work():
         for _ in range(40):

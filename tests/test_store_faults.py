@@ -3,11 +3,8 @@ this machine allows mounting (CI runs as root in a VM); skipped with the reason 
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -15,39 +12,7 @@ from sessionkit import FakeClock, Job
 from sessionkit.errors import StoreError, StoreFull, StoreMissing, StoreReadOnly
 from sessionkit.store.local import LocalStore
 
-
-class Mount(type(Path())):  # type: ignore[misc]
-    """A mount point; ``remount(ro=True)`` makes it read-only."""
-
-    def remount(self, ro: bool) -> None:
-        subprocess.run(["mount", "-o", f"remount,{'ro' if ro else 'rw'}", str(self)], check=True)
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """A 256 KB tmpfs of our own."""
-    mnt = Mount(tmp_path / "mnt")
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"this machine does not let the tests mount a tmpfs ({done.stderr.strip()})")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Write a file until the disk is full; return it (remove it to free the space)."""
-    filler = folder / "filler"
-    with open(filler, "wb", buffering=0) as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
+from support.disks import fill
 
 
 def run(job, items, seen):

@@ -19,9 +19,9 @@ from sessionkit import Conflict, CorruptRecord, InvalidKey, SessionkitWarning
 from sessionkit.store import local
 from sessionkit.store.local import LocalStore
 
-from _workers import check_value
+from support.workers import check_value
 
-WORKERS = str(Path(__file__).with_name("_workers.py"))
+WORKERS = str(Path(__file__).parent / "support" / "workers.py")
 
 
 def start(*args: str) -> subprocess.Popen:

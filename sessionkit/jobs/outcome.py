@@ -15,12 +15,12 @@ import atexit
 import logging
 import sys
 import threading
-import weakref
 from typing import Any, Generator, Optional, Protocol
 
 from ..errors import SessionkitError
 from ..env import ipython_shell
 from ..events import EventLog
+from ..registry import Registry
 
 log = logging.getLogger("sessionkit.jobs")
 
@@ -46,8 +46,9 @@ class Outcomes:
     """The process-wide hooks, and the jobs they settle."""
 
     def __init__(self) -> None:
-        self.interrupted: "weakref.WeakSet[Settled]" = weakref.WeakSet()
-        self.live: "weakref.WeakSet[Settled]" = weakref.WeakSet()
+        # process-wide (sessionkit.registry); reset() also removes the hooks that serve each
+        self.interrupted: "Registry[int, Settled]" = Registry("jobs.interrupted", weak=True, on_reset=self._unhook)
+        self.live: "Registry[int, Settled]" = Registry("jobs.live", weak=True, on_reset=self._unhook_exit)
         self._lock = threading.Lock()
         self._hooks = False
         self._exit_hook = False
@@ -74,6 +75,22 @@ class Outcomes:
             ip.events.register("post_run_cell", self._post_run_cell)
         self._previous_hook = sys.excepthook
         sys.excepthook = self._excepthook
+
+    def _unhook(self) -> None:
+        with self._lock:
+            if not self._hooks:
+                return
+            self._hooks = False
+        ip = ipython_shell()
+        if ip is not None and self._post_run_cell in ip.events.callbacks.get("post_run_cell", ()):
+            ip.events.unregister("post_run_cell", self._post_run_cell)
+        if sys.excepthook == self._excepthook:
+            sys.excepthook = self._previous_hook
+
+    def _unhook_exit(self) -> None:
+        with self._lock:
+            self._exit_hook = False
+        atexit.unregister(self.at_exit)
 
     def settle(self, exc: Optional[BaseException]) -> None:
         for job in list(self.interrupted):

@@ -8,17 +8,17 @@ elsewhere); a program may register its own.
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Callable, Optional
 
+from ..registry import Registry
 from .progress import Progress
 
 __all__ = ["ViewFactory", "make_view", "register_view", "registered_view", "reset_views"]
 
 ViewFactory = Callable[[Progress], Any]
 
-_lock = threading.Lock()
-_factory: list[Optional[ViewFactory]] = [None]
+# process-wide (sessionkit.registry): the one factory, under the key "display"
+_FACTORY: "Registry[str, ViewFactory]" = Registry("jobs.view_factory")
 
 
 def register_view(factory: Optional[ViewFactory]) -> Optional[ViewFactory]:
@@ -26,13 +26,17 @@ def register_view(factory: Optional[ViewFactory]) -> Optional[ViewFactory]:
     one it replaces."""
     if factory is not None and not callable(factory):
         raise TypeError(f"a view factory is a function of a Progress, got {type(factory).__name__}")
-    with _lock:
-        previous, _factory[0] = _factory[0], factory
+    with _FACTORY.lock:
+        previous = _FACTORY.get("display")
+        if factory is None:
+            _FACTORY.pop("display")
+        else:
+            _FACTORY.put("display", factory)
     return previous
 
 
 def registered_view() -> Optional[ViewFactory]:
-    return _factory[0]
+    return _FACTORY.get("display")
 
 
 def reset_views() -> None:
@@ -46,7 +50,7 @@ def make_view(display: Any, progress: Callable[[], Progress]) -> Any:
     if display is False or display is None:
         return None
     if display is True:
-        factory = _factory[0]
+        factory = _FACTORY.get("display")
         return None if factory is None else factory(progress())
     if not hasattr(display, "update"):
         raise TypeError("display must be True, False or a view with update(progress)")

@@ -13,14 +13,16 @@ import os
 import re
 from typing import Callable, Union
 
+from ..registry import Registry
 from .base import ABSENT, Expect, Record, Store
 
 __all__ = ["ABSENT", "Expect", "Record", "Store", "open_store", "register_scheme", "known_schemes"]
 
 Opener = Callable[[str], Store]
 
-# scheme -> "module:function" (imported on first use) or an opener callable
-_registry: dict[str, Union[str, Opener]] = {
+#: scheme -> "module:function" (imported on first use) or an opener callable; ``reset()``
+#: (tests) leaves only the built-in schemes
+SCHEMES: Registry[str, Union[str, Opener]] = Registry("store.schemes", initial={
     "file": "sessionkit.store.local:open_local",
     "memory": "sessionkit.store.memory:open_memory",
     "gdrive": "sessionkit.store.gdrive:open_gdrive",
@@ -28,7 +30,7 @@ _registry: dict[str, Union[str, Opener]] = {
     "s3": "sessionkit.store.s3:open_s3",
     # a Drive folder link, as Drive's Share button gives it (nothing else is an https store)
     "https": "sessionkit.store.gdrive:open_drive_link",
-}
+})
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -43,16 +45,17 @@ def register_scheme(scheme: str, opener: Union[str, Opener], *, clobber: bool = 
     """
     if not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
         raise ValueError(f"invalid URL scheme {scheme!r}: use lowercase letters, digits, '+', '.', '-'")
-    current = _registry.get(scheme)
-    if current is not None and current != opener and not clobber:
-        raise ValueError(f"the store scheme {scheme!r} is already registered (to {current!r}); pass "
-                         f"clobber=True to replace it")
-    _registry[scheme] = opener
+    with SCHEMES.lock:
+        current = SCHEMES.get(scheme)
+        if current is not None and current != opener and not clobber:
+            raise ValueError(f"the store scheme {scheme!r} is already registered (to {current!r}); pass "
+                             f"clobber=True to replace it")
+        SCHEMES.put(scheme, opener)
 
 
 def known_schemes() -> list[str]:
     """The schemes ``open_store`` understands, sorted."""
-    return sorted(_registry)
+    return sorted(SCHEMES.keys())
 
 
 def open_store(url_or_path: "Union[str, os.PathLike[str], Store]", *, check: bool = True) -> Store:
@@ -78,7 +81,7 @@ def open_store(url_or_path: "Union[str, os.PathLike[str], Store]", *, check: boo
         raise ValueError("open_store needs a URL or a folder path, got an empty string")
     match = _SCHEME.match(url_or_path)
     scheme = match.group(1).lower() if match else "file"
-    opener = _registry.get(scheme)
+    opener = SCHEMES.get(scheme)
     if opener is None:
         raise ValueError(
             f"unknown store scheme {scheme!r} in {url_or_path!r}; known schemes: "

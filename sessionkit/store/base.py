@@ -147,7 +147,7 @@ def check_expect(key: str, expect: object) -> Expect:
     if expect is None or expect is ABSENT or isinstance(expect, str):
         return expect  # type: ignore[return-value]
     raise TypeError(
-        f"{key!r}: expect must be None, sessionkit.ABSENT or a version string "
+        f"{key!r}: expect must be None, sessionkit.store.ABSENT or a version string "
         f"(Record.version), not {type(expect).__name__}"
     )
 

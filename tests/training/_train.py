@@ -60,13 +60,16 @@ def make_run(role: str, url: str, scale: float, max_runtime: float):
         print("holding 0", flush=True)
         return Job(url, "train")
     if role.startswith("stop-at-") or role == "rerun":
-        from sessionkit import FakeClock, Job, Runtime, Session
+        from sessionkit import Job, Session
+        from sessionkit.clock import FakeClock
+        from sessionkit.runtimes import Runtime
 
         if role != "rerun":
             STOP["at"], STOP["clock"] = int(role[len("stop-at-"):]), FakeClock()
             GUARD["session"] = Session(url, "primary", runtime=Runtime(max_runtime=4000.0), clock=STOP["clock"])
         return Job(url, "train")
-    from sessionkit import Runtime, ScaledClock, SystemClock
+    from sessionkit.clock import ScaledClock, SystemClock
+    from sessionkit.runtimes import Runtime
     from sessionkit.handover import Backup, Primary
 
     if role == "real-clock":

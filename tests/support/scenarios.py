@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sessionkit import FakeClock, Job, Runtime, Session
+from sessionkit import Job, Session
+from sessionkit.clock import FakeClock
+from sessionkit.runtimes import Runtime
 from sessionkit.handover import Backup, Primary
 from sessionkit.sessions import DropWatcher
 from sessionkit.store.memory import MemoryStore

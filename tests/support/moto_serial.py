@@ -12,7 +12,7 @@ operations with conditional requests", Amazon S3 User Guide). Holding one lock a
 each request makes moto's check-and-write atomic, as S3's is; the server still accepts
 many connections (boto3 keeps them alive).
 
-Run as ``python tests/moto_serial.py HOST PORT``.
+Run as ``python tests/support/moto_serial.py HOST PORT``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Processes the tests start (``python tests/_workers.py COMMAND ARGS``).
+"""Processes the tests start (``python tests/support/workers.py COMMAND ARGS``; ``support.WORKERS``).
 
 Values written here carry their own SHA-256, so a reader can tell a whole value
 from a torn one without trusting the store's own checksum.
@@ -14,7 +14,8 @@ import sys
 import time
 
 import sessionkit
-from sessionkit import ABSENT, Conflict
+from sessionkit import Conflict
+from sessionkit.store import ABSENT
 
 
 def increment(store, key: str) -> int:
@@ -171,7 +172,7 @@ def _clock(scale: str, wall_offset: str = "0"):
     """The real clock, scaled, and/or with its wall clock set wrong by wall_offset seconds."""
     from datetime import timedelta
 
-    from sessionkit import ScaledClock, SystemClock
+    from sessionkit.clock import ScaledClock, SystemClock
 
     class WallSkewed(SystemClock):
         def now(self):
@@ -193,7 +194,7 @@ def _run_items(primary, log_path: str, items: str, item_seconds: str) -> None:
 def handover_primary(url: str, log_path: str, items: str, item_seconds: str, ttl: str, scale: str,
                      max_runtime: str, wall_offset: str = "0") -> None:
     """A primary whose runtime lasts max_runtime (clock seconds) on a clock scaled by scale."""
-    from sessionkit import Runtime
+    from sessionkit.runtimes import Runtime
     from sessionkit.handover import Primary
 
     runtime = Runtime(max_runtime=float(max_runtime)) if float(max_runtime) else "local"
@@ -295,7 +296,7 @@ def drive_lease_race(url: str, holder: str, start_at: str) -> None:
 def blob_job(path: str, log_path: str, kill_at: str) -> None:
     """A training-like job on a local store: 40 steps, a blob saved every 5, checkpoint_items=5;
     SIGKILLed at store write number kill_at (0: never). Prints the writes made."""
-    from faulty import KillAt
+    from support.faulty import KillAt
     from sessionkit import Job
     from sessionkit.store.local import LocalStore
 
@@ -335,7 +336,7 @@ def stepped_session(path: str, step_s: str) -> None:
     that really passed."""
     from datetime import timedelta
 
-    from sessionkit import SystemClock
+    from sessionkit.clock import SystemClock
     from sessionkit.sessions import Session
 
     class Stepped(SystemClock):
@@ -371,7 +372,7 @@ def _map_items(primary, log_path: str, items: str, item_seconds: str) -> None:
 
 def handover_map_primary(url: str, log_path: str, items: str, item_seconds: str, ttl: str, scale: str,
                          max_runtime: str) -> None:
-    from sessionkit import Runtime
+    from sessionkit.runtimes import Runtime
     from sessionkit.handover import Primary
 
     primary = Primary(url, "work", runtime=Runtime(max_runtime=float(max_runtime)), clock=_clock(scale),
@@ -421,4 +422,5 @@ def map_job(url: str, log_path: str, items: str, item_seconds: str, every: str) 
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/: ``support`` imports
     globals()[sys.argv[1]](*sys.argv[2:])
