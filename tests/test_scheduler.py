@@ -9,7 +9,8 @@ import json
 import logging
 import threading
 
-from sessionkit import FakeClock, Lease, Session, SystemClock
+from sessionkit import Lease, Session
+from sessionkit.clock import FakeClock, SystemClock
 from sessionkit.scheduler import MAX_RUNS_PER_CALL, StepScheduler, ThreadScheduler, scheduler_for
 from sessionkit.store.memory import MemoryStore
 
