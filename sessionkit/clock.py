@@ -4,6 +4,11 @@ Everything in sessionkit that reads time takes a ``Clock``, so logic can be test
 with ``FakeClock`` (advanced by hand) and demos can run a 12-hour runtime in a
 minute with ``ScaledClock(720)``. Durations (lease expiry, checkpoint intervals)
 use ``monotonic()`` only; ``now()`` is for timestamps people read.
+
+Each clock also gives the driver of background work on it (``scheduler()``, see
+sessionkit/scheduler.py): real threads on real and scaled clocks; on a ``FakeClock``,
+its ``advance`` runs the tasks that fell due, on the test's thread. The tasks are the
+same either way.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Optional, Protocol, runtime_checkable
+
+from .scheduler import Scheduler, StepScheduler, ThreadScheduler
 
 __all__ = ["Clock", "SystemClock", "FakeClock", "ScaledClock", "SYSTEM_CLOCK"]
 
@@ -37,6 +44,9 @@ class Clock(Protocol):
         """How many real seconds ``seconds`` of this clock take; None when this clock does
         not move by itself (a FakeClock), where no real-time bound can apply."""
 
+    def scheduler(self) -> Scheduler:
+        """What runs background work on this clock (sessionkit/scheduler.py)."""
+
 
 class SystemClock:
     """The real clocks of this machine."""
@@ -56,6 +66,9 @@ class SystemClock:
 
     def real_seconds(self, seconds: float) -> Optional[float]:
         return seconds
+
+    def scheduler(self) -> Scheduler:
+        return ThreadScheduler(self)
 
     def __repr__(self) -> str:
         return "SystemClock()"
@@ -80,6 +93,11 @@ class FakeClock:
 
     ``sleep`` advances the clock instead of waiting, so a loop that sleeps between
     polls runs instantly and deterministically in tests. Thread-safe.
+
+    Background work on it (renewals, heartbeats, write-behind) runs through its
+    ``scheduler()``, a ``StepScheduler``: ``advance`` moves time through each due time in
+    turn and runs, on the advancing thread, what falls due there, earliest first, so the
+    code users run on threads runs here too, in one order chosen every time.
     """
 
     def __init__(self, start: Optional[datetime] = None, monotonic_start: float = 1000.0) -> None:
@@ -88,6 +106,7 @@ class FakeClock:
         )
         self._mono = float(monotonic_start)
         self._lock = threading.Lock()
+        self._scheduler = StepScheduler(self.monotonic)
 
     def monotonic(self) -> float:
         with self._lock:
@@ -102,8 +121,21 @@ class FakeClock:
         if seconds < 0:
             raise ValueError(f"FakeClock.advance({seconds!r}): time cannot go back")
         with self._lock:
-            self._mono += seconds
-            self._wall += timedelta(seconds=seconds)
+            target = self._mono + seconds
+        # through each due time on the way: background work runs at the time it falls due
+        self._scheduler.run_until(target, self._move_to)
+
+    def _move_to(self, monotonic: float) -> None:
+        """Move both clocks forward to ``monotonic`` (never back)."""
+        with self._lock:
+            step = monotonic - self._mono
+            if step > 0:
+                self._mono = monotonic
+                self._wall += timedelta(seconds=step)
+
+    def scheduler(self) -> StepScheduler:
+        """The driver of background work on this clock: ``advance`` runs what fell due."""
+        return self._scheduler
 
     def set_wall(self, value: datetime) -> None:
         """Jump the wall clock only (as NTP might); the monotonic clock is untouched."""
@@ -116,7 +148,7 @@ class FakeClock:
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
         """Waits ``seconds`` of real time and does not move the clock: a thread must never
-        move a test's time (logic tests on a FakeClock start no threads anyway)."""
+        move a test's time (sessionkit starts no thread on a FakeClock: see ``scheduler``)."""
         return event.wait(max(0.0, seconds))
 
     def real_seconds(self, seconds: float) -> Optional[float]:
@@ -161,6 +193,9 @@ class ScaledClock:
 
     def real_seconds(self, seconds: float) -> Optional[float]:
         return self.base.real_seconds(seconds / self.factor)
+
+    def scheduler(self) -> Scheduler:
+        return ThreadScheduler(self)
 
     def __repr__(self) -> str:
         return f"ScaledClock({self.factor:g}, epoch={self.epoch.isoformat()})"

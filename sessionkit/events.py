@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import Conflict, StoreError
+from .scheduler import scheduler_for
 from .store import ABSENT, Store
 
 __all__ = ["EVENT_FORMAT", "KNOWN_KINDS", "EventLog", "add_listener", "compact", "new_writer_id",
@@ -121,21 +122,18 @@ class EventLog:
         return len(self._pending)
 
     def flush_soon(self) -> None:
-        """Write the buffered events from a background thread, so the caller does not wait
-        for the store (a job's final checkpoint). Events still pending at interpreter exit
-        are written then. On a clock that does not move by itself (a FakeClock) it writes
-        at once: logic tests start no threads."""
+        """Write the buffered events in the background (a one-step task on the clock's
+        scheduler: a thread, or at once on a FakeClock), so the caller does not wait for the
+        store (a job's final checkpoint). Events still pending at interpreter exit are
+        written then."""
         if not self._pending:
-            return
-        if self.clock.real_seconds(1.0) is None:
-            self._flush_logged()
             return
         global _exit_hook
         if not _exit_hook:
             _exit_hook = True
             atexit.register(_flush_at_exit)
         _unflushed.add(self)
-        threading.Thread(target=self._flush_logged, name="sessionkit-events", daemon=True).start()
+        scheduler_for(self.clock).start("events", self._flush_logged, after=0)
 
     def _flush_logged(self) -> None:
         try:

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Optional, Union
 
 from .validate import at_least_floor, check_period, check_seconds, check_timedelta
-from .clock import SYSTEM_CLOCK, Clock, SystemClock, check_aware, clock_rate
+from .clock import SYSTEM_CLOCK, Clock, check_aware, clock_rate
 from .errors import Conflict, CorruptRecord, InvalidTransition, SessionkitError, StoreError
 from .events import EventLog
 from .phase import PHASES, Phase, Thresholds, session_phase
@@ -39,6 +39,7 @@ from .records import read_all, read_one
 from .session_record import LeaseHeld, Role, SessionEvent, SessionRecord, SessionStatus, session_after
 from .env import detect, ipython_shell
 from .runtimes import Runtime, get_runtime
+from .scheduler import Task, scheduler_for
 from .store import Store, open_store
 from .registry import Registry
 
@@ -139,10 +140,10 @@ class Session:
         now = self.clock.now()
         if started is not None:
             started_at = check_aware(started, "started")
-        elif isinstance(self.clock, SystemClock):
-            started_at = env.started  # the runtime's real start (VM uptime or process start)
+        elif self.clock.real_seconds(1.0) == 1.0:
+            started_at = env.started  # real seconds: the runtime's real start (VM uptime or process start)
         else:
-            started_at = now  # fake and scaled clocks: the session starts now
+            started_at = now  # fake and scaled clocks: the runtime's real uptime means nothing there
         self.started = started_at
         self._mono_start = self.clock.monotonic() - max(0.0, (now - started_at).total_seconds())
         self._last_activity = self.clock.monotonic()
@@ -155,8 +156,7 @@ class Session:
         self._last_beat = self.clock.monotonic()
         self._phase = self.phase
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._heartbeats: Optional[Task] = None  # the heartbeat task, on the clock's scheduler
         # shown in views and status: a primary's job and lease, a backup's priority, a stall
         self.job: Optional[str] = None
         self.lease_held: Optional[LeaseHeld] = None
@@ -260,11 +260,9 @@ class Session:
             self.events.emit("session.started", runtime=self.runtime.as_dict(), environment=self.environment,
                              started=self.started.isoformat(), remaining_s=self.remaining)
             self.events.flush()
-            if self.clock.real_seconds(1.0) is None:
-                return  # a FakeClock's time is the test's: loops beat with beat_if_due
-            self._thread = threading.Thread(target=self._beat_loop, name=f"sessionkit-heartbeat-{self.id[:8]}",
-                                            daemon=True)
-            self._thread.start()
+            # a thread on real and scaled clocks; a FakeClock's advance runs the beats that fall due
+            self._heartbeats = scheduler_for(self.clock).start(f"heartbeat-{self.id[:8]}", self._beat_step,
+                                                               after=self.heartbeat)
 
     def beat(self) -> str:
         """Write one heartbeat now; emit a phase event if the phase changed. Returns the phase."""
@@ -287,13 +285,13 @@ class Session:
             if self.events.pending:
                 self.events.flush()
             if self.ping_url:
-                threading.Thread(target=self._ping, name="sessionkit-ping", daemon=True).start()
+                scheduler_for(self.clock).start("ping", self._ping, after=0)
             return phase
 
     def _ping(self) -> None:
         """The dead-man's switch: tell an outside service (healthchecks-style) this runtime
         lives. It alerts when pings stop: the whole runtime is gone and nothing else can say so.
-        Runs on its own thread, so a slow service never delays a heartbeat or the loop."""
+        A task of its own (one step), so a slow service never delays a heartbeat or the loop."""
         import urllib.error
         import urllib.request
 
@@ -306,29 +304,40 @@ class Session:
 
     @property
     def beating(self) -> bool:
-        """True while the heartbeat thread runs."""
-        return self._thread is not None and self._thread.is_alive()
+        """True while background heartbeats run."""
+        return self._heartbeats is not None and self._heartbeats.alive
+
+    def stop_beating(self) -> None:
+        """Stop the background heartbeats without ending the session: its record stays as it
+        is, and watchers see it go silent (what a runtime that froze or was killed leaves)."""
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            self._heartbeats.join(timeout=5)
 
     def beat_if_due(self) -> str:
-        """Beat now if a heartbeat is due on this session's clock (loops call this, so a
-        session keeps beating on fake clocks and between the thread's beats)."""
+        """Beat now if a heartbeat is due on this session's clock (a loop may call this to
+        beat between the background heartbeats)."""
         if self.clock.monotonic() - self._last_beat >= self.heartbeat:
             return self.beat()
         return self.phase
 
-    def _beat_loop(self) -> None:
-        while not self.clock.wait(self._stop, self.heartbeat):
-            try:
-                self.beat()
-            except (StoreError, OSError) as exc:
-                log.warning("session %s: heartbeat failed: %s", self.id[:8], exc)
+    def _beat_step(self) -> Optional[float]:
+        """One background heartbeat; the next one ``heartbeat`` seconds later (none once ended)."""
+        if self.status != "active":
+            return None
+        try:
+            self.beat()
+        except (StoreError, OSError) as exc:
+            log.warning("session %s: heartbeat failed: %s", self.id[:8], exc)
+        return self.heartbeat if self.status == "active" else None
 
     def end(self, reason: str = "ended") -> None:
         """Stop heartbeating and mark the session ended (it stays listed as history)."""
         with self._lock:
             if self.status != "active":
                 return
-            self._stop.set()
+            if self._heartbeats is not None:
+                self._heartbeats.cancel()
             self.role, self.status = session_after(self.role, self.status, SessionEvent.END)
             self.end_reason = reason
             self.events.emit("session.ended", reason=reason, elapsed_s=self.elapsed)
@@ -337,8 +346,8 @@ class Session:
                 self.events.flush()
             except (StoreError, OSError) as exc:
                 log.warning("session %s: could not record its end: %s", self.id[:8], exc)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+        if self._heartbeats is not None:
+            self._heartbeats.join(timeout=5)  # a beat in flight (never the caller's own thread)
 
     def __enter__(self) -> "Session":
         return self

@@ -292,7 +292,8 @@ def test_a_session_marked_dropped_that_beats_again_is_live_again():
     from sessionkit.sessions import DropWatcher, Session, live_session_ids, list_sessions
 
     store, clock = MemoryStore(), FakeClock()
-    silent = Session(store, "backup", clock=clock, runtime="local")
+    silent = Session(store, "backup", clock=clock, runtime="local", start=False)
+    silent.beat()  # one beat by hand, no background heartbeats: then it is silent
     watcher = DropWatcher(store, clock=clock)
     watcher.check(timeout=60)
     clock.advance(61)

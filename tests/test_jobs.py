@@ -10,12 +10,22 @@ from datetime import timedelta
 import pytest
 
 import sessionkit
-from sessionkit import FakeClock, Job, LeaseLost, SessionkitWarning, jobs
+from sessionkit import FakeClock, LeaseLost, SessionkitWarning, jobs
 from sessionkit.handover import Backup, Primary
 from sessionkit.jobs import InvalidTransition
 from sessionkit.jobs.doneset import Ranges
 from sessionkit.store.memory import MemoryStore
 from sessionkit.widgets.text import TextProgress
+
+
+class Job(sessionkit.Job):
+    """Logic tests: a job made here without ``clock=`` runs on a fake clock of its own, so its
+    background writes are the fake clock's steps (the writer task's code, on no thread;
+    writer threads: test_jobs_writer.py). A default argument, nothing else."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("clock", FakeClock())
+        super().__init__(*args, **kw)
 
 
 class Token:
@@ -33,15 +43,6 @@ def store():
 @pytest.fixture
 def clock():
     return FakeClock()
-
-
-@pytest.fixture(autouse=True)
-def fake_time_by_default(monkeypatch):
-    """Logic tests: a Job made without clock= gets a FakeClock, so its checkpoints are
-    written on the loop's thread and no thread starts (writer threads: test_jobs_writer.py)."""
-    fake = FakeClock()
-    monkeypatch.setattr(jobs.jobrecord, "SYSTEM_CLOCK", fake)
-    monkeypatch.setattr(jobs.job, "SYSTEM_CLOCK", fake)  # Job.latest
 
 
 def run(job, items, upto=None, **kw):

@@ -141,7 +141,8 @@ def test_a_primary_that_lost_its_lease_says_to_whom():
     next(it)
     thief = Lease(store, "primary", holder="thief", ttl=10, clock=clock)
     thief.observe()
-    clock.advance(30)  # the primary's loop did not renew meanwhile (a frozen runtime)
+    primary.lease.stop_renewing()  # a frozen runtime: its background renewals stop too
+    clock.advance(30)  # the primary's loop did not renew meanwhile
     thief.acquire(timeout=0)
     with pytest.raises(sessionkit.LeaseLost):
         for _ in it:

@@ -107,8 +107,12 @@ def test_record_heartbeats_and_end():
     assert rec.status == "ended" and rec.end_reason == "done"
     events = [json.loads(line) for k in store.list(f"events/{s.id}/") for line in store.get(k).data.splitlines()]
     kinds = [e["kind"] for e in events]
-    assert kinds == ["session.started", "session.phase", "session.ended"]
-    assert events[1]["data"] == {"from": "fresh", "to": "warning", "remaining_s": pytest.approx(0.8 * HOUR)}
+    assert kinds == ["session.started", "session.phase", "session.phase", "session.ended"]
+    # the background heartbeats saw it leave "fresh" and enter "warning", each at its time
+    assert [(e["data"]["from"], e["data"]["to"]) for e in events if e["kind"] == "session.phase"] == [
+        ("fresh", "active"), ("active", "warning")]
+    assert events[1]["data"]["remaining_s"] == pytest.approx(12 * HOUR - 300)  # fresh for 5 min
+    assert HOUR - 30 <= events[2]["data"]["remaining_s"] <= HOUR  # the first beat within the last hour
     assert all(e["session"] == s.id and e["role"] == "primary" for e in events)
 
 
@@ -155,7 +159,7 @@ def test_check_dropped_function_keeps_state_between_calls():
     store = MemoryStore()
     clock = FakeClock()
     s = make(store, clock)
-    s.start()
+    s.beat()  # one beat, no background heartbeats (not started): then it is silent
     assert sessions.check_dropped(store, 30, clock=clock) == []
     clock.advance(31)
     assert sessions.check_dropped(store, 30, clock=clock) == [s.id]

@@ -336,12 +336,7 @@ class Primary:
             return None
         self._last_poll = now
         self._update_lead()
-        # Renewals and heartbeats have their own threads on real clocks; the loop does them
-        # only where none runs (a FakeClock in tests), so it never waits on them otherwise.
-        if self.lease.token is not None and self.lease.held and not self.lease.renewing:
-            self.lease.renew_if_due()
-        if not self.session.beating:
-            self.session.beat_if_due()
+        # renewals and heartbeats are background tasks on every clock (sessionkit/scheduler.py)
         self.refresh_views()
         if self.session.phase not in ("handover", "expired"):
             return None

@@ -1,6 +1,6 @@
 """The checkpoint writer: one per running job, so the user's loop never waits on the store.
 
-The loop hands it immutable ``Snapshot``s and goes on. A background thread
+The loop hands it immutable ``Snapshot``s and goes on. A background task
 writes them one at a time; snapshots that arrive while a write is out are
 coalesced into one. What goes wrong comes back to the loop: ``failure`` holds a
 ``LeaseLost`` (a newer holder exists: nothing more is ever written) or a store
@@ -23,9 +23,11 @@ at most two checkpoint intervals of items (``checkpoint_items``, or the items of
 ``checkpoint_every`` seconds) plus the item that was running. The loop waits only
 when a write takes longer than a checkpoint interval.
 
-On a clock that does not move by itself (``FakeClock``) there is no thread:
-``submit`` writes at once and ``read_control_soon`` reads at once, so logic tests stay
-deterministic and start no threads.
+The writes and the control reads are tasks on the clock's scheduler
+(sessionkit/scheduler.py): threads on real and scaled clocks; on a ``FakeClock`` a
+snapshot handed over is written before ``submit`` returns (a woken task runs at once)
+and a control read has answered when ``read_control_soon`` returns. The same code runs
+in both.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ..clock import Clock
 from ..errors import LeaseLost, Superseded
 from .checkpoint import Checkpointer, EventFlush, Snapshot, Written
 from .control import Control
+from ..scheduler import Task, scheduler_for
 
 log = logging.getLogger("sessionkit.jobs")
 
@@ -59,50 +62,50 @@ class CheckpointWriter:
         self.control_poll = control_poll
         self.read_control = read_control
         self.name = name
-        self.background = clock.real_seconds(1.0) is not None
         self.failure: Optional[BaseException] = None
         self.request: Optional[Control] = None
         self._mutex = threading.Lock()
         self._settled = threading.Condition(self._mutex)  # notified when a write ends
-        self._writing = False  # the thread has taken a snapshot and is writing it
-        self._wake = threading.Event()
+        self._writing = False  # the task has taken a snapshot and is writing it
         self._pending: Optional[Snapshot] = None
         self._failed: Optional[Snapshot] = None  # a snapshot whose write failed: goes out with the next
         self._stopping = False
-        self._thread: Optional[threading.Thread] = None
+        self._task: Optional[Task] = None
 
-    # -- the loop's side (never waits on the store in background mode) ---------
+    # -- the loop's side (never waits on the store) ----------------------------
+
+    def _running(self) -> bool:
+        return self._task is not None and self._task.alive
 
     def start(self, request: Optional[Control]) -> None:
         """Begin a run: ``request`` is the control request read as it started."""
         self.request = request
         self.failure = None
-        if not self.background or (self._thread is not None and self._thread.is_alive()):
+        if self._running():
             return
         self._stopping = False
-        self._wake.clear()
-        self._thread = threading.Thread(target=self._run, name=f"sessionkit-checkpoint-{self.name}",
-                                        daemon=True)
-        self._thread.start()
+        self._task = scheduler_for(self.clock).start(f"checkpoint-{self.name}", self._step,
+                                                     after=self.control_poll)
 
     def submit(self, snap: Snapshot) -> None:
         """Hand ``snap`` to the thread. If the snapshot before it is still out, wait for
         its write first; if that write failed (or fenced), raise why, keeping ``snap`` for
         the final flush: the loop never runs more than one interval past a write that
-        has not landed."""
-        if not self.background:
-            self.flush(snap, adopt_state=False)
-            return
+        has not landed. A fencing known once the task was woken is raised too (at once on a
+        FakeClock, whose task writes before ``wake`` returns)."""
         with self._mutex:
             while (self._pending is not None or self._writing) and not isinstance(self.failure, LeaseLost) \
-                    and self._thread is not None and self._thread.is_alive():  # a retry out may clear it
+                    and self._running():  # a retry out may clear it
                 self._settled.wait(1.0)
             failure = self.failure
             if failure is not None:
                 self._failed = _joined(self._failed, snap)
                 raise failure
             self._pending = _joined(self._pending, snap)
-        self._wake.set()
+        if self._task is not None:
+            self._task.wake()
+        if isinstance(self.failure, LeaseLost):
+            raise self.failure
 
     @property
     def stopping_failure(self) -> Optional[BaseException]:
@@ -117,27 +120,30 @@ class CheckpointWriter:
 
     def read_control_soon(self) -> Callable[[], Optional[Control]]:
         """Start reading the control record while the caller does something else (a run's
-        claim); the function returned waits for the answer and returns it."""
-        if not self.background:
-            request = self.read_control()
-            return lambda: request
+        claim); the function returned waits for the answer and returns it. A one-step
+        task: on a FakeClock it has answered when this returns."""
         answer: dict[str, Any] = {}
+        answered = threading.Event()
 
         def read() -> None:
             try:
                 answer["request"] = self.read_control()
             except BaseException as exc:  # handed to the caller of the function returned
                 answer["error"] = exc
+            finally:
+                answered.set()
 
-        thread = threading.Thread(target=read, name=f"sessionkit-control-{self.name}", daemon=True)
-        thread.start()
+        task = scheduler_for(self.clock).start(f"control-{self.name}", read, after=0)
 
         def wait() -> Optional[Control]:
-            thread.join()
+            task.join()
+            if not answered.is_set():
+                raise RuntimeError(f"job {self.name}: the control record was read from within a "
+                                   f"background step of a FakeClock, which cannot wait for itself")
             if "error" in answer:
                 raise answer["error"]
             return answer["request"]
-        wait.ready = lambda: not thread.is_alive()  # type: ignore[attr-defined]
+        wait.ready = answered.is_set  # type: ignore[attr-defined]
         return wait
 
     def flush(self, snap: Optional[Snapshot], *, adopt_state: bool, events: EventFlush = EventFlush.NOW,
@@ -163,42 +169,35 @@ class CheckpointWriter:
             raise
 
     def close(self) -> None:
-        """Stop the thread after the write in flight (the run's final flush follows)."""
-        thread = self._thread
-        if thread is None:
+        """Stop the task after the write in flight (the run's final flush follows)."""
+        task = self._task
+        if task is None:
             return
         self._stopping = True
-        self._wake.set()
-        if thread is not threading.current_thread():
-            thread.join()
-        self._thread = None
+        task.wake()
+        task.join()
+        self._task = None
 
-    # -- the thread ------------------------------------------------------------
+    # -- the task --------------------------------------------------------------
 
-    def _run(self) -> None:
-        clock = self.clock
-        next_control = clock.monotonic() + self.control_poll
-        while True:
-            clock.wait(self._wake, max(0.0, next_control - clock.monotonic()))
+    def _step(self) -> Optional[float]:
+        """One round: write what was handed over (or failed before); the next round when
+        woken, or ``control_poll`` seconds from now (a failed write is retried at this pace)."""
+        with self._mutex:
+            work = _joined(self._failed, self._pending)
+            self._failed = self._pending = None
+            self._writing = work is not None
+        try:
+            if work is not None and self._write(work):
+                return None
+        finally:
             with self._mutex:
-                self._wake.clear()
-                work = _joined(self._failed, self._pending)
-                self._failed = self._pending = None
-                self._writing = work is not None
-            try:
-                if work is not None and self._write(work):
-                    return
-            finally:
-                with self._mutex:
-                    self._writing = False
-                    self._settled.notify_all()
-            if self._stopping:
-                return
-            if clock.monotonic() >= next_control:  # a failed write is retried at this pace
-                next_control = clock.monotonic() + self.control_poll
+                self._writing = False
+                self._settled.notify_all()
+        return None if self._stopping else self.control_poll
 
     def _write(self, work: Snapshot) -> bool:
-        """One background write; True when fenced (the thread ends: nothing more may land)."""
+        """One background write; True when fenced (the task ends: nothing more may land)."""
         try:
             self.checkpointer.write(work, adopt_state=False)
         except LeaseLost as exc:

@@ -34,6 +34,9 @@ class OffsetClock:
     def real_seconds(self, seconds: float):
         return self.base.real_seconds(seconds)
 
+    def scheduler(self):
+        return self.base.scheduler()  # background work falls due as the shared time advances
+
 
 def story(store=None, clock=None, walls=None):
     """A runs the job and hands over (planned) to B; B dies; C takes over (unplanned) and
@@ -57,13 +60,15 @@ def story(store=None, clock=None, walls=None):
         next(it)
         clock.advance(2)
     b_primary.lease.stop_renewing()  # B dies here: no release, no more events (its loop `it`
-    # is kept referenced below, so it is never closed: a killed process writes nothing)
+    b_primary.session.stop_beating()  # is kept referenced below, so it is never closed: a
+    # killed process writes nothing, and its background work ends with it)
     c = Backup(store, "local C", clock=own["c"], ttl=10, runtime="local")
     while (c_primary := c.step()) is None:
         clock.advance(c.poll)
     for _ in c_primary.track(range(100), display=False):
         clock.advance(1)
     d = Session(store, "observer", clock=own["d"], runtime="local", label="laptop D")
+    d.stop_beating()  # D's runtime dies at once: it never beats again
     watcher = DropWatcher(store, clock=own["c"], events=c.session.events, exclude=(c.session.id,))
     watcher.check(30)
     clock.advance(40)

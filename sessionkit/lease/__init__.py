@@ -26,108 +26,32 @@ and renews it. Rules:
   an unknown holder: once it has lain unchanged for ``ttl`` on the observer's
   clock, the next acquirer replaces it (no live holder can renew a record it
   cannot read, so it gave up at its renew deadline).
+
+Where each part lives: ``record.py``, the lock record and the frozen ``Observed`` value
+this lease swaps under its lock; ``tokens.py``, the high-water mark; ``renewal.py``, the
+durations (validated together) and the renewal loop, run by the clock's scheduler.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from .validate import at_least_floor, check_period, check_seconds
-from .clock import SYSTEM_CLOCK, Clock
-from .records import read_all
-from .errors import Conflict, CorruptRecord, LeaseLost, LeaseTimeout, SessionkitError, StoreError
-from .events import EventLog
-from .store import ABSENT, Record, Store, open_store
-from .store.base import check_key
-from .store.bounded import BoundedCaller
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import Conflict, CorruptRecord, LeaseLost, LeaseTimeout, SessionkitError, StoreError
+from ..events import EventLog
+from ..store import ABSENT, open_store
+from ..store.bounded import BoundedCaller
+from .record import LeaseRecord, Observed, lease_key, list_leases, read_lease
+from .renewal import REQUEST_SHARE, LeaseTiming, Renewer  # noqa: F401 (REQUEST_SHARE: as before)
+from .tokens import HighWaterMark, high_water_key  # noqa: F401 (high_water_key: as before)
 
 __all__ = ["Lease", "LeaseRecord", "LeaseTimeout", "list_leases", "read_lease"]
 
 log = logging.getLogger("sessionkit.lease")
 RENEW_EVENT_EVERY = 20  # lease.renewed events are sampled: one per this many renewals
-REQUEST_SHARE = 0.4  # each store request is given at most this share of the renew deadline (< 1/2)
-
-
-@dataclass(frozen=True)
-class LeaseRecord:
-    """What ``leases/<name>`` holds. Times are wall-clock ISO strings, for people only."""
-
-    holder: Optional[str]  # None once released
-    token: int
-    ttl: float
-    acquired: str
-    renewed: str
-    renewals: int = 0  # written one higher by every renewal, so each one changes the content
-
-    def encode(self) -> bytes:
-        return json.dumps({"v": 1, "holder": self.holder, "token": self.token, "ttl": self.ttl,
-                           "acquired": self.acquired, "renewed": self.renewed,
-                           "renewals": self.renewals}).encode()
-
-    @classmethod
-    def decode(cls, key: str, where: str, data: bytes, version: str) -> "LeaseRecord":
-        try:
-            body = json.loads(data)
-            token = body["token"]
-            if not isinstance(token, int) or token < 0 or isinstance(token, bool):
-                raise ValueError(f"token {token!r} is not a count")
-            holder = body["holder"]
-            if holder is not None and not isinstance(holder, str):
-                raise ValueError("holder is not a string")
-            renewals = body.get("renewals", 0)  # records written before the counter have none
-            if not isinstance(renewals, int) or renewals < 0 or isinstance(renewals, bool):
-                raise ValueError(f"renewals {renewals!r} is not a count")
-            return cls(holder, token, float(body["ttl"]), str(body["acquired"]), str(body["renewed"]), renewals)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptRecord(key, where, f"not a lease record ({exc})", version) from None
-
-
-def lease_key(name: str) -> str:
-    if not isinstance(name, str) or "/" in name:
-        raise ValueError(f"a lease name must be one name without '/', got {name!r}")
-    return check_key(f"leases/{name}")
-
-
-def high_water_key(name: str) -> str:
-    """Where the highest token ever issued for lease ``name`` is kept, apart from the lease."""
-    lease_key(name)
-    return check_key(f"lease-tokens/{name}")
-
-
-def _decode_high_water(key: str, where: str, data: bytes, version: str) -> tuple[int, Optional[str]]:
-    """(highest token issued, the holder that raised the mark to it)."""
-    try:
-        body = json.loads(data)
-        token, holder = body["token"], body.get("holder")
-        if not isinstance(token, int) or isinstance(token, bool) or token < 0:
-            raise ValueError(f"token {token!r} is not a count")
-        if holder is not None and not isinstance(holder, str):
-            raise ValueError("holder is not a string")
-        return token, holder
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptRecord(key, where, f"not a lease token record ({exc})", version) from None
-
-
-def read_lease(store: Store, name: str) -> Optional[LeaseRecord]:
-    """The lease record as stored, or None (for status views; judge expiry with a Lease)."""
-    key = lease_key(name)
-    record = store.get(key)
-    if record is None:
-        return None
-    return LeaseRecord.decode(key, store.url, record.data, record.version)
-
-
-def list_leases(store: Store, damaged: Optional[list[CorruptRecord]] = None) -> list[tuple[str, LeaseRecord]]:
-    """Every lease record as stored, by name; a damaged one is logged, left out, and added
-    to ``damaged`` when given (read-only tools show the rest and flag it)."""
-    found = read_all(store, "leases/", LeaseRecord.decode)
-    if damaged is not None:
-        damaged.extend(found.damaged)
-    return [(stored.key.split("/", 1)[1], stored.value) for stored in found.records]
 
 
 class Lease:
@@ -150,52 +74,32 @@ class Lease:
             raise ValueError(f"holder must be a non-empty id string, got {holder!r}")
         self.holder = holder
         clock = clock or SYSTEM_CLOCK
-        remote = getattr(self.store, "remote", False)
-        ttl = check_seconds("ttl", ttl, "how long a lease record may lie unchanged before others take over")
-        renew_deadline = (check_seconds("renew_deadline", renew_deadline, "how long a holder acts after its "
-                                        "last renewal began, or None: 2/3 of ttl")
-                          if renew_deadline is not None else ttl * 2 / 3)
-        retry_period = (check_period("retry_period", retry_period, clock=clock, remote=remote,
-                                     what="how often the lease is renewed or tried, or None: ttl/7.5")
-                        if retry_period is not None else at_least_floor(ttl / 7.5, clock=clock, remote=remote))
-        if not ttl > renew_deadline:
-            raise ValueError(f"lease {name!r}: ttl ({ttl:g} s) must be greater than renew_deadline "
-                             f"({renew_deadline:g} s), so a holder gives up before others take over")
-        if not renew_deadline > 1.2 * retry_period:
-            raise ValueError(f"lease {name!r}: renew_deadline ({renew_deadline:g} s) must be greater "
-                             f"than 1.2 x retry_period ({retry_period:g} s), so a renewal can be "
-                             f"retried before the deadline")
+        timing = LeaseTiming.of(name, ttl=ttl, renew_deadline=renew_deadline, retry_period=retry_period,
+                                clock=clock, remote=getattr(self.store, "remote", False))
         if getattr(self.store, "on_mounted_drive", False) and not allow_unsafe_mount:
             raise SessionkitError(
                 f"lease {name!r}: the store {self.store.url} is on a mounted Google Drive, which "
                 f"syncs late and cannot arbitrate between runtimes. Use a gdrive:// store for "
                 f"handover across runtimes (or allow_unsafe_mount=True for one runtime only).")
-        self.ttl, self.renew_deadline, self.retry_period = ttl, renew_deadline, retry_period
+        self.timing = timing
+        self.ttl, self.renew_deadline, self.retry_period = timing.ttl, timing.renew_deadline, timing.retry_period
         self.clock = clock
         self.on_lost = on_lost
         self.events = events
         self.token: Optional[int] = None
         #: Real seconds this lease waits for any one store request: below half the renew
         #: deadline, so a hung request leaves time for a retry before the holder gives up.
-        self.request_timeout = self.clock.real_seconds(renew_deadline * REQUEST_SHARE)
+        self.request_timeout = timing.request_timeout
         self._requests = BoundedCaller(self.request_timeout, f"lease {name!r}")
         # Two locks: _lock guards the in-memory view only and is never held during a store
         # request, so ``held`` (read on a job loop's slow path) never waits on the network;
-        # _io makes this lease's own requests (renewer thread, acquire, release) take turns.
+        # _io makes this lease's own requests (renewer, acquire, release) take turns.
         self._lock = threading.RLock()
         self._io = threading.Lock()
-        self._version: Optional[str] = None  # version of the record as last seen
-        self._data: Optional[bytes] = None  # its content as last seen: a change of it is a change
+        self._seen = Observed()  # the record as last seen: swapped whole, under _lock
+        self._marks = HighWaterMark(self.store, name, holder, requests=self._requests,
+                                    monotonic=clock.monotonic, ttl=self.ttl)
         self._mine: Optional[str] = None  # version this holder last wrote: renew/release CAS on it
-        self._record: Optional[LeaseRecord] = None
-        self._damaged: Optional[CorruptRecord] = None  # the record as last seen could not be read
-        self._raised_unanswered: Optional[int] = None  # a token this holder's mark write may have set
-        #: (version, when first seen here) of the high-water mark: a missing record is judged
-        #: missing only since the mark last changed (see _raise_high_water)
-        self._mark_seen: Optional[tuple[Optional[str], float]] = None
-        self._observed_at: Optional[float] = None  # my monotonic time when I saw it change
-        self._looked_at: Optional[float] = None  # ... and when I last read it
-        self._change_window: Optional[float] = None  # it changed at most this long before I saw it
         #: (waited_s, window_s) of the last acquisition: the record lay unchanged for between
         #: waited_s and waited_s + window_s seconds of this clock before it was taken (None:
         #: no record existed). History's gaps use it: no other machine's clock is needed.
@@ -205,8 +109,7 @@ class Lease:
         self._unsure = False  # an acquisition failed after it may have landed
         self._last_error: Optional[str] = None  # why the last renewal failed, for LeaseLost
         self._ended: Optional[LeaseLost] = None  # why this holder holds it no longer (released or lost)
-        self._renewer: Optional[threading.Thread] = None
-        self._stop = threading.Event()
+        self._renewer = Renewer(name, self.renew, clock=clock, period=self.retry_period)
 
     # -- observing -------------------------------------------------------------
 
@@ -216,59 +119,33 @@ class Lease:
     def _put(self, data: bytes, expect: Any) -> str:
         return self._requests.call(f"writing {self.key!r}", self.store.put, self.key, data, expect=expect)
 
+    def _decode(self, data: bytes, version: str) -> LeaseRecord:
+        return LeaseRecord.decode(self.key, self.store.url, data, version)
+
     def observe(self) -> Optional[LeaseRecord]:
         """Read the record; note when it changed, on my clock. A damaged record raises
         ``CorruptRecord`` and is remembered as held by an unknown holder (``damaged``):
         ``expires_in`` counts its ttl from when it was first seen."""
         try:
-            record = self._get()
+            found, unreadable = self._get(), None
         except CorruptRecord as exc:  # the store itself could not read it (e.g. a foreign file)
-            record, unreadable = None, exc
-        else:
-            unreadable = None
+            found, unreadable = None, exc
         now = self.clock.monotonic()
         with self._lock:
-            looked, self._looked_at = self._looked_at, now
-            if unreadable is not None:
-                version = unreadable.version or "(unreadable)"
-                if version != self._version or self._damaged is None:
-                    self._version = version
-                    self._saw_change(now, looked)
-                self._record, self._damaged = None, unreadable
-                raise unreadable
-            if record is None:
-                if self._version is not None or self._record is not None or self._observed_at is None:
-                    self._saw_change(now, looked)  # it changed (to absent), as seen here
-                self._version, self._data, self._record, self._damaged = None, None, None, None
-                return None
-            self._version = record.version  # what the next compare-and-swap needs, changed or not
-            if record.data != self._data or (self._record is None and self._damaged is None):
-                self._data = record.data
-                self._saw_change(now, looked)
-                try:
-                    self._record = LeaseRecord.decode(self.key, self.store.url, record.data, record.version)
-                    self._damaged = None
-                except CorruptRecord as exc:
-                    self._record, self._damaged = None, exc
-            if self._damaged is not None:
-                raise self._damaged
-            return self._record
-
-    def _saw_change(self, now: float, looked: Optional[float]) -> None:
-        """The record changed between the look before (``looked``) and this one (``now``)."""
-        self._observed_at = now
-        self._change_window = None if looked is None else now - looked
+            self._seen = seen = self._seen.after_read(now, found, unreadable, self._decode)
+        if seen.damaged is not None:
+            raise seen.damaged
+        return seen.record
 
     def _wrote(self, version: str, record: LeaseRecord) -> None:
         """This holder's write landed: the record is now ``record`` (call under ``_lock``)."""
-        self._version, self._data, self._record, self._damaged = version, record.encode(), record, None
-        self._observed_at = self._looked_at = self.clock.monotonic()
-        self._change_window = 0.0
+        self._seen = self._seen.after_write(self.clock.monotonic(), version, record)
+        self._mine = version
 
     @property
     def damaged(self) -> Optional[CorruptRecord]:
         """Why the record, as last seen, could not be read (None if it could)."""
-        return self._damaged
+        return self._seen.damaged
 
     @property
     def held(self) -> bool:
@@ -281,24 +158,29 @@ class Lease:
 
     def expires_in(self) -> Optional[float]:
         """Seconds until this observer may take the lease over (None if free or never seen)."""
-        with self._lock:
-            if self._observed_at is None:
-                return None
-            if self._damaged is None and (self._record is None or self._record.holder is None):
-                return None
-            return self.ttl - (self.clock.monotonic() - self._observed_at)
+        return self._seen.expires_in(self.clock.monotonic(), self.ttl)
 
     def unchanged_for(self) -> Optional[float]:
         """Seconds, on this observer's clock, since it saw the record change (None: never seen)."""
-        with self._lock:
-            if self._observed_at is None:
-                return None
-            return self.clock.monotonic() - self._observed_at
+        return self._seen.unchanged_for(self.clock.monotonic())
 
     @property
     def record(self) -> Optional[LeaseRecord]:
         """The record as last seen by this observer."""
-        return self._record
+        return self._seen.record
+
+    def _next_record(self, holder: Optional[str], token: int) -> LeaseRecord:
+        """The record a renewal (or, with holder None, a release) writes over the one seen."""
+        now = self.clock.now().isoformat()
+        seen = self._seen.record
+        return LeaseRecord(holder, token, self.ttl, seen.acquired if seen is not None else now, now,
+                           (seen.renewals if seen is not None else 0) + 1)
+
+    def _now_holding(self, token: int, started: float) -> None:
+        """This holder took the lease with ``token`` at ``started`` (call under ``_lock``)."""
+        self._unsure = False
+        self.token, self._renewed_at, self._renewals = token, started, 0
+        self._ended = None
 
     # -- acquiring -------------------------------------------------------------
 
@@ -310,14 +192,14 @@ class Lease:
         2. Read the record; held by another (or damaged) and not expired on my clock: give up.
         3. It names me after an attempt whose answer was lost: take it up (``_adopt``).
         4. Read the high-water mark; the new token is one above it and the record's token.
-        5. Raise the high-water mark to the new token by compare-and-swap.
+        5. Raise the high-water mark to the new token by compare-and-swap (tokens.py).
         6. Write the new token by compare-and-swap on the version read in 2.
         """
         with self._io:
             started = self.clock.monotonic()
-            if self.held:
+            if self.held:  # 1
                 return self.token
-            try:
+            try:  # 2
                 current = self.observe()
             except CorruptRecord as exc:
                 current = None
@@ -329,19 +211,21 @@ class Lease:
             else:
                 if current is not None and current.holder is not None and self.unchanged_for() < self.ttl:  # type: ignore[operator]
                     return None
-                if current is not None and current.holder == self.holder and self._unsure:
+                if current is not None and current.holder == self.holder and self._unsure:  # 3
                     return self._adopt(current, started)
+            seen = self._seen
             # how long the record lay still as seen here (None: there was none), for history
-            waited = self.unchanged_for() if current is not None or self._damaged else None
-            window = self._change_window
-            token = self._raise_high_water(current.token if current is not None else 0,
-                                           removed=current is None and self._damaged is None)
+            waited = self.unchanged_for() if current is not None or seen.damaged else None
+            window = seen.change_window
+            token = self._marks.next_token(current.token if current is not None else 0,  # 4, 5
+                                           removed=current is None and seen.damaged is None,
+                                           unchanged_for=self.unchanged_for)
             if token is None:
                 return None
             now = self.clock.now().isoformat()
             new = LeaseRecord(self.holder, token, self.ttl, now, now)
-            try:
-                version = self._put(new.encode(), self._version if self._version is not None else ABSENT)
+            try:  # 6
+                version = self._put(new.encode(), seen.version if seen.version is not None else ABSENT)
             except Conflict:
                 return None  # someone else moved first
             except StoreError as exc:
@@ -351,71 +235,13 @@ class Lease:
                             self.name, exc)
                 return None
             with self._lock:
-                self._unsure = False
                 self._wrote(version, new)
-                self._mine = version
-                self.token, self._renewed_at, self._renewals = token, started, 0
-                self._ended = None
+                self._now_holding(token, started)
         previous = current.holder if current is not None else None
         self.acquired_after = (waited, window) if waited is not None else None
         self._emit("lease.acquired", token=token, previous=previous,
                    how="expired" if previous else ("released" if current else "new"),
                    waited_s=waited, window_s=window)
-        return token
-
-    def _raise_high_water(self, seen: int, removed: bool) -> Optional[int]:
-        """Steps 4-5: the next token, above both ``seen`` (the lease record's) and the high-water
-        mark, written to the mark first; None if another acquirer moved it in between or the
-        store did not answer (a mark raised without a lease write only skips a token).
-        ``removed``: there is no lease record. If the mark shows one was issued, the record
-        was removed, perhaps under a live holder: as for a damaged record, wait until it has
-        been absent for ``ttl`` on this clock (the holder gave up at its renew deadline)."""
-        key = high_water_key(self.name)
-        try:
-            found = self._requests.call(f"reading {key!r}", self.store.get, key)
-        except CorruptRecord as exc:  # unreadable to the store itself: replace it by its version
-            found, damaged = Record(b"", exc.version or "(unreadable)"), exc
-        except StoreError as exc:
-            log.warning("lease %r: reading its token high-water mark failed (%s); trying again", self.name, exc)
-            return None
-        else:
-            damaged = None
-        high, raised_by = 0, None
-        if found is not None and damaged is None:
-            try:
-                high, raised_by = _decode_high_water(key, self.store.url, found.data, found.version)
-            except CorruptRecord as exc:
-                damaged = exc
-        if damaged is not None:
-            log.warning("%s; the lease record's token is used and the mark is written anew", damaged)
-        # (unless the mark is this holder's own raise whose answer was lost: no lease record was
-        # written with it, so nobody can hold it; a raise that then lost the race is not exempt)
-        mine = raised_by == self.holder and high == self._raised_unanswered
-        # A record seen missing twice may have been written and removed in between (absent,
-        # present, absent looks unchanged): every acquisition raises the mark first, so the
-        # record counts as missing only since the mark last changed, as seen here.
-        now = self.clock.monotonic()
-        if found is None or self._mark_seen is None or self._mark_seen[0] != found.version:
-            self._mark_seen = (found.version if found is not None else None, now)
-        still = min(self.unchanged_for(), now - self._mark_seen[1])  # type: ignore[type-var]
-        if removed and high > 0 and not mine and still < self.ttl:
-            log.warning("lease %r: its record %s is missing from %s although token %d was issued; "
-                        "it is written anew once it has been missing for the lease's ttl (%g s)",
-                        self.name, self.key, self.store.url, high, self.ttl)
-            return None
-        token = max(seen, high) + 1
-        body = json.dumps({"v": 1, "token": token, "holder": self.holder}).encode()
-        try:
-            raised = self._requests.call(f"writing {key!r}", self.store.put, key, body,
-                                         expect=found.version if found is not None else ABSENT)
-        except Conflict:
-            return None  # another acquirer is moving first
-        except StoreError as exc:
-            log.warning("lease %r: raising its token high-water mark failed (%s); trying again", self.name, exc)
-            self._raised_unanswered = token
-            return None
-        self._raised_unanswered = None
-        self._mark_seen = (raised, self.clock.monotonic())
         return token
 
     def _adopt(self, current: LeaseRecord, started: float) -> Optional[int]:
@@ -424,18 +250,15 @@ class Lease:
         new = LeaseRecord(self.holder, current.token, self.ttl, current.acquired, self.clock.now().isoformat(),
                           current.renewals + 1)
         try:
-            version = self._put(new.encode(), self._version)
+            version = self._put(new.encode(), self._seen.version)
         except Conflict:
             return None
         except StoreError as exc:
             log.warning("lease %r: taking up its own record failed (%s); trying again", self.name, exc)
             return None
         with self._lock:
-            self._unsure = False
             self._wrote(version, new)
-            self._mine = version
-            self.token, self._renewed_at, self._renewals = current.token, started, 0
-            self._ended = None
+            self._now_holding(current.token, started)
         self._emit("lease.acquired", token=current.token, previous=None, how="answer lost, then found")
         return current.token
 
@@ -449,7 +272,7 @@ class Lease:
                 return token
             waited = self.clock.monotonic() - start
             if timeout is not None and waited >= timeout:
-                holder = self._record.holder if self._record else None
+                holder = self.record.holder if self.record else None
                 raise LeaseTimeout(f"lease {self.name!r} is held by {holder!r}; gave up after "
                                    f"{waited:.1f} s (it expires in {self.expires_in() or 0:.1f} s "
                                    f"if not renewed)")
@@ -477,16 +300,13 @@ class Lease:
                     raise self._ended or LeaseLost(self.name, None, None, "renewing a lease it never held")
                 deadline_passed = not self.held
                 started = self.clock.monotonic()
-                now = self.clock.now().isoformat()
-                acquired = self._record.acquired if self._record is not None else now
-                renewals = (self._record.renewals if self._record is not None else 0) + 1
-                new = LeaseRecord(self.holder, token, self.ttl, acquired, now, renewals)
+                new = self._next_record(self.holder, token)
                 mine = self._mine
-            if deadline_passed:
+            if deadline_passed:  # 1
                 self._lose("the renew deadline passed")
-            try:
+            try:  # 2
                 version = self._put(new.encode(), mine)
-            except Conflict:
+            except Conflict:  # 3
                 try:
                     current = self.observe()
                 except (StoreError, CorruptRecord) as exc:
@@ -502,12 +322,12 @@ class Lease:
                 if current.holder != self.holder or current.token != token:
                     self._lose("another holder took over", current.token, current.holder)
                 try:
-                    version = self._put(new.encode(), self._version)
+                    version = self._put(new.encode(), self._seen.version)
                 except (Conflict, StoreError) as exc:
                     log.warning("lease %r: renewal failed (%s); retrying until the deadline", self.name, exc)
                     self._last_error = str(exc)
                     return False
-            except StoreError as exc:
+            except StoreError as exc:  # 4
                 log.warning("lease %r: renewal failed (%s); it may have landed; retrying until the "
                             "deadline", self.name, exc)
                 self._last_error = str(exc)
@@ -517,7 +337,6 @@ class Lease:
                     return False  # released while the request was out
                 self._last_error = None
                 self._wrote(version, new)
-                self._mine = version
                 self._renewed_at = started
                 self._renewals += 1
                 renewals = self._renewals
@@ -526,8 +345,8 @@ class Lease:
         return True
 
     def renew_if_due(self) -> bool:
-        """Renew if ``retry_period`` has passed since the last renewal began (loops call
-        this; it costs a clock read when nothing is due)."""
+        """Renew if ``retry_period`` has passed since the last renewal began (a loop may
+        call this; it costs a clock read when nothing is due)."""
         with self._lock:
             if self.token is None or self._renewed_at is None:
                 return False
@@ -539,7 +358,7 @@ class Lease:
         """Give the lease up now, so a waiting backup can take it at once (with token + 1).
         True once the store no longer names this holder (released, or taken over already);
         False, with a warning, when it could not be released (others take over after ttl)."""
-        self._stop.set()
+        self._renewer.cancel()
         with self._io:
             with self._lock:
                 if self.token is None:
@@ -547,10 +366,7 @@ class Lease:
                 token, self.token = self.token, None
                 self._renewed_at = None
                 self._ended = LeaseLost(self.name, token, None, released=True)
-                now = self.clock.now().isoformat()
-                acquired = self._record.acquired if self._record is not None else now
-                renewals = (self._record.renewals if self._record is not None else 0) + 1
-                new = LeaseRecord(None, token, self.ttl, acquired, now, renewals)
+                new = self._next_record(None, token)
                 mine = self._mine
             for _try in range(3):
                 try:
@@ -566,13 +382,14 @@ class Lease:
                     if current is None or current.holder != self.holder or current.token != token:
                         log.info("lease %r was taken over before it was released", self.name)
                         return True
-                    mine = self._version
+                    mine = self._seen.version
                 except StoreError as exc:
                     return self._not_released(exc)
             else:
                 return self._not_released("its record kept changing")
             with self._lock:
-                self._version, self._data, self._record, self._damaged = version, new.encode(), new, None
+                self._seen = dataclasses.replace(self._seen, version=version, data=new.encode(), record=new,
+                                                 damaged=None)
         self._requests.close()  # its worker thread (and a connection a store keeps per thread) ends
         self._emit("lease.released", token=token)
         return True
@@ -583,14 +400,13 @@ class Lease:
         return False
 
     def _lose(self, why: str, newer: Optional[int] = None, newer_holder: Optional[str] = None) -> None:
-        lost = None
         with self._lock:
             token, self.token = self.token, None
             self._renewed_at = None
             lost = LeaseLost(self.name, token, newer, why, None if newer is not None else self._last_error,
                              newer_holder=newer_holder)
             self._ended = lost
-        self._stop.set()
+        self._renewer.cancel()
         self._emit("lease.lost", token=token, newer=newer, reason=why, cause=self._last_error)
         if self.on_lost is not None:
             try:
@@ -613,39 +429,20 @@ class Lease:
     # -- background renewal ----------------------------------------------------
 
     def start_renewing(self) -> None:
-        """Renew every ``retry_period`` from a background thread until released or lost.
-        The thread only talks to the store; it never touches widgets. On a clock that does
-        not move by itself (``FakeClock``) no thread starts: its time is the test's, so
-        the loop renews (``renew_if_due``)."""
-        if self._renewer is not None and self._renewer.is_alive():
-            return
-        if self.clock.real_seconds(1.0) is None:
-            return
-        self._stop.clear()
-        self._renewer = threading.Thread(target=self._renew_loop, name=f"sessionkit-lease-{self.name}",
-                                         daemon=True)
+        """Renew every ``retry_period`` in the background until released or lost, through
+        the clock's scheduler (renewal.py): a thread on real and scaled clocks; on a
+        ``FakeClock``, the renewals fall due as the test advances it."""
         self._renewer.start()
-
-    def _renew_loop(self) -> None:
-        while not self.clock.wait(self._stop, self.retry_period):
-            try:
-                self.renew()
-            except LeaseLost as exc:
-                log.warning("%s", exc)
-                return
-            except SessionkitError as exc:
-                log.warning("lease %r: renewal error: %s", self.name, exc)
 
     @property
     def renewing(self) -> bool:
-        """True while the background renewer thread runs."""
-        return self._renewer is not None and self._renewer.is_alive()
+        """True while background renewal runs."""
+        return self._renewer.running
 
     def stop_renewing(self) -> None:
-        self._stop.set()
+        self._renewer.cancel()
         self._requests.close()
-        if self._renewer is not None and self._renewer is not threading.current_thread():
-            self._renewer.join(timeout=5)
+        self._renewer.stop()
 
     # -- conveniences ----------------------------------------------------------
 
