@@ -32,6 +32,7 @@ from typing import Any, Callable, Optional
 from ..clock import Clock
 from ..errors import BlobError, CorruptRecord, NotFound, StoreError
 from ..registry import Registry
+from ..scheduler import scheduler_for
 from ..store import Store
 from . import blobs, chunks
 from .checkpoint import Checkpointer, Snapshot
@@ -72,7 +73,7 @@ class Saves:
                  token: Callable[[], Optional[int]], on_failure: Callable[[BaseException], bool]) -> None:
         self.store, self.job_id, self.clock, self.keep = store, job_id, clock, keep
         self._blobs_now, self._written, self._token = blobs_now, written, token
-        self.uploader = Uploader(background=clock.real_seconds(1.0) is not None, name=job_id,
+        self.uploader = Uploader(scheduler=scheduler_for(clock), name=job_id,
                                  on_failure=on_failure)
         self._lock = threading.Lock()
         self._landed: dict[str, tuple[dict[str, Any], ...]] = {}  # entries of names saved by this object

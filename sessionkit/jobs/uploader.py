@@ -1,8 +1,8 @@
 """The background uploader: a job's saves go to the store while training goes on.
 
 A plain object with ``step()`` (do one unit of work: one upload, one deferred
-checkpoint or one sweep) and a thread driver (``start``), so a scheduler can run
-the same work later. Units are done one at a time, oldest first:
+checkpoint or one sweep), run by a task of the clock's scheduler (sessionkit/scheduler.py)
+while units are queued. Units are done one at a time, oldest first:
 
 - ``Upload``: a save's captured state (``chunks.Staged``) sent as chunks. At most one
   upload in flight and one queued per blob name: a newer save of a name replaces the
@@ -18,8 +18,9 @@ the same work later. Units are done one at a time, oldest first:
 
 A failure (the store full, the lease lost) is kept and raised at the caller's next
 save, wait, checkpoint or loop tick; the uploads and commits queued after it are
-dropped (what they would have named is not whole). On a clock that does not move by
-itself (``FakeClock``) there is no thread: every unit runs when it is queued.
+dropped (what they would have named is not whole). On a real or scaled clock the task
+is a thread; on the fake clock (tests) it runs when a unit is queued, on the caller's
+thread: the same code either way.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
+
+from ..scheduler import Scheduler
 
 log = logging.getLogger("sessionkit.jobs")
 
@@ -105,14 +108,16 @@ class _State:
 
 
 class Uploader:
-    def __init__(self, *, background: bool, name: str,
+    def __init__(self, *, scheduler: Scheduler, name: str,
                  on_failure: Optional[Callable[[BaseException], bool]] = None) -> None:
-        self.background = background
+        #: runs the uploads (sessionkit/scheduler.py): a thread on a real or scaled clock, the
+        #: fake clock's steps in tests (a unit queued there is done before the call returns)
+        self.scheduler = scheduler
         self.on_failure = on_failure  # True: a running loop took the failure (raised at its tick)
         self.name = name
         self._s = _State()
         self._cond = threading.Condition()
-        self._thread: Optional[threading.Thread] = None
+        self._running = False  # a scheduler task is doing the queue (it ends once it is empty)
 
     # -- the caller's side -----------------------------------------------------
 
@@ -182,8 +187,6 @@ class Uploader:
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Wait until every queued unit is done; then raise a failure if one happened.
         False if ``timeout`` (seconds) passed first."""
-        if not self.background:
-            self.drain()
         with self._cond:
             if not self._cond.wait_for(lambda: not self._s.queue and self._s.current is None, timeout):
                 return False
@@ -242,25 +245,29 @@ class Uploader:
             if not isinstance(exc, Exception):
                 raise
 
-    # -- the thread driver -----------------------------------------------------
+    # -- the scheduler's task -------------------------------------------------
 
     def _kick(self) -> None:
-        if not self.background:
-            self.drain()
-            return
         with self._cond:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._thread = threading.Thread(target=self._run, name=f"sessionkit-upload-{self.name}", daemon=True)
-            self._thread.start()
+            if self._running:
+                return  # the task at work takes the unit: it ends only with the queue empty
+            self._running = True
+        self.scheduler.start(f"sessionkit-upload-{self.name}", self._scheduled_step, after=0.0)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._cond.wait_for(lambda: bool(self._s.queue), timeout=5.0):
-                    self._thread = None  # idle: the next unit starts a thread again
-                    return
+    def _scheduled_step(self) -> Optional[float]:
+        """One unit, then again at once while units are queued; ends with the queue empty
+        (decided under the lock ``upload`` queues under, so no unit is left behind)."""
+        try:
             self.step()
+        except BaseException:
+            with self._cond:
+                self._running = False  # the task ends with the error: the next unit starts one
+            raise
+        with self._cond:
+            if self._s.queue:
+                return 0.0
+            self._running = False
+            return None
 
 
 __all__ = ["Commit", "SaveHandle", "Task", "Upload", "Uploader"]
