@@ -6,7 +6,8 @@ heartbeats, the checkpoint writer's write-behind, an event log's late flush) is 
 to run again (seconds of its clock from now, or None: done). A ``Scheduler`` runs tasks;
 there are two drivers and no other difference:
 
-- ``ThreadScheduler`` (real and scaled clocks): each task on its own daemon thread,
+- ``ThreadScheduler`` (the system clock; a ScaledClock uses its base's driver with delays
+  divided by its factor, ``RescaledScheduler``): each task on its own daemon thread,
   waiting with ``clock.wait`` between steps, so one task's hung store request never
   holds up another's (a slow heartbeat never delays a renewal). ``wake()`` ends the wait.
 - ``StepScheduler`` (the fake clock's): no thread. ``run_due()`` runs, on the caller's
@@ -30,7 +31,7 @@ import logging
 import threading
 from typing import Any, Callable, Optional, Protocol
 
-__all__ = ["Task", "Scheduler", "ThreadScheduler", "StepScheduler", "scheduler_for"]
+__all__ = ["Task", "Scheduler", "ThreadScheduler", "StepScheduler", "RescaledScheduler", "scheduler_for"]
 
 log = logging.getLogger("sessionkit.scheduler")
 
@@ -237,6 +238,31 @@ class StepScheduler:
 
     def __repr__(self) -> str:
         return f"StepScheduler(pending={self.pending})"
+
+
+class RescaledScheduler:
+    """The scheduler of a clock that runs ``factor`` times as fast as its base clock (a
+    ScaledClock): each delay is turned into the base's seconds and the base's own driver
+    runs the task. Over the system clock that is real threads; over a FakeClock it is the
+    fake clock's steps, so a test advancing the base runs a scaled run's background work
+    in order, as it does on a plain fake clock (a thread there would wait real seconds
+    while the test moved time past a lease's deadline)."""
+
+    def __init__(self, base: Scheduler, factor: float) -> None:
+        self.base = base
+        self.factor = factor
+
+    def start(self, name: str, step: Step, *, after: float) -> Task:
+        factor = self.factor
+
+        def step_on_base() -> Optional[float]:
+            next_after = step()
+            return None if next_after is None else next_after / factor
+
+        return self.base.start(name, step_on_base, after=after / factor)
+
+    def __repr__(self) -> str:
+        return f"RescaledScheduler({self.base!r}, x{self.factor:g})"
 
 
 def scheduler_for(clock: Any) -> Scheduler:

@@ -10,7 +10,7 @@ import logging
 import threading
 
 from sessionkit import Lease, Session
-from sessionkit.clock import FakeClock, SystemClock
+from sessionkit.clock import FakeClock, ScaledClock, SystemClock
 from sessionkit.scheduler import MAX_RUNS_PER_CALL, StepScheduler, ThreadScheduler, scheduler_for
 from sessionkit.store.memory import MemoryStore
 
@@ -140,6 +140,29 @@ def test_a_lease_on_a_fake_clock_renews_as_time_passes_and_expires_once_renewal_
     assert not a.renewing
     clock.advance(15)
     assert not a.held and b.try_acquire() == 2
+
+
+def test_a_scaled_clock_over_a_fake_one_runs_background_work_at_the_fake_clocks_steps():
+    """A x720 clock over a FakeClock (a notebook's TIME_SCALE in a logic test): its lease renews
+    as the fake time passes. Its scheduler once started real threads that waited real seconds
+    while the test moved time past the renew deadline, and the lease was lost (CI, test_history)."""
+    base = FakeClock()
+    clock = ScaledClock(720, base=base, epoch=base.now())
+    ran = []
+    clock.scheduler().start("tick", lambda: ran.append(clock.monotonic()) or 720.0, after=720.0)
+    for _ in range(3):
+        base.advance(1.0)  # 720 seconds of the scaled clock
+    assert [t - ran[0] for t in ran] == [0.0, 720.0, 1440.0]
+    store = MemoryStore()
+    a = Lease(store, "p", holder="a", ttl=15 * 720, clock=clock)
+    a.acquire()
+    a.start_renewing()
+    for _ in range(40):  # 200 real fake seconds: 40 ttls
+        base.advance(5.0)
+        assert a.held
+    a.stop_renewing()
+    base.advance(16.0)
+    assert not a.held
 
 
 def test_a_session_on_a_fake_clock_beats_as_time_passes_until_it_ends():
