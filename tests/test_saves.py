@@ -5,6 +5,7 @@ shared by kept generations survive, orphans of killed saves do not; old whole bl
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -92,6 +93,50 @@ def test_a_save_returns_before_its_upload_and_a_checkpoint_after_it_carries_its_
     assert [m.done for m in named] == [10, 30], "the checkpoint behind the replaced save was dropped"
     for m in named:  # every generation names the blob captured at its own done count
         assert chunks.load_object(store, "train", m.blobs["model"][0])["step"] == m.done
+
+
+class Counted(Gate):
+    """A gate that counts the chunk writes held at it at once."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.held = 0
+        self.most = 0
+        self.changed = threading.Condition()
+
+    def write(self, op, key, do):
+        if "/chunks/" not in key or op == "delete":
+            return super().write(op, key, do)
+        with self.changed:
+            self.held += 1
+            self.most = max(self.most, self.held)
+            self.changed.notify_all()
+        try:
+            return super().write(op, key, do)
+        finally:
+            with self.changed:
+                self.held -= 1
+
+
+def test_at_most_parallel_chunks_are_sent_at_once(tmp_path, monkeypatch):
+    """A send starts as it is added: the sender waited for the oldest only after starting
+    the next, so five 16 MB chunks were out at once where the docs say four (the 200 MB
+    Drive round trip grew past its memory bound). With the uplink held shut, the fifth
+    never starts until one of the four ends."""
+    monkeypatch.setattr(chunks, "CHUNK", chunks.SMALL)  # 1 MB chunks: a small file makes many
+    source = tmp_path / "f.bin"
+    source.write_bytes(os.urandom(8 * chunks.SMALL))
+    store = Counted(LocalStore(tmp_path / "s"))
+    handle = Job(store, "j").save_file("f", source)
+    try:
+        with store.changed:
+            assert store.changed.wait_for(lambda: store.held == chunks.PARALLEL, 60), store.held
+            # with the bug the fifth arrives within milliseconds; two seconds is a wide margin
+            assert not store.changed.wait_for(lambda: store.held > chunks.PARALLEL, 2), store.held
+    finally:
+        store.open()
+    assert handle.wait(60)
+    assert store.most == chunks.PARALLEL
 
 
 def test_a_save_while_one_is_in_flight_replaces_the_queued_one_and_its_handle_answers_with_it(tmp_path):

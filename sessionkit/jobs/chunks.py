@@ -247,12 +247,17 @@ class Sender:
 
     def add(self, data: "bytes | memoryview", then: Optional[Callable[[], None]] = None) -> int:
         """Send ``data`` as a chunk; ``then()`` runs once it is stored (frees its memory)."""
+        self._make_room()
         place = len(self.results)
         self.results.append(None)
         self._pending.append((_Send(self._send, data), place, then))
-        while len(self._pending) > PARALLEL:
-            self._settle_oldest()
         return place
+
+    def _make_room(self) -> None:
+        """Wait for the oldest sends until fewer than ``PARALLEL`` are under way: a send
+        starts as it is added, so this comes first (after it was 5 at once, 16 MB each)."""
+        while len(self._pending) >= PARALLEL:
+            self._settle_oldest()
 
     def drain(self) -> list[list[Any]]:
         failure: Optional[BaseException] = None
@@ -274,11 +279,10 @@ class Sender:
     def add_range(self, path: str, offset: int, length: int) -> int:
         """Send bytes ``offset``..``offset + length`` of the file at ``path`` as a chunk,
         read a piece at a time (a file's chunks never sit in memory whole)."""
+        self._make_room()
         place = len(self.results)
         self.results.append(None)
         self._pending.append((_Send(self._send_range, path, offset, length), place, None))
-        while len(self._pending) > PARALLEL:
-            self._settle_oldest()
         return place
 
     def _send(self, data: "bytes | memoryview") -> tuple[str, int]:
