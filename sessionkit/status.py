@@ -60,7 +60,7 @@ def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = No
               clock: Optional[Clock] = None) -> LiveView:
     """What the primary of ``lease_name`` (or the last one) is doing, read from the store;
     ``clock`` tells the time now (its wall clock judges the record's age)."""
-    from .handover import read_guard
+    from .handover import handed_to, read_guard
     from .jobs.manifest import load
     from .sessions import read_session
 
@@ -79,7 +79,8 @@ def live_view(store: Store, lease_name: str = "primary", job: Optional[str] = No
         progress = Progress(job=job_id, status=m.status, done=m.done, total=m.total, skipped=0, rate=None,
                             eta=None, bytes=m.bytes, elapsed=m.elapsed, stage=m.stage,
                             stage_index=(m.stages.index(m.stage) + 1) if m.stage in m.stages else None,
-                            stages=len(m.stages))
+                            stages=len(m.stages),
+                            handed_to=handed_to(store, lease_name, job_id) if m.status == "paused" else None)
     return LiveView(session, progress, guard)
 
 

@@ -132,6 +132,45 @@ def test_a_primary_that_handed_over_names_the_backup():
     assert bar.bar.description == "handed over" and bar.colour not in ("#9e9e9e", "#7f7f7f")
 
 
+def test_views_read_from_the_store_say_handed_over_not_paused():
+    """Issue 26 (6), from another kernel: show_again and a backup read the job from the store,
+    where a handed-over job's manifest says only "paused"; the request and its answer say to
+    whom, so the view read from the store says what the primary's own view says."""
+    from sessionkit.status import live_view
+    from sessionkit.widgets.text import describe
+
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime=Runtime(max_runtime=1000), clock=clock, ttl=10, label="A")
+    backup = Backup(store, "B", clock=clock, ttl=10, runtime="local")
+    for _ in primary.track(range(1000), display=False):
+        clock.advance(2)
+        backup.step()
+    assert primary.handed_over
+    seen = live_view(store, clock=clock).progress
+    assert seen.status == "paused", "the backup has not taken the job on yet"
+    assert describe(seen) == describe(primary.job.progress), describe(seen)
+    assert describe(seen).startswith(f"job 'job' handed over to B ({backup.session.id[:8]}) at ")
+
+
+def test_a_paused_job_that_was_not_handed_over_reads_paused():
+    """The other side: a job paused from elsewhere (``sessionkit pause``) was handed to no one."""
+    from sessionkit.jobs.control import request
+    from sessionkit.status import live_view
+    from sessionkit.widgets.text import describe
+
+    store, clock = MemoryStore(), FakeClock()
+    primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, label="A", checkpoint_items=1)
+    for i in primary.track(range(50), display=False):
+        clock.advance(1)
+        if i == 5:
+            request(store, "job", "pause")
+    primary.close()
+    assert 5 < primary.job.done < 50
+    seen = live_view(store, clock=clock).progress
+    assert seen.status == "paused" and seen.handed_to is None
+    assert "handed over" not in describe(seen) and "paused" in describe(seen), describe(seen)
+
+
 def test_a_primary_that_lost_its_lease_says_to_whom():
     store, clock = MemoryStore(), FakeClock()
     primary = Primary(store, "job", runtime="local", clock=clock, ttl=10, label="A")

@@ -20,13 +20,13 @@ from ..store import Store, open_store
 from .approvals import approve, pending_approvals
 from .backup import Backup
 from .decide import BackupStatus, decide
-from .primary import HandoverView, HandoverViewer, Primary
+from .primary import HandoverView, HandoverViewer, Primary, handed_to
 from .primary_status import PrimaryStatus, transition
 from .records import Approval, GuardRecord, GuardStatus, Ready, Request, read_record
 
 __all__ = ["Primary", "Backup", "BackupStatus", "PrimaryStatus", "HandoverView", "HandoverViewer", "GuardRecord",
            "GuardStatus", "Request", "Ready", "Approval",
-           "approve", "pending_approvals", "read_guard", "decide", "transition"]
+           "approve", "pending_approvals", "read_guard", "decide", "transition", "handed_to"]
 
 
 def read_guard(store: Union[Store, str], lease_name: str = "primary") -> Optional[GuardRecord]:

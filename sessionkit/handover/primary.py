@@ -33,7 +33,7 @@ from ..stall import StallSeen, decide_stall
 from ..store import Store, open_store
 from .decide import BackupStatus
 from .primary_status import LoopEvent, LoopSeen, PrimaryAct, PrimaryStatus, transition
-from .records import GuardRecord, GuardStatus, Ready, Request, handover_key
+from .records import GuardRecord, GuardStatus, Ready, Request, handover_key, read_record
 
 __all__ = ["Primary", "HandoverView", "HandoverViewer"]
 
@@ -404,6 +404,20 @@ class Primary:
             self._release("closed")
             if not ended:
                 self._finish("the lease is released")
+
+
+def handed_to(store: Store, lease_name: str, job: Optional[str]) -> Optional[str]:
+    """Whom the last primary of ``lease_name`` handed ``job`` over to, in words, as the
+    store says (``backup (1a2b3c4d)``); None when it did not hand this job over: no request,
+    a request still open, or one for another job. Views read from the store use it, so a
+    handed-over job reads "handed over to ...", never only "paused"."""
+    found = read_record(store, Request.decode, lease_name, "request")
+    request = found.value if found else None
+    if request is None or request.open or (job is not None and request.job not in (None, job)):
+        return None
+    answers = read_all(store, handover_key(lease_name, "ready") + "/", Ready.decode).values()
+    answered = sorted(a.session for a in answers if a.request == request.id)
+    return _describe_sessions(store, answered) if answered else None
 
 
 def _describe_sessions(store: Store, ids: list[str]) -> str:
