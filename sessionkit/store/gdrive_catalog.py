@@ -14,6 +14,11 @@ content (``DriveFiles.swap``: a media update with ``If-Match``, confirmed).
   a StoreError saying to open it where the job starts first. A catalog the folder names
   but that is not there yet (its creator is between its two inserts) is waited for.
 - The catalog is read again only when its nonce changed (one request when it did not).
+- **What was last read is one frozen value** (``CatalogRead``: the keys and the nonce they
+  were read at), replaced whole: threads of one store create keys at once (a save sends
+  four chunks together), and a change must swap on the nonce of the very keys it
+  changed. Read as two attributes, a thread could pair the keys it read before another
+  thread's change with the nonce after it, and its swap then dropped that change's key.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any, Callable, Optional
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Optional
 
 from ..errors import CorruptRecord, DriveMoved as Moved, DriveRefused as Refused, StoreError
 from .gdrive_files import FOLDER_FIELDS, FOLDER_MIME, DriveFiles, alive, nonce_of, props
@@ -44,14 +51,36 @@ def _empty() -> bytes:
     return json.dumps({"kind": CATALOG_KIND, "v": 1, "keys": {}}).encode()
 
 
+@dataclass(frozen=True)
+class CatalogRead:
+    """The catalog's keys as of one read or write, and the nonce of that content."""
+
+    keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    nonce: str = ""
+    loaded: bool = False
+
+
 class Catalog:
     """The key -> file id map of one store folder, with its nonce as last read."""
 
     def __init__(self, files: DriveFiles, catalog_id: str, url: str) -> None:
         self.files, self.catalog_id, self.url = files, catalog_id, url
-        self.keys: dict[str, str] = {}
-        self.nonce = ""
-        self.loaded = False
+        self.last = CatalogRead()  # replaced whole, never changed in place (module docstring)
+
+    @property
+    def keys(self) -> Mapping[str, str]:
+        return self.last.keys
+
+    @property
+    def nonce(self) -> str:
+        return self.last.nonce
+
+    @property
+    def loaded(self) -> bool:
+        return self.last.loaded
+
+    def _keep(self, keys: dict[str, str], nonce: str) -> None:
+        self.last = CatalogRead(MappingProxyType(keys), nonce, True)
 
     def load(self, key: str = "(catalog)", missing_ok: bool = False) -> bool:
         """Read the catalog: its metadata, and its content when its nonce changed (one or
@@ -64,7 +93,7 @@ class Catalog:
                     return False
                 raise StoreError(f"Google Drive: the catalog of {self.url} is gone (deleted or trashed "
                                  f"by hand?); restore {CATALOG_TITLE} from Drive's trash", key="(catalog)")
-            if self.loaded and nonce_of(meta) == self.nonce:
+            if self.last.loaded and nonce_of(meta) == self.last.nonce:
                 return True  # unchanged since we read it: a miss costs one request, not two
             data = self.files.download(key, self.catalog_id)
             if data is None or hashlib.md5(data).hexdigest() != meta.get("md5Checksum"):
@@ -76,7 +105,7 @@ class Catalog:
                 keys = {str(k): str(v) for k, v in body["keys"].items()}
             except (ValueError, AttributeError) as exc:
                 raise CorruptRecord("(catalog)", self.url, str(exc), meta["etag"]) from None
-            self.keys, self.nonce, self.loaded = keys, nonce_of(meta), True
+            self._keep(keys, nonce_of(meta))
             return True
         raise StoreError(f"Google Drive: the catalog of {self.url} keeps changing while being read; "
                          f"try again", key="(catalog)")
@@ -85,28 +114,29 @@ class Catalog:
         """Compare-and-swap the catalog: ``change`` returns the new mapping, or None when
         there is nothing to do (e.g. an earlier try already landed). It may raise. Only
         another writer's change counts as a conflict (an etag that moved is not one)."""
-        if not self.loaded:
+        if not self.last.loaded:
             self.load(key)
         for _attempt in range(50):
-            new = change(dict(self.keys))
+            read = self.last  # the keys changed and the nonce swapped on: one read
+            new = change(dict(read.keys))
             if new is None:
                 return
             raw = json.dumps({"kind": CATALOG_KIND, "v": 1, "keys": new}, separators=(",", ":")).encode()
             try:
-                _meta, nonce = self.files.swap(key, self.catalog_id, self.nonce, raw, {})
+                _meta, nonce = self.files.swap(key, self.catalog_id, read.nonce, raw, {})
             except Moved:
                 self.load(key)
                 continue
-            self.keys, self.nonce = new, nonce
+            self._keep(new, nonce)
             return
         raise StoreError(f"Google Drive: too many writers changed the catalog of {self.url} at once; "
                          f"try again", key=key)
 
     def file_id(self, key: str, fresh: bool = False) -> Optional[str]:
         """The key's file id (the catalog read again when the key is unknown or ``fresh``)."""
-        if fresh or not self.loaded or key not in self.keys:
+        if fresh or not self.last.loaded or key not in self.last.keys:
             self.load(key)
-        return self.keys.get(key)
+        return self.last.keys.get(key)
 
 
 def create_store_folder(files: DriveFiles, title: str, parent: str) -> str:
