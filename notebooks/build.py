@@ -210,7 +210,9 @@ PATTERN = "*.png|*.jpg|*.jpeg"  # @param {type:"string"}
 # @markdown **CATALOG**: the SQLite database written.
 CATALOG = "catalog.sqlite"  # @param {type:"string"}
 # @markdown **JOB**: the job's name; None restores the active or most recent job.
-JOB = "ingest"  # @param {type:"raw"}'''),
+JOB = "ingest"  # @param {type:"raw"}
+# @markdown **WORKERS**: files read, hashed and described at once, on threads (0: one at a time).
+WORKERS = 4  # @param {type:"integer"}'''),
         new_markdown_cell(f"""Catalogues every file under `SOURCE_DIR` matching `PATTERN` into the SQLite
 database `CATALOG`: path, size, modification time, SHA-256, width and height, PNG
 text chunks (such as Stable Diffusion's `parameters`) and the prompt's keywords.
@@ -221,7 +223,7 @@ cannot be read are recorded in the `errors` table and never stop the run.
 {RUN_ANYWHERE.format(name="ingest")}"""),
         new_code_cell('''from sessionkit.ingest import Ingest
 
-ingest = Ingest(STORE, SOURCE_DIR, PATTERN, CATALOG, job_id=JOB)
+ingest = Ingest(STORE, SOURCE_DIR, PATTERN, CATALOG, job_id=JOB, workers=WORKERS or None)
 files = ingest.scan()
 print(f"{len(files)} files match {PATTERN!r} under {SOURCE_DIR}")'''),
         new_code_cell('''ingest.process(files)
