@@ -259,7 +259,9 @@ def test_a_lightning_checkpoint_from_the_store_runs_no_code_when_loaded(tmp_path
     # what another writer to the store could commit as the latest checkpoint
     torch.save({"state_dict": {}, "loops": {}, "epoch": 0, "global_step": 3, "payload": RunsCode(marker)},
                planted / CHECKPOINT_FILE)
-    TrainingGuard(Job(url, "train")).saved(planted, step=3)
+    writer = Job(url, "train")
+    TrainingGuard(writer).saved(planted, step=3)
+    writer.wait_saved()  # saves upload in the background; the planted checkpoint is committed now
 
     class Tiny(pl.LightningModule):
         def __init__(self):
