@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import sessionkit
-from sessionkit import BlobError, Job, SessionkitWarning
+from sessionkit import Job
+from sessionkit.errors import BlobError, SessionkitWarning
 
 from conftest import TESTS, drive_emulator
 

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from sessionkit import FakeClock, handover
+from sessionkit import handover
+from sessionkit.clock import FakeClock
 from sessionkit.handover import Backup, Primary
 from sessionkit.store.local import LocalStore
 

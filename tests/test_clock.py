@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sessionkit import Clock, FakeClock, ScaledClock, SystemClock
+from sessionkit.clock import Clock, FakeClock, ScaledClock, SystemClock
 
 
 def test_system_clock_is_a_clock_with_aware_utc_time():

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from sessionkit import ScaledClock, Session
+from sessionkit import Session
+from sessionkit.clock import ScaledClock
 from sessionkit.store.memory import MemoryStore
 from sessionkit.widgets.session import Countdown
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import sessionkit
-from sessionkit import FakeClock
+from sessionkit.clock import FakeClock
 from sessionkit.doctor import HOLDS, NOT_HOLDS, Check, doctor
 from sessionkit.store.memory import MemoryStore
 

@@ -103,7 +103,7 @@ def test_a_manifest_write_that_landed_but_failed_never_counts_an_item_twice(tmp_
     try:  # the loop stops if the failure reaches it before its final flush, which retries
         for key in job.track(keys, key=str, display=False):
             ran.append(key)
-    except sessionkit.StoreError as exc:
+    except sessionkit.errors.StoreError as exc:
         assert "injected" in str(exc)
     assert store.failed, "the fault was injected"
     again = Job(LocalStore(tmp_path / "s"), "j")
@@ -159,7 +159,8 @@ def test_a_released_writer_is_told_it_released_and_who_holds_the_lease_now(tmp_p
     """Before: "lease 'primary' lost (its renew deadline passed): this writer (token None) could
     not renew in time ... no newer holder is known", though it had released token 1 and token
     2 had written since."""
-    from sessionkit import FakeClock, Lease, LeaseLost
+    from sessionkit import Lease, LeaseLost
+    from sessionkit.clock import FakeClock
 
     clock = FakeClock()
     store = LocalStore(tmp_path / "s")
@@ -190,7 +191,8 @@ def test_a_released_writer_is_told_it_released_and_who_holds_the_lease_now(tmp_p
 def test_lease_lost_says_superseded_or_deadline_with_the_writers_own_token(tmp_path):
     from types import SimpleNamespace
 
-    from sessionkit import FakeClock, Lease, LeaseLost
+    from sessionkit import Lease, LeaseLost
+    from sessionkit.clock import FakeClock
 
     clock = FakeClock()
     store = LocalStore(tmp_path / "s")
@@ -227,7 +229,8 @@ def test_a_session_whose_wall_clock_is_stepped_while_it_runs_has_its_real_durati
 def test_gc_with_no_retention_spares_what_a_live_handover_with_approval_needs(tmp_path):
     """Before: `sessionkit gc --older-than 0s --sessions-older-than 0s` removed a waiting
     backup's approval request, so `sessionkit approve` found none and it never took over."""
-    from sessionkit import FakeClock, handover
+    from sessionkit import handover
+    from sessionkit.clock import FakeClock
     from sessionkit.cli import main
     from sessionkit.handover import Backup, Primary
 

@@ -6,7 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from sessionkit import FakeClock, Runtime, Session
+from sessionkit import Session
+from sessionkit.clock import FakeClock
+from sessionkit.runtimes import Runtime
 from sessionkit.forecast import Verdict, forecast
 from sessionkit.handover import Primary
 from sessionkit.store.memory import MemoryStore

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 import sessionkit
-from sessionkit import FakeClock, Job, StoreError
+from sessionkit import Job
+from sessionkit.clock import FakeClock
+from sessionkit.errors import StoreError
 
 from support.stores import heartbeat_costs, lease_and_fencing
 
@@ -92,10 +94,10 @@ def test_create_only_race_has_one_winner(emulator):
     b = GDriveStore(folder_id=a.folder_id, backoff=0.01)
     # b creates while a's create is in flight: emulate with two sequential creates and the
     # duplicate check: the first created file wins, the second writer gets Conflict
-    va = a.put("lock", b"a", expect=sessionkit.ABSENT)
+    va = a.put("lock", b"a", expect=sessionkit.store.ABSENT)
     with pytest.raises(sessionkit.Conflict):
-        b.put("lock", b"b", expect=sessionkit.ABSENT)
-    assert a.get("lock") == sessionkit.Record(b"a", va) and a.list() == ["lock"]
+        b.put("lock", b"b", expect=sessionkit.store.ABSENT)
+    assert a.get("lock") == sessionkit.store.Record(b"a", va) and a.list() == ["lock"]
 
 
 @pytest.mark.slow

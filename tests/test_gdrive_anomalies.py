@@ -22,7 +22,10 @@ from pathlib import Path
 import pytest
 
 import sessionkit
-from sessionkit import ABSENT, Conflict, FakeClock, Lease, StoreError
+from sessionkit import Conflict, Lease
+from sessionkit.clock import FakeClock
+from sessionkit.errors import StoreError
+from sessionkit.store import ABSENT
 
 from conftest import DRIVE_ANOMALIES, race_processes
 
@@ -164,7 +167,7 @@ def test_drive_refusing_the_current_etag_for_ever_is_a_store_error_not_a_conflic
         store.put("k", b"2", expect=version)
     assert not isinstance(info.value, Conflict)
     drive.set_anomalies()
-    assert store.get("k") == sessionkit.Record(b"1", version)
+    assert store.get("k") == sessionkit.store.Record(b"1", version)
 
 
 def test_a_delete_with_an_old_version_never_removes_a_newer_write(drive):
@@ -174,7 +177,7 @@ def test_a_delete_with_an_old_version_never_removes_a_newer_write(drive):
     v2 = other(store).put("k", b"2", expect=v1)
     with pytest.raises(Conflict):
         store.delete("k", expect=v1)
-    assert other(store).get("k") == sessionkit.Record(b"2", v2)
+    assert other(store).get("k") == sessionkit.store.Record(b"2", v2)
     assert store.delete("k", expect=v2) and store.get("k") is None and other(store).list() == []
 
 

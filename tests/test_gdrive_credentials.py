@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sessionkit import SignInError
+from sessionkit.errors import SignInError
 
 pytest.importorskip("googleapiclient")
 TESTS = Path(__file__).resolve().parent

@@ -14,7 +14,10 @@ import uuid
 import pytest
 
 import sessionkit
-from sessionkit import ABSENT, Conflict, FakeClock, Job, Lease, LeaseLost, StoreError
+from sessionkit import Conflict, Job, Lease, LeaseLost
+from sessionkit.clock import FakeClock
+from sessionkit.errors import StoreError
+from sessionkit.store import ABSENT
 from sessionkit.store.gdrive import GDriveStore, folder_id_from_link
 
 from conftest import DRIVE_USER, race_processes

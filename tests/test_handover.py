@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from sessionkit import FakeClock, Runtime, handover
+from sessionkit import handover
+from sessionkit.clock import FakeClock
+from sessionkit.runtimes import Runtime
 from sessionkit.handover import Backup, Primary
 from sessionkit.lease import read_lease
 from sessionkit.store.local import LocalStore

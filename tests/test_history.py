@@ -8,7 +8,8 @@ import warnings
 import pandas as pd
 import pytest
 
-from sessionkit import SessionkitWarning, history
+from sessionkit import history
+from sessionkit.errors import SessionkitWarning
 from sessionkit.store.memory import MemoryStore
 
 from support.scenarios import story
@@ -204,7 +205,7 @@ class _ScaledFake:
     through a scaled run instantly: ``advance`` moves the real clock by clock seconds / scale."""
 
     def __init__(self, scale: float) -> None:
-        from sessionkit import FakeClock, ScaledClock
+        from sessionkit.clock import FakeClock, ScaledClock
 
         self.real = FakeClock()
         self.scaled = ScaledClock(scale, base=self.real, epoch=self.real.now())

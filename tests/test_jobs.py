@@ -10,7 +10,9 @@ from datetime import timedelta
 import pytest
 
 import sessionkit
-from sessionkit import FakeClock, LeaseLost, SessionkitWarning, jobs
+from sessionkit import LeaseLost, jobs
+from sessionkit.clock import FakeClock
+from sessionkit.errors import SessionkitWarning
 from sessionkit.handover import Backup, Primary
 from sessionkit.jobs import InvalidTransition
 from sessionkit.jobs.doneset import Ranges
@@ -307,7 +309,7 @@ def test_a_job_whose_blobs_change_keeps_the_generation_just_before(tmp_path):
 
 def test_foreign_manifest_with_no_previous_generation_is_a_clear_error(store):
     store.put("jobs/x/manifest", b"{not json")
-    with pytest.raises(sessionkit.CorruptRecord, match="jobs/x/manifest"):
+    with pytest.raises(sessionkit.errors.CorruptRecord, match="jobs/x/manifest"):
         Job(store, "x")
 
 
@@ -612,7 +614,7 @@ class Crashing(MemoryStore):
 
     def delete(self, key, *, expect=None):
         if self.killed:
-            raise sessionkit.StoreError(f"delete {key!r}: the process is gone", key=key)
+            raise sessionkit.errors.StoreError(f"delete {key!r}: the process is gone", key=key)
         return super().delete(key, expect=expect)
 
 

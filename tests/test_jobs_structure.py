@@ -59,7 +59,8 @@ def test_the_jobs_layer_names_no_view_module():
 
 
 def test_display_true_shows_the_view_registered_from_above(tmp_path):
-    from sessionkit import FakeClock, Job
+    from sessionkit import Job
+    from sessionkit.clock import FakeClock
     from sessionkit.jobs import views
     from sessionkit.jobs.progress import Progress
 

@@ -12,7 +12,8 @@ import uuid
 
 import pytest
 
-from sessionkit import Job, Lease, LeaseLost, SystemClock
+from sessionkit import Job, Lease, LeaseLost
+from sessionkit.clock import SystemClock
 from sessionkit.errors import StoreTimeout
 from sessionkit.jobs import list_jobs
 from sessionkit.store.memory import MemoryStore

@@ -11,7 +11,9 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import sessionkit
-from sessionkit import FakeClock, Job, Lease, LeaseLost, LeaseTimeout, StoreError
+from sessionkit import Job, Lease, LeaseLost
+from sessionkit.clock import FakeClock
+from sessionkit.errors import LeaseTimeout, StoreError
 from sessionkit.jobs import list_jobs
 from sessionkit.store import Store
 from sessionkit.store.memory import MemoryStore

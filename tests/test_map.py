@@ -8,7 +8,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
 
-from sessionkit import Job, LeaseLost, SessionkitWarning, jobs
+from sessionkit import Job, LeaseLost, jobs
+from sessionkit.errors import SessionkitWarning
 from sessionkit.errors import StoreError
 from sessionkit.store.local import LocalStore
 

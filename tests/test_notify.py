@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sessionkit import FakeClock, Job, notify
+from sessionkit import Job, notify
+from sessionkit.clock import FakeClock
 from sessionkit.events import EventLog
 from sessionkit.store.memory import MemoryStore
 

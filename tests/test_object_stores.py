@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 import sessionkit
-from sessionkit import ABSENT, Conflict, FakeClock, Job
+from sessionkit import Conflict, Job
+from sessionkit.clock import FakeClock
+from sessionkit.store import ABSENT
 
 from conftest import TEST_BUCKET, gcs_server, s3_server
 from support.stores import heartbeat_costs, lease_and_fencing
@@ -161,7 +163,7 @@ def test_a_write_whose_answer_was_lost_is_not_a_false_conflict(url):
     store._write = answer_lost_once
     store.backoff = 0.01
     new = store.put("k", b"2", expect=version)
-    assert lost and store.get("k") == sessionkit.Record(b"2", new)
+    assert lost and store.get("k") == sessionkit.store.Record(b"2", new)
     assert store.stats["retries"] == 1
     lost.clear()
     assert store.delete("k", expect=new) is True and store.get("k") is None  # a lost tombstone answer too
@@ -179,7 +181,7 @@ def test_without_the_client_library_the_error_names_the_extra(monkeypatch, schem
         return real(name, *args, **kw)
 
     monkeypatch.setattr(builtins, "__import__", missing)
-    with pytest.raises(sessionkit.StoreError, match=f"sessionkit-runtime{extra}"):
+    with pytest.raises(sessionkit.errors.StoreError, match=f"sessionkit-runtime{extra}"):
         sessionkit.open_store(f"{scheme}://bucket/prefix")
 
 
@@ -221,9 +223,9 @@ def test_a_service_that_ignores_preconditions_is_refused_on_first_open():
     with PreconditionStrippingProxy(upstream) as proxy:
         os.environ["AWS_ENDPOINT_URL"] = proxy.url
         try:
-            with pytest.raises(sessionkit.StoreError) as refused:
+            with pytest.raises(sessionkit.errors.StoreError) as refused:
                 sessionkit.open_store(url)
-            with pytest.raises(sessionkit.StoreError, match="does not enforce"):
+            with pytest.raises(sessionkit.errors.StoreError, match="does not enforce"):
                 Primary(url, "job", runtime="local", clock=FakeClock(), ttl=600)
             stripped = proxy.stripped
         finally:

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from sessionkit import FakeClock, Job, Lease, ScaledClock, SystemClock, jobs
+from sessionkit import Job, Lease, jobs
+from sessionkit.clock import FakeClock, ScaledClock, SystemClock
 from sessionkit.handover import Backup, Primary
 from sessionkit.handover.cleanup import remove_stale
 from sessionkit.sessions import Session, remove_ended

@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from sessionkit import ABSENT, Conflict
+from sessionkit import Conflict
+from sessionkit.store import ABSENT
 
 from conftest import real_drive_store
 from support.stores import lease_and_fencing

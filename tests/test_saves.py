@@ -237,7 +237,7 @@ def test_chunks_shared_by_kept_generations_survive_gc_and_dropped_ones_go(tmp_pa
     index = chunks.read_index(store, "g", newest)
     layer0 = index["chunks"][0][0]
     store.put(f"jobs/g/chunks/{layer0}", b"damaged")
-    with pytest.warns(sessionkit.SessionkitWarning, match="does not match its hash"):
+    with pytest.warns(sessionkit.errors.SessionkitWarning, match="does not match its hash"):
         assert Job(store, "g").load_blob("m")["step"] == 12  # the kept generation before it
 
 
@@ -247,7 +247,7 @@ def test_a_generation_stored_whole_before_chunks_still_loads(tmp_path):
     job.checkpoint()
     entry = blobs.save(store, "old", {"w": np.arange(5.0)}, None, sessionkit.clock.SYSTEM_CLOCK)
     loaded = load(store, "old")
-    m = loaded.manifest.but(generation=loaded.manifest.generation + 1, blobs={"m": (entry,)})
+    m = loaded.manifest.with_changes(generation=loaded.manifest.generation + 1, blobs={"m": (entry,)})
     store.put(manifest_key("old"), m.encode(), expect=loaded.version)
     again = Job(store, "old")
     assert (again.load_blob("m")["w"] == np.arange(5.0)).all()

@@ -9,7 +9,9 @@ import re
 import pytest
 
 import sessionkit
-from sessionkit import FakeClock, Lease, Runtime, Session
+from sessionkit import Lease, Session
+from sessionkit.clock import FakeClock
+from sessionkit.runtimes import Runtime
 from sessionkit.handover import Backup, Primary
 from sessionkit.store.memory import MemoryStore
 from sessionkit.widgets.session import Countdown, HandoverStatus, SessionBanner
@@ -33,7 +35,7 @@ def test_countdown_html_ticks_in_the_browser_from_the_snapshot():
 
 
 def test_countdown_uses_the_clock_speed():
-    from sessionkit import ScaledClock
+    from sessionkit.clock import ScaledClock
 
     s = Session(MemoryStore(), "primary", runtime="colab-free", clock=ScaledClock(720), start=False)
     assert "rate = 720.0" in Countdown(s, notebook=True).html()
@@ -192,7 +194,8 @@ def test_a_primary_that_lost_its_lease_says_to_whom():
 
 def test_views_re_attach_from_the_store(capsys):
     """A new cell (or the backup's runtime) shows the live countdown, banner and progress."""
-    from sessionkit import FakeClock, widgets
+    from sessionkit import widgets
+    from sessionkit.clock import FakeClock
     from sessionkit.handover import Primary
     from sessionkit.runtimes import Runtime
     from sessionkit.store.memory import MemoryStore
@@ -291,7 +294,7 @@ def test_the_old_show_with_a_store_still_works_and_says_it_is_deprecated(capsys)
 def test_rates_and_eta_are_in_real_time_on_a_scaled_clock_and_say_the_scale():
     """Issue 12 (6): on a 720x clock a job doing 2 items a second showed '0.00273 it/s' and
     an ETA of hours for a one-minute run."""
-    from sessionkit import ScaledClock
+    from sessionkit.clock import ScaledClock
     from sessionkit.jobs import Job
     from sessionkit.widgets.text import describe
 
@@ -418,7 +421,7 @@ def test_the_progress_line_and_its_forecast_are_all_in_real_time_on_a_scaled_clo
     """Issue 26 (7): "ETA 00:47 · needs a handover: needs 9.4 h, runtime has 9.3 h" put a
     real-time ETA beside scaled hours. On a x720 clock a job doing 2 items a real second with
     120 left needs a real minute; its runtime's 9.3 clock hours are 46.5 real seconds."""
-    from sessionkit import ScaledClock
+    from sessionkit.clock import ScaledClock
     from sessionkit.jobs import Job
     from sessionkit.widgets.text import describe_lines
 

@@ -8,7 +8,9 @@ from datetime import timedelta
 import pytest
 
 import sessionkit
-from sessionkit import FakeClock, Runtime, ScaledClock, Session
+from sessionkit import Session
+from sessionkit.clock import FakeClock, ScaledClock
+from sessionkit.runtimes import Runtime
 from sessionkit import runtimes, sessions
 from sessionkit.store.memory import MemoryStore
 
@@ -38,7 +40,7 @@ def test_detect_plain_python_uses_the_process_start(monkeypatch):
     monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
     env = runtimes.detect()
     assert env.kind == "python" and env.preset == "local" and env.started_from == "process"
-    assert timedelta(0) <= sessionkit.SystemClock().now() - env.started < timedelta(hours=1)
+    assert timedelta(0) <= sessionkit.clock.SystemClock().now() - env.started < timedelta(hours=1)
 
 
 def test_detect_kaggle_before_the_colab_hint(monkeypatch):

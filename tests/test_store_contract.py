@@ -7,7 +7,9 @@ import threading
 import pytest
 
 import sessionkit
-from sessionkit import ABSENT, Conflict, InvalidKey, Record, StoreError
+from sessionkit import Conflict
+from sessionkit.errors import InvalidKey, StoreError
+from sessionkit.store import ABSENT, Record
 
 BAD_KEYS = [
     "", "/abs", "a//b", "a/", "../x", "a/../b", "a/./b", ".", "..", "a\\b", "nul\x00", "tab\there",

@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from sessionkit import FakeClock, Job
+from sessionkit import Job
+from sessionkit.clock import FakeClock
 from sessionkit.errors import StoreError, StoreFull, StoreMissing, StoreReadOnly
 from sessionkit.store.local import LocalStore
 

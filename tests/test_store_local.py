@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import sessionkit
-from sessionkit import Conflict, CorruptRecord, InvalidKey, SessionkitWarning
+from sessionkit import Conflict
+from sessionkit.errors import CorruptRecord, InvalidKey, SessionkitWarning
 from sessionkit.store import local
 from sessionkit.store.local import LocalStore
 
@@ -43,7 +44,7 @@ def test_open_creates_the_folder(tmp_path):
 def test_open_refuses_a_file(tmp_path):
     f = tmp_path / "f"
     f.write_text("x")
-    with pytest.raises(sessionkit.StoreError, match=str(f)):
+    with pytest.raises(sessionkit.errors.StoreError, match=str(f)):
         LocalStore(f)
 
 
@@ -111,7 +112,7 @@ def test_damaged_record_can_be_replaced_by_a_plain_put_but_not_by_cas(store):
     with pytest.raises(Conflict):
         store.put("k", b"new", expect=v)
     with pytest.raises(Conflict):
-        store.put("k", b"new", expect=sessionkit.ABSENT)
+        store.put("k", b"new", expect=sessionkit.store.ABSENT)
     with pytest.raises(CorruptRecord) as info:
         store.get("k")
     store.put("k", b"cas", expect=info.value.version)  # the damaged record's version works
@@ -128,7 +129,7 @@ def test_versions_carry_an_increasing_sequence(store):
 
 def test_a_file_where_a_folder_should_be_is_a_clear_error(store):
     (store.root / "blocked").write_text("not a folder")
-    with pytest.raises(sessionkit.StoreError, match="blocked"):
+    with pytest.raises(sessionkit.errors.StoreError, match="blocked"):
         store.put("blocked/k", b"x")
 
 
@@ -153,7 +154,7 @@ def test_no_lock_file_is_left_per_key_written_or_deleted(store):
     """Issue 18 (8): a lock file stayed beside every key ever written (64,886 files for 5,420
     records after an hour), including keys long deleted."""
     for i in range(50):
-        store.put(f"segments/{i}", b"x", expect=sessionkit.ABSENT)
+        store.put(f"segments/{i}", b"x", expect=sessionkit.store.ABSENT)
         v = store.put("manifest", str(i).encode())
         store.put("manifest", b"cas", expect=v)
         if i % 2:
@@ -166,7 +167,7 @@ def test_a_job_with_many_checkpoints_leaves_only_its_live_records(tmp_path):
     from sessionkit import Job
 
     store = sessionkit.open_store(str(tmp_path / "s"))
-    job = Job(store, "j", checkpoint_items=50, clock=sessionkit.FakeClock())  # writes inline
+    job = Job(store, "j", checkpoint_items=50, clock=sessionkit.clock.FakeClock())  # writes inline
     names = [f"file-{i}" for i in range(6000)]  # more keys than a manifest holds: segments too
     assert list(job.track(names, key=str, display=False)) == names
     assert files_besides_records(store.root) == []
@@ -235,5 +236,5 @@ def test_concurrent_readers_never_see_partial_data(tmp_path):
 
 
 def test_flush_mounted_drive_outside_colab_says_so():
-    with pytest.raises(sessionkit.StoreError, match="Colab only"):
-        sessionkit.flush_mounted_drive()
+    with pytest.raises(sessionkit.errors.StoreError, match="Colab only"):
+        sessionkit.store.local.flush_mounted_drive()

@@ -52,7 +52,8 @@ def test_config_custom_runtime_and_webhook(tmp_path):
 def test_config_drives_primary_and_backup_and_its_webhook_is_started_once(tmp_path):
     """Issue 17: Config was read by nothing (a Backup could not take the phase thresholds),
     and calling webhook() twice subscribed twice, so every notification went out twice."""
-    from sessionkit import FakeClock, events
+    from sessionkit import events
+    from sessionkit.clock import FakeClock
     from sessionkit.handover import Backup
 
     ini = tmp_path / "s.ini"

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from sessionkit import FakeClock, Job, Runtime, Session
+from sessionkit import Job, Session
+from sessionkit.clock import FakeClock
+from sessionkit.runtimes import Runtime
 from sessionkit.integrations.guard import TrainingGuard
 from sessionkit.store.memory import MemoryStore
 

@@ -194,7 +194,7 @@ class Saves:
         """Queue ``write(snap)`` behind the uploads queued now (its blobs taken when it is
         written); False when none is queued: write it now."""
         def run() -> None:
-            write(replace(snap, manifest=snap.manifest.but(blobs=self.view(snap.manifest.blobs))))
+            write(replace(snap, manifest=snap.manifest.with_changes(blobs=self.view(snap.manifest.blobs))))
         return self.uploader.commit(Commit(run))
 
     def wait(self, timeout: Optional[float] = None, *, raise_failure: bool = True) -> bool:

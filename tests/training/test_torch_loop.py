@@ -80,6 +80,6 @@ def test_load_state_restores_every_rng_and_names_what_is_missing(tmp_path):
     again = sessionkit.Job(tmp_path / "s", "r")
     assert again.load_state(model=torch.nn.Linear(2, 2)) == {"step": 5}
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
-    with pytest.raises(sessionkit.BlobError, match="has no optimizer"):
+    with pytest.raises(sessionkit.errors.BlobError, match="has no optimizer"):
         again.load_state(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
     assert sessionkit.Job(tmp_path / "s", "fresh").load_state(model=model) is None
