@@ -71,7 +71,8 @@ def worker(url: str) -> None:
             peak[0] = max(peak[0], _rss_kb())
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    stalls, uploads = [], []
+    stalls: list[float] = []
+    uploads: list[float] = [0.0] * SAVES  # each save's, by its number (they end in any order)
     for step in range(1, SAVES * SAVE_EVERY + 1):
         time.sleep(STEP_SECONDS)  # the step's work (a GPU step)
         if step % SAVE_EVERY == 0:
@@ -82,8 +83,12 @@ def worker(url: str) -> None:
             handle = job.save_blob("model", state)
             job.checkpoint(done=step)
             stalls.append(time.perf_counter() - t0)
-            threading.Thread(target=lambda h=handle, t=t0: (h.wait(), uploads.append(time.perf_counter() - t)),
-                             daemon=True).start()
+            n = len(stalls) - 1
+
+            def until_whole(h=handle, t=t0, n=n) -> None:
+                h.wait()
+                uploads[n] = time.perf_counter() - t
+            threading.Thread(target=until_whole, daemon=True).start()
     job.wait_saved()
     sampling.set()
     sampler.join()
@@ -143,7 +148,7 @@ def run() -> Section:
     throughput = r["size"] / r["first_upload"]
     rows = section.table("measured", "time")
     rows.append([f"in-memory snapshot of {size_mb:.0f} MB (copy of every array)", f"{r['snapshot']:.3f} s"])
-    for n, (stall, upload) in enumerate(zip(r["stalls"], sorted(r["uploads"])), 1):
+    for n, (stall, upload) in enumerate(zip(r["stalls"], r["uploads"]), 1):
         rows.append([f"save {n}: the loop held (save_blob + checkpoint(done=step)); upload until whole",
                      f"{stall:.3f} s; {upload:.1f} s"])
     rows.append(["old synchronous path (pickled, uploaded whole on the loop's thread)", f"{r['old']:.1f} s"])

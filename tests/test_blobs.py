@@ -126,7 +126,7 @@ def test_a_200_mb_blob_goes_to_drive_in_chunks_survives_dropped_connections_in_b
             fh.write(os.urandom(8 * MB))
     emulator.latency = 0.15
     emulator.fail_chunk(1, "drop-midchunk", "drop-midchunk")
-    before = dict(emulator.by_kind)
+    before, faults_before = dict(emulator.by_kind), emulator.faults_served
     proc = subprocess.run([sys.executable, str(TESTS / "support" / "workers.py"), "blob_round_trip", store.url, str(source),
                            str(tmp_path / "back.bin")], capture_output=True, text=True, timeout=900,
                           env=os.environ.copy())
@@ -140,7 +140,8 @@ def test_a_200_mb_blob_goes_to_drive_in_chunks_survives_dropped_connections_in_b
     # 25 requests of up to 8 MB; the resumed one goes on from the half the server kept, which
     # moves that chunk's later boundary (the two dropped tries are refused before counting)
     assert 25 <= counts["upload-chunk"] <= 27
-    assert report["stats"]["errors"]  # the client saw the dropped connections
+    # both drops were served (httplib2's own resend carries one without the client counting it)
+    assert emulator.faults_served - faults_before == 2
     assert (tmp_path / "back.bin").stat().st_size == 200 * MB
     with open(source, "rb") as a, open(tmp_path / "back.bin", "rb") as b:
         while chunk := a.read(8 * MB):

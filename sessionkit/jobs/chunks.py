@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from ..store import Store
+from ..store.new_records import NewRecords
 from .blobs import dump, into_folder, load
 
 LAYOUT = 1
@@ -235,9 +236,10 @@ class Sender:
     time (a round trip per request would otherwise keep a remote link half idle), in order:
     ``add`` returns the chunk's place in ``results``, filled in as the sends end."""
 
-    def __init__(self, store: Store, job_id: str, known: set[str], touched: Callable[[str], None],
+    def __init__(self, records: NewRecords, job_id: str, known: set[str], touched: Callable[[str], None],
                  scratch: str) -> None:
-        self.store, self.job_id, self.known = store, job_id, known
+        self.records, self.job_id, self.known = records, job_id, known
+        self.sent_keys: list[str] = []  # what this sender put in ``records``, for ``forget``
         self.touched = touched  # told every chunk a save names (sent or found), before it is named
         self.scratch = scratch
         self.sent_bytes = 0
@@ -258,6 +260,13 @@ class Sender:
         starts as it is added, so this comes first (after it was 5 at once, 16 MB each)."""
         while len(self._pending) >= PARALLEL:
             self._settle_oldest()
+
+    def forget(self) -> None:
+        """Take what this sender put out of ``known``: its batch was not published, so the
+        next save sends it again."""
+        with self._lock:
+            self.known.difference_update(self.sent_keys)
+            self.sent_keys.clear()
 
     def drain(self) -> list[list[Any]]:
         failure: Optional[BaseException] = None
@@ -331,17 +340,18 @@ class Sender:
                 os.close(fd)
                 try:
                     as_file(path)
-                    self.store.put_file(key, path)
+                    self.records.put_file(key, path)
                 finally:
                     os.unlink(path)
             else:
-                self.store.put(key, as_bytes())
+                self.records.put(key, as_bytes())
         except BaseException:
             with self._lock:
                 self.known.discard(key)
             raise
         with self._lock:
             self.sent_bytes += size
+            self.sent_keys.append(key)
         return digest, size
 
 
@@ -414,51 +424,67 @@ def _object_chunks(sender: Sender, staged: Staged) -> tuple[list[dict[str, Any]]
 
 def send(store: Store, job_id: str, staged: Staged, known: set[str], touched: Callable[[str], None],
          at: str) -> tuple[dict[str, Any], int]:
-    """Store ``staged`` as chunks and its index; the manifest entry naming them, and the
-    bytes actually sent (chunks the store held already are not)."""
+    """Store ``staged`` as chunks and its index, all in one batch of new records published
+    together (``store.new_records()``: on Drive two catalog changes, not one per chunk); the
+    manifest entry naming them, and the bytes actually sent (chunks the store held are not)."""
     # mkdtemp, not TemporaryDirectory: its finalizer removes the folder at interpreter exit,
     # while the exit hook lets the last saves go up
     scratch = tempfile.mkdtemp(prefix="sessionkit-chunk-")
+    records = store.new_records()
+    sender = Sender(records, job_id, known, touched, scratch)
     try:
-        sender = Sender(store, job_id, known, touched, scratch)
-        index: dict[str, Any] = {"layout": LAYOUT, "kind": staged.kind, "format": staged.fmt}
         try:
-            if staged.kind == "object":
-                described, places = _object_chunks(sender, staged)
-                skeleton = None
-                if not (isinstance(staged.skeleton, dict) and set(staged.skeleton) == {MARK}):
-                    path = os.path.join(scratch, "skeleton")
-                    dump(staged.skeleton, staged.fmt, path)
-                    with open(path, "rb") as fh:
-                        skeleton = sender.add(fh.read())
-                sender.drain()
-                index.update(arrays=described, chunks=[sender.results[p] for p in places],
-                             skeleton=None if skeleton is None else sender.results[skeleton])
-            elif staged.kind == "file":
-                places = _file_chunks(sender, str(staged.path))
-                sender.drain()
-                index.update(size=staged.nbytes, chunks=[sender.results[p] for p in places])
-            else:
-                root = Path(str(staged.path))
-                files = {p.relative_to(root).as_posix(): (p.stat().st_size, _file_chunks(sender, str(p)))
-                         for p in sorted(q for q in root.rglob("*") if q.is_file())}
-                sender.drain()
-                index["files"] = {rel: {"size": size, "chunks": [sender.results[p] for p in places]}
-                                  for rel, (size, places) in files.items()}
-        finally:
+            index = _send_chunks(sender, staged, scratch)
+            raw = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
+            place = sender.add(raw)  # the index last: it names the rest
             sender.drain()
-        sent = sender.sent_bytes
-        raw = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
-        sender = Sender(store, job_id, known, touched, scratch)  # the index last: it names the rest
-        sender.add(raw)
-        digest = sender.drain()[0][0]
-        sent += sender.sent_bytes
+            digest = sender.results[place][0]  # type: ignore[index]
+        except BaseException:
+            sender.forget()
+            records.abandon()  # nothing was published: what went up is removed
+            raise
+        try:
+            records.publish()
+        except BaseException:
+            sender.forget()  # it may have landed: the store's sweep or the job's settles it
+            raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     names = {digest} | set(_index_chunks(index))
     entry = {"hash": digest, "format": staged.fmt, "size": staged.nbytes, "layout": LAYOUT,
              "chunks": sorted(names), "at": at}
-    return entry, sent
+    return entry, sender.sent_bytes
+
+
+def _send_chunks(sender: Sender, staged: Staged, scratch: str) -> dict[str, Any]:
+    """Send the chunks of ``staged``; the index naming them (every send ended, even on a failure)."""
+    index: dict[str, Any] = {"layout": LAYOUT, "kind": staged.kind, "format": staged.fmt}
+    try:
+        if staged.kind == "object":
+            described, places = _object_chunks(sender, staged)
+            skeleton = None
+            if not (isinstance(staged.skeleton, dict) and set(staged.skeleton) == {MARK}):
+                path = os.path.join(scratch, "skeleton")
+                dump(staged.skeleton, staged.fmt, path)
+                with open(path, "rb") as fh:
+                    skeleton = sender.add(fh.read())
+            sender.drain()
+            index.update(arrays=described, chunks=[sender.results[p] for p in places],
+                         skeleton=None if skeleton is None else sender.results[skeleton])
+        elif staged.kind == "file":
+            places = _file_chunks(sender, str(staged.path))
+            sender.drain()
+            index.update(size=staged.nbytes, chunks=[sender.results[p] for p in places])
+        else:
+            root = Path(str(staged.path))
+            files = {p.relative_to(root).as_posix(): (p.stat().st_size, _file_chunks(sender, str(p)))
+                     for p in sorted(q for q in root.rglob("*") if q.is_file())}
+            sender.drain()
+            index["files"] = {rel: {"size": size, "chunks": [sender.results[p] for p in places]}
+                              for rel, (size, places) in files.items()}
+    finally:
+        sender.drain()
+    return index
 
 
 def _index_chunks(index: dict[str, Any]) -> Iterator[str]:

@@ -38,6 +38,7 @@ from typing import Optional, Union
 
 from ..errors import Conflict, InvalidKey
 from .checks import Check
+from .new_records import DirectRecords, NewRecords
 
 log = logging.getLogger("sessionkit.store")
 
@@ -212,6 +213,12 @@ class Store(abc.ABC):
         with replace_file(path) as fh:
             fh.write(record.data)
         return record.version
+
+    def new_records(self) -> "NewRecords":
+        """A batch of new records under keys whose content never changes (a save's chunks,
+        keyed by their hash): ``new_records.py`` says what it promises. Default: each written
+        at once with ``put``/``put_file``."""
+        return DirectRecords(self)
 
     def check_service(self) -> None:
         """Check that the service behind this store enforces what the backend relies on,

@@ -19,6 +19,10 @@ requests and retries them, ``gdrive_files`` writes files by id with nonces, and
 - **A create** takes a pre-generated id, inserts the file with it, then adds it to the
   catalog by compare-and-swap. The first catalog entry wins; a loser deletes its own
   orphan. An insert that failed or lost its answer is settled by reading its id.
+- **A save's chunks go up as one batch** (``new_records()``, ``gdrive_batch``): their ids
+  are reserved in the catalog by one change, the files inserted under them, and one more
+  change catalogues them all; files a killed save left are removed by a later save once
+  their reservation is ``pending_max_age`` seconds old (default an hour), or by ``sweep``.
 - **A delete** first makes the file a tombstone (by compare-and-swap: stale writers then
   fail), then takes it out of the catalog, and only then deletes it where this account
   may: a file is removed only once no catalog names it, so a DELETE needs no ``If-Match``.
@@ -53,6 +57,7 @@ from ..errors import Conflict, DriveMoved as Moved, DriveRefused as Refused, Sto
 from .base import ABSENT, CHUNK_BYTES, Expect, Record, Store, check_data, check_expect, check_key, check_prefix, \
     replace_file
 from .gdrive_auth import sign_in
+from .gdrive_batch import DriveNewRecords, sweep_pending
 from .gdrive_catalog import Catalog, open_catalog, resolve_path
 from .gdrive_files import NONCE, TOMBSTONE_PROPERTY, DriveFiles, alive, nonce_of, version_of
 from .gdrive_transport import Content, LocalFile, Transport, service_account_hint
@@ -64,6 +69,9 @@ log = logging.getLogger("sessionkit.gdrive")
 #: again, for up to ``timeout`` seconds, pausing a little longer each time so that a
 #: reader racing busy writers of one key gets a quiet moment
 RACED_READ = Backoff(0.01, 0.5)
+#: seconds after which a save's reserved, uncatalogued files count as a killed save's: an
+#: hour, far beyond the time between two reservation changes of a live save (20 chunks)
+PENDING_MAX_AGE = 3600.0
 _LINK = re.compile(r"^https://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|open\?id=)([A-Za-z0-9_-]{10,})")
 
 
@@ -93,14 +101,21 @@ class GDriveStore(Store):
     def __init__(self, folder: Optional[str] = None, *, folder_id: Optional[str] = None,
                  create: Optional[bool] = None, credentials: Any = None, service_account: Optional[str] = None,
                  credentials_file: Optional[str] = None, endpoint: Optional[str] = None, http: Any = None,
-                 retries: int = 5, backoff: float = 0.5, max_backoff: float = 8.0, timeout: float = 20.0) -> None:
+                 retries: int = 5, backoff: float = 0.5, max_backoff: float = 8.0, timeout: float = 20.0,
+                 pending_max_age: float = PENDING_MAX_AGE) -> None:
         if (folder is None) == (folder_id is None):
             raise ValueError("give a folder path under My Drive or a folder_id (gdrive://<path>, "
                              "gdrive://id/<folderId> or a Drive folder link)")
         if retries < 1 or timeout <= 0 or backoff < 0:
             raise ValueError(f"retries must be >= 1, timeout > 0 s and backoff >= 0 s "
                              f"(got {retries}, {timeout}, {backoff})")
+        if isinstance(pending_max_age, bool) or not isinstance(pending_max_age, (int, float)) \
+                or not pending_max_age >= 0:
+            raise ValueError(f"pending_max_age is seconds >= 0 (how old a killed save's uncatalogued files are "
+                             f"before a later save removes them; default {PENDING_MAX_AGE:g}); got {pending_max_age!r}")
         self.retries, self.backoff, self.max_backoff, self.timeout = retries, backoff, max_backoff, timeout
+        #: seconds after which a batch's reserved ids count as a killed save's (``gdrive_batch``)
+        self.pending_max_age = float(pending_max_age)
         self.endpoint = endpoint or os.environ.get("SESSIONKIT_GDRIVE_ENDPOINT") or None
         self.folder_id = folder_id or ""
         auth = sign_in(credentials=credentials, service_account=service_account, credentials_file=credentials_file)
@@ -306,6 +321,21 @@ class GDriveStore(Store):
         from .gdrive_probe import probe_unproven
 
         return [Check(name, verdict, detail, needed=False) for name, verdict, detail in probe_unproven(self)]
+
+    def new_records(self) -> DriveNewRecords:
+        """A batch of new files catalogued together (``gdrive_batch``): two catalog changes
+        for a save's chunks instead of one per chunk."""
+        return DriveNewRecords(self)
+
+    def sweep(self, max_age: Optional[float] = None) -> int:
+        """Remove the files killed saves left uncatalogued, once their reservation is older
+        than ``max_age`` seconds (default ``pending_max_age``); how many. ``sessionkit gc``
+        runs it; a save does it too, on the way."""
+        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, (int, float))
+                                    or not max_age >= 0):
+            raise ValueError(f"max_age is seconds >= 0; got {max_age!r}")
+        self.catalog.load("(sweep)")
+        return sweep_pending(self, self.pending_max_age if max_age is None else float(max_age))
 
     def list(self, prefix: str = "") -> list[str]:
         check_prefix(prefix)

@@ -19,6 +19,13 @@ content (``DriveFiles.swap``: a media update with ``If-Match``, confirmed).
   four chunks together), and a change must swap on the nonce of the very keys it
   changed. Read as two attributes, a thread could pair the keys it read before another
   thread's change with the nonce after it, and its swap then dropped that change's key.
+- **Ids reserved for files not catalogued yet** (``pending``: file id -> when reserved, in
+  seconds since the epoch) let a batch of new files go up with one catalog change before
+  and one after, instead of one per file (``gdrive_batch``). A reservation older than its
+  store's ``pending_max_age`` belongs to a batch that was killed: the next batch (or
+  ``sweep``) drops it and deletes its file. A catalog written by a version before these
+  reservations had none, and that version keeps the keys and drops the reservations when it
+  changes the catalog: their files then stay until removed by hand.
 """
 
 from __future__ import annotations
@@ -58,6 +65,11 @@ class CatalogRead:
     keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     nonce: str = ""
     loaded: bool = False
+    pending: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+
+#: a catalog change: the keys and the reservations as read, to the new ones, or None (nothing to do)
+ChangeWithPending = Callable[[dict[str, str], dict[str, float]], Optional[tuple[dict[str, str], dict[str, float]]]]
 
 
 class Catalog:
@@ -79,8 +91,12 @@ class Catalog:
     def loaded(self) -> bool:
         return self.last.loaded
 
-    def _keep(self, keys: dict[str, str], nonce: str) -> None:
-        self.last = CatalogRead(MappingProxyType(keys), nonce, True)
+    @property
+    def pending(self) -> Mapping[str, float]:
+        return self.last.pending
+
+    def _keep(self, keys: dict[str, str], nonce: str, pending: dict[str, float]) -> None:
+        self.last = CatalogRead(MappingProxyType(keys), nonce, True, MappingProxyType(pending))
 
     def load(self, key: str = "(catalog)", missing_ok: bool = False) -> bool:
         """Read the catalog: its metadata, and its content when its nonce changed (one or
@@ -103,9 +119,10 @@ class Catalog:
                 if body.get("kind") != CATALOG_KIND or not isinstance(body.get("keys"), dict):
                     raise ValueError("not a sessionkit catalog")
                 keys = {str(k): str(v) for k, v in body["keys"].items()}
-            except (ValueError, AttributeError) as exc:
+                pending = {str(k): float(v) for k, v in (body.get("pending") or {}).items()}
+            except (ValueError, AttributeError, TypeError) as exc:
                 raise CorruptRecord("(catalog)", self.url, str(exc), meta["etag"]) from None
-            self._keep(keys, nonce_of(meta))
+            self._keep(keys, nonce_of(meta), pending)
             return True
         raise StoreError(f"Google Drive: the catalog of {self.url} keeps changing while being read; "
                          f"try again", key="(catalog)")
@@ -114,20 +131,32 @@ class Catalog:
         """Compare-and-swap the catalog: ``change`` returns the new mapping, or None when
         there is nothing to do (e.g. an earlier try already landed). It may raise. Only
         another writer's change counts as a conflict (an etag that moved is not one)."""
+        def keys_only(keys: dict[str, str], pending: dict[str, float]) -> Optional[tuple[dict[str, str],
+                                                                                       dict[str, float]]]:
+            new = change(keys)
+            return None if new is None else (new, pending)
+        self.change_with_pending(key, keys_only)
+
+    def change_with_pending(self, key: str, change: ChangeWithPending) -> None:
+        """``change`` for the keys and the reserved ids together (module docstring)."""
         if not self.last.loaded:
             self.load(key)
         for _attempt in range(50):
             read = self.last  # the keys changed and the nonce swapped on: one read
-            new = change(dict(read.keys))
+            new = change(dict(read.keys), dict(read.pending))
             if new is None:
                 return
-            raw = json.dumps({"kind": CATALOG_KIND, "v": 1, "keys": new}, separators=(",", ":")).encode()
+            keys, pending = new
+            body: dict[str, Any] = {"kind": CATALOG_KIND, "v": 1, "keys": keys}
+            if pending:
+                body["pending"] = pending
+            raw = json.dumps(body, separators=(",", ":")).encode()
             try:
                 _meta, nonce = self.files.swap(key, self.catalog_id, read.nonce, raw, {})
             except Moved:
                 self.load(key)
                 continue
-            self._keep(new, nonce)
+            self._keep(keys, nonce, pending)
             return
         raise StoreError(f"Google Drive: too many writers changed the catalog of {self.url} at once; "
                          f"try again", key=key)
