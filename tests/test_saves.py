@@ -125,7 +125,7 @@ def test_at_most_parallel_chunks_are_sent_at_once(tmp_path, monkeypatch):
     never starts until one of the four ends."""
     monkeypatch.setattr(chunks, "CHUNK", chunks.SMALL)  # 1 MB chunks: a small file makes many
     source = tmp_path / "f.bin"
-    source.write_bytes(os.urandom(8 * chunks.SMALL))
+    source.write_bytes(os.urandom(2 * chunks.PARALLEL * chunks.SMALL))
     store = Counted(LocalStore(tmp_path / "s"))
     handle = Job(store, "j").save_file("f", source)
     try:
@@ -137,6 +137,25 @@ def test_at_most_parallel_chunks_are_sent_at_once(tmp_path, monkeypatch):
         store.open()
     assert handle.wait(60)
     assert store.most == chunks.PARALLEL
+
+
+def test_the_bytes_of_the_chunks_out_at_once_are_bounded(tmp_path, monkeypatch):
+    """Eight sends of 16 MB chunks would hold 128 MB of request buffers: at most
+    IN_FLIGHT_BYTES are out at once, however many sends PARALLEL allows."""
+    monkeypatch.setattr(chunks, "CHUNK", chunks.SMALL)
+    monkeypatch.setattr(chunks, "IN_FLIGHT_BYTES", 3 * chunks.SMALL)  # three 1 MB chunks
+    source = tmp_path / "f.bin"
+    source.write_bytes(os.urandom(8 * chunks.SMALL))
+    store = Counted(LocalStore(tmp_path / "s"))
+    handle = Job(store, "j").save_file("f", source)
+    try:
+        with store.changed:
+            assert store.changed.wait_for(lambda: store.held == 3, 60), store.held
+            assert not store.changed.wait_for(lambda: store.held > 3, 2), store.held
+    finally:
+        store.open()
+    assert handle.wait(60)
+    assert store.most == 3
 
 
 def test_a_save_while_one_is_in_flight_replaces_the_queued_one_and_its_handle_answers_with_it(tmp_path):
