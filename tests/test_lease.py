@@ -239,6 +239,26 @@ def test_the_renew_deadline_counts_from_when_the_renewal_began():
     assert b.try_acquire() == 2
 
 
+def test_a_damaged_record_damaged_again_the_same_way_after_others_wrote_is_a_new_sighting():
+    """Found by the LeaseSafety machine below: a saw the lease record damaged (it could not
+    release it); b took it over a ttl later and holds it; the record is then damaged again
+    with the very same bytes. a took those bytes for the damage it saw a ttl ago and took
+    the lease over while b held it: two holders. A damaged record whose version moved has
+    been written since: it counts as changed, however alike its bytes."""
+    clock, store = FakeClock(), MemoryStore()
+    a, b = lease(store, "a", clock), lease(store, "b", clock)
+    garbage = b"\x00 not a record"
+    assert a.try_acquire() == 1
+    store.put("leases/primary", garbage)
+    a.release()  # it cannot: the record is unreadable; a has seen these bytes now
+    assert b.try_acquire() is None  # b sees the damage too, and waits a ttl for it
+    clock.advance(10.5)
+    assert b.try_acquire() == 2 and b.held
+    store.put("leases/primary", garbage)  # damaged again, the same way
+    assert a.try_acquire() is None and not a.held, "a took over a lease b holds"
+    assert b.held
+
+
 class LeaseSafety(RuleBasedStateMachine):
     """Three runtimes with their own clock origins and wall offsets, a store whose requests
     take adversarial time, and any interleaving of acquire, renew, release, fenced writes

@@ -82,8 +82,14 @@ def list_leases(store: Store, damaged: Optional[list[CorruptRecord]] = None) -> 
 class Observed:
     """The lock record as one observer last saw it; times are that observer's monotonic clock.
 
-    "Changed" means its content changed (holder, token, renewals), never only the store's
-    version string: Drive's etag, for one, moves with no content change."""
+    "Changed" means its content changed (holder, token, renewals), not only the store's
+    version string: Drive's etag, for one, moves with no content change. A readable
+    record's content never repeats (its token and renewals only grow), but damaged bytes
+    can: a record damaged, then rewritten by others, then damaged again the same way is a
+    new sighting, told by its version (a store's versions never repeat for a key). So a
+    damaged record counts as changed when its bytes or its version moved: a damaged record
+    whose version moves by itself is then never taken over, which is safe (the message
+    says to move it away)."""
 
     version: Optional[str] = None  # of the record as last seen: what the next CAS needs
     data: Optional[bytes] = None  # its content as last seen: a change of it is a change
@@ -110,7 +116,8 @@ class Observed:
             changed = self.version is not None or self.record is not None or self.observed_at is None
             base = self._changed(now) if changed else self
             return replace(base, looked_at=now, version=None, data=None, record=None, damaged=None)
-        if found.data != self.data or (self.record is None and self.damaged is None):
+        if found.data != self.data or (self.record is None and self.damaged is None) \
+                or (self.damaged is not None and found.version != self.version):
             try:
                 record, damaged = decode(found.data, found.version), None
             except CorruptRecord as exc:
