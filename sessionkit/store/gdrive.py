@@ -33,7 +33,7 @@ requests and retries them, ``gdrive_files`` writes files by id with nonces, and
   creates a store folder under the caller's own My Drive (by search, so it is for one
   account, not for sharing). Only the path form (or ``create=True``) creates a store: a
   folder opened by id that holds none is refused.
-- **Large files are streamed** (``put_file``/``get_file``): above 1 MB a file goes up in a
+- **Large files are streamed** (``put_file``/``get_file``): above 5 MB a file goes up in a
   resumable upload session, 8 MB a request; downloads are ranged and checked against the
   file's MD5.
 - Rate limits, 5xx, timeouts and dropped connections are retried with backoff, then a
@@ -345,7 +345,7 @@ class GDriveStore(Store):
     # -- large records -------------------------------------------------------------
 
     def put_file(self, key: str, path: "str | os.PathLike[str]") -> str:
-        """Write a local file at ``key``: one request up to 1 MB, else a resumable upload
+        """Write a local file at ``key``: one request up to 5 MB, else a resumable upload
         session (see the module docstring). Like ``put(key, data)``."""
         check_key(key)
         path = os.fspath(path)

@@ -32,7 +32,7 @@ from typing import Any, Optional
 
 from ..backoff import Backoff
 from ..errors import DriveMoved as Moved, DriveRefused as Refused, StoreError
-from .gdrive_transport import Content, Transport, media
+from .gdrive_transport import Content, Transport, with_media
 
 log = logging.getLogger("sessionkit.gdrive")
 FOLDER_MIME = "application/vnd.google-apps.folder"
@@ -125,8 +125,8 @@ class DriveFiles:
         nonce = uuid.uuid4().hex
         body = {"properties": _properties({**properties, NONCE_PROPERTY: nonce})}
         try:
-            meta = self.transport.call("update", key, lambda s: s.files().update(
-                fileId=file_id, body=body, media_body=media(data), fields=FIELDS,
+            meta = self.transport.call("update", key, lambda s: with_media(
+                s.files().update, data, fileId=file_id, body=body, fields=FIELDS,
                 supportsAllDrives=True), if_match=etag)
         except Refused as exc:
             if exc.status not in (404, 412):
@@ -206,8 +206,8 @@ class DriveFiles:
             return found if found is not None and nonce_of(found) == nonce else None
 
         try:
-            meta = self.transport.call("insert", key, lambda s: s.files().insert(
-                body=body, media_body=media(data), fields=FOLDER_FIELDS, supportsAllDrives=True),
+            meta = self.transport.call("insert", key, lambda s: with_media(
+                s.files().insert, data, body=body, fields=FOLDER_FIELDS, supportsAllDrives=True),
                 settle=landed)
         except Refused as exc:
             raise self.transport.refusal("create", key, exc) from None
