@@ -51,8 +51,8 @@ SMALL = 1024 * 1024  # arrays from this size get chunks of their own; smaller on
 PARALLEL = 8  # chunks sent at once at most, and at most IN_FLIGHT_BYTES of them:
 #: each send holds its bytes (and the client its request buffers) until it ends, so 16 MB
 #: chunks go four at a time and the 4 MB chunks of a model's tensors eight. Each chunk
-#: is a file on Drive costing two round trips: with 150 ms of them, 256 MB of 4 MB
-#: tensors went up at 23 MB/s four at a time and 27 MB/s eight at a time (50 MB/s link)
+#: is a file on Drive, a round trip or two: with 150 ms of them, 256 MB of 4 MB tensors
+#: went up at 23 MB/s four at a time and 27 MB/s eight at a time (50 MB/s link)
 IN_FLIGHT_BYTES = 64 * 1024 * 1024
 PIECE = 1024 * 1024  # a file's chunk is read this much at a time
 MARK = "__sessionkit_array__"
