@@ -270,20 +270,45 @@ def with_media(method: Callable[..., Any], data: Optional[Content], *, body: dic
     headers), then its body is replaced by the same two parts with the content in."""
     from googleapiclient.http import MediaInMemoryUpload
 
-    upload = media(data)
-    if upload is None or upload.resumable():
-        return method(body=body, media_body=upload, **kw)
-    payload = upload.getbytes(0, upload.size())
+    if data is None or (isinstance(data, LocalFile) and os.path.getsize(data.path) > SIMPLE_UPLOAD_MAX):
+        return method(body=body, media_body=media(data), **kw)
     request = method(body=body, media_body=MediaInMemoryUpload(b"", mimetype=OCTET, resumable=False), **kw)
-    boundary = "sessionkit-" + uuid.uuid4().hex
-    while boundary.encode() in payload:  # never in practice: 128 random bits
-        boundary = "sessionkit-" + uuid.uuid4().hex
-    head = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
-            f"{json.dumps(body)}\r\n--{boundary}\r\nContent-Type: {OCTET}\r\n"
-            f"Content-Transfer-Encoding: binary\r\n\r\n").encode()
-    request.body = b"".join((head, payload, f"\r\n--{boundary}--".encode()))
+    boundary, request.body = multipart_body(json.dumps(body), data)
     request.body_size = len(request.body)
     request.headers["content-type"] = f'multipart/related; boundary="{boundary}"'
     request.headers.pop("content-length", None)
     return request
+
+
+def multipart_body(metadata: str, data: Content) -> tuple[str, bytearray]:
+    """The boundary and body of a multipart upload of ``metadata`` (JSON) and ``data``: one
+    buffer the content is copied (or a local file read) into once. Each chunk in flight
+    held three copies before (the file read, googleapiclient's ``getbytes`` slice, the
+    join): with eight 4 MB chunks in flight, 64 MB of a save's peak memory."""
+    boundary = "sessionkit-" + uuid.uuid4().hex  # the same length every time
+
+    def head(b: str) -> bytes:
+        return (f"--{b}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n"
+                f"--{b}\r\nContent-Type: {OCTET}\r\nContent-Transfer-Encoding: binary\r\n\r\n").encode()
+    start = len(head(boundary))
+    size = os.path.getsize(data.path) if isinstance(data, LocalFile) else len(data)
+    end = start + size
+    out = bytearray(end + len(f"\r\n--{boundary}--"))
+    if isinstance(data, LocalFile):
+        with open(data.path, "rb") as fh:
+            view = memoryview(out)[start:end]
+            got = 0
+            while got < size:
+                n = fh.readinto(view[got:])
+                if not n:
+                    raise OSError(f"{data.path} became shorter while it was being uploaded")
+                got += n
+            view.release()
+    else:
+        out[start:end] = data
+    while out.find(boundary.encode(), start, end) != -1:  # never in practice: 128 random bits
+        boundary = "sessionkit-" + uuid.uuid4().hex
+    out[:start] = head(boundary)
+    out[end:] = f"\r\n--{boundary}--".encode()
+    return boundary, out
 
