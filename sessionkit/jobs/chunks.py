@@ -27,23 +27,21 @@ A read checks every chunk's SHA-256 and size. Entries written before chunks (no
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
 import os
 import shutil
-import sys
 import tempfile
 import threading
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from ..store import Store
 from ..store.new_records import NewRecords
 from .blobs import dump, into_folder, load
+from .capture import MAPPINGS, MARK, Staged, describe, raw, same_mapping
 
 LAYOUT = 1
 CHUNK = 16 * 1024 * 1024  # bytes of one data chunk: 16 requests carry 256 MB (Drive: ~2 files/s)
@@ -55,7 +53,6 @@ PARALLEL = 8  # chunks sent at once at most, and at most IN_FLIGHT_BYTES of them
 #: went up at 23 MB/s four at a time and 27 MB/s eight at a time (50 MB/s link)
 IN_FLIGHT_BYTES = 64 * 1024 * 1024
 PIECE = 1024 * 1024  # a file's chunk is read this much at a time
-MARK = "__sessionkit_array__"
 
 
 def chunk_key(job_id: str, digest: str) -> str:
@@ -77,160 +74,6 @@ def named_files(entry: dict[str, Any]) -> set[str]:
     if entry.get("format") == "dir":
         return {f"blobs/{f['hash']}" for f in (entry.get("files") or {}).values()}
     return {f"blobs/{entry['hash']}"}
-
-
-# -- what the caller's thread captures -------------------------------------------
-
-
-@dataclass
-class Staged:
-    """One save, captured: host copies of the arrays and the skeleton (``kind="object"``),
-    or a private copy of a file or folder in ``staging`` (``kind="file"``/``"dir"``).
-    ``arrays[i]`` is set to None once sent, so memory is given back as the upload goes."""
-
-    kind: str
-    fmt: str
-    skeleton: Any = None
-    arrays: list[Any] = field(default_factory=list)
-    staging: Optional[str] = None
-    path: Optional[str] = None
-    nbytes: int = 0
-    spare: Optional[Spare] = None
-
-    def release(self, i: int) -> None:
-        """Array ``i`` is sent: its buffer goes to the spares (or back to the system)."""
-        array, self.arrays[i] = self.arrays[i], None
-        if array is not None and self.spare is not None:
-            self.spare.give(array)
-
-    def discard(self) -> None:
-        for i in range(len(self.arrays)):
-            self.release(i)
-        self.arrays = []
-        self.skeleton = None
-        if self.staging is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            self.staging = None
-
-
-class Spare:
-    """Host buffers of sent snapshots of one blob name, kept for the next save of that name
-    (at most ``limit`` bytes): copying into memory already touched costs a memcpy, where
-    fresh memory costs a page fault per 4 KB as well (measured 7x slower for 256 MB)."""
-
-    def __init__(self) -> None:
-        self.limit = 0
-        self._held = 0
-        self._free: dict[tuple[str, str, tuple[int, ...]], list[Any]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, like: Any) -> Any:
-        with self._lock:
-            found = self._free.get(_shape_key(like))
-            if not found:
-                return None
-            buf = found.pop()
-            self._held -= _nbytes(buf)
-            return buf
-
-    def give(self, buf: Any) -> None:
-        with self._lock:
-            size = _nbytes(buf)
-            if self._held + size <= self.limit:
-                self._free.setdefault(_shape_key(buf), []).append(buf)
-                self._held += size
-
-
-def _shape_key(array: Any) -> tuple[str, str, tuple[int, ...]]:
-    return type(array).__module__.split(".")[0], str(array.dtype), tuple(array.shape)
-
-
-def _array_copy(value: Any, spare: Optional[Spare]) -> Any:
-    """A host copy of a numpy array or torch tensor (into a spare buffer when one fits), or
-    None if ``value`` is neither."""
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(value, np.ndarray) and value.dtype != object and not value.dtype.fields:
-        buf = spare.take(value) if spare is not None else None
-        if buf is not None:
-            np.copyto(buf, value)
-            return buf
-        return np.array(value, copy=True, order="C")
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
-        host = value.detach()
-        buf = spare.take(host) if spare is not None and not host.is_sparse else None
-        if buf is not None:
-            buf.copy_(host)
-            return buf
-        if host.device.type != "cpu":
-            return host.to("cpu", copy=True).contiguous()
-        return host.clone(memory_format=torch.contiguous_format)
-    return None
-
-
-def capture_object(obj: Any, fmt: str, spare: Optional[Spare] = None) -> Staged:
-    """Copy every array of ``obj`` to host memory and keep the rest as a skeleton (a deep
-    copy, so the caller may change ``obj`` as soon as this returns). Arrays sent are handed
-    back to ``spare`` for the next capture."""
-    arrays: list[Any] = []
-
-    def walk(value: Any) -> Any:
-        copied = _array_copy(value, spare)
-        if copied is not None:
-            arrays.append(copied)
-            return {MARK: len(arrays) - 1}
-        if type(value) is dict:
-            return {k: walk(v) for k, v in value.items()}
-        if type(value) in (list, tuple):
-            return type(value)(walk(v) for v in value)
-        return value
-
-    skeleton = walk(obj)
-    if not (isinstance(skeleton, dict) and set(skeleton) == {MARK}):
-        skeleton = copy.deepcopy(skeleton)
-    nbytes = sum(_nbytes(a) for a in arrays)
-    if spare is not None:
-        spare.limit = nbytes  # one snapshot's worth is kept between saves, no more
-    return Staged("object", fmt, skeleton=skeleton, arrays=arrays, nbytes=nbytes, spare=spare)
-
-
-def capture_path(path: "str | os.PathLike[str]", kind: str) -> Staged:
-    """Copy a file or folder into a private staging folder: the caller (a framework
-    writing its next checkpoint at the same path) may change it as soon as this returns.
-    A copy, not a hard link: torch.save and most writers rewrite a file in place."""
-    staging = tempfile.mkdtemp(prefix="sessionkit-save-")
-    target = os.path.join(staging, "data")
-    try:
-        if kind == "file":
-            shutil.copyfile(path, target)
-            size = os.path.getsize(target)
-        else:
-            shutil.copytree(path, target)
-            size = sum(p.stat().st_size for p in Path(target).rglob("*") if p.is_file())
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return Staged(kind, "file" if kind == "file" else "dir", staging=staging, path=target, nbytes=size)
-
-
-def _nbytes(array: Any) -> int:
-    return int(array.nbytes) if hasattr(array, "nbytes") else int(array.numel() * array.element_size())
-
-
-def _raw(array: Any) -> memoryview:
-    """The bytes of a host array, without a copy."""
-    if hasattr(array, "dtype") and type(array).__module__.startswith("numpy"):
-        return memoryview(array.reshape(-1).view("uint8"))
-    import torch
-
-    return memoryview(array.reshape(-1).view(torch.uint8).numpy())
-
-
-def _describe(array: Any) -> dict[str, Any]:
-    if type(array).__module__.startswith("numpy"):
-        return {"kind": "numpy", "dtype": array.dtype.str, "shape": list(array.shape), "nbytes": _nbytes(array)}
-    return {"kind": "torch", "dtype": str(array.dtype).replace("torch.", ""), "shape": list(array.shape),
-            "nbytes": _nbytes(array)}
 
 
 # -- the background side: chunks out ---------------------------------------------
@@ -408,18 +251,18 @@ def _object_chunks(sender: Sender, staged: Staged) -> tuple[list[dict[str, Any]]
 
     described = []
     for i, array in enumerate(staged.arrays):
-        described.append(_describe(array))
-        raw = _raw(array)
-        if len(raw) >= SMALL:
+        described.append(describe(array))
+        data = raw(array)
+        if len(data) >= SMALL:
             flush_pack()
-            starts = range(0, len(raw), CHUNK)
+            starts = range(0, len(data), CHUNK)
             for start in starts:
                 last = start == starts[-1]
-                places.append(sender.add(raw[start:start + CHUNK], freer(i) if last else None))
+                places.append(sender.add(data[start:start + CHUNK], freer(i) if last else None))
         else:
-            pack.append(bytes(raw))
-            packed += len(raw)
-            del raw
+            pack.append(bytes(data))
+            packed += len(data)
+            del data
             staged.release(i)
             if packed >= CHUNK:
                 flush_pack()
@@ -441,8 +284,8 @@ def send(store: Store, job_id: str, staged: Staged, known: set[str], touched: Ca
     try:
         try:
             index = _send_chunks(sender, staged, scratch)
-            raw = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
-            place = sender.add(raw)  # the index last: it names the rest
+            encoded = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
+            place = sender.add(encoded)  # the index last: it names the rest
             sender.drain()
             digest = sender.results[place][0]  # type: ignore[index]
         except BaseException:
@@ -559,11 +402,13 @@ def _rebuild(meta: dict[str, Any], raw: memoryview) -> Any:
 
 
 def _fill(value: Any, arrays: list[Any]) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {MARK} and isinstance(value[MARK], int):
+    """The skeleton with its arrays put back: into the containers a capture looked into,
+    exactly (any other object, a namedtuple or a defaultdict, comes back as it was saved)."""
+    if type(value) in MAPPINGS:
+        if type(value) is dict and set(value) == {MARK} and isinstance(value[MARK], int):
             return arrays[value[MARK]]
-        return {k: _fill(v, arrays) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+        return same_mapping(value, ((k, _fill(v, arrays)) for k, v in value.items()))
+    if type(value) in (list, tuple):
         return type(value)(_fill(v, arrays) for v in value)
     return value
 
@@ -597,5 +442,4 @@ def fetch_dir(store: Store, job_id: str, entry: dict[str, Any], folder: "str | o
     return into_folder(folder, index.get("files") or {}, lambda meta, dest: _write_file(store, job_id, meta, dest))
 
 
-__all__ = ["CHUNK", "LAYOUT", "SMALL", "Spare", "Staged", "capture_object", "capture_path", "chunk_key", "chunk_prefix",
-           "fetch_dir", "fetch_file", "is_chunked", "load_object", "named_files", "send"]
+__all__ = ["CHUNK", "LAYOUT", "SMALL", "chunk_key", "chunk_prefix", "fetch_dir", "fetch_file", "is_chunked", "load_object", "named_files", "send"]

@@ -1,9 +1,10 @@
 """A job's saves and loads of large objects, files and folders, in the background.
 
 ``Job.save_state``/``save_blob``/``save_file``/``save_dir`` delegate here. The caller's
-thread only captures the state (``chunks.capture_*``: arrays and tensors copied to host
-memory, a file or folder copied into a staging folder) and returns a ``SaveHandle``;
-hashing and sending the chunks happen on the job's ``Uploader``. A blob becomes current
+thread only captures the state (``capture.py``: arrays and tensors copied to host
+memory or shared with the last capture where unchanged, a file or folder copied into a
+staging folder) and returns a ``SaveHandle``; hashing and sending the chunks happen on
+the job's ``Uploader``. A blob becomes current
 once it is whole in the store and a checkpoint names it:
 
 - in a ``track`` loop, the loop's next checkpoint after the upload landed names it;
@@ -34,7 +35,7 @@ from ..errors import BlobError, CorruptRecord, NotFound, StoreError
 from ..registry import Registry
 from ..scheduler import scheduler_for
 from ..store import Store
-from . import blobs, chunks
+from . import blobs, capture, chunks
 from .checkpoint import Checkpointer, Snapshot
 from .manifest import Manifest, decode, prev_key
 from .uploader import Commit, SaveHandle, Task, Upload, Uploader
@@ -78,7 +79,7 @@ class Saves:
         self._lock = threading.Lock()
         self._landed: dict[str, tuple[dict[str, Any], ...]] = {}  # entries of names saved by this object
         self._touched: set[str] = set()  # chunks the upload in flight names (sent or found)
-        self._spares: dict[str, chunks.Spare] = {}  # host buffers of sent snapshots, by name
+        self._buffers: dict[str, capture.HostBuffers] = {}  # host buffers of each name's snapshots
         self._checkpointer: Optional[Checkpointer] = None
         self._swept = False
         self._pending_failure: Optional[BaseException] = None
@@ -124,22 +125,22 @@ class Saves:
         fmt = blobs.choose_format(obj, fmt)
         handle = self._make_room(name)
         with self._lock:
-            spare = self._spares.setdefault(name, chunks.Spare())
-        return self._queue(handle, chunks.capture_object(obj, fmt, spare))
+            buffers = self._buffers.setdefault(name, capture.HostBuffers())
+        return self._queue(handle, capture.capture_object(obj, fmt, buffers))
 
     def save_file(self, name: str, path: Any) -> SaveHandle:
         check_blob_name(name)
         if not Path(path).is_file():
             raise FileNotFoundError(f"job {self.job_id!r}: cannot save {path} as a blob: it is not a file")
         handle = self._make_room(name)
-        return self._queue(handle, chunks.capture_path(path, "file"))
+        return self._queue(handle, capture.capture_path(path, "file"))
 
     def save_dir(self, name: str, folder: Any) -> SaveHandle:
         check_blob_name(name)
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"job {self.job_id!r}: cannot save {folder} as a folder blob: it is not a folder")
         handle = self._make_room(name)
-        return self._queue(handle, chunks.capture_path(folder, "dir"))
+        return self._queue(handle, capture.capture_path(folder, "dir"))
 
     def _make_room(self, name: str) -> SaveHandle:
         self.raise_failure()  # a failure a final checkpoint waited past is raised here
@@ -152,8 +153,9 @@ class Saves:
 
         return self.save_blob(name, capture(objects, extra), "torch")
 
-    def _queue(self, handle: SaveHandle, staged: chunks.Staged) -> SaveHandle:
+    def _queue(self, handle: SaveHandle, staged: capture.Staged) -> SaveHandle:
         name = handle.name
+        handle.captured_bytes, handle.copied_bytes = staged.nbytes, staged.copied
         at = self.clock.now().isoformat()
 
         def run() -> str:

@@ -4,7 +4,7 @@ A plain object with ``step()`` (do one unit of work: one upload, one deferred
 checkpoint or one sweep), run by a task of the clock's scheduler (sessionkit/scheduler.py)
 while units are queued. Units are done one at a time, oldest first:
 
-- ``Upload``: a save's captured state (``chunks.Staged``) sent as chunks. At most one
+- ``Upload``: a save's captured state (``capture.Staged``) sent as chunks. At most one
   upload in flight and one queued per blob name: a newer save of a name replaces the
   queued one (its handle then answers with the newer one's result), so at most two
   snapshots of a name are in host memory.
@@ -44,6 +44,10 @@ class SaveHandle:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        #: bytes of the state captured, and of them the bytes copied in host memory (the
+        #: rest are arrays unchanged since the last save of this name, shared with it)
+        self.captured_bytes = 0
+        self.copied_bytes = 0
         self._event = threading.Event()
         self._hash: Optional[str] = None
         self._error: Optional[BaseException] = None
