@@ -10,7 +10,9 @@ real service does (sources in docs/gdrive.md):
   after it is inserted or renamed (kopia#90, apache/opendal#7390, rclone#2485);
   ``files.get`` by id is consistent;
 - **latency**: ``latency`` seconds are added to every answer (a real round trip is
-  100-400 ms);
+  100-400 ms), and the first answer on a new connection waits ``handshake_round_trips``
+  (2) more: TCP's handshake and TLS 1.3's (RFC 8446: a full handshake takes one round
+  trip) come before a request can be sent, which 127.0.0.1 does at once;
 - **bandwidth**: with ``bandwidth`` set (bytes per second; None: no limit), every request
   body read and every answer body sent takes its size over that rate on one link shared
   by all requests (a transfer waits for the ones before it), as a runtime's uplink does;
@@ -143,6 +145,8 @@ class DriveEmulator:
         self.drives: dict[str, set[str]] = {}  # shared drive id -> member emails
         self.list_lag = 0.0
         self.latency = 0.0
+        self.handshake_round_trips = 2  # round trips (``latency`` each) a new connection costs
+        self.connections = 0  # connections that sent a request, ever
         self.bandwidth: Optional[float] = None  # bytes per second over one shared link; None: no limit
         self._link_free_at = 0.0  # time.monotonic() when the link has sent what it was given
         self.sessions: dict[str, dict[str, Any]] = {}  # resumable upload sessions by id
@@ -171,6 +175,7 @@ class DriveEmulator:
             # client's delayed ACK add 40 ms to every answer (latency is injected on purpose
             # with ``latency`` instead)
             disable_nagle_algorithm = True
+            answered = False  # one handler per connection: has it answered a request yet?
 
             def log_message(self, *args: Any) -> None:
                 return
@@ -503,8 +508,13 @@ class DriveEmulator:
         self._pace(len(body))
         url = urllib.parse.urlparse(h.path)
         query = dict(urllib.parse.parse_qsl(url.query))
+        first = not h.answered
+        h.answered = True
+        if first:
+            with self.lock:
+                self.connections += 1
         if self.latency:
-            time.sleep(self.latency)
+            time.sleep(self.latency * (1 + (self.handshake_round_trips if first else 0)))
         if url.path == "/token" and method == "POST":
             return self._token(h, body)
         if url.path == "/auth" and method == "GET":

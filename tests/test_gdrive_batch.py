@@ -47,6 +47,22 @@ def state(n: int, mb: int = 1, value: float = 0.0) -> dict:
     return {f"layer{i}": np.full(mb * MB // 4, value + i, dtype=np.float32) for i in range(n)}
 
 
+def test_the_chunks_of_saves_go_up_on_connections_kept_open_not_one_per_chunk(emulator):
+    """A new connection costs two round trips on a real link before its request (TCP's and
+    TLS's handshakes; the emulator adds them): three saves of 24 new chunks each must reuse
+    the sending threads' connections. A thread per chunk opened 72."""
+    store = fresh()
+    job = Job(store, "conn")
+    job.checkpoint()
+    before = emulator.connections
+    for value in (0.0, 100.0, 200.0):
+        job.save_blob("model", state(24, value=value)).wait()
+    job.checkpoint()
+    opened = emulator.connections - before
+    assert opened <= 16 + 4, f"{opened} connections for 3 x 26 files"
+    assert (Job(store, "conn").load_blob("model")["layer3"] == 203.0).all()
+
+
 def test_a_save_of_many_chunks_changes_the_catalog_twice_and_loads_back(emulator):
     store = fresh()
     job = Job(store, "train")

@@ -42,6 +42,7 @@ from ..store import Store
 from ..store.new_records import NewRecords
 from .blobs import dump, into_folder, load
 from .capture import MAPPINGS, MARK, Staged, describe, raw, same_mapping
+from .sending import POOL, Sending
 
 LAYOUT = 1
 CHUNK = 16 * 1024 * 1024  # bytes of one data chunk: 16 requests carry 256 MB (Drive: ~2 files/s)
@@ -93,7 +94,7 @@ class Sender:
         self.sent_bytes = 0
         self.results: list[Optional[list[Any]]] = []
         self._lock = threading.Lock()
-        self._pending: "deque[tuple[_Send, int, Optional[Callable[[], None]], int]]" = deque()
+        self._pending: "deque[tuple[Sending, int, Optional[Callable[[], None]], int]]" = deque()
         self._in_flight = 0  # bytes of the sends under way
 
     def add(self, data: "bytes | memoryview", then: Optional[Callable[[], None]] = None) -> int:
@@ -110,7 +111,7 @@ class Sender:
         place = len(self.results)
         self.results.append(None)
         self._in_flight += size
-        self._pending.append((_Send(fn, *args), place, then, size))
+        self._pending.append((POOL.submit(fn, *args), place, then, size))
         return place
 
     def forget(self) -> None:
@@ -202,30 +203,6 @@ class Sender:
             self.sent_bytes += size
             self.sent_keys.append(key)
         return digest, size
-
-
-class _Send:
-    """One chunk's send on a thread of its own (not a ThreadPoolExecutor: it refuses new
-    work once the interpreter begins to exit, when the last saves must still go up)."""
-
-    def __init__(self, fn: Callable[..., tuple[str, int]], *args: Any) -> None:
-        self._answer: Optional[tuple[str, int]] = None
-        self._error: Optional[BaseException] = None
-
-        def run() -> None:
-            try:
-                self._answer = fn(*args)
-            except BaseException as exc:  # handed to whoever waits for the result
-                self._error = exc
-        self._thread = threading.Thread(target=run, name="sessionkit-chunk", daemon=True)
-        self._thread.start()
-
-    def result(self) -> tuple[str, int]:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._answer is not None
-        return self._answer
 
 
 def _file_chunks(sender: Sender, path: str) -> list[int]:
