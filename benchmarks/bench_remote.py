@@ -33,6 +33,9 @@ def _emulator(folder: Path):
 
     emulator = DriveEmulator(folder).start()
     os.environ["HTTPLIB2_CA_CERTS"] = str(emulator.cert)
+    httplib2 = sys.modules.get("httplib2")
+    if httplib2 is not None:  # it reads HTTPLIB2_CA_CERTS once, at import: an earlier suite's
+        httplib2.CA_CERTS = str(emulator.cert)  # emulator (its folder removed) would be trusted
     os.environ["SESSIONKIT_GDRIVE_ENDPOINT"] = emulator.endpoint
     os.environ["SESSIONKIT_GDRIVE_CREDENTIALS"] = str(emulator.user_credentials_file("bench@example.com"))
     return emulator

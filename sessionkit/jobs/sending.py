@@ -61,7 +61,13 @@ class SendPool:
             if self._queued > self._idle and self._threads < self.max_threads:
                 self._threads += 1
                 self._idle += 1
-                threading.Thread(target=self._serve, name="sessionkit-send", daemon=True).start()
+                try:
+                    threading.Thread(target=self._serve, name="sessionkit-send", daemon=True).start()
+                except BaseException:  # no thread (the system's limit): the counts say so
+                    self._threads -= 1
+                    self._idle -= 1
+                    self._queued -= 1
+                    raise
             self._work.put((sending, fn, args))
         return sending
 
